@@ -1,0 +1,116 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/cargohold/cargohold/builder/unpack"
+	"github.com/cargohold/cargohold/layout"
+	"github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/pkg/blobinfocache/none"
+	"go.podman.io/image/v5/pkg/compression"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage/pkg/archive"
+)
+
+// layerJob is one layer of an image that the store does not have yet.
+type layerJob struct {
+	blob    types.BlobInfo // as the manifest describes it
+	diffID  digest.Digest  // as the config describes it
+	id      string         // chain ID
+	parent  string         // parent's chain ID, "" for a base layer
+	staged  *layout.StagedLayer
+	meta    layout.LayerMeta
+	fetched int64 // compressed bytes read from the source
+}
+
+// fetch streams one layer blob from the source through decompression into the unpacker, writing into a
+// staging directory of the store. Both the blob digest and the diff ID are checked before it returns
+// nil; the layer becomes visible only when the caller commits it.
+func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layout.Store, maxSize int64) (err error) {
+	if j.staged, err = store.StageLayer(); err != nil {
+		return err
+	}
+	blob, _, err := src.GetBlob(ctx, j.blob, none.NoCache)
+	if err != nil {
+		return fmt.Errorf("fetching layer %s: %w", j.blob.Digest, err)
+	}
+	defer blob.Close()
+
+	// Every compressed byte goes through the digester exactly once, whatever the decompressor buffers.
+	verifier := j.blob.Digest.Verifier()
+	counted := &countingReader{r: io.TeeReader(blob, verifier)}
+	algo, decompress, peeked, err := compression.DetectCompressionFormat(counted)
+	if err != nil {
+		return fmt.Errorf("layer %s: detecting its compression: %w", j.blob.Digest, err)
+	}
+	tarStream := peeked
+	if decompress != nil {
+		d, err := decompress(peeked)
+		if err != nil {
+			return fmt.Errorf("layer %s: opening %s stream: %w", j.blob.Digest, algo.Name(), err)
+		}
+		defer d.Close()
+		tarStream = d
+	}
+	result, err := unpack.Layer(tarStream, j.staged.DiffDir(), j.staged.TarSplit(), unpack.Options{MaxSize: maxSize})
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", j.blob.Digest, err)
+	}
+	// A decompressor may stop at the end of its data; the digest covers the whole blob.
+	if _, err := io.Copy(io.Discard, counted); err != nil {
+		return fmt.Errorf("layer %s: reading to its end: %w", j.blob.Digest, err)
+	}
+	j.fetched = counted.n
+	if !verifier.Verified() {
+		return fmt.Errorf("layer %s: the registry sent content with a different digest (corrupt blob or tampering); nothing was published", j.blob.Digest)
+	}
+	if j.blob.Size > 0 && counted.n != j.blob.Size {
+		return fmt.Errorf("layer %s: the manifest says %d bytes, the registry sent %d", j.blob.Digest, j.blob.Size, counted.n)
+	}
+	if result.DiffID != j.diffID {
+		return fmt.Errorf("layer %s: uncompressed content has digest %s, but the image config lists diff_id %s", j.blob.Digest, result.DiffID, j.diffID)
+	}
+	j.meta = layout.LayerMeta{
+		ID:               j.id,
+		Parent:           j.parent,
+		CompressedDigest: j.blob.Digest,
+		CompressedSize:   counted.n,
+		DiffID:           result.DiffID,
+		DiffSize:         result.DiffSize,
+		Compression:      storageCompression(algo, decompress != nil),
+		UIDs:             result.UIDs,
+		GIDs:             result.GIDs,
+	}
+	return nil
+}
+
+// storageCompression maps a detected algorithm to the value containers/storage records in layers.json.
+func storageCompression(algo compression.Algorithm, compressed bool) archive.Compression {
+	if !compressed {
+		return archive.Uncompressed
+	}
+	switch algo.BaseVariantName() {
+	case compression.Gzip.Name():
+		return archive.Gzip
+	case compression.Zstd.Name():
+		return archive.Zstd
+	case compression.Bzip2.Name():
+		return archive.Bzip2
+	case compression.Xz.Name():
+		return archive.Xz
+	}
+	return archive.Uncompressed
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,62 @@
+// Package builder turns image references into images in a store: it resolves them with
+// containers/image, fetches and verifies their layers and hands the unpacked result to layout.
+// It knows registries and tar; it never names a file inside the store.
+package builder
+
+import (
+	"fmt"
+	"strings"
+
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/types"
+)
+
+// Options say how to reach registries and which images are acceptable. The zero value means:
+// the host's platform, TLS verified, default auth file, registries.conf and policy.json.
+type Options struct {
+	Platform       string // "os/arch[/variant]"; empty: the host's
+	TLSVerify      *bool  // nil: the registries.conf default (verify)
+	AuthFile       string // empty: containers' default auth file locations
+	RegistriesConf string // empty: /etc/containers/registries.conf (and drop-ins)
+	PolicyPath     string // empty: /etc/containers/policy.json
+	InsecurePolicy bool   // accept every image without consulting policy.json (skopeo's --insecure-policy)
+	MaxLayerSize   int64  // limit on one layer's uncompressed size; 0: none
+}
+
+// systemContext is the containers/image view of Options.
+func (o Options) systemContext() (*types.SystemContext, error) {
+	sys := &types.SystemContext{
+		AuthFilePath:             o.AuthFile,
+		SystemRegistriesConfPath: o.RegistriesConf,
+		SignaturePolicyPath:      o.PolicyPath,
+		DockerRegistryUserAgent:  "cargohold",
+	}
+	if o.TLSVerify != nil {
+		sys.DockerInsecureSkipTLSVerify = types.NewOptionalBool(!*o.TLSVerify)
+	}
+	if o.Platform != "" {
+		parts := strings.Split(o.Platform, "/")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return nil, fmt.Errorf("platform %q: want os/arch or os/arch/variant, e.g. linux/arm64/v8", o.Platform)
+		}
+		sys.OSChoice, sys.ArchitectureChoice = parts[0], parts[1]
+		if len(parts) == 3 {
+			sys.VariantChoice = parts[2]
+		}
+	}
+	return sys, nil
+}
+
+// policyContext decides which images may be published, exactly as Podman decides which it may pull.
+func (o Options) policyContext(sys *types.SystemContext) (*signature.PolicyContext, error) {
+	var policy *signature.Policy
+	if o.InsecurePolicy {
+		policy = &signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}}
+	} else {
+		var err error
+		if policy, err = signature.DefaultPolicy(sys); err != nil {
+			return nil, fmt.Errorf("reading the image trust policy (policy.json; --insecure-policy skips it): %w", err)
+		}
+	}
+	return signature.NewPolicyContext(policy)
+}

@@ -1,0 +1,277 @@
+package builder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cargohold/cargohold/layout"
+	"github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/docker/reference"
+	"golang.org/x/sync/errgroup"
+)
+
+// Request is one image to publish.
+type Request struct {
+	Ref     string   // what the user typed: "docker://reg/x:1", "reg/x:1", "alpine", "oci:/dir:tag"
+	Names   []string // extra names for the image in the store, besides the reference's own
+	Options *Options // nil: the Publisher's
+}
+
+// Action is what a publish did to the store.
+type Action string
+
+const (
+	Added     Action = "added"     // a new image
+	Updated   Action = "updated"   // the image was there; names were added or moved to it
+	Unchanged Action = "unchanged" // the store already held exactly this
+	Failed    Action = "failed"
+)
+
+// Result reports one Request.
+type Result struct {
+	Ref            string
+	Names          []string
+	ImageID        string
+	ManifestDigest digest.Digest
+	Action         Action
+	LayersFetched  int
+	BytesFetched   int64
+	Duration       time.Duration
+	Err            error
+}
+
+// Publisher publishes images into one store, holding its writer lock.
+type Publisher struct {
+	Store   *layout.Store
+	Options Options
+	Jobs    int // layers fetched and unpacked at once; 0: defaultJobs
+}
+
+// defaultJobs overlaps network waits with unpacking without flooding a registry.
+const defaultJobs = 4
+
+// Publish makes the image named by req available in the store under its names. On any error the store
+// is left as it was for this image: staged layers are discarded, nothing is recorded.
+func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
+	start := time.Now()
+	res = Result{Ref: req.Ref}
+	defer func() {
+		res.Duration = time.Since(start)
+		if res.Err != nil {
+			res.Action = Failed
+			res.Err = fmt.Errorf("%s: %w", req.Ref, res.Err)
+		}
+	}()
+	opts := p.Options
+	if req.Options != nil {
+		opts = *req.Options
+	}
+	sys, err := opts.systemContext()
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	policy, err := opts.policyContext(sys)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer policy.Destroy()
+
+	src, err := resolve(ctx, req.Ref, sys, policy)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer src.Close()
+	if res.Names, err = imageNames(src, req.Names); err != nil {
+		res.Err = err
+		return res
+	}
+	res.ImageID, res.ManifestDigest = src.config.Digest.Encoded(), src.manifestDigest
+
+	// Already there under all its names: nothing to fetch, not even the config.
+	existing, existed := p.Store.Image(res.ImageID)
+	if existed && existing.Digest == src.manifestDigest && containsAll(existing.Names, res.Names) {
+		res.Action = Unchanged
+		return res
+	}
+	res.Err = p.publish(ctx, src, &res, opts)
+	if res.Err == nil && res.Action == "" {
+		res.Action = Added
+		if existed {
+			res.Action = Updated
+		}
+	}
+	return res
+}
+
+func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts Options) error {
+	config, err := src.img.ConfigBlob(ctx)
+	if err != nil {
+		return fmt.Errorf("fetching config %s: %w", src.config.Digest, err)
+	}
+	ociConfig, err := src.img.OCIConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("parsing config %s: %w", src.config.Digest, err)
+	}
+	diffIDs := ociConfig.RootFS.DiffIDs
+	if len(diffIDs) != len(src.layers) {
+		return fmt.Errorf("the manifest lists %d layers but the config %s lists %d diff_ids; the image is malformed",
+			len(src.layers), src.config.Digest, len(diffIDs))
+	}
+	if len(diffIDs) == 0 {
+		return errors.New("the image has no layers; Podman cannot run it from an additional store")
+	}
+
+	jobs := p.layerJobs(src, diffIDs)
+	if err := p.fetchAll(ctx, src, jobs, opts.MaxLayerSize); err != nil {
+		return err
+	}
+	// Parents first, so every layer's lower chain is complete before the layer is recorded.
+	for _, j := range jobs {
+		if err := p.Store.CommitLayer(j.staged, j.meta); err != nil {
+			discard(jobs)
+			return fmt.Errorf("committing layer %s: %w", j.blob.Digest, err)
+		}
+		j.staged = nil
+		res.LayersFetched++
+		res.BytesFetched += j.fetched
+	}
+
+	meta, err := imageMetadata(src.manifestDigest)
+	if err != nil {
+		return err
+	}
+	img := layout.ImageMeta{
+		ID:       res.ImageID,
+		Digest:   src.manifestDigest,
+		TopLayer: chainIDs(diffIDs)[len(diffIDs)-1],
+		Names:    res.Names,
+		Metadata: meta,
+		BigData: []layout.BigData{
+			{Key: src.config.Digest.String(), Data: config},
+			{Key: manifestKey(src.manifestDigest), Data: src.manifest},
+			{Key: "manifest", Data: src.manifest},
+		},
+	}
+	if ociConfig.Created != nil {
+		img.Created = *ociConfig.Created
+	}
+	if src.list != nil {
+		// As Podman does: the index is kept too, so "name@<index digest>" finds the image.
+		img.BigData = append(img.BigData, layout.BigData{Key: manifestKey(src.listDigest), Data: src.list})
+	}
+	changed, err := p.Store.PutImage(img)
+	if err != nil {
+		return err
+	}
+	if !changed {
+		res.Action = Unchanged
+	}
+	return nil
+}
+
+// layerJobs lists the image's layers the store lacks, in order from the base up.
+func (p *Publisher) layerJobs(src *source, diffIDs []digest.Digest) []*layerJob {
+	ids := chainIDs(diffIDs)
+	var jobs []*layerJob
+	for i, id := range ids {
+		if p.Store.HasLayer(id) {
+			continue
+		}
+		j := &layerJob{blob: src.layers[i], diffID: diffIDs[i], id: id}
+		if i > 0 {
+			j.parent = ids[i-1]
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs
+}
+
+// fetchAll fetches and unpacks the jobs concurrently; on the first error the others are cancelled
+// and every staged layer of this image is discarded.
+func (p *Publisher) fetchAll(ctx context.Context, src *source, jobs []*layerJob, maxSize int64) error {
+	g, gctx := errgroup.WithContext(ctx)
+	limit := p.Jobs
+	if limit <= 0 {
+		limit = defaultJobs
+	}
+	g.SetLimit(limit)
+	for _, j := range jobs {
+		g.Go(func() error { return j.fetch(gctx, src.src, p.Store, maxSize) })
+	}
+	if err := g.Wait(); err != nil {
+		discard(jobs)
+		return err
+	}
+	return nil
+}
+
+func discard(jobs []*layerJob) {
+	for _, j := range jobs {
+		if j.staged != nil {
+			j.staged.Discard()
+			j.staged = nil
+		}
+	}
+}
+
+// chainIDs computes containers/storage layer IDs: the base layer's ID is its diff ID's hex; each
+// child's is sha256(parentID + "+" + diffID hex), so a layer's ID names its whole stack.
+func chainIDs(diffIDs []digest.Digest) []string {
+	ids := make([]string, len(diffIDs))
+	for i, d := range diffIDs {
+		if i == 0 {
+			ids[i] = d.Encoded()
+			continue
+		}
+		ids[i] = digest.Canonical.FromString(ids[i-1] + "+" + d.Encoded()).Encoded()
+	}
+	return ids
+}
+
+// manifestKey is the big-data key under which Podman finds a manifest by digest.
+func manifestKey(d digest.Digest) string { return "manifest-" + d.String() }
+
+// imageMetadata is the JSON Podman's storage destination records with an image: signature sizes
+// per manifest (none here), which Podman's image source reads back.
+func imageMetadata(manifestDigest digest.Digest) (string, error) {
+	b, err := json.Marshal(map[string]map[digest.Digest][]int{"signatures-sizes": {manifestDigest: {}}})
+	return string(b), err
+}
+
+// imageNames is the reference's own name (as Podman would record it) followed by the extra names,
+// normalised the same way ("alpine" → "docker.io/library/alpine:latest").
+func imageNames(src *source, extra []string) ([]string, error) {
+	var names []string
+	if n := src.name(); n != nil {
+		names = append(names, n.String())
+	}
+	for _, e := range extra {
+		named, err := reference.ParseNormalizedNamed(e)
+		if err != nil {
+			return nil, fmt.Errorf("extra name %q: %w", e, err)
+		}
+		if n := reference.TagNameOnly(named).String(); !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return nil, errors.New("this reference carries no image name; give the image a name (recipe names = [...] or --name)")
+	}
+	return names, nil
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}

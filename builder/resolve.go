@@ -1,0 +1,146 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/image"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/pkg/shortnames"
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/transports"
+	"go.podman.io/image/v5/transports/alltransports"
+	"go.podman.io/image/v5/types"
+)
+
+// A source is one image resolved to a single platform instance and accepted by the trust policy:
+// everything needed to decide whether the store already has it, and to fetch it if not.
+type source struct {
+	ref            types.ImageReference // the reference that answered
+	src            types.ImageSource
+	img            types.Image // the chosen platform instance
+	manifest       []byte
+	manifestDigest digest.Digest
+	list           []byte // the manifest list (image index) it was chosen from, if any
+	listDigest     digest.Digest
+	config         types.BlobInfo
+	layers         []types.BlobInfo
+}
+
+func (s *source) Close() error { return s.src.Close() }
+
+// name is the name Podman would record for the image pulled by this reference, e.g.
+// "docker.io/library/alpine:3.20"; nil for transports that carry no name (oci: without one).
+func (s *source) name() reference.Named {
+	named := s.ref.DockerReference()
+	if named == nil {
+		return nil
+	}
+	return reference.TagNameOnly(named)
+}
+
+// resolve turns what a user typed into one image instance. A bare "name[:tag]" means docker://;
+// short names go through registries.conf (aliases, unqualified-search registries) like `podman pull`,
+// trying candidates in order. Other transports ("oci:", "docker-archive:", ...) are taken as written.
+func resolve(ctx context.Context, input string, sys *types.SystemContext, policy *signature.PolicyContext) (*source, error) {
+	refs, resolved, err := candidates(input, sys)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, ref := range refs {
+		s, err := open(ctx, ref, sys, policy)
+		if err == nil {
+			return s, nil
+		}
+		errs = append(errs, err)
+	}
+	if resolved != nil {
+		return nil, resolved.FormatPullErrors(errs)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func candidates(input string, sys *types.SystemContext) ([]types.ImageReference, *shortnames.Resolved, error) {
+	if transport, _, ok := strings.Cut(input, ":"); ok && transport != docker.Transport.Name() && transports.Get(transport) != nil {
+		ref, err := alltransports.ParseImageName(input)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []types.ImageReference{ref}, nil, nil
+	}
+	name := strings.TrimPrefix(input, docker.Transport.Name()+"://")
+	resolved, err := shortnames.Resolve(sys, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	var refs []types.ImageReference
+	for _, c := range resolved.PullCandidates {
+		ref, err := docker.NewReference(c.Value)
+		if err != nil {
+			return nil, nil, err
+		}
+		refs = append(refs, ref)
+	}
+	return refs, resolved, nil
+}
+
+// open fetches the manifest (one request for a single-platform image), picks the platform instance
+// from an image index, and checks the trust policy before anything is fetched.
+func open(ctx context.Context, ref types.ImageReference, sys *types.SystemContext, policy *signature.PolicyContext) (_ *source, err error) {
+	src, err := ref.NewImageSource(ctx, sys)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			src.Close()
+		}
+	}()
+	top, mimeType, err := src.GetManifest(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if allowed, err := policy.IsRunningImageAllowed(ctx, image.UnparsedInstance(src, nil)); err != nil {
+		return nil, fmt.Errorf("rejected by the trust policy (policy.json): %w", err)
+	} else if !allowed {
+		return nil, errors.New("rejected by the trust policy (policy.json)")
+	}
+	s := &source{ref: ref, src: src}
+	var instance *digest.Digest
+	if manifest.MIMETypeIsMultiImage(mimeType) {
+		list, err := manifest.ListFromBlob(top, mimeType)
+		if err != nil {
+			return nil, fmt.Errorf("parsing the image index: %w", err)
+		}
+		chosen, err := list.ChooseInstance(sys)
+		if err != nil {
+			return nil, err
+		}
+		instance = &chosen
+		s.list = top
+		if s.listDigest, err = manifest.Digest(top); err != nil {
+			return nil, err
+		}
+	}
+	if s.img, err = image.FromUnparsedImage(ctx, sys, image.UnparsedInstance(src, instance)); err != nil {
+		return nil, err
+	}
+	if s.manifest, _, err = s.img.Manifest(ctx); err != nil {
+		return nil, err
+	}
+	if s.manifestDigest, err = manifest.Digest(s.manifest); err != nil {
+		return nil, err
+	}
+	s.config = s.img.ConfigInfo()
+	if s.config.Digest == "" {
+		return nil, errors.New("the image has a Docker schema 1 manifest, which has no config to identify it; push it again with a current tool")
+	}
+	s.layers = s.img.LayerInfos()
+	return s, nil
+}

@@ -1,0 +1,96 @@
+package unpack
+
+import (
+	"archive/tar"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+const (
+	benchSmallFiles = 4000
+	benchRandomSize = 64 << 20
+	benchZeroSize   = 256 << 20
+)
+
+// writeBenchLayer writes a synthetic layer: benchSmallFiles small files in 40 directories, a
+// random file and a zero file (a preallocated image, which must become a hole).
+func writeBenchLayer(w io.Writer, random []byte) error {
+	tw := tar.NewWriter(w)
+	add := func(hdr *tar.Header, body []byte) error {
+		hdr.ModTime = testTime
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		_, err := tw.Write(body)
+		return err
+	}
+	for d := 0; d < 40; d++ {
+		dir := fmt.Sprintf("usr/share/pkg%02d/", d)
+		if err := add(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755}, nil); err != nil {
+			return err
+		}
+		for f := 0; f < benchSmallFiles/40; f++ {
+			n := 200 + (d*131+f*977)%8000
+			if err := add(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("%sfile%03d.txt", dir, f), Mode: 0o644, Size: int64(n)}, random[f*n:f*n+n]); err != nil {
+				return err
+			}
+		}
+	}
+	if err := add(&tar.Header{Typeflag: tar.TypeReg, Name: "opt/random.bin", Mode: 0o644, Size: benchRandomSize}, random); err != nil {
+		return err
+	}
+	if err := add(&tar.Header{Typeflag: tar.TypeReg, Name: "var/lib/disk.img", Mode: 0o600, Size: benchZeroSize}, nil); err != nil {
+		return err
+	}
+	zeros := make([]byte, 1<<20)
+	for written := 0; written < benchZeroSize; written += len(zeros) {
+		if _, err := tw.Write(zeros); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+func BenchmarkLayer(b *testing.B) {
+	requireRoot(b)
+	random := randomBytes(benchRandomSize, 7)
+	var size countWriter
+	if err := writeBenchLayer(&size, random); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size.n)
+	b.ReportAllocs()
+	tmp := b.TempDir()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		root := filepath.Join(tmp, fmt.Sprint(i))
+		if err := os.Mkdir(root, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(writeBenchLayer(pw, random)) }()
+		b.StartTimer()
+
+		res, err := Layer(pr, root, io.Discard, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+
+		b.StopTimer()
+		if res.DiffSize != size.n {
+			b.Fatalf("DiffSize %d, want %d", res.DiffSize, size.n)
+		}
+		if err := os.RemoveAll(root); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}

@@ -1,0 +1,585 @@
+// Package unpack writes one layer (an uncompressed tar stream) into a containers-storage overlay
+// diff/ directory, in one streaming pass that also records the layer's tar-split metadata, diff ID,
+// size and owners. It is the one place that decides tar semantics: entry types, whiteouts, opaque
+// directories, hardlinks, ownership, xattrs, holes and path safety.
+package unpack
+
+import (
+	"archive/tar"
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/tar/asm"
+	"github.com/vbatts/tar-split/tar/storage"
+	"golang.org/x/sys/unix"
+)
+
+// Options bound what one layer may do.
+type Options struct {
+	MaxSize int64 // limit on uncompressed tar bytes; 0 means no limit. Exceeding it is an error (decompression bomb).
+}
+
+// Result is what the caller records about the layer.
+type Result struct {
+	DiffID   digest.Digest // sha256 of the whole uncompressed stream, every byte read incl. trailing padding
+	DiffSize int64         // number of uncompressed bytes
+	UIDs     []uint32      // sorted distinct owners of entries (like containers/storage's uidset)
+	GIDs     []uint32
+}
+
+// ErrTooLarge is wrapped by the error Layer returns when the layer exceeds Options.MaxSize.
+var ErrTooLarge = errors.New("layer exceeds the size limit")
+
+const (
+	whiteoutPrefix = ".wh."
+	opaqueMarker   = ".wh..wh..opq"
+	paxXattrPrefix = "SCHILY.xattr."
+)
+
+// opaqueXattrs mark an opaque directory: trusted.* for the kernel overlay driver (rootful readers),
+// user.* for rootless readers (overlay "userxattr", fuse-overlayfs). A store must work for both.
+var opaqueXattrs = []string{"trusted.overlay.opaque", "user.overlay.opaque"}
+
+// ignoredXattrs are not copied from layers, as in containers/storage: SELinux labels belong to the
+// policy of the host that runs the container, not to the image.
+var ignoredXattrs = map[string]bool{"security.selinux": true}
+
+// Layer reads an uncompressed tar stream and writes its entries below root (an existing, empty directory:
+// the layer's diff/), streaming, never buffering a file in memory. The tar-split metadata (the JSON stream of
+// github.com/vbatts/tar-split/tar/storage.NewJSONPacker, as containers/storage records it) is written to
+// tarSplit uncompressed; the caller gzips it. The stream is read to EOF so DiffID covers every byte.
+//
+// Ownership, device nodes, whiteouts and trusted.* xattrs need root (CAP_CHOWN, CAP_MKNOD,
+// CAP_SYS_ADMIN, CAP_SETFCAP); without them Layer fails rather than writing a store that differs
+// from the image. On error, root holds a partial layer that the caller must discard.
+func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (Result, error) {
+	if opts.MaxSize < 0 {
+		return Result{}, fmt.Errorf("negative layer size limit %d", opts.MaxSize)
+	}
+	t, err := openTree(root)
+	if err != nil {
+		return Result{}, err
+	}
+	defer t.close()
+	x := &extractor{
+		tree:     t,
+		maxSize:  opts.MaxSize,
+		seen:     map[string]struct{}{},
+		dirTimes: map[string][2]unix.Timespec{},
+		uids:     map[uint32]struct{}{},
+		gids:     map[uint32]struct{}{},
+	}
+
+	// Data flow: tarStream → size limit → sha256 → tar-split (records every byte, passes them on
+	// through a pipe) → archive/tar → filesystem.
+	counter := &countingReader{r: tarStream, limit: opts.MaxSize}
+	digester := digest.Canonical.Digester()
+	metadata := bufio.NewWriterSize(tarSplit, 32<<10)
+	payload, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(counter, digester.Hash()), storage.NewJSONPacker(metadata), nil)
+	if err != nil {
+		return Result{}, err
+	}
+	err = x.extract(tar.NewReader(payload))
+	if err == nil {
+		// archive/tar stops at the end-of-archive marker; the padding after it must still pass
+		// through tar-split (or reassembly differs) and the digest.
+		if _, err = io.Copy(io.Discard, payload); err != nil {
+			err = fmt.Errorf("reading the end of the layer: %w", err)
+		}
+	}
+	if err != nil {
+		// Closing the pipe stops tar-split's goroutine; wait for it so that it no longer touches
+		// tarStream or tarSplit once we return.
+		payload.Close()
+		<-done
+		return Result{}, err
+	}
+	if err := <-done; err != nil {
+		return Result{}, fmt.Errorf("recording tar-split metadata: %w", err)
+	}
+	if err := metadata.Flush(); err != nil {
+		return Result{}, fmt.Errorf("writing tar-split metadata: %w", err)
+	}
+	if err := x.applyDirTimes(); err != nil {
+		return Result{}, err
+	}
+	return Result{
+		DiffID:   digester.Digest(),
+		DiffSize: counter.n,
+		UIDs:     sortedIDs(x.uids),
+		GIDs:     sortedIDs(x.gids),
+	}, nil
+}
+
+// countingReader counts the uncompressed bytes and enforces the size limit. tar-split's goroutine
+// reads it; Layer looks at n only after that goroutine has finished.
+type countingReader struct {
+	r     io.Reader
+	n     int64
+	limit int64 // 0: none
+	err   error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.limit > 0 && int64(len(p)) > c.limit-c.n {
+		p = p[:c.limit-c.n+1] // one byte more than allowed is enough to know
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.limit > 0 && c.n > c.limit {
+		c.err = fmt.Errorf("%w: more than %d uncompressed bytes", ErrTooLarge, c.limit)
+		return n, c.err
+	}
+	return n, err
+}
+
+// extractor holds the state of one layer's extraction.
+type extractor struct {
+	*tree
+	maxSize int64
+	// seen holds path.Clean of every entry name so far: tar-split's packer refuses duplicates by
+	// that key, and hardlinks may only point to earlier entries.
+	seen map[string]struct{}
+	// dirTimes are applied last, because creating entries inside a directory changes its mtime.
+	dirTimes   map[string][2]unix.Timespec
+	uids, gids map[uint32]struct{}
+}
+
+func (x *extractor) extract(tr *tar.Reader) error {
+	prev := ""
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			if prev == "" {
+				return fmt.Errorf("reading the first layer entry: %w", err)
+			}
+			return fmt.Errorf("reading the layer entry after %q: %w", prev, err)
+		}
+		name, ok := cleanName(hdr.Name)
+		if !ok {
+			return fmt.Errorf("layer entry %q escapes the layer directory", hdr.Name)
+		}
+		if err := x.entry(hdr, name, tr); err != nil {
+			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+		prev = hdr.Name
+	}
+}
+
+// cleanName turns an entry name into a path relative to the layer root ("." for the root). ok is
+// false if ".." climbs above the root.
+func cleanName(name string) (clean string, ok bool) {
+	clean = path.Clean(strings.TrimLeft(name, "/"))
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", false
+	}
+	return clean, true
+}
+
+// splitName splits a clean relative path into its parent directory ("." at the top) and base name.
+func splitName(name string) (dir, base string) {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return ".", name
+	}
+	return name[:i], name[i+1:]
+}
+
+func (x *extractor) entry(hdr *tar.Header, name string, r io.Reader) error {
+	// Owners are logged as containers/storage does: every header except whiteouts, even pax
+	// global headers, so that layers.json matches what Podman would record.
+	if !strings.HasPrefix(path.Base(hdr.Name), whiteoutPrefix) {
+		x.uids[uint32(hdr.Uid)] = struct{}{}
+		x.gids[uint32(hdr.Gid)] = struct{}{}
+	}
+	// tar-split would fail on this entry anyway ("duplicates of file paths not supported") and
+	// Podman could never reassemble the layer; say which entry it is.
+	key := path.Clean(hdr.Name)
+	if _, dup := x.seen[key]; dup {
+		return errors.New("duplicate entry: the layer names this path twice, which containers/storage cannot record (tar-split)")
+	}
+	defer func() { x.seen[key] = struct{}{} }() // after the entry: a hardlink cannot point to itself
+
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
+	// chown treats -1 (as uint32: 4294967295) as "leave unchanged"; never let a header do that.
+	if hdr.Uid < 0 || hdr.Uid >= math.MaxUint32 || hdr.Gid < 0 || hdr.Gid >= math.MaxUint32 {
+		return fmt.Errorf("owner %d:%d out of range", hdr.Uid, hdr.Gid)
+	}
+	if x.maxSize > 0 && (hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA) && hdr.Size > x.maxSize {
+		// Refuse before writing anything of it.
+		return fmt.Errorf("%w: the entry alone has %d bytes, the limit is %d", ErrTooLarge, hdr.Size, x.maxSize)
+	}
+
+	if name == "." {
+		if hdr.Typeflag != tar.TypeDir {
+			return errors.New("only a directory can stand for the layer root")
+		}
+		return x.rootDir(hdr)
+	}
+	dir, base := splitName(name)
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		return x.whiteout(hdr, dir, base)
+	}
+	parent, err := x.parent(dir)
+	if err != nil {
+		return fmt.Errorf("parent directory %q: %w", dir, err)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeRegA:
+		return x.regular(parent, name, base, hdr, r)
+	case tar.TypeDir:
+		return x.directory(parent, name, base, hdr)
+	case tar.TypeSymlink:
+		if err := x.create(parent, name, base, "symlinkat", func() error {
+			return unix.Symlinkat(hdr.Linkname, parent, base)
+		}); err != nil {
+			return err
+		}
+		return setMetaAt(parent, base, hdr, true)
+	case tar.TypeLink:
+		return x.hardlink(parent, name, base, hdr)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		return x.node(parent, name, base, hdr)
+	default:
+		return fmt.Errorf("unsupported entry type %q", hdr.Typeflag)
+	}
+}
+
+// create makes a new node with mk. If something is already there (an earlier entry of this layer,
+// or a parent directory created for an earlier entry) the later entry wins: the old one is removed.
+func (x *extractor) create(parent int, name, base, op string, mk func() error) error {
+	err := mk()
+	if err == unix.EEXIST {
+		if err := x.remove(parent, name, base); err != nil {
+			return err
+		}
+		err = mk()
+	}
+	return os.NewSyscallError(op, err)
+}
+
+// remove deletes name (recursively) and everything the extractor remembers about what was there.
+func (x *extractor) remove(parent int, name, base string) error {
+	x.invalidate()
+	delete(x.dirTimes, name)
+	for dir := range x.dirTimes {
+		if strings.HasPrefix(dir, name+"/") {
+			delete(x.dirTimes, dir)
+		}
+	}
+	if err := removeAll(parent, base); err != nil {
+		return fmt.Errorf("replacing the existing %q: %w", name, err)
+	}
+	return nil
+}
+
+func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, r io.Reader) error {
+	fd := -1
+	err := x.create(parent, name, base, "openat", func() (err error) {
+		fd, err = unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// Body first: writing clears setuid bits and capabilities, chown clears them too.
+	err = writeBody(fd, r, hdr.Size)
+	if err == nil {
+		err = setOwnerModeFd(fd, hdr)
+	}
+	if err == nil {
+		err = setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = os.NewSyscallError("close", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	return setTimesAt(parent, base, hdr)
+}
+
+func (x *extractor) directory(parent int, name, base string, hdr *tar.Header) error {
+	err := unix.Mkdirat(parent, base, 0o700)
+	if err == unix.EEXIST {
+		// An existing directory is kept (its contents merge); anything else is replaced.
+		var st unix.Stat_t
+		if err = unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return os.NewSyscallError("fstatat", err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			if err := x.remove(parent, name, base); err != nil {
+				return err
+			}
+			err = unix.Mkdirat(parent, base, 0o700)
+		}
+	}
+	if err != nil {
+		return os.NewSyscallError("mkdirat", err)
+	}
+	fd, err := unix.Openat(parent, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("openat", err)
+	}
+	return x.dirMeta(fd, name, hdr)
+}
+
+// rootDir applies a "./" entry to the layer root itself, as containers/storage does.
+func (x *extractor) rootDir(hdr *tar.Header) error {
+	fd, err := unix.Openat(x.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("openat", err)
+	}
+	return x.dirMeta(fd, ".", hdr)
+}
+
+// dirMeta sets owner, mode and xattrs of directory fd now and closes it; its times come last.
+func (x *extractor) dirMeta(fd int, name string, hdr *tar.Header) error {
+	err := setOwnerModeFd(fd, hdr)
+	if err == nil {
+		err = setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
+	}
+	unix.Close(fd)
+	x.dirTimes[name] = times(hdr)
+	return err
+}
+
+func (x *extractor) hardlink(parent int, name, base string, hdr *tar.Header) error {
+	target, ok := cleanName(hdr.Linkname)
+	if !ok {
+		return fmt.Errorf("hardlink points to %q, which escapes the layer directory", hdr.Linkname)
+	}
+	// Only entries of this layer: a link into a lower layer, or to a file that is still to come,
+	// would silently link to whatever the diff directory holds at that path.
+	_, ok = x.seen[target]
+	if !ok {
+		_, ok = x.seen["/"+target] // how "/a" is keyed
+	}
+	if !ok {
+		return fmt.Errorf("hardlink points to %q, which is not earlier in the same layer", hdr.Linkname)
+	}
+	targetDir, targetBase := splitName(target)
+	targetParent, err := x.openDir(targetDir)
+	if err != nil {
+		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
+	}
+	defer unix.Close(targetParent)
+	if err := x.create(parent, name, base, "linkat", func() error {
+		return unix.Linkat(targetParent, targetBase, parent, base, 0) // 0: never follow a symlink target
+	}); err != nil {
+		return err
+	}
+	// The header's metadata applies to the shared inode, as containers/storage does.
+	var st unix.Stat_t
+	if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return os.NewSyscallError("fstatat", err)
+	}
+	return setMetaAt(parent, base, hdr, st.Mode&unix.S_IFMT == unix.S_IFLNK)
+}
+
+// node creates a device node or FIFO.
+func (x *extractor) node(parent int, name, base string, hdr *tar.Header) error {
+	var typ uint32
+	dev := 0
+	switch hdr.Typeflag {
+	case tar.TypeFifo:
+		typ = unix.S_IFIFO
+	case tar.TypeChar, tar.TypeBlock:
+		typ = unix.S_IFCHR
+		if hdr.Typeflag == tar.TypeBlock {
+			typ = unix.S_IFBLK
+		}
+		// mknod takes a 32-bit dev_t (12-bit major, 20-bit minor): larger numbers would wrap.
+		if hdr.Devmajor < 0 || hdr.Devmajor >= 1<<12 || hdr.Devminor < 0 || hdr.Devminor >= 1<<20 {
+			return fmt.Errorf("device number %d:%d out of range", hdr.Devmajor, hdr.Devminor)
+		}
+		dev = int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+	}
+	// Permissions 0 here, exact ones in setMetaAt: mknod's mode is subject to the umask.
+	if err := x.create(parent, name, base, "mknodat", func() error {
+		return unix.Mknodat(parent, base, typ, dev)
+	}); err != nil {
+		return err
+	}
+	return setMetaAt(parent, base, hdr, false)
+}
+
+// whiteout handles the OCI whiteout entries: ".wh..wh..opq" makes its directory opaque, ".wh.NAME"
+// becomes the overlay whiteout for NAME, a 0/0 character device. Neither file is created itself.
+func (x *extractor) whiteout(hdr *tar.Header, dir, base string) error {
+	if base == opaqueMarker {
+		return x.opaque(dir)
+	}
+	target := strings.TrimPrefix(base, whiteoutPrefix)
+	if target == "" || target == "." || target == ".." {
+		return fmt.Errorf("invalid whiteout of %q", target)
+	}
+	parent, err := x.parent(dir)
+	if errors.Is(err, unix.ENOTDIR) {
+		// An earlier whiteout or file replaced a parent ("rm -rf /a" yields ".wh.a" and
+		// "a/.wh.b"): nothing below it is left to hide. containers/storage ignores these too.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("parent directory %q: %w", dir, err)
+	}
+	name := path.Join(dir, target)
+	if err := x.create(parent, name, target, "mknodat", func() error {
+		return unix.Mknodat(parent, target, unix.S_IFCHR, 0)
+	}); err != nil {
+		return err
+	}
+	return os.NewSyscallError("fchownat", unix.Fchownat(parent, target, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW))
+}
+
+// opaque marks dir (created if missing) as opaque with both overlay xattrs.
+func (x *extractor) opaque(dir string) error {
+	dirFd, err := x.parent(dir)
+	if err != nil {
+		return fmt.Errorf("opaque directory %q: %w", dir, err)
+	}
+	// O_PATH handles cannot carry xattrs; reopen the directory for real.
+	fd, err := unix.Openat(dirFd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("openat", err)
+	}
+	defer unix.Close(fd)
+	for _, attr := range opaqueXattrs {
+		if err := unix.Fsetxattr(fd, attr, []byte("y"), 0); err != nil {
+			return fmt.Errorf("marking directory %q opaque: setting xattr %s: %w", dir, attr, err)
+		}
+	}
+	return nil
+}
+
+// applyDirTimes sets the directories' times, deepest first, once nothing is added to them anymore.
+func (x *extractor) applyDirTimes() error {
+	names := make([]string, 0, len(x.dirTimes))
+	for name := range x.dirTimes {
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if da, db := strings.Count(a, "/"), strings.Count(b, "/"); da != db {
+			return db - da
+		}
+		return strings.Compare(a, b)
+	})
+	for _, name := range names {
+		ts := x.dirTimes[name]
+		var err error
+		if name == "." {
+			err = unix.UtimesNanoAt(unix.AT_FDCWD, x.rootReal, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+		} else {
+			dir, base := splitName(name)
+			var parent int
+			if parent, err = x.lookupDir(dir); err == nil {
+				var st unix.Stat_t
+				if err = unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+					continue // replaced by a later entry in a way remove did not see; not ours to touch
+				}
+				if err == nil {
+					err = unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("layer entry %q: setting directory times: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func setOwnerModeFd(fd int, hdr *tar.Header) error {
+	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+		return os.NewSyscallError("fchown", err)
+	}
+	// After chown, which clears setuid and setgid.
+	return os.NewSyscallError("fchmod", unix.Fchmod(fd, mode(hdr)))
+}
+
+// setMetaAt applies owner, mode, xattrs and times to a node that has no usable descriptor
+// (symlinks, devices, FIFOs, hardlinks), never following a symlink at base.
+func setMetaAt(parent int, base string, hdr *tar.Header, symlink bool) error {
+	if err := unix.Fchownat(parent, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return os.NewSyscallError("fchownat", err)
+	}
+	if !symlink { // symlinks have no mode of their own
+		if err := chmodAt(parent, base, mode(hdr)); err != nil {
+			return err
+		}
+	}
+	// No fsetxattr for these (an O_PATH handle cannot carry xattrs, and opening a device or FIFO
+	// has side effects), so lsetxattr through the parent's /proc handle: the directory is the
+	// one already resolved inside the root, and lsetxattr does not follow base.
+	p := fdPath(parent) + "/" + base
+	if err := setXattrs(hdr, func(attr string, value []byte) error { return unix.Lsetxattr(p, attr, value, 0) }); err != nil {
+		return err
+	}
+	return setTimesAt(parent, base, hdr)
+}
+
+// setXattrs applies the header's SCHILY.xattr.* records; callers run it after chown, which drops
+// security.capability.
+func setXattrs(hdr *tar.Header, set func(attr string, value []byte) error) error {
+	for key, value := range hdr.PAXRecords {
+		attr, ok := strings.CutPrefix(key, paxXattrPrefix)
+		if !ok || ignoredXattrs[attr] {
+			continue
+		}
+		if err := set(attr, []byte(value)); err != nil {
+			return fmt.Errorf("setting xattr %s: %w", attr, err)
+		}
+	}
+	return nil
+}
+
+func setTimesAt(parent int, base string, hdr *tar.Header) error {
+	ts := times(hdr)
+	return os.NewSyscallError("utimensat", unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW))
+}
+
+// times returns atime and mtime for utimensat. Like containers/storage, an access time before the
+// modification time (or none: ustar headers have no atime) becomes the modification time.
+func times(hdr *tar.Header) [2]unix.Timespec {
+	atime := hdr.AccessTime
+	if atime.Before(hdr.ModTime) {
+		atime = hdr.ModTime
+	}
+	return [2]unix.Timespec{timespec(atime), timespec(hdr.ModTime)}
+}
+
+// timespec avoids UnixNano, which overflows outside 1678–2262.
+func timespec(t time.Time) unix.Timespec {
+	return unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
+}
+
+// mode is the permission part of the header mode, including setuid, setgid and sticky.
+func mode(hdr *tar.Header) uint32 {
+	return uint32(hdr.Mode) & 0o7777
+}
+
+func sortedIDs(set map[uint32]struct{}) []uint32 {
+	ids := make([]uint32, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}

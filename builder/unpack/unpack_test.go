@@ -1,0 +1,795 @@
+package unpack
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/tar/asm"
+	"github.com/vbatts/tar-split/tar/storage"
+	"golang.org/x/sys/unix"
+)
+
+// requireRoot skips tests that need root, except in CI (CI set), where not being root is a failure.
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "" {
+		t.Skip("needs root (ownership, device nodes, trusted.* xattrs)")
+	}
+	t.Fatal("needs root, and CI is set: run the tests as root")
+}
+
+var testTime = time.Date(2021, 3, 4, 5, 6, 7, 123456789, time.UTC)
+
+// entry is one tar entry of a hand-made layer; Size is set from body.
+type entry struct {
+	hdr  tar.Header
+	body []byte
+}
+
+func reg(name string, mode int64, body string) entry {
+	return entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode}, body: []byte(body)}
+}
+
+func dir(name string, mode int64) entry {
+	return entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: mode}}
+}
+
+func symlink(name, target string) entry {
+	return entry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}}
+}
+
+func hardlink(name, target string) entry {
+	return entry{hdr: tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, Mode: 0o644}}
+}
+
+// makeTar writes entries as a tar stream (PAX, so times keep nanoseconds) with the usual
+// end-of-archive marker.
+func makeTar(t testing.TB, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		hdr := e.hdr
+		if hdr.Typeflag == tar.TypeReg {
+			hdr.Size = int64(len(e.body))
+		}
+		if hdr.ModTime.IsZero() {
+			hdr.ModTime = testTime
+		}
+		hdr.Format = tar.FormatPAX
+		if err := tw.WriteHeader(&hdr); err != nil {
+			t.Fatalf("writing header %q: %v", hdr.Name, err)
+		}
+		if _, err := tw.Write(e.body); err != nil {
+			t.Fatalf("writing %q: %v", hdr.Name, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// env is a temp dir holding the layer root and a sibling "outside" directory with a victim file,
+// so tests can assert that nothing escaped.
+type env struct {
+	dir, root, outside string
+}
+
+const victimContent = "do not touch"
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	d := t.TempDir()
+	e := &env{dir: d, root: filepath.Join(d, "root"), outside: filepath.Join(d, "outside")}
+	for _, p := range []string{e.root, e.outside} {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(e.outside, "victim"), []byte(victimContent), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) unpack(t testing.TB, stream []byte, opts Options) (Result, []byte, error) {
+	t.Helper()
+	var ts bytes.Buffer
+	res, err := Layer(bytes.NewReader(stream), e.root, &ts, opts)
+	return res, ts.Bytes(), err
+}
+
+func (e *env) mustUnpack(t testing.TB, stream []byte) (Result, []byte) {
+	t.Helper()
+	res, ts, err := e.unpack(t, stream, Options{})
+	if err != nil {
+		t.Fatalf("Layer: %v", err)
+	}
+	return res, ts
+}
+
+// checkOutside asserts that the temp dir holds only root and outside, and outside only the
+// untouched victim.
+func (e *env) checkOutside(t testing.TB) {
+	t.Helper()
+	names := readDirNames(t, e.dir)
+	if !slices.Equal(names, []string{"outside", "root"}) {
+		t.Errorf("temp dir holds %q, want only outside and root", names)
+	}
+	if names := readDirNames(t, e.outside); !slices.Equal(names, []string{"victim"}) {
+		t.Errorf("outside dir holds %q, want only victim", names)
+	}
+	victim := filepath.Join(e.outside, "victim")
+	if b, err := os.ReadFile(victim); err != nil || string(b) != victimContent {
+		t.Errorf("victim changed: %q, %v", b, err)
+	}
+	if st := lstat(t, victim); st.Nlink != 1 || st.Mode&0o7777 != 0o644 {
+		t.Errorf("victim has %d links, mode %o", st.Nlink, st.Mode&0o7777)
+	}
+}
+
+func readDirNames(t testing.TB, p string) []string {
+	t.Helper()
+	des, err := os.ReadDir(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
+}
+
+func lstat(t testing.TB, p string) unix.Stat_t {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatalf("lstat %s: %v", p, err)
+	}
+	return st
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func getxattr(t testing.TB, p, attr string) []byte {
+	t.Helper()
+	buf := make([]byte, 256)
+	n, err := unix.Lgetxattr(p, attr, buf)
+	if err != nil {
+		t.Fatalf("lgetxattr %s %s: %v", p, attr, err)
+	}
+	return buf[:n]
+}
+
+func (e *env) path(name string) string { return filepath.Join(e.root, name) }
+
+func checkMode(t testing.TB, p string, typ, perm uint32) unix.Stat_t {
+	t.Helper()
+	st := lstat(t, p)
+	if st.Mode&unix.S_IFMT != typ || st.Mode&0o7777 != perm {
+		t.Errorf("%s: mode %o, want type %o perm %o", p, st.Mode, typ, perm)
+	}
+	return st
+}
+
+func checkOwner(t testing.TB, p string, uid, gid uint32) {
+	t.Helper()
+	if st := lstat(t, p); st.Uid != uid || st.Gid != gid {
+		t.Errorf("%s: owner %d:%d, want %d:%d", p, st.Uid, st.Gid, uid, gid)
+	}
+}
+
+func checkMtime(t testing.TB, p string, want time.Time) {
+	t.Helper()
+	st := lstat(t, p)
+	if got := time.Unix(st.Mtim.Unix()); !got.Equal(want) {
+		t.Errorf("%s: mtime %v, want %v", p, got, want)
+	}
+}
+
+func checkContent(t testing.TB, p, want string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil || string(b) != want {
+		t.Errorf("%s: content %q (%v), want %q", p, b, err, want)
+	}
+}
+
+func randomBytes(n int, seed byte) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{seed}).Read(b)
+	return b
+}
+
+// capNetBindService is a VFS_CAP_REVISION_2 security.capability value with CAP_NET_BIND_SERVICE
+// permitted and effective.
+func capNetBindService() []byte {
+	b := make([]byte, 20)
+	binary.LittleEndian.PutUint32(b[0:], 0x02000000|1) // revision 2, effective
+	binary.LittleEndian.PutUint32(b[4:], 1<<10)        // permitted[0]
+	return b
+}
+
+func TestEntryTypes(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	dirTime := time.Date(2010, 1, 2, 3, 4, 5, 6000, time.UTC)
+	fileTime := time.Date(2001, 2, 3, 4, 5, 6, 789000000, time.UTC)
+	linkTime := time.Date(2005, 6, 7, 8, 9, 10, 0, time.UTC)
+
+	etc := dir("etc/", 0o755)
+	etc.hdr.ModTime = dirTime
+	tmp := dir("tmp/", 0o1777)
+	tmp.hdr.ModTime = dirTime
+	passwd := reg("etc/passwd", 0o644, "root:x:0:0::/root:/bin/sh\n")
+	passwd.hdr.ModTime = fileTime
+	passwd.hdr.AccessTime = fileTime.Add(time.Hour)
+	suid := reg("usr/bin/su", 0o4755, "#!su")
+	suid.hdr.Uid, suid.hdr.Gid = 1000, 1001
+	sgid := reg("usr/bin/wall", 0o2755, "#!wall")
+	sgid.hdr.Gid = 5
+	setgidDir := dir("srv/shared/", 0o2775)
+	setgidDir.hdr.Uid, setgidDir.hdr.Gid = 33, 33
+	ping := reg("usr/bin/ping", 0o755, "#!ping")
+	ping.hdr.Uid, ping.hdr.Gid = 1000, 1000 // chown after setting the capability would drop it
+	ping.hdr.PAXRecords = map[string]string{
+		"SCHILY.xattr.security.capability": string(capNetBindService()),
+		"SCHILY.xattr.user.comment":        "pong",
+		"SCHILY.xattr.security.selinux":    "system_u:object_r:bin_t:s0", // ignored, as containers/storage does
+	}
+	sh := symlink("bin/sh", "/usr/bin/dash")
+	sh.hdr.ModTime = linkTime
+	sh.hdr.Uid, sh.hdr.Gid = 7, 8
+	sh.hdr.PAXRecords = map[string]string{"SCHILY.xattr.trusted.note": "on a symlink"}
+	link := hardlink("etc/passwd-", "etc/passwd")
+	link.hdr.Mode = 0o644
+	link.hdr.ModTime = fileTime
+	link.hdr.AccessTime = fileTime.Add(time.Hour) // the same inode: tar writers repeat its stat
+	null := entry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}}
+	loop := entry{hdr: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/loop0", Mode: 0o660, Gid: 6, Devmajor: 7, Devminor: 0}}
+	big := entry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/big", Mode: 0o600, Devmajor: 4095, Devminor: 1<<20 - 1}}
+	fifo := entry{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "run/initctl", Mode: 0o4600, Uid: 3}}
+	empty := reg("empty", 0o600, "")
+
+	e.mustUnpack(t, makeTar(t, etc, tmp, passwd, suid, sgid, setgidDir, ping, sh, link, null, loop, big, fifo, empty,
+		reg("srv/shared/inherits", 0o640, "x")))
+
+	checkMode(t, e.path("etc"), unix.S_IFDIR, 0o755)
+	checkMtime(t, e.path("etc"), dirTime) // even though children were added after it
+	checkMode(t, e.path("tmp"), unix.S_IFDIR, 0o1777)
+	checkMtime(t, e.path("tmp"), dirTime)
+	st := checkMode(t, e.path("etc/passwd"), unix.S_IFREG, 0o644) // before reading it changes the atime
+	checkMtime(t, e.path("etc/passwd"), fileTime)
+	if got := time.Unix(st.Atim.Unix()); !got.Equal(fileTime.Add(time.Hour)) {
+		t.Errorf("atime %v", got)
+	}
+	checkContent(t, e.path("etc/passwd"), "root:x:0:0::/root:/bin/sh\n")
+	checkMode(t, e.path("usr/bin/su"), unix.S_IFREG, 0o4755)
+	checkOwner(t, e.path("usr/bin/su"), 1000, 1001)
+	checkMode(t, e.path("usr/bin/wall"), unix.S_IFREG, 0o2755)
+	checkOwner(t, e.path("usr/bin/wall"), 0, 5)
+	checkMode(t, e.path("srv/shared"), unix.S_IFDIR, 0o2775)
+	checkOwner(t, e.path("srv/shared"), 33, 33)
+	// The header's owner, not the one a setgid parent would give.
+	checkOwner(t, e.path("srv/shared/inherits"), 0, 0)
+	checkMode(t, e.path("srv/shared/inherits"), unix.S_IFREG, 0o640)
+	// Parents the layer does not list: 0755 root:root.
+	for _, p := range []string{"usr", "usr/bin", "srv", "bin", "dev", "run"} {
+		checkMode(t, e.path(p), unix.S_IFDIR, 0o755)
+		checkOwner(t, e.path(p), 0, 0)
+	}
+
+	if got := getxattr(t, e.path("usr/bin/ping"), "security.capability"); !bytes.Equal(got, capNetBindService()) {
+		t.Errorf("security.capability = %x, want %x", got, capNetBindService())
+	}
+	if got := getxattr(t, e.path("usr/bin/ping"), "user.comment"); string(got) != "pong" {
+		t.Errorf("user.comment = %q", got)
+	}
+	checkOwner(t, e.path("usr/bin/ping"), 1000, 1000)
+
+	if target, err := os.Readlink(e.path("bin/sh")); err != nil || target != "/usr/bin/dash" {
+		t.Errorf("bin/sh -> %q, %v", target, err)
+	}
+	checkOwner(t, e.path("bin/sh"), 7, 8)
+	checkMtime(t, e.path("bin/sh"), linkTime)
+	if got := getxattr(t, e.path("bin/sh"), "trusted.note"); string(got) != "on a symlink" {
+		t.Errorf("trusted.note on symlink = %q", got)
+	}
+
+	a, b := lstat(t, e.path("etc/passwd")), lstat(t, e.path("etc/passwd-"))
+	if a.Ino != b.Ino || a.Nlink != 2 {
+		t.Errorf("hardlink: inodes %d and %d, nlink %d", a.Ino, b.Ino, a.Nlink)
+	}
+
+	st = checkMode(t, e.path("dev/null"), unix.S_IFCHR, 0o666)
+	if unix.Major(st.Rdev) != 1 || unix.Minor(st.Rdev) != 3 {
+		t.Errorf("dev/null is %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	st = checkMode(t, e.path("dev/loop0"), unix.S_IFBLK, 0o660)
+	if unix.Major(st.Rdev) != 7 || unix.Minor(st.Rdev) != 0 {
+		t.Errorf("dev/loop0 is %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	checkOwner(t, e.path("dev/loop0"), 0, 6)
+	st = checkMode(t, e.path("dev/big"), unix.S_IFCHR, 0o600)
+	if unix.Major(st.Rdev) != 4095 || unix.Minor(st.Rdev) != 1<<20-1 {
+		t.Errorf("dev/big is %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	checkMode(t, e.path("run/initctl"), unix.S_IFIFO, 0o4600)
+	checkOwner(t, e.path("run/initctl"), 3, 0)
+	checkMode(t, e.path("empty"), unix.S_IFREG, 0o600)
+	checkContent(t, e.path("empty"), "")
+	e.checkOutside(t)
+}
+
+func TestSELinuxLabelIsNotCopied(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	f := reg("f", 0o644, "x")
+	f.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.selinux": "system_u:object_r:bogus_t:s0"}
+	e.mustUnpack(t, makeTar(t, f))
+	buf := make([]byte, 256)
+	if n, err := unix.Lgetxattr(e.path("f"), "security.selinux", buf); err == nil && strings.Contains(string(buf[:n]), "bogus_t") {
+		t.Errorf("security.selinux was copied from the layer: %q", buf[:n])
+	}
+}
+
+func TestRootEntry(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	rootTime := time.Date(2015, 5, 5, 5, 5, 5, 0, time.UTC)
+	root := dir("./", 0o750)
+	root.hdr.Uid, root.hdr.Gid, root.hdr.ModTime = 10, 20, rootTime
+	e.mustUnpack(t, makeTar(t, root, reg("./a", 0o644, "a")))
+	checkMode(t, e.root, unix.S_IFDIR, 0o750)
+	checkOwner(t, e.root, 10, 20)
+	checkMtime(t, e.root, rootTime)
+	checkContent(t, e.path("a"), "a")
+
+	e = newEnv(t)
+	if _, _, err := e.unpack(t, makeTar(t, reg(".", 0o644, "")), Options{}); err == nil {
+		t.Error("a file standing for the layer root was accepted")
+	}
+	checkMode(t, e.root, unix.S_IFDIR, 0o755)
+}
+
+func TestWhiteouts(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	wh := reg("etc/.wh.motd", 0o644, "")
+	wh.hdr.Uid, wh.hdr.Gid = 12, 34
+	opq := reg("var/cache/.wh..wh..opq", 0o644, "")
+	rootOpq := reg(".wh..wh..opq", 0o644, "")
+	res, _ := e.mustUnpack(t, makeTar(t,
+		dir("etc/", 0o755), wh,
+		dir("var/", 0o755), dir("var/cache/", 0o700), opq, reg("var/cache/new", 0o644, "new"),
+		reg("gone/deeper/.wh.x", 0o644, ""), // parents created on the way
+		reg(".wh.opt", 0o644, ""),
+		reg("opt/.wh.y", 0o644, ""), // below a whiteout: nothing to hide, ignored
+		reg("newdir/.wh..wh..opq", 0o644, ""),
+		rootOpq,
+	))
+
+	for _, p := range []string{"etc/motd", "gone/deeper/x", "opt"} {
+		st := checkMode(t, e.path(p), unix.S_IFCHR, 0)
+		if st.Rdev != 0 {
+			t.Errorf("%s: whiteout device %d:%d, want 0:0", p, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		}
+	}
+	checkOwner(t, e.path("etc/motd"), 12, 34)
+	for _, p := range []string{"var/cache", "newdir", "."} {
+		for _, attr := range opaqueXattrs {
+			if got := getxattr(t, e.path(p), attr); string(got) != "y" {
+				t.Errorf("%s: %s = %q, want y", p, attr, got)
+			}
+		}
+	}
+	checkMode(t, e.path("var/cache"), unix.S_IFDIR, 0o700)
+	checkContent(t, e.path("var/cache/new"), "new")
+	checkMode(t, e.path("newdir"), unix.S_IFDIR, 0o755)
+	// No .wh. file lands on disk.
+	filepath.WalkDir(e.root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), whiteoutPrefix) {
+			t.Errorf("whiteout file %s written", p)
+		}
+		return nil
+	})
+	// Whiteout owners are not part of the layer's uidset (as in containers/storage).
+	if slices.Contains(res.UIDs, 12) || slices.Contains(res.GIDs, 34) {
+		t.Errorf("UIDs %v GIDs %v include the whiteout's owner", res.UIDs, res.GIDs)
+	}
+	e.checkOutside(t)
+}
+
+func TestInvalidWhiteouts(t *testing.T) {
+	requireRoot(t)
+	for _, name := range []string{".wh..", "a/.wh..", ".wh.", "a/.wh."} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			_, _, err := e.unpack(t, makeTar(t, reg(name, 0o644, "")), Options{})
+			if err == nil || !strings.Contains(err.Error(), "whiteout") || !strings.Contains(err.Error(), name) {
+				t.Errorf("error %v, want an invalid whiteout error naming %q", err, name)
+			}
+			e.checkOutside(t)
+		})
+	}
+}
+
+func TestSparse(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	const size = 16 << 20
+	holey := make([]byte, size)
+	copy(holey[8<<20:], "middle")
+	copy(holey[size-3:], "end")
+	zeros := make([]byte, 5<<20+123) // all zero, odd size: a hole only
+	rnd := randomBytes(3<<20+7, 1)
+	mixed := append(append(slices.Clone(rnd), make([]byte, 2<<20)...), rnd[:1000]...)
+	e.mustUnpack(t, makeTar(t,
+		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "holey", Mode: 0o644}, body: holey},
+		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "zeros", Mode: 0o644}, body: zeros},
+		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "random", Mode: 0o644}, body: rnd},
+		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "mixed", Mode: 0o644}, body: mixed},
+	))
+	for name, want := range map[string][]byte{"holey": holey, "zeros": zeros, "random": rnd, "mixed": mixed} {
+		got, err := os.ReadFile(e.path(name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: content differs (%d bytes read, want %d, %v)", name, len(got), len(want), err)
+		}
+	}
+	if st := lstat(t, e.path("holey")); st.Blocks*512 > 1<<20 {
+		t.Errorf("holey: %d bytes allocated for %d, want holes", st.Blocks*512, st.Size)
+	}
+	if st := lstat(t, e.path("zeros")); st.Blocks != 0 || st.Size != int64(len(zeros)) {
+		t.Errorf("zeros: %d blocks, size %d", st.Blocks, st.Size)
+	}
+	if st := lstat(t, e.path("mixed")); st.Blocks*512 > int64(len(rnd))+1<<20 {
+		t.Errorf("mixed: %d bytes allocated, want the 2 MiB zero run as a hole", st.Blocks*512)
+	}
+}
+
+func TestDiffIDSizeAndOwners(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	a := reg("a", 0o644, "a")
+	a.hdr.Uid, a.hdr.Gid = 1000, 50
+	b := reg("b", 0o644, "b")
+	b.hdr.Uid, b.hdr.Gid = 33, 1000
+	c := dir("c/", 0o755)
+	c.hdr.Uid, c.hdr.Gid = 1000, 1000
+	stream := makeTar(t, a, b, c, reg("d", 0o644, "d"))
+	stream = append(stream, make([]byte, 9*512)...) // extra padding up to a 10 KiB record, as GNU tar writes
+	res, ts := e.mustUnpack(t, stream)
+	if want := digest.FromBytes(stream); res.DiffID != want {
+		t.Errorf("DiffID %s, want %s", res.DiffID, want)
+	}
+	if res.DiffSize != int64(len(stream)) {
+		t.Errorf("DiffSize %d, want %d", res.DiffSize, len(stream))
+	}
+	if !slices.Equal(res.UIDs, []uint32{0, 33, 1000}) || !slices.Equal(res.GIDs, []uint32{0, 50, 1000}) {
+		t.Errorf("UIDs %v GIDs %v", res.UIDs, res.GIDs)
+	}
+	if got := reassemble(t, e.root, ts); !bytes.Equal(got, stream) {
+		t.Errorf("reassembled stream differs (%d bytes, want %d)", len(got), len(stream))
+	}
+	// The very bytes containers/storage records for this stream.
+	var want bytes.Buffer
+	payload, done, _ := asm.NewInputTarStreamWithDone(bytes.NewReader(stream), storage.NewJSONPacker(&want), nil)
+	io.Copy(io.Discard, payload)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ts, want.Bytes()) {
+		t.Errorf("tar-split metadata differs from containers/storage's:\n%s\nwant:\n%s", ts, want.Bytes())
+	}
+}
+
+// reassemble rebuilds the layer from the diff directory and tar-split, as containers/storage
+// does for "podman save" and "podman push".
+func reassemble(t testing.TB, root string, tarSplit []byte) []byte {
+	t.Helper()
+	rc := asm.NewOutputTarStream(storage.NewPathFileGetter(root), storage.NewJSONUnpacker(bytes.NewReader(tarSplit)))
+	defer rc.Close()
+	out, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("reassembling: %v", err)
+	}
+	return out
+}
+
+func TestTarSplitRoundTrip(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	long := strings.Repeat("long-directory-name/", 12) + "file-with-a-long-name"
+	caps := reg("usr/sbin/ping", 0o4755, "ping")
+	caps.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(capNetBindService())}
+	rnd := randomBytes(200_001, 2)
+	gnu := reg("gnu-format", 0o644, "gnu")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	write := func(hdr tar.Header, body []byte) {
+		if hdr.ModTime.IsZero() {
+			hdr.ModTime = testTime.Truncate(time.Second) // USTAR has whole seconds only
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			hdr.Size = int64(len(body))
+		}
+		if err := tw.WriteHeader(&hdr); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(body)
+	}
+	// A mix of formats, as real layers have.
+	write(tar.Header{Typeflag: tar.TypeDir, Name: "./", Mode: 0o755, Format: tar.FormatUSTAR}, nil)
+	write(tar.Header{Typeflag: tar.TypeDir, Name: "usr/", Mode: 0o755, Format: tar.FormatGNU}, nil)
+	write(caps.hdr, caps.body)
+	write(tar.Header{Typeflag: tar.TypeReg, Name: long, Mode: 0o600, Uid: 1000, Uname: "someone"}, []byte("long"))
+	write(tar.Header{Typeflag: tar.TypeReg, Name: "random.bin", Mode: 0o644, Format: tar.FormatPAX}, rnd)
+	write(tar.Header{Typeflag: tar.TypeReg, Name: "zeros.img", Mode: 0o644}, make([]byte, 3<<20))
+	write(tar.Header{Typeflag: tar.TypeLink, Name: "usr/sbin/ping6", Linkname: "usr/sbin/ping", Mode: 0o4755}, nil)
+	write(tar.Header{Typeflag: tar.TypeSymlink, Name: "usr/bin", Linkname: "sbin", Mode: 0o777}, nil)
+	write(tar.Header{Typeflag: tar.TypeChar, Name: "dev/tty", Mode: 0o620, Devmajor: 5, Devminor: 0, Gid: 5}, nil)
+	write(tar.Header{Typeflag: tar.TypeFifo, Name: "fifo", Mode: 0o600}, nil)
+	write(tar.Header{Typeflag: tar.TypeReg, Name: "ünïcödé-名前", Mode: 0o644}, []byte("utf8"))
+	write(gnu.hdr, gnu.body)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stream := append(buf.Bytes(), make([]byte, 4096)...)
+
+	res, ts := e.mustUnpack(t, stream)
+	if got := reassemble(t, e.root, ts); !bytes.Equal(got, stream) {
+		t.Fatalf("reassembled stream differs (%d bytes, want %d)", len(got), len(stream))
+	}
+	if res.DiffID != digest.FromBytes(stream) {
+		t.Error("DiffID differs")
+	}
+	checkContent(t, e.path(long), "long")
+	checkContent(t, e.path("ünïcödé-名前"), "utf8")
+}
+
+func TestReplacingEntries(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	explicit := dir("p/", 0o700)
+	explicit.hdr.Uid, explicit.hdr.Gid = 7, 7
+	e.mustUnpack(t, makeTar(t,
+		reg("p/f", 0o644, "f"), explicit, // implicit parent, then its own entry: merged
+		reg("/dup", 0o644, "one"), dir("dup/", 0o711), reg("dup/inside", 0o644, "in"), // same path, other spelling: last wins
+		dir("/d2/", 0o755), reg("d2/child", 0o644, "c"), symlink("d2", "p"), // a directory replaced by a symlink
+		symlink("/s", "/p/f"), reg("s", 0o600, "not through the link"), // a symlink replaced by a file, not followed
+		reg("/x", 0o644, "old"), hardlink("x", "p/f"), // a file replaced by a hardlink
+	))
+	checkMode(t, e.path("p"), unix.S_IFDIR, 0o700)
+	checkOwner(t, e.path("p"), 7, 7)
+	checkContent(t, e.path("p/f"), "f")
+	checkMode(t, e.path("dup"), unix.S_IFDIR, 0o711)
+	checkContent(t, e.path("dup/inside"), "in")
+	if target, err := os.Readlink(e.path("d2")); err != nil || target != "p" {
+		t.Errorf("d2 -> %q, %v", target, err)
+	}
+	checkMode(t, e.path("s"), unix.S_IFREG, 0o600)
+	checkContent(t, e.path("s"), "not through the link")
+	checkContent(t, e.path("p/f"), "f")
+	if a, b := lstat(t, e.path("x")), lstat(t, e.path("p/f")); a.Ino != b.Ino {
+		t.Error("x is not a hardlink of p/f")
+	}
+	e.checkOutside(t)
+}
+
+func TestDuplicateEntry(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	_, _, err := e.unpack(t, makeTar(t, reg("a/b", 0o644, "1"), reg("./a/b", 0o644, "2")), Options{})
+	if err == nil || !strings.Contains(err.Error(), `"./a/b"`) || !strings.Contains(err.Error(), "duplicate") {
+		t.Errorf("error %v, want a duplicate-entry error naming ./a/b", err)
+	}
+}
+
+func TestSymlinksInParents(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	e.mustUnpack(t, makeTar(t,
+		dir("real/", 0o755), symlink("lnk", "real"), reg("lnk/f", 0o644, "via link"),
+		symlink("abs", "/real"), reg("abs/g", 0o644, "via absolute link"),
+		symlink("dangling", "made/by/link"), reg("dangling/h", 0o644, "created target"),
+		symlink("chain", "dangling"), reg("chain/i", 0o644, "two hops"),
+	))
+	checkContent(t, e.path("real/f"), "via link")
+	checkContent(t, e.path("real/g"), "via absolute link")
+	checkContent(t, e.path("made/by/link/h"), "created target")
+	checkContent(t, e.path("made/by/link/i"), "two hops")
+	checkMode(t, e.path("made/by"), unix.S_IFDIR, 0o755)
+
+	e = newEnv(t)
+	_, _, err := e.unpack(t, makeTar(t, symlink("loop1", "loop2"), symlink("loop2", "loop1"), reg("loop1/x", 0o644, "")), Options{})
+	if err == nil || !strings.Contains(err.Error(), "loop1/x") {
+		t.Errorf("symlink loop: error %v, want one naming loop1/x", err)
+	}
+	e.checkOutside(t)
+}
+
+func TestHostile(t *testing.T) {
+	requireRoot(t)
+	type check func(t *testing.T, e *env)
+	landed := func(p, content string) check {
+		return func(t *testing.T, e *env) { checkContent(t, e.path(p), content) }
+	}
+	tests := []struct {
+		name    string
+		entries func(e *env) []entry
+		wantErr string // "" if the layer is fine (but contained)
+		check   check
+	}{
+		{"dotdot", func(*env) []entry { return []entry{reg("../x", 0o644, "x")} }, `layer entry "../x" escapes the layer directory`, nil},
+		{"dotdot inside", func(*env) []entry { return []entry{reg("a/../../x", 0o644, "x")} }, "escapes the layer directory", nil},
+		{"absolute dotdot", func(*env) []entry { return []entry{reg("/../outside/victim", 0o644, "x")} }, "escapes the layer directory", nil},
+		{"dotdot dir", func(*env) []entry { return []entry{dir("../", 0o755)} }, "escapes the layer directory", nil},
+		{"absolute", func(*env) []entry { return []entry{reg("/x", 0o644, "abs")} }, "", landed("x", "abs")},
+		{"symlink to outside dir", func(e *env) []entry {
+			return []entry{symlink("evil", e.outside), reg("evil/pwned", 0o644, "p"), reg("evil/victim", 0o644, "p")}
+		}, "", func(t *testing.T, e *env) {
+			checkContent(t, e.path(filepath.Join(e.outside, "pwned")), "p")
+			checkContent(t, e.path(filepath.Join(e.outside, "victim")), "p")
+		}},
+		{"relative symlink up", func(*env) []entry {
+			return []entry{symlink("up", "../../.."), reg("up/x", 0o644, "up")}
+		}, "", landed("x", "up")},
+		{"symlink to root", func(*env) []entry {
+			return []entry{symlink("r", "/"), reg("r/etc/passwd", 0o644, "mine")}
+		}, "", landed("etc/passwd", "mine")},
+		{"dir through outside symlink", func(e *env) []entry {
+			return []entry{symlink("d", e.outside), dir("d/sub/", 0o755)}
+		}, "", func(t *testing.T, e *env) { checkMode(t, e.path(e.outside+"/sub"), unix.S_IFDIR, 0o755) }},
+		{"file replacing symlink to victim", func(e *env) []entry {
+			return []entry{symlink("v", filepath.Join(e.outside, "victim")), reg("/v", 0o644, "mine")}
+		}, "", landed("v", "mine")},
+		{"symlink to victim then hardlink", func(e *env) []entry {
+			return []entry{symlink("v", filepath.Join(e.outside, "victim")), hardlink("h", "v")}
+		}, "", func(t *testing.T, e *env) {
+			if target, err := os.Readlink(e.path("h")); err != nil || target != filepath.Join(e.outside, "victim") {
+				t.Errorf("h -> %q, %v; want a hardlink of the symlink itself", target, err)
+			}
+		}},
+		{"hardlink to /etc/passwd", func(*env) []entry { return []entry{hardlink("p", "/etc/passwd")} },
+			`hardlink points to "/etc/passwd", which is not earlier in the same layer`, nil},
+		{"hardlink escaping", func(*env) []entry { return []entry{hardlink("p", "../outside/victim")} },
+			"escapes the layer directory", nil},
+		{"hardlink through symlink", func(e *env) []entry {
+			return []entry{symlink("o", e.outside), hardlink("p", "o/victim")}
+		}, "not earlier in the same layer", nil},
+		{"hardlink to later entry", func(*env) []entry { return []entry{hardlink("early", "late"), reg("late", 0o644, "")} },
+			`layer entry "early": hardlink points to "late", which is not earlier in the same layer`, nil},
+		{"hardlink to itself", func(*env) []entry { return []entry{hardlink("self", "self")} }, "not earlier", nil},
+		{"whiteout of dotdot", func(*env) []entry { return []entry{reg("a/.wh..", 0o644, "")} }, "invalid whiteout", nil},
+		{"whiteout through symlink", func(e *env) []entry {
+			return []entry{symlink("o", e.outside), reg("o/.wh.victim", 0o644, "")}
+		}, "", func(t *testing.T, e *env) { checkMode(t, e.path(e.outside+"/victim"), unix.S_IFCHR, 0) }},
+		{"opaque through symlink", func(e *env) []entry {
+			return []entry{symlink("o", e.outside), reg("o/.wh..wh..opq", 0o644, "")}
+		}, "", func(t *testing.T, e *env) {
+			if got := getxattr(t, e.path(e.outside), "trusted.overlay.opaque"); string(got) != "y" {
+				t.Errorf("opaque marker not set inside the root: %q", got)
+			}
+		}},
+		{"magic link", func(*env) []entry {
+			return []entry{symlink("m", "/proc/self/root"), reg("m/x", 0o644, "")}
+		}, "", landed("proc/self/root/x", "")},
+		{"uid -1", func(*env) []entry {
+			f := reg("f", 0o644, "")
+			f.hdr.Uid = -1
+			return []entry{f}
+		}, "out of range", nil},
+		{"device number too large", func(*env) []entry {
+			return []entry{{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "c", Devmajor: 1 << 12}}}
+		}, "out of range", nil},
+		{"unknown type", func(*env) []entry {
+			return []entry{{hdr: tar.Header{Typeflag: tar.TypeCont, Name: "cont"}}}
+		}, `layer entry "cont": unsupported entry type '7'`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			_, _, err := e.unpack(t, makeTar(t, tt.entries(e)...), Options{})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			if tt.check != nil {
+				tt.check(t, e)
+			}
+			e.checkOutside(t)
+		})
+	}
+}
+
+func TestSizeLimit(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	stream := makeTar(t, reg("a", 0o644, strings.Repeat("a", 5000)), reg("b", 0o644, strings.Repeat("b", 5000)))
+
+	if _, _, err := e.unpack(t, stream, Options{MaxSize: int64(len(stream))}); err != nil {
+		t.Fatalf("a layer of exactly MaxSize bytes: %v", err)
+	}
+
+	for _, limit := range []int64{int64(len(stream)) - 1, 8000, 4000} { // at the padding, mid-stream, one entry too big
+		e := newEnv(t)
+		_, _, err := e.unpack(t, stream, Options{MaxSize: limit})
+		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(limit)) {
+			t.Errorf("limit %d: error %v, want ErrTooLarge mentioning the limit", limit, err)
+		}
+		e.checkOutside(t)
+	}
+}
+
+func TestTruncatedStream(t *testing.T) {
+	requireRoot(t)
+	stream := makeTar(t, reg("a", 0o644, strings.Repeat("a", 3000)), reg("b", 0o644, strings.Repeat("b", 1000)))
+	// In the first header, in the first body, in the second body. (A cut at an entry boundary
+	// or in padding looks like a complete archive to any tar reader; the caller's diff ID check
+	// catches those.)
+	for _, cut := range []int{100, 2000, len(stream) - 1024 - 700} {
+		e := newEnv(t)
+		_, _, err := e.unpack(t, stream[:cut], Options{})
+		if err == nil {
+			t.Errorf("cut at %d: no error", cut)
+		} else if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("cut at %d: error %v, want unexpected EOF", cut, err)
+		}
+		e.checkOutside(t)
+	}
+	// A stream that is not a tar at all.
+	e := newEnv(t)
+	if _, _, err := e.unpack(t, bytes.Repeat([]byte("not a tar "), 100), Options{}); err == nil {
+		t.Error("garbage accepted")
+	}
+}
+
+// TestStreamReadToEOF checks that everything after the end-of-archive marker is read too.
+func TestStreamReadToEOF(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	stream := append(makeTar(t, reg("a", 0o644, "a")), make([]byte, 3<<20)...)
+	r := bytes.NewReader(stream)
+	var ts bytes.Buffer
+	res, err := Layer(r, e.root, &ts, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Len() != 0 || res.DiffSize != int64(len(stream)) {
+		t.Errorf("%d bytes left unread, DiffSize %d", r.Len(), res.DiffSize)
+	}
+	if h := sha256.Sum256(stream); res.DiffID.Encoded() != hex.EncodeToString(h[:]) {
+		t.Error("DiffID does not cover the padding")
+	}
+}
+
+func TestBadRoot(t *testing.T) {
+	var ts bytes.Buffer
+	if _, err := Layer(bytes.NewReader(nil), filepath.Join(t.TempDir(), "missing"), &ts, Options{}); err == nil {
+		t.Error("missing root accepted")
+	}
+}

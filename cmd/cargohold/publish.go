@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cargohold/cargohold/builder"
+	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/recipe"
+	"github.com/docker/go-units"
+	"github.com/urfave/cli/v2"
+)
+
+func publishCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "publish",
+		Usage:     "fetch images and publish them into the store",
+		ArgsUsage: "[IMAGE...]   (docker://registry/name:tag, name:tag, name@sha256:..., oci:DIR:tag, ...)",
+		Description: "Each image is fetched, verified and unpacked, then made visible in one step. An image that\n" +
+			"fails is reported and leaves the store as it was; the others are still published.\n" +
+			"Flags given on the command line override the recipe's [defaults]; an [[image]]'s own settings win.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "store", Usage: "store directory (default: the recipe's store)"},
+			&cli.StringFlag{Name: "recipe", Usage: "TOML `FILE` listing the images (see README)"},
+			&cli.StringSliceFlag{Name: "name", Usage: "extra `NAME` for the image (only with one IMAGE)"},
+			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from multi-platform images (default: this host's)"},
+			&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "verify registry TLS certificates and require HTTPS (--tls-verify=false for plain-http test registries)"},
+			&cli.StringFlag{Name: "authfile", EnvVars: []string{"REGISTRY_AUTH_FILE"}, Usage: "registry credentials `FILE` (as written by podman login)"},
+			&cli.StringFlag{Name: "registries-conf", Usage: "registries.conf `FILE` for short names and mirrors (default: the system's)"},
+			&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)"},
+			&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy"},
+			&cli.IntFlag{Name: "jobs", Value: 0, Usage: "layers fetched and unpacked at once (default 4)"},
+			&cli.Int64Flag{Name: "max-layer-size", Usage: "refuse layers larger than `BYTES` uncompressed (0: no limit)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
+		},
+		Action: runPublish,
+	}
+}
+
+func runPublish(c *cli.Context) error {
+	storeDir, requests, err := publishRequests(c)
+	if err != nil {
+		return cli.Exit(err, exitUsage)
+	}
+	store, err := layout.Open(storeDir)
+	if err != nil {
+		return cli.Exit(fmt.Errorf("opening store %s: %w", storeDir, err), exitStore)
+	}
+	defer store.Close()
+
+	p := builder.Publisher{Store: store, Options: cliOptions(c, builder.Options{}), Jobs: c.Int("jobs")}
+	failed := 0
+	for _, req := range requests {
+		res := p.Publish(c.Context, req)
+		if res.Err != nil {
+			failed++
+			fmt.Fprintln(os.Stderr, "error:", res.Err)
+			continue
+		}
+		if !c.Bool("quiet") {
+			fmt.Printf("%-9s %s  %s  %d layers, %s fetched in %.1fs\n", res.Action, strings.Join(res.Names, ","),
+				shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds())
+		}
+	}
+	if failed > 0 {
+		return cli.Exit(fmt.Sprintf("%d of %d images failed; the store holds the others", failed, len(requests)), exitImageFailed)
+	}
+	return nil
+}
+
+// publishRequests gathers the store and the images from the recipe and the command line.
+func publishRequests(c *cli.Context) (string, []builder.Request, error) {
+	storeDir := c.String("store")
+	var requests []builder.Request
+	if path := c.String("recipe"); path != "" {
+		r, err := recipe.Load(path)
+		if err != nil {
+			return "", nil, err
+		}
+		if storeDir == "" {
+			storeDir = r.Store
+		}
+		defaults := cliOptions(c, settingsOptions(r.Defaults, builder.Options{}))
+		for _, img := range r.Images {
+			opts := settingsOptions(img.Settings, defaults)
+			requests = append(requests, builder.Request{Ref: img.Ref, Names: img.Names, Options: &opts})
+		}
+	}
+	for _, ref := range c.Args().Slice() {
+		requests = append(requests, builder.Request{Ref: ref, Names: c.StringSlice("name")})
+	}
+	switch {
+	case storeDir == "":
+		return "", nil, fmt.Errorf("no store: give --store DIR or store = \"DIR\" in the recipe")
+	case len(requests) == 0:
+		return "", nil, fmt.Errorf("nothing to publish: give IMAGE arguments or --recipe FILE")
+	case len(c.StringSlice("name")) > 0 && c.Args().Len() != 1:
+		return "", nil, fmt.Errorf("--name applies to exactly one IMAGE argument, got %d", c.Args().Len())
+	}
+	return storeDir, requests, nil
+}
+
+// cliOptions overlays the flags the user gave on base.
+func cliOptions(c *cli.Context, base builder.Options) builder.Options {
+	o := base
+	if c.IsSet("platform") {
+		o.Platform = c.String("platform")
+	}
+	if c.IsSet("tls-verify") {
+		v := c.Bool("tls-verify")
+		o.TLSVerify = &v
+	}
+	if c.String("authfile") != "" {
+		o.AuthFile = c.String("authfile")
+	}
+	o.RegistriesConf = c.String("registries-conf")
+	o.PolicyPath = c.String("policy")
+	o.InsecurePolicy = c.Bool("insecure-policy")
+	o.MaxLayerSize = c.Int64("max-layer-size")
+	return o
+}
+
+// settingsOptions overlays a recipe's settings on base.
+func settingsOptions(s recipe.Settings, base builder.Options) builder.Options {
+	o := base
+	if s.Platform != "" {
+		o.Platform = s.Platform
+	}
+	if s.TLSVerify != nil {
+		o.TLSVerify = s.TLSVerify
+	}
+	if s.AuthFile != "" {
+		o.AuthFile = s.AuthFile
+	}
+	return o
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

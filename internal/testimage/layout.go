@@ -1,0 +1,301 @@
+package testimage
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Compression of a layer blob.
+type Compression int
+
+const (
+	Uncompressed Compression = iota
+	Gzip
+	Zstd
+)
+
+func (c Compression) String() string {
+	switch c {
+	case Uncompressed:
+		return "none"
+	case Gzip:
+		return "gzip"
+	case Zstd:
+		return "zstd"
+	}
+	return fmt.Sprintf("Compression(%d)", int(c))
+}
+
+// MediaType is the OCI layer media type for c.
+func (c Compression) MediaType() string {
+	switch c {
+	case Gzip:
+		return v1.MediaTypeImageLayerGzip
+	case Zstd:
+		return v1.MediaTypeImageLayerZstd
+	}
+	return v1.MediaTypeImageLayer
+}
+
+// Layer is one image layer: its tar entries, in order, and how the blob is
+// compressed.
+type Layer struct {
+	Entries     []Entry
+	Compression Compression
+	// CreatedBy is the history entry's created_by text.
+	CreatedBy string
+}
+
+// Image is what WriteLayout writes. Zero values get defaults: Created =
+// Epoch, OS = "linux", Architecture = runtime.GOARCH (the host's, so Podman
+// runs it without a platform warning), Env = a standard PATH.
+type Image struct {
+	Layers       []Layer
+	Cmd          []string
+	Entrypoint   []string
+	Env          []string
+	Labels       map[string]string
+	Created      time.Time
+	OS           string
+	Architecture string
+}
+
+// LayerBlob describes one layer written to a layout.
+type LayerBlob struct {
+	MediaType   string        `json:"media_type"`
+	Digest      digest.Digest `json:"digest"`  // of the blob as stored (compressed)
+	Size        int64         `json:"size"`    // of the blob
+	DiffID      digest.Digest `json:"diff_id"` // of the uncompressed tar
+	DiffSize    int64         `json:"diff_size"`
+	Compression string        `json:"compression"`
+}
+
+// Written describes one image written to a layout.
+type Written struct {
+	Tag      string        `json:"tag"`
+	Manifest digest.Digest `json:"manifest"`
+	Config   digest.Digest `json:"config"` // its hex is the image ID in containers-storage
+	Layers   []LayerBlob   `json:"layers"`
+}
+
+// WriteLayout writes img into the OCI image layout at dir (created if
+// missing) and points tag at it in index.json, replacing an earlier image of
+// the same tag. Blobs already present are kept, so several tags can share a
+// layout and its blobs.
+func WriteLayout(dir, tag string, img Image) (Written, error) {
+	w := Written{Tag: tag}
+	blobs := filepath.Join(dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return w, err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, v1.ImageLayoutFile),
+		mustJSON(v1.ImageLayout{Version: v1.ImageLayoutVersion})); err != nil {
+		return w, err
+	}
+
+	created := img.Created
+	if created.IsZero() {
+		created = Epoch
+	}
+	cfg := v1.Image{
+		Created: &created,
+		Platform: v1.Platform{
+			OS:           orDefault(img.OS, "linux"),
+			Architecture: orDefault(img.Architecture, runtime.GOARCH),
+		},
+		Config: v1.ImageConfig{
+			Env:        img.Env,
+			Entrypoint: img.Entrypoint,
+			Cmd:        img.Cmd,
+			Labels:     img.Labels,
+		},
+		RootFS: v1.RootFS{Type: "layers", DiffIDs: []digest.Digest{}},
+	}
+	if cfg.Config.Env == nil {
+		cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	}
+
+	man := v1.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: v1.MediaTypeImageManifest,
+		Layers:    []v1.Descriptor{},
+	}
+	for i, l := range img.Layers {
+		lb, err := writeLayerBlob(blobs, l)
+		if err != nil {
+			return w, fmt.Errorf("layer %d: %w", i, err)
+		}
+		w.Layers = append(w.Layers, lb)
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, lb.DiffID)
+		cfg.History = append(cfg.History, v1.History{Created: &created, CreatedBy: l.CreatedBy})
+		man.Layers = append(man.Layers, v1.Descriptor{MediaType: lb.MediaType, Digest: lb.Digest, Size: lb.Size})
+	}
+
+	cfgBytes := mustJSON(cfg)
+	cfgDesc, err := writeBlob(blobs, cfgBytes)
+	if err != nil {
+		return w, err
+	}
+	w.Config = cfgDesc.Digest
+	man.Config = v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cfgDesc.Digest, Size: cfgDesc.Size}
+
+	manDesc, err := writeBlob(blobs, mustJSON(man))
+	if err != nil {
+		return w, err
+	}
+	w.Manifest = manDesc.Digest
+	manDesc.MediaType = v1.MediaTypeImageManifest
+	manDesc.Annotations = map[string]string{v1.AnnotationRefName: tag}
+
+	return w, addToIndex(dir, tag, manDesc)
+}
+
+// addToIndex points tag at desc in dir/index.json, keeping other tags.
+func addToIndex(dir, tag string, desc v1.Descriptor) error {
+	path := filepath.Join(dir, v1.ImageIndexFile)
+	idx := v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageIndex}
+	switch b, err := os.ReadFile(path); {
+	case err == nil:
+		if err := json.Unmarshal(b, &idx); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	kept := []v1.Descriptor{}
+	for _, d := range idx.Manifests {
+		if d.Annotations[v1.AnnotationRefName] != tag {
+			kept = append(kept, d)
+		}
+	}
+	idx.Manifests = append(kept, desc)
+	return writeFileAtomic(path, mustJSON(idx))
+}
+
+// writeLayerBlob streams the layer's tar through the compressor into a temp
+// file in blobs, hashing the tar (diff ID) and the blob (digest) on the way,
+// then renames the file to its digest.
+func writeLayerBlob(blobs string, l Layer) (LayerBlob, error) {
+	lb := LayerBlob{MediaType: l.Compression.MediaType(), Compression: l.Compression.String()}
+	tmp, err := os.CreateTemp(blobs, ".layer-*")
+	if err != nil {
+		return lb, err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+
+	blobHash := sha256.New()
+	blobCount := &countWriter{w: io.MultiWriter(tmp, blobHash)}
+	var comp io.WriteCloser
+	switch l.Compression {
+	case Uncompressed:
+		comp = nopCloser{blobCount}
+	case Gzip:
+		// Default level, no name, zero mtime in the header: reproducible.
+		comp = gzip.NewWriter(blobCount)
+	case Zstd:
+		// One goroutine so the frame layout never depends on scheduling.
+		comp, err = zstd.NewWriter(blobCount, zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return lb, err
+		}
+	default:
+		return lb, fmt.Errorf("unknown compression %v", l.Compression)
+	}
+	diffHash := sha256.New()
+	diffCount := &countWriter{w: io.MultiWriter(comp, diffHash)}
+	if err := WriteTar(diffCount, l.Entries); err != nil {
+		tmp.Close()
+		return lb, err
+	}
+	if err := comp.Close(); err != nil {
+		tmp.Close()
+		return lb, err
+	}
+	if err := tmp.Chmod(0o644); err != nil { // CreateTemp makes 0600
+		tmp.Close()
+		return lb, err
+	}
+	if err := tmp.Close(); err != nil {
+		return lb, err
+	}
+	lb.Digest = digestOf(blobHash)
+	lb.Size = blobCount.n
+	lb.DiffID = digestOf(diffHash)
+	lb.DiffSize = diffCount.n
+	return lb, os.Rename(tmp.Name(), filepath.Join(blobs, lb.Digest.Encoded()))
+}
+
+func writeBlob(blobs string, b []byte) (v1.Descriptor, error) {
+	d := digest.FromBytes(b)
+	return v1.Descriptor{Digest: d, Size: int64(len(b))}, writeFileAtomic(filepath.Join(blobs, d.Encoded()), b)
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	// CreateTemp makes 0600 files; layouts are read by other users' skopeo.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func digestOf(h hash.Hash) digest.Digest {
+	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }

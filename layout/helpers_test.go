@@ -1,0 +1,249 @@
+package layout
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/tar/asm"
+	tsstorage "github.com/vbatts/tar-split/tar/storage"
+	"go.podman.io/storage/pkg/archive"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	// A restrictive umask proves that the store's modes do not depend on the caller's.
+	unix.Umask(0o077)
+	os.Exit(m.Run())
+}
+
+// testEntry is a dir (data == "" and dir) or a regular file of a hand-made layer.
+type testEntry struct {
+	name string
+	dir  bool
+	data string
+	mode int64
+}
+
+// testLayer is a committed test layer and what it was made from.
+type testLayer struct {
+	meta LayerMeta
+	tar  []byte
+}
+
+var testMtime = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+
+// makeTar writes entries as a tar owned by the current user (so that the same files can be made on
+// disk without privileges).
+func makeTar(t *testing.T, entries []testEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{
+			Name: e.name, Mode: e.mode, ModTime: testMtime, Typeflag: tar.TypeReg, Size: int64(len(e.data)),
+			Uid: os.Getuid(), Gid: os.Getgid(), Format: tar.FormatPAX,
+		}
+		if e.dir {
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, e.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// stageTar does what the unpacker will do for a tar of plain dirs and files: the tar goes through
+// tar-split's packer into l.TarSplit(), and the same files (mode, mtime) are made in l.DiffDir().
+func stageTar(t *testing.T, s *Store, entries []testEntry) (*StagedLayer, []byte) {
+	t.Helper()
+	data := makeTar(t, entries)
+	l, err := s.StageLayer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, done, err := asm.NewInputTarStreamWithDone(bytes.NewReader(data), tsstorage.NewJSONPacker(l.TarSplit()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(l.DiffDir(), e.name)
+		if e.dir {
+			if err := os.Mkdir(p, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(p, []byte(e.data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, os.FileMode(e.mode)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := len(entries) - 1; i >= 0; i-- { // children first, so dir mtimes stay
+		if err := os.Chtimes(filepath.Join(l.DiffDir(), entries[i].name), testMtime, testMtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l, data
+}
+
+// commitTestLayer stages and commits a layer on top of parent ("" for a base layer).
+func commitTestLayer(t *testing.T, s *Store, parent string, entries []testEntry) testLayer {
+	t.Helper()
+	l, data := stageTar(t, s, entries)
+	meta := layerMetaFor(parent, data)
+	if err := s.CommitLayer(l, meta); err != nil {
+		t.Fatal(err)
+	}
+	return testLayer{meta: meta, tar: data}
+}
+
+// layerMetaFor describes a tar as if it had been pulled gzip-compressed.
+func layerMetaFor(parent string, data []byte) LayerMeta {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(data)
+	zw.Close()
+	diffID := digest.Canonical.FromBytes(data)
+	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+	return LayerMeta{
+		ID:               ChainID(parent, diffID),
+		Parent:           parent,
+		CompressedDigest: digest.Canonical.FromBytes(gz.Bytes()),
+		CompressedSize:   int64(gz.Len()),
+		DiffID:           diffID,
+		DiffSize:         int64(len(data)),
+		Compression:      archive.Gzip,
+		UIDs:             []uint32{uid, uid},
+		GIDs:             []uint32{gid},
+	}
+}
+
+// testImageMeta builds a consistent OCI config and manifest for layers (base first) and returns what
+// the builder would pass to PutImage.
+func testImageMeta(t *testing.T, layers []testLayer, names []string, tag string) ImageMeta {
+	t.Helper()
+	var diffIDs []digest.Digest
+	var descs []map[string]any
+	for _, l := range layers {
+		diffIDs = append(diffIDs, l.meta.DiffID)
+		descs = append(descs, map[string]any{
+			"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+			"digest":    l.meta.CompressedDigest, "size": l.meta.CompressedSize,
+		})
+	}
+	created := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	config, err := json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux", "created": created,
+		"config": map[string]any{"Cmd": []string{"/bin/sh"}, "Labels": map[string]string{"tag": tag}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	configDigest := digest.Canonical.FromBytes(config)
+	manifest, err := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
+		"config": map[string]any{
+			"mediaType": "application/vnd.oci.image.config.v1+json", "digest": configDigest, "size": len(config),
+		},
+		"layers": descs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifestDigest := digest.Canonical.FromBytes(manifest)
+	return ImageMeta{
+		ID:       configDigest.Encoded(),
+		Digest:   manifestDigest,
+		TopLayer: layers[len(layers)-1].meta.ID,
+		Names:    names,
+		Created:  created,
+		Metadata: fmt.Sprintf(`{"signatures-sizes":{%q:[]}}`, manifestDigest),
+		BigData: []BigData{
+			{Key: configDigest.String(), Data: config},
+			{Key: "manifest-" + manifestDigest.String(), Data: manifest},
+			{Key: "manifest", Data: manifest},
+		},
+	}
+}
+
+func openStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func putImage(t *testing.T, s *Store, img ImageMeta) bool {
+	t.Helper()
+	changed, err := s.PutImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return changed
+}
+
+// readJSONFile decodes a store file into v.
+func readJSONFile(t *testing.T, p string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+}
+
+func assertMode(t *testing.T, p string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != want {
+		t.Errorf("%s: mode %o, want %o", p, fi.Mode().Perm(), want)
+	}
+}
+
+var (
+	baseEntries = []testEntry{
+		{name: "etc", dir: true, mode: 0o755},
+		{name: "etc/hello", data: "hello from the base layer\n", mode: 0o644},
+	}
+	childEntries = []testEntry{
+		{name: "etc", dir: true, mode: 0o755},
+		{name: "etc/child", data: "child\n", mode: 0o600},
+		{name: "opt", dir: true, mode: 0o750},
+		{name: "opt/run.sh", data: "#!/bin/sh\necho hi\n", mode: 0o755},
+	}
+	grandchildEntries = []testEntry{
+		{name: "srv", dir: true, mode: 0o755},
+	}
+)

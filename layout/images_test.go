@@ -1,0 +1,306 @@
+package layout
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/storage"
+)
+
+func TestBigDataFileName(t *testing.T) {
+	for key, want := range map[string]string{
+		"manifest":               "manifest",
+		"signatures":             "signatures",
+		"a.b.9":                  "a.b.9",
+		"sha256:abc":             "=" + base64.StdEncoding.EncodeToString([]byte("sha256:abc")),
+		"manifest-sha256:abc":    "=" + base64.StdEncoding.EncodeToString([]byte("manifest-sha256:abc")),
+		"Manifest":               "=" + base64.StdEncoding.EncodeToString([]byte("Manifest")),
+		"../x":                   "=" + base64.StdEncoding.EncodeToString([]byte("../x")),
+		"signature-0123456789ab": "=" + base64.StdEncoding.EncodeToString([]byte("signature-0123456789ab")),
+	} {
+		if got := bigDataFileName(key); got != want {
+			t.Errorf("bigDataFileName(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestPutImage(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	img := testImageMeta(t, []testLayer{base, child}, []string{"example.com/app:1", "example.com/app:latest"}, "one")
+	if !putImage(t, s, img) {
+		t.Fatal("PutImage of a new image reported no change")
+	}
+
+	imgDir := filepath.Join(dir, "overlay-images", img.ID)
+	assertMode(t, imgDir, 0o755)
+	for _, b := range img.BigData {
+		var name string
+		switch {
+		case b.Key == "manifest":
+			name = "manifest"
+		default:
+			name = "=" + base64.StdEncoding.EncodeToString([]byte(b.Key))
+		}
+		p := filepath.Join(imgDir, name)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("big data %q: %v", b.Key, err)
+		}
+		if string(data) != string(b.Data) {
+			t.Errorf("big data %q: wrong content", b.Key)
+		}
+		assertMode(t, p, 0o644)
+	}
+	if entries, _ := os.ReadDir(imgDir); len(entries) != 3 {
+		t.Errorf("%s has %d files, want 3", imgDir, len(entries))
+	}
+
+	var raw []map[string]json.RawMessage
+	readJSONFile(t, filepath.Join(dir, "overlay-images", "images.json"), &raw)
+	if len(raw) != 1 {
+		t.Fatalf("images.json has %d records", len(raw))
+	}
+	for _, key := range []string{"id", "digest", "names", "names-history", "layer", "metadata", "big-data-names", "big-data-sizes", "big-data-digests", "created"} {
+		if _, ok := raw[0][key]; !ok {
+			t.Errorf("images.json record lacks %q", key)
+		}
+	}
+	var images []storage.Image
+	readJSONFile(t, filepath.Join(dir, "overlay-images", "images.json"), &images)
+	got := images[0]
+	if got.ID != img.ID || got.Digest != img.Digest || got.TopLayer != child.meta.ID || got.Metadata != img.Metadata || !got.Created.Equal(img.Created) {
+		t.Errorf("record %+v does not match %+v", got, img)
+	}
+	if !slices.Equal(got.Names, img.Names) {
+		t.Errorf("names %v, want %v", got.Names, img.Names)
+	}
+	// As the storage library's AddNames: each name pushed to the front in turn.
+	if want := []string{"example.com/app:latest", "example.com/app:1"}; !slices.Equal(got.NamesHistory, want) {
+		t.Errorf("names-history %v, want %v", got.NamesHistory, want)
+	}
+	wantKeys := []string{img.BigData[0].Key, img.BigData[1].Key, "manifest"}
+	if !slices.Equal(got.BigDataNames, wantKeys) {
+		t.Errorf("big-data-names %v, want %v", got.BigDataNames, wantKeys)
+	}
+	for _, b := range img.BigData {
+		if got.BigDataSizes[b.Key] != int64(len(b.Data)) {
+			t.Errorf("big-data-sizes[%q] = %d, want %d", b.Key, got.BigDataSizes[b.Key], len(b.Data))
+		}
+		want := digest.Canonical.FromBytes(b.Data)
+		if got.BigDataDigests[b.Key] != want {
+			t.Errorf("big-data-digests[%q] = %s, want %s", b.Key, got.BigDataDigests[b.Key], want)
+		}
+	}
+	if got.BigDataDigests["manifest"] != img.Digest {
+		t.Errorf("manifest big data digest %s, want the manifest digest %s", got.BigDataDigests["manifest"], img.Digest)
+	}
+
+	if r, ok := s.ImageByName("example.com/app:latest"); !ok || r.ID != img.ID {
+		t.Error("ImageByName did not find the image")
+	}
+	if r, ok := s.Image(img.ID); !ok || r.TopLayer != child.meta.ID {
+		t.Error("Image did not find the image")
+	}
+}
+
+func TestPutImageTwiceIsNoop(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	img := testImageMeta(t, []testLayer{base}, []string{"example.com/app:1"}, "one")
+	putImage(t, s, img)
+
+	var files []string
+	filepath.WalkDir(filepath.Join(dir, "overlay-images"), func(p string, d os.DirEntry, err error) error {
+		if err == nil {
+			files = append(files, p)
+		}
+		return err
+	})
+	files = append(files, filepath.Join(dir, "overlay-layers", "layers.json"))
+	stat := func() map[string]string {
+		res := map[string]string{}
+		for _, p := range files {
+			fi, err := os.Lstat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := ""
+			if fi.Mode().IsRegular() {
+				b, _ := os.ReadFile(p)
+				data = string(b)
+			}
+			res[p] = fi.ModTime().Format(time.RFC3339Nano) + " " + data
+		}
+		return res
+	}
+	before := stat()
+	time.Sleep(10 * time.Millisecond) // so that a rewrite would show in mtimes at any timestamp granularity
+
+	if putImage(t, s, img) {
+		t.Error("second PutImage of the same image reported a change")
+	}
+	// Also across a reopen, as a second cargohold run would see it.
+	s.Close()
+	s = openStore(t, dir)
+	if putImage(t, s, img) {
+		t.Error("PutImage after reopening reported a change")
+	}
+	after := stat()
+	for p, b := range before {
+		if after[p] != b {
+			t.Errorf("%s changed by a no-op PutImage", p)
+		}
+	}
+}
+
+func TestNameMovesBetweenImages(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	one := testImageMeta(t, []testLayer{base}, []string{"example.com/app:1", "example.com/app:latest"}, "one")
+	two := testImageMeta(t, []testLayer{base, child}, []string{"example.com/app:2", "example.com/app:latest"}, "two")
+	putImage(t, s, one)
+	putImage(t, s, two)
+
+	var images []storage.Image
+	readJSONFile(t, filepath.Join(dir, "overlay-images", "images.json"), &images)
+	if len(images) != 2 {
+		t.Fatalf("%d images, want 2", len(images))
+	}
+	owner := map[string]string{}
+	for _, img := range images {
+		for _, n := range img.Names {
+			if o, dup := owner[n]; dup {
+				t.Errorf("name %q on images %s and %s", n, o, img.ID)
+			}
+			owner[n] = img.ID
+		}
+	}
+	if owner["example.com/app:latest"] != two.ID || owner["example.com/app:1"] != one.ID || owner["example.com/app:2"] != two.ID {
+		t.Errorf("names after the move: %v", owner)
+	}
+	if !slices.Contains(images[0].NamesHistory, "example.com/app:latest") {
+		t.Error("the old image's names-history lost the moved name")
+	}
+
+	// Moving the only name away leaves the old image nameless but present, as Podman does.
+	three := testImageMeta(t, []testLayer{base, child}, []string{"example.com/app:2"}, "three")
+	putImage(t, s, three)
+	r, ok := s.Image(two.ID)
+	if !ok || !slices.Equal(r.Names, []string{"example.com/app:latest"}) {
+		t.Errorf("image two now has names %v", r.Names)
+	}
+
+	// Re-tagging an existing image puts the new name first.
+	one.Names = []string{"example.com/app:stable"}
+	if !putImage(t, s, one) {
+		t.Error("adding a name reported no change")
+	}
+	r, _ = s.Image(one.ID)
+	if want := []string{"example.com/app:stable", "example.com/app:1"}; !slices.Equal(r.Names, want) {
+		t.Errorf("names %v, want %v", r.Names, want)
+	}
+	if r.NamesHistory[0] != "example.com/app:1" || r.NamesHistory[1] != "example.com/app:stable" {
+		t.Errorf("names-history %v", r.NamesHistory)
+	}
+}
+
+// A store that somehow has a duplicate name (e.g. written by an older tool) is repaired by the next
+// PutImage the way the storage library repairs a writable store: the later image keeps the name.
+func TestPutImageRepairsDuplicateNames(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	one := testImageMeta(t, []testLayer{base}, []string{"example.com/a:1"}, "one")
+	two := testImageMeta(t, []testLayer{base, child}, []string{"example.com/b:1"}, "two")
+	putImage(t, s, one)
+	putImage(t, s, two)
+	s.images[0].Names = append(s.images[0].Names, "example.com/b:1") // the damage
+
+	putImage(t, s, testImageMeta(t, []testLayer{base}, []string{"example.com/c:1"}, "three"))
+	var images []storage.Image
+	readJSONFile(t, filepath.Join(dir, "overlay-images", "images.json"), &images)
+	if !slices.Equal(images[0].Names, []string{"example.com/a:1"}) || !slices.Equal(images[1].Names, []string{"example.com/b:1"}) {
+		t.Errorf("names after repair: %v / %v", images[0].Names, images[1].Names)
+	}
+}
+
+func TestPutImageUpdatesBigData(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	img := testImageMeta(t, []testLayer{base}, []string{"example.com/app:1"}, "one")
+	putImage(t, s, img)
+
+	// The same config reached through another manifest (say, a recompressed copy of the image).
+	other := img
+	otherManifest := []byte(strings.Replace(string(img.BigData[2].Data), `"schemaVersion":2`, `"schemaVersion":2,"annotations":{"x":"y"}`, 1))
+	otherDigest := digest.Canonical.FromBytes(otherManifest)
+	other.Digest = otherDigest
+	other.BigData = []BigData{
+		img.BigData[0],
+		{Key: "manifest-" + otherDigest.String(), Data: otherManifest},
+		{Key: "manifest", Data: otherManifest},
+	}
+	if !putImage(t, s, other) {
+		t.Fatal("new manifest reported no change")
+	}
+	r, _ := s.Image(img.ID)
+	if r.Digest != img.Digest {
+		t.Errorf("digest changed to %s; the storage library keeps the first", r.Digest)
+	}
+	if len(r.BigDataNames) != 4 || r.BigDataDigests["manifest"] != otherDigest || r.BigDataSizes["manifest"] != int64(len(otherManifest)) {
+		t.Errorf("big data after update: %v %v %v", r.BigDataNames, r.BigDataDigests, r.BigDataSizes)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "overlay-images", img.ID, "manifest"))
+	if string(data) != string(otherManifest) {
+		t.Error("manifest file not updated")
+	}
+}
+
+func TestPutImageRejectsBadInput(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	base := commitTestLayer(t, s, "", baseEntries)
+	good := testImageMeta(t, []testLayer{base}, []string{"example.com/app:1"}, "one")
+	for name, mutate := range map[string]func(m *ImageMeta){
+		"unknown top layer":    func(m *ImageMeta) { m.TopLayer = strings.Repeat("b", 64) },
+		"ID not hex":           func(m *ImageMeta) { m.ID = "../x" },
+		"empty name":           func(m *ImageMeta) { m.Names = []string{""} },
+		"config digest":        func(m *ImageMeta) { m.BigData[0].Data = []byte("{}") },
+		"manifest-key digest":  func(m *ImageMeta) { m.BigData[1].Data = []byte("{}") },
+		"duplicate key":        func(m *ImageMeta) { m.BigData = append(m.BigData, m.BigData[2]) },
+		"empty key":            func(m *ImageMeta) { m.BigData[0].Key = "" },
+		"invalid image digest": func(m *ImageMeta) { m.Digest = "sha256:nothex" },
+	} {
+		m := good
+		m.BigData = slices.Clone(good.BigData)
+		mutate(&m)
+		if _, err := s.PutImage(m); err == nil {
+			t.Errorf("%s: PutImage succeeded", name)
+		}
+	}
+	if len(s.Images()) != 0 {
+		t.Error("a rejected image was recorded")
+	}
+
+	putImage(t, s, good)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	moved := good
+	moved.TopLayer = child.meta.ID
+	if _, err := s.PutImage(moved); err == nil {
+		t.Error("PutImage changed the top layer of an existing image")
+	}
+}

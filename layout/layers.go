@@ -1,0 +1,417 @@
+package layout
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
+	"go.podman.io/storage/pkg/stringid"
+)
+
+// Names inside a layer dir, as drivers/overlay writes them.
+const (
+	diffName        = "diff"
+	linkName        = "link"
+	lowerName       = "lower"
+	lowerLayersName = "lower-layers"
+	emptyName       = "empty"
+
+	tarSplitSuffix = ".tar-split.gz"
+
+	// linkLength is the length of the short name in overlay/l/ (drivers/overlay idLength): short
+	// enough that 128 lowers fit in one page of mount options.
+	linkLength = 26
+)
+
+var linkRE = regexp.MustCompile(`^[A-Z2-7]{26}$`)
+
+// ChainID returns the storage layer ID of a layer with the given diff ID on top of parent ("" for a base
+// layer), as the image library computes it: the diff ID hex for a base layer, otherwise
+// hex(sha256(parent + "+" + diffID hex)).
+func ChainID(parent string, diffID digest.Digest) string {
+	if parent == "" {
+		return diffID.Encoded()
+	}
+	return digest.Canonical.FromString(parent + "+" + diffID.Encoded()).Encoded()
+}
+
+// A StagedLayer is a layer being unpacked in a staging dir inside the store (same filesystem), where
+// no reader looks. CommitLayer moves it into place; Discard drops it.
+//
+// Staging dir layout: <stage>/layer/ (becomes overlay/<id>/, with diff/ in it) and
+// <stage>/tar-split.gz (becomes overlay-layers/<id>.tar-split.gz).
+type StagedLayer struct {
+	s     *Store
+	stage string // relative to the store root
+
+	tsFile *os.File
+	tsBuf  *bufio.Writer
+	tsGzip *gzip.Writer
+	tsErr  error // first error writing the tar-split
+
+	mu   sync.Mutex
+	done bool // committed or discarded
+}
+
+// StageLayer creates an empty staging dir for one layer.
+func (s *Store) StageLayer() (_ *StagedLayer, err error) {
+	l := &StagedLayer{s: s, stage: path.Join(stagingDir, randomHex(16))}
+	defer func() {
+		if err != nil {
+			_ = l.Discard()
+		}
+	}()
+	for _, d := range []string{l.stage, l.layerDir(), path.Join(l.layerDir(), diffName)} {
+		if err := s.mkdir(d); err != nil {
+			return nil, fmt.Errorf("creating staging dir: %w", err)
+		}
+	}
+	l.tsFile, err = s.root.OpenFile(l.tarSplitFile(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.tsFile.Chmod(fileMode); err != nil { // the umask may have narrowed the create mode
+		return nil, err
+	}
+	l.tsBuf = bufio.NewWriterSize(l.tsFile, 64<<10)
+	// BestSpeed, as the storage library compresses tar-split data.
+	l.tsGzip, err = gzip.NewWriterLevel(l.tsBuf, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *StagedLayer) layerDir() string     { return path.Join(l.stage, "layer") }
+func (l *StagedLayer) tarSplitFile() string { return path.Join(l.stage, "tar-split.gz") }
+
+// DiffDir is where the unpacker writes the layer's files (an absolute path).
+func (l *StagedLayer) DiffDir() string { return l.s.path(path.Join(l.layerDir(), diffName)) }
+
+// TarSplit is where the unpacker writes tar-split's JSON packer stream (storage.NewJSONPacker); it is
+// gzipped into the staging dir. A write error is returned to the writer and again by CommitLayer.
+func (l *StagedLayer) TarSplit() io.Writer { return tarSplitWriter{l} }
+
+type tarSplitWriter struct{ l *StagedLayer }
+
+func (w tarSplitWriter) Write(p []byte) (int, error) {
+	l := w.l
+	if l.tsErr != nil {
+		return 0, l.tsErr
+	}
+	if l.tsGzip == nil {
+		return 0, errors.New("layout: writing tar-split of a layer already committed or discarded")
+	}
+	n, err := l.tsGzip.Write(p)
+	if err != nil {
+		l.tsErr = fmt.Errorf("writing tar-split data: %w", err)
+	}
+	return n, err
+}
+
+// finishTarSplit flushes and closes the tar-split file.
+func (l *StagedLayer) finishTarSplit() error {
+	if l.tsFile == nil {
+		return l.tsErr
+	}
+	err := l.tsErr
+	if err == nil {
+		err = l.tsGzip.Close()
+	}
+	if err == nil {
+		err = l.tsBuf.Flush()
+	}
+	if cerr := l.tsFile.Close(); err == nil {
+		err = cerr
+	}
+	l.tsFile, l.tsGzip, l.tsBuf = nil, nil, nil
+	return err
+}
+
+// Discard removes the staging dir. It may be called at any time, also after CommitLayer (then it does
+// nothing), so callers can defer it.
+func (l *StagedLayer) Discard() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.discardLocked()
+}
+
+func (l *StagedLayer) discardLocked() error {
+	if l.done {
+		return nil
+	}
+	l.done = true
+	if l.tsFile != nil {
+		l.tsFile.Close()
+		l.tsFile, l.tsGzip, l.tsBuf = nil, nil, nil
+	}
+	l.s.mu.Lock() // keeps Close from closing the root meanwhile
+	defer l.s.mu.Unlock()
+	if l.s.closed {
+		return nil // the next Open removes it
+	}
+	if err := l.s.root.RemoveAll(l.stage); err != nil {
+		return fmt.Errorf("removing staging dir %s: %w", l.s.path(l.stage), err)
+	}
+	return nil
+}
+
+// LayerMeta is what layers.json records about a layer.
+type LayerMeta struct {
+	ID, Parent       string // chain IDs (hex); Parent "" for a base layer; the parent must already be committed
+	CompressedDigest digest.Digest
+	CompressedSize   int64
+	DiffID           digest.Digest // uncompressed digest
+	DiffSize         int64
+	Compression      archive.Compression // archive.Gzip / archive.Zstd / archive.Uncompressed
+	UIDs, GIDs       []uint32
+}
+
+func (m *LayerMeta) validate() error {
+	if err := stringid.ValidateID(m.ID); err != nil {
+		return fmt.Errorf("layer ID %q: %w", m.ID, err)
+	}
+	if m.Parent != "" {
+		if err := stringid.ValidateID(m.Parent); err != nil {
+			return fmt.Errorf("parent layer ID %q: %w", m.Parent, err)
+		}
+	}
+	if err := m.DiffID.Validate(); err != nil {
+		return fmt.Errorf("diff ID %q: %w", m.DiffID, err)
+	}
+	if m.CompressedDigest != "" {
+		if err := m.CompressedDigest.Validate(); err != nil {
+			return fmt.Errorf("compressed digest %q: %w", m.CompressedDigest, err)
+		}
+	}
+	// Readers trust the ID to be the chain ID: a wrong one would silently pair an image with
+	// someone else's layer contents.
+	if want := ChainID(m.Parent, m.DiffID); m.ID != want {
+		return fmt.Errorf("layer ID %s is not the chain ID %s of diff ID %s on parent %q", m.ID, want, m.DiffID, m.Parent)
+	}
+	if m.DiffSize < 0 || m.CompressedSize < 0 {
+		return errors.New("negative layer size")
+	}
+	return nil
+}
+
+// CommitLayer makes a staged layer part of the store: it finishes the tar-split file, writes link,
+// lower and lower-layers (or empty/ for a base layer), renames the staging dir to overlay/<id>, moves
+// the tar-split to overlay-layers/, creates overlay/l/<link>, syncs the filesystem once, and only then
+// records the layer in layers.json and a write on layers.lock. A crash at any point leaves nothing a
+// reader sees. If the layer already exists, the staged copy is discarded and CommitLayer returns nil.
+// CommitLayer always consumes l: on error the staging dir is removed too.
+func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
+	if l == nil || l.s != s {
+		return errors.New("layout: CommitLayer of a layer staged in another store")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return fmt.Errorf("layout: layer %s was already committed or discarded", meta.ID)
+	}
+	defer func() {
+		if derr := l.discardLocked(); err == nil {
+			err = derr
+		}
+	}()
+	if err := meta.validate(); err != nil {
+		return fmt.Errorf("layer %s: %w", meta.ID, err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("layout: store is closed")
+	}
+	if s.layerIndex(meta.ID) >= 0 {
+		return nil // already there; the deferred discard drops the staged copy
+	}
+	var parent *storage.Layer
+	if meta.Parent != "" {
+		i := s.layerIndex(meta.Parent)
+		if i < 0 {
+			return fmt.Errorf("layer %s: parent layer %s is not committed yet", meta.ID, meta.Parent)
+		}
+		parent = &s.layers[i]
+	}
+	if err := l.finishTarSplit(); err != nil {
+		return fmt.Errorf("layer %s: %w", meta.ID, err)
+	}
+
+	link, err := s.newLink()
+	if err != nil {
+		return err
+	}
+	if err := s.writeLowers(l.layerDir(), link, parent); err != nil {
+		return fmt.Errorf("layer %s: %w", meta.ID, err)
+	}
+
+	final := path.Join(overlayDir, meta.ID)
+	if err := s.removeUnrecordedLayerDir(meta.ID); err != nil {
+		return err
+	}
+	if err := s.root.Rename(l.layerDir(), final); err != nil {
+		return fmt.Errorf("layer %s: %w", meta.ID, err)
+	}
+	if err := s.root.Rename(l.tarSplitFile(), path.Join(layersDir, meta.ID+tarSplitSuffix)); err != nil {
+		return fmt.Errorf("layer %s: %w", meta.ID, err)
+	}
+	if err := s.root.Symlink(path.Join("..", meta.ID, diffName), path.Join(linkDir, link)); err != nil {
+		return fmt.Errorf("layer %s: %w", meta.ID, err)
+	}
+	// One syncfs makes the unpacked files, the renames and the symlink durable before layers.json
+	// refers to them.
+	if err := s.syncFS(); err != nil {
+		return err
+	}
+
+	rec := storage.Layer{
+		ID:                 meta.ID,
+		Parent:             meta.Parent,
+		Created:            time.Now().UTC(),
+		CompressedDigest:   meta.CompressedDigest,
+		CompressedSize:     meta.CompressedSize,
+		UncompressedDigest: meta.DiffID,
+		UncompressedSize:   meta.DiffSize,
+		CompressionType:    meta.Compression,
+		UIDs:               sortedIDs(meta.UIDs),
+		GIDs:               sortedIDs(meta.GIDs),
+	}
+	layers := append(slices.Clip(s.layers), rec)
+	if err := s.writeLayers(layers); err != nil {
+		return fmt.Errorf("layer %s: %w", meta.ID, err)
+	}
+	s.layers = layers
+	return nil
+}
+
+// writeLowers writes link, and lower and lower-layers (child) or empty/ (base layer) into a staged
+// layer dir, with the contents drivers/overlay's create() gives them.
+func (s *Store) writeLowers(dir, link string, parent *storage.Layer) error {
+	if err := s.writeFile(path.Join(dir, linkName), []byte(link)); err != nil {
+		return err
+	}
+	if parent == nil {
+		return s.mkdir(path.Join(dir, emptyName))
+	}
+	pdir := path.Join(overlayDir, parent.ID)
+
+	// lower: "l/<parent link>" followed by the parent's own lower, nearest first.
+	plink, err := s.root.ReadFile(path.Join(pdir, linkName))
+	if err != nil {
+		return fmt.Errorf("reading link of parent layer %s: %w", parent.ID, err)
+	}
+	if !linkRE.Match(plink) {
+		return fmt.Errorf("parent layer %s has a malformed link file %q", parent.ID, plink)
+	}
+	lower := []string{path.Join("l", string(plink))}
+	if plower, err := s.root.ReadFile(path.Join(pdir, lowerName)); err == nil {
+		lower = append(lower, strings.Split(string(plower), ":")...)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := s.writeFile(path.Join(dir, lowerName), []byte(strings.Join(lower, ":"))); err != nil {
+		return err
+	}
+
+	// lower-layers: the parent's ID followed by the parent's own lower layer IDs. The chain in
+	// layers.json is the same list and does not depend on the parent having the file.
+	ids := []string{parent.ID}
+	for p := parent.Parent; p != ""; {
+		i := s.layerIndex(p)
+		if i < 0 {
+			return fmt.Errorf("layer %s, an ancestor of the new layer, is missing from layers.json", p)
+		}
+		ids = append(ids, p)
+		p = s.layers[i].Parent
+	}
+	return s.writeFile(path.Join(dir, lowerLayersName), []byte(strings.Join(ids, ":")))
+}
+
+// newLink returns a fresh short name for overlay/l/: 26 characters of A–Z2–7, like drivers/overlay's
+// generateID.
+func (s *Store) newLink() (string, error) {
+	for range 10 {
+		b := make([]byte, (linkLength*5+7)/8)
+		_, _ = rand.Read(b)
+		link := base32.StdEncoding.EncodeToString(b)[:linkLength]
+		if _, err := s.root.Lstat(path.Join(linkDir, link)); errors.Is(err, fs.ErrNotExist) {
+			return link, nil
+		}
+	}
+	return "", errors.New("layout: cannot find an unused link name")
+}
+
+// removeUnrecordedLayerDir removes overlay/<id> left by a run that crashed after renaming it into
+// place but before recording it in layers.json, together with its overlay/l/ symlink (two symlinks to
+// one layer confuse the driver's reverse lookup).
+func (s *Store) removeUnrecordedLayerDir(id string) error {
+	dir := path.Join(overlayDir, id)
+	if _, err := s.root.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if link, err := s.root.ReadFile(path.Join(dir, linkName)); err == nil && linkRE.Match(link) {
+		lpath := path.Join(linkDir, string(link))
+		if target, err := s.root.Readlink(lpath); err == nil && target == path.Join("..", id, diffName) {
+			if err := s.root.Remove(lpath); err != nil {
+				return err
+			}
+		}
+	}
+	// Move it out of overlay/ first, so it disappears in one step even if removal is interrupted.
+	trash := path.Join(stagingDir, "stale-"+randomHex(8))
+	if err := s.root.Rename(dir, trash); err != nil {
+		return fmt.Errorf("removing unrecorded layer dir %s: %w", s.path(dir), err)
+	}
+	return s.root.RemoveAll(trash)
+}
+
+// writeLayers replaces layers.json with layers, under Podman's layers.lock.
+func (s *Store) writeLayers(layers []storage.Layer) error {
+	data, err := json.Marshal(layers)
+	if err != nil {
+		return err
+	}
+	return recordWrite(s.layersLock, func() error { return s.writeFileAtomic(layersJSON, data) })
+}
+
+// sortedIDs returns the distinct IDs in ascending order, as the storage library records uidset/gidset.
+func sortedIDs(ids []uint32) []uint32 {
+	if len(ids) == 0 {
+		return nil
+	}
+	res := slices.Clone(ids)
+	slices.Sort(res)
+	return slices.Compact(res)
+}
+
+func copyLayer(l storage.Layer) storage.Layer {
+	l.Names = slices.Clone(l.Names)
+	l.UIDs = slices.Clone(l.UIDs)
+	l.GIDs = slices.Clone(l.GIDs)
+	l.BigDataNames = slices.Clone(l.BigDataNames)
+	l.UIDMap = slices.Clone(l.UIDMap)
+	l.GIDMap = slices.Clone(l.GIDMap)
+	l.Flags = maps.Clone(l.Flags)
+	return l
+}

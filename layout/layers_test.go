@@ -1,0 +1,279 @@
+package layout
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/vbatts/tar-split/tar/asm"
+	tsstorage "github.com/vbatts/tar-split/tar/storage"
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
+)
+
+func TestChainID(t *testing.T) {
+	d1 := digest.Digest("sha256:" + strings.Repeat("1", 64))
+	d2 := digest.Digest("sha256:" + strings.Repeat("2", 64))
+	if got := ChainID("", d1); got != d1.Encoded() {
+		t.Errorf("base chain ID %s, want the diff ID hex", got)
+	}
+	want := digest.Canonical.FromString(d1.Encoded() + "+" + d2.Encoded()).Encoded()
+	if got := ChainID(d1.Encoded(), d2); got != want {
+		t.Errorf("child chain ID %s, want %s", got, want)
+	}
+}
+
+func TestLayerChain(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
+
+	linkRE := regexp.MustCompile(`^[A-Z2-7]{26}$`)
+	links := map[string]string{}
+	for _, l := range []testLayer{base, child, grandchild} {
+		ldir := filepath.Join(dir, "overlay", l.meta.ID)
+		assertMode(t, ldir, 0o755)
+		link, err := os.ReadFile(filepath.Join(ldir, "link"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !linkRE.Match(link) {
+			t.Errorf("layer %s: link %q is not 26 chars of A-Z2-7 without newline", l.meta.ID, link)
+		}
+		assertMode(t, filepath.Join(ldir, "link"), 0o644)
+		links[l.meta.ID] = string(link)
+
+		// overlay/l/<link> -> ../<id>/diff, relative, resolving to the layer's diff dir.
+		sym := filepath.Join(dir, "overlay", "l", string(link))
+		target, err := os.Readlink(sym)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if target != "../"+l.meta.ID+"/diff" {
+			t.Errorf("l/%s -> %q, want ../%s/diff", link, target, l.meta.ID)
+		}
+		resolved, err := filepath.EvalSymlinks(sym)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, _ := filepath.EvalSymlinks(filepath.Join(ldir, "diff")); resolved != want {
+			t.Errorf("l/%s resolves to %s, want %s", link, resolved, want)
+		}
+
+		ts := filepath.Join(dir, "overlay-layers", l.meta.ID+".tar-split.gz")
+		assertMode(t, ts, 0o644)
+		checkTarSplit(t, ts, filepath.Join(ldir, "diff"), l.tar)
+	}
+
+	// Only the base layer has empty/ and no lower; children list their parents nearest first.
+	baseDir := filepath.Join(dir, "overlay", base.meta.ID)
+	if fi, err := os.Stat(filepath.Join(baseDir, "empty")); err != nil || !fi.IsDir() {
+		t.Errorf("base layer has no empty/ dir: %v", err)
+	}
+	assertMode(t, filepath.Join(baseDir, "empty"), 0o755)
+	for _, f := range []string{"lower", "lower-layers"} {
+		if _, err := os.Lstat(filepath.Join(baseDir, f)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("base layer has %s (%v)", f, err)
+		}
+	}
+	wantLowers := map[string][2]string{
+		child.meta.ID:      {"l/" + links[base.meta.ID], base.meta.ID},
+		grandchild.meta.ID: {"l/" + links[child.meta.ID] + ":l/" + links[base.meta.ID], child.meta.ID + ":" + base.meta.ID},
+	}
+	for id, want := range wantLowers {
+		ldir := filepath.Join(dir, "overlay", id)
+		if _, err := os.Lstat(filepath.Join(ldir, "empty")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("layer %s has empty/ but a parent", id)
+		}
+		for i, f := range []string{"lower", "lower-layers"} {
+			got, err := os.ReadFile(filepath.Join(ldir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != want[i] {
+				t.Errorf("layer %s: %s = %q, want %q", id, f, got, want[i])
+			}
+			assertMode(t, filepath.Join(ldir, f), 0o644)
+		}
+	}
+
+	// diff/ contents are exactly what was unpacked.
+	assertMode(t, filepath.Join(dir, "overlay", child.meta.ID, "diff", "etc", "child"), 0o600)
+	assertMode(t, filepath.Join(dir, "overlay", child.meta.ID, "diff", "opt"), 0o750)
+
+	// layers.json: one record per layer, with the storage library's field names.
+	var raw []map[string]json.RawMessage
+	readJSONFile(t, filepath.Join(dir, "overlay-layers", "layers.json"), &raw)
+	if len(raw) != 3 {
+		t.Fatalf("layers.json has %d records, want 3", len(raw))
+	}
+	for _, key := range []string{"id", "created", "compressed-diff-digest", "compressed-size", "diff-digest", "diff-size", "compression", "uidset", "gidset"} {
+		if _, ok := raw[1][key]; !ok {
+			t.Errorf("layers.json record lacks %q: %s", key, mustJSON(t, raw[1]))
+		}
+	}
+	if _, ok := raw[0]["parent"]; ok {
+		t.Error("base layer record has a parent")
+	}
+	var layers []storage.Layer
+	readJSONFile(t, filepath.Join(dir, "overlay-layers", "layers.json"), &layers)
+	got := layers[1]
+	m := child.meta
+	if got.ID != m.ID || got.Parent != base.meta.ID || got.CompressedDigest != m.CompressedDigest ||
+		got.CompressedSize != m.CompressedSize || got.UncompressedDigest != m.DiffID ||
+		got.UncompressedSize != m.DiffSize || got.CompressionType != archive.Gzip || got.Created.IsZero() {
+		t.Errorf("layers.json record %+v does not match %+v", got, m)
+	}
+	if uid := uint32(os.Getuid()); !slices.Equal(got.UIDs, []uint32{uid}) {
+		t.Errorf("uidset %v, want [%d] (sorted, distinct)", got.UIDs, uid)
+	}
+	if _, ok := s.Layer(child.meta.ID); !ok || !s.HasLayer(grandchild.meta.ID) {
+		t.Error("committed layers not found")
+	}
+
+	// Nothing is left in staging.
+	if entries, _ := os.ReadDir(filepath.Join(dir, ".cargohold", "staging")); len(entries) != 0 {
+		t.Errorf("staging not empty after commits: %v", entries)
+	}
+}
+
+// checkTarSplit reassembles the layer from its tar-split file and diff dir, as the storage library's
+// Diff does, and compares it with the original tar.
+func checkTarSplit(t *testing.T, tsPath, diffDir string, want []byte) {
+	t.Helper()
+	f, err := os.Open(tsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := asm.NewOutputTarStream(tsstorage.NewPathFileGetter(diffDir), tsstorage.NewJSONUnpacker(zr))
+	defer out.Close()
+	got, err := io.ReadAll(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s: reassembled tar differs from the original (%d vs %d bytes)", tsPath, len(got), len(want))
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func TestCommitExistingLayer(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	first := commitTestLayer(t, s, "", baseEntries)
+	before, err := os.ReadFile(filepath.Join(dir, "overlay-layers", "layers.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	l, data := stageTar(t, s, baseEntries)
+	stage := filepath.Dir(filepath.Dir(l.DiffDir()))
+	if err := s.CommitLayer(l, layerMetaFor("", data)); err != nil {
+		t.Fatalf("committing an existing layer: %v", err)
+	}
+	if _, err := os.Lstat(stage); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("staging dir of the duplicate layer still there (%v)", err)
+	}
+	after, err := os.ReadFile(filepath.Join(dir, "overlay-layers", "layers.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("layers.json changed by committing an existing layer")
+	}
+	links, _ := os.ReadDir(filepath.Join(dir, "overlay", "l"))
+	if len(links) != 1 {
+		t.Errorf("overlay/l has %d entries, want 1", len(links))
+	}
+	if !s.HasLayer(first.meta.ID) {
+		t.Error("layer lost")
+	}
+	if err := l.Discard(); err != nil {
+		t.Errorf("Discard after CommitLayer: %v", err)
+	}
+}
+
+// A run that crashed after renaming a layer into overlay/ but before recording it leaves an unrecorded
+// layer dir and l/ symlink; the next commit of that layer replaces both.
+func TestCommitReplacesUnrecordedLayerDir(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	l, data := stageTar(t, s, baseEntries)
+	meta := layerMetaFor("", data)
+	if err := s.CommitLayer(l, meta); err != nil {
+		t.Fatal(err)
+	}
+	oldLink, _ := os.ReadFile(filepath.Join(dir, "overlay", meta.ID, "link"))
+	// Forget the record, as if layers.json had never been written.
+	s.layers = nil
+	if err := s.writeLayers(nil); err != nil {
+		t.Fatal(err)
+	}
+
+	commitTestLayer(t, s, "", baseEntries)
+	newLink, _ := os.ReadFile(filepath.Join(dir, "overlay", meta.ID, "link"))
+	if bytes.Equal(oldLink, newLink) {
+		t.Fatal("layer dir was not replaced")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "overlay", "l", string(oldLink))); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale l/%s still there (%v)", oldLink, err)
+	}
+	links, _ := os.ReadDir(filepath.Join(dir, "overlay", "l"))
+	if len(links) != 1 {
+		t.Errorf("overlay/l has %d entries, want 1", len(links))
+	}
+}
+
+func TestCommitLayerRejectsBadMeta(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	base := commitTestLayer(t, s, "", baseEntries)
+	childTar := makeTar(t, childEntries)
+	good := layerMetaFor(base.meta.ID, childTar)
+	for name, mutate := range map[string]func(m *LayerMeta){
+		"wrong chain ID":   func(m *LayerMeta) { m.ID = ChainID("", m.DiffID) },
+		"unknown parent":   func(m *LayerMeta) { m.Parent = strings.Repeat("a", 64); m.ID = ChainID(m.Parent, m.DiffID) },
+		"path in ID":       func(m *LayerMeta) { m.ID = "../../etc" },
+		"invalid diff ID":  func(m *LayerMeta) { m.DiffID = "sha256:xyz" },
+		"negative size":    func(m *LayerMeta) { m.DiffSize = -1 },
+		"bad compressed":   func(m *LayerMeta) { m.CompressedDigest = "nope" },
+		"parent not a hex": func(m *LayerMeta) { m.Parent = "x" },
+	} {
+		l, _ := stageTar(t, s, childEntries)
+		m := good
+		mutate(&m)
+		if err := s.CommitLayer(l, m); err == nil {
+			t.Errorf("%s: CommitLayer succeeded", name)
+		}
+		if s.HasLayer(m.ID) {
+			t.Errorf("%s: layer recorded", name)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(s.Dir(), ".cargohold", "staging")); len(entries) != 0 {
+		t.Errorf("failed commits left staging dirs: %v", entries)
+	}
+}

@@ -1,0 +1,368 @@
+// Package podmancheck reads a store the way Podman does, with go.podman.io/storage, and checks that
+// every image in it is usable: for tests of layout and builder, and for a "check" command.
+package podmancheck
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/manifest"
+	istorage "go.podman.io/image/v5/storage"
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
+)
+
+// DriverOptions are the overlay driver options that make storeDir an additional (read-only) image
+// store of a scratch store, without mounting anything: skip_mount_home avoids the bind mount of the
+// driver home, and a mount_program (when fuse-overlayfs is installed) avoids the native overlay probe,
+// which needs privileges and a filesystem overlay can sit on.
+func DriverOptions(storeDir string) []string {
+	opts := []string{"overlay.imagestore=" + storeDir, "overlay.skip_mount_home=true"}
+	if p, err := exec.LookPath("fuse-overlayfs"); err == nil {
+		opts = append(opts, "overlay.mount_program="+p)
+	}
+	return opts
+}
+
+// Verify opens storeDir with the storage library as an additional image store of a scratch store
+// (Podman's additionalimagestores) and checks that:
+//   - the lock files exist and everything but the layers' contents is readable by any user (a shared
+//     store is read by non-root users);
+//   - it lists exactly the images of images.json (a store Podman cannot read shows none), each name
+//     resolving to its image;
+//   - the image library opens and inspects each image (manifest, metadata, config) and the config's
+//     diff IDs lead, as chain IDs, to the recorded layers;
+//   - every big-data item reads back with its recorded size and digest, and the config and a manifest
+//     are there;
+//   - every layer of every image exists, and regenerating its diff from diff/ and tar-split yields the
+//     recorded diff digest and size, so "podman save/push" reproduce the registry's layers;
+//   - each layer's link, lower and overlay/l/ symlinks resolve as Podman before 5.x (which ignores
+//     lower-layers) follows them to mount the image.
+//
+// The error names the image or layer at fault. Verify writes only to a temporary directory.
+func Verify(storeDir string) error {
+	storeDir, err := filepath.Abs(storeDir)
+	if err != nil {
+		return err
+	}
+	// Before the storage library opens the store: it would create missing lock files, which a
+	// non-root reader cannot, and then show no images at all.
+	if err := checkReadable(storeDir); err != nil {
+		return err
+	}
+	want, err := recordedImages(storeDir)
+	if err != nil {
+		return err
+	}
+
+	tmp, err := os.MkdirTemp("", "cargohold-verify-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	store, err := storage.GetStore(storage.StoreOptions{
+		RunRoot:            filepath.Join(tmp, "run"),
+		GraphRoot:          filepath.Join(tmp, "root"),
+		GraphDriverName:    "overlay",
+		GraphDriverOptions: DriverOptions(storeDir),
+	})
+	if err != nil {
+		return fmt.Errorf("opening %s with the storage library: %w", storeDir, err)
+	}
+	// Shutdown's error is ignored: it only concerns the scratch store, whose driver home was never
+	// mounted, and as a non-root user the umount it tries anyway always fails with EPERM.
+	defer func() { _, _ = store.Shutdown(true) }()
+
+	all, err := store.Images()
+	if err != nil {
+		return fmt.Errorf("listing images of %s: %w", storeDir, err)
+	}
+	var images []storage.Image
+	for _, img := range all {
+		if img.ReadOnly { // the scratch store's own images are none; this keeps the count honest
+			images = append(images, img)
+		}
+	}
+	if len(images) != len(want) {
+		return fmt.Errorf("%s: images.json records %d images but the storage library lists %d (missing or unreadable lock files?)",
+			storeDir, len(want), len(images))
+	}
+
+	checked := map[string]bool{} // layers are shared between images; regenerate each once
+	for _, img := range images {
+		if err := checkImage(store, storeDir, img, checked); err != nil {
+			return fmt.Errorf("image %s %v: %w", img.ID, img.Names, err)
+		}
+	}
+	return nil
+}
+
+func recordedImages(storeDir string) ([]storage.Image, error) {
+	p := filepath.Join(storeDir, "overlay-images", "images.json")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var images []storage.Image
+	if err := json.Unmarshal(data, &images); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return images, nil
+}
+
+func checkImage(store storage.Store, storeDir string, img storage.Image, checked map[string]bool) error {
+	for _, name := range img.Names {
+		got, err := store.Image(name)
+		if err != nil {
+			return fmt.Errorf("looking up name %q: %w", name, err)
+		}
+		if got.ID != img.ID {
+			return fmt.Errorf("name %q resolves to image %s", name, got.ID)
+		}
+	}
+
+	for _, key := range img.BigDataNames {
+		data, err := store.ImageBigData(img.ID, key)
+		if err != nil {
+			return fmt.Errorf("reading big data %q: %w", key, err)
+		}
+		if size, ok := img.BigDataSizes[key]; !ok || size != int64(len(data)) {
+			return fmt.Errorf("big data %q has %d bytes, images.json records %d", key, len(data), size)
+		}
+		want, ok := img.BigDataDigests[key]
+		if !ok {
+			return fmt.Errorf("big data %q has no recorded digest (tagging the image would fail)", key)
+		}
+		got := digest.Canonical.FromBytes(data)
+		if strings.HasPrefix(key, storage.ImageDigestManifestBigDataNamePrefix) {
+			if got, err = manifest.Digest(data); err != nil {
+				return fmt.Errorf("big data %q: %w", key, err)
+			}
+		}
+		if got != want {
+			return fmt.Errorf("big data %q has digest %s, images.json records %s", key, got, want)
+		}
+	}
+	if !slices.Contains(img.BigDataNames, "sha256:"+img.ID) {
+		return errors.New("the image config (big data \"sha256:<image ID>\") is missing")
+	}
+	if !slices.Contains(img.BigDataNames, storage.ImageDigestBigDataKey) &&
+		!slices.Contains(img.BigDataNames, storage.ImageDigestManifestBigDataNamePrefix+"-"+img.Digest.String()) {
+		return errors.New("the image has no manifest big data")
+	}
+
+	if img.TopLayer == "" {
+		return errors.New("the image has no layers")
+	}
+	var chain []*storage.Layer // top first
+	for id := img.TopLayer; id != ""; {
+		layer, err := store.Layer(id)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", id, err)
+		}
+		chain = append(chain, layer)
+		id = layer.Parent
+	}
+	if err := checkAsImage(store, img, chain); err != nil {
+		return err
+	}
+	for _, layer := range chain {
+		if !checked[layer.ID] {
+			if err := checkLayer(store, storeDir, layer); err != nil {
+				return fmt.Errorf("layer %s: %w", layer.ID, err)
+			}
+			checked[layer.ID] = true
+		}
+	}
+	return nil
+}
+
+// checkAsImage opens the image through the image library's storage transport, as Podman does to
+// inspect, run or push it (manifest, metadata and config are parsed there), and checks that the
+// config's diff IDs lead, as chain IDs, to exactly the recorded layers.
+func checkAsImage(store storage.Store, img storage.Image, chain []*storage.Layer) error {
+	ctx := context.Background()
+	ref, err := istorage.Transport.NewStoreReference(store, nil, img.ID)
+	if err != nil {
+		return err
+	}
+	ic, err := ref.NewImage(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("opening it as Podman does: %w", err)
+	}
+	defer ic.Close()
+	if _, err := ic.Inspect(ctx); err != nil {
+		return fmt.Errorf("inspecting it as Podman does: %w", err)
+	}
+	config, err := ic.OCIConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("parsing its config: %w", err)
+	}
+	diffIDs := config.RootFS.DiffIDs
+	if n := len(ic.LayerInfos()); n != len(diffIDs) || n != len(chain) {
+		return fmt.Errorf("the manifest lists %d layers, the config %d diff IDs, the store %d layers", n, len(diffIDs), len(chain))
+	}
+	parent := ""
+	for i, diffID := range diffIDs {
+		layer := chain[len(chain)-1-i]
+		id := diffID.Encoded()
+		if parent != "" {
+			id = digest.Canonical.FromString(parent + "+" + diffID.Encoded()).Encoded()
+		}
+		if layer.ID != id || layer.UncompressedDigest != diffID {
+			return fmt.Errorf("layer %d of the config (diff ID %s, chain ID %s) is recorded as layer %s with diff ID %s",
+				i, diffID, id, layer.ID, layer.UncompressedDigest)
+		}
+		parent = id
+	}
+	return nil
+}
+
+func checkLayer(store storage.Store, storeDir string, layer *storage.Layer) error {
+	if err := checkLowers(store, storeDir, layer); err != nil {
+		return err
+	}
+	if layer.UncompressedDigest == "" {
+		return errors.New("no diff-digest recorded")
+	}
+	uncompressed := archive.Uncompressed // by default Diff recompresses as the layer was pulled
+	rc, err := store.Diff("", layer.ID, &storage.DiffOptions{Compression: &uncompressed})
+	if err != nil {
+		return fmt.Errorf("regenerating its diff: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	if cerr := rc.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("regenerating its diff: %w", err)
+	}
+	got := digest.NewDigest(digest.SHA256, h)
+	if got != layer.UncompressedDigest || n != layer.UncompressedSize {
+		return fmt.Errorf("regenerated diff has digest %s and %d bytes, layers.json records %s and %d bytes (damaged diff/ or tar-split)",
+			got, n, layer.UncompressedDigest, layer.UncompressedSize)
+	}
+	return nil
+}
+
+// checkLowers follows link, overlay/l/ and lower the way the overlay driver did before lower-layers
+// existed (Podman 4.x still does), and checks lower-layers against the chain in layers.json.
+func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) error {
+	overlay := filepath.Join(storeDir, "overlay")
+	dir := filepath.Join(overlay, layer.ID)
+	diffOf := func(link string) (string, error) {
+		target, err := filepath.EvalSymlinks(filepath.Join(overlay, link))
+		if err != nil {
+			return "", err
+		}
+		rel, err := filepath.Rel(overlay, target)
+		if err != nil || filepath.Base(rel) != "diff" || filepath.Dir(filepath.Dir(rel)) != "." {
+			return "", fmt.Errorf("%s points to %s, not to a layer's diff dir", link, target)
+		}
+		return filepath.Dir(rel), nil
+	}
+
+	link, err := os.ReadFile(filepath.Join(dir, "link"))
+	if err != nil {
+		return err
+	}
+	if id, err := diffOf(filepath.Join("l", string(link))); err != nil || id != layer.ID {
+		return fmt.Errorf("its link l/%s does not lead to its diff dir (%s, %v)", link, id, err)
+	}
+
+	var chain []string
+	for p := layer.Parent; p != ""; {
+		chain = append(chain, p)
+		parent, err := store.Layer(p)
+		if err != nil {
+			return fmt.Errorf("ancestor %s: %w", p, err)
+		}
+		p = parent.Parent
+	}
+
+	lower, err := os.ReadFile(filepath.Join(dir, "lower"))
+	if len(chain) == 0 {
+		if err == nil {
+			return errors.New("a base layer has a lower file")
+		}
+		if fi, err := os.Stat(filepath.Join(dir, "empty")); err != nil || !fi.IsDir() {
+			return errors.New("a base layer lacks its empty/ dir")
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var viaLinks []string
+	for _, l := range strings.Split(string(lower), ":") {
+		id, err := diffOf(l)
+		if err != nil {
+			return fmt.Errorf("lower entry %q: %w", l, err)
+		}
+		viaLinks = append(viaLinks, id)
+	}
+	if !slices.Equal(viaLinks, chain) {
+		return fmt.Errorf("lower resolves to layers %v, layers.json's parent chain is %v", viaLinks, chain)
+	}
+	lowerLayers, err := os.ReadFile(filepath.Join(dir, "lower-layers"))
+	if err != nil {
+		return err
+	}
+	if got := strings.Split(string(lowerLayers), ":"); !slices.Equal(got, chain) {
+		return fmt.Errorf("lower-layers lists %v, layers.json's parent chain is %v", got, chain)
+	}
+	return nil
+}
+
+// checkReadable checks that the lock files exist and that every dir of the store is a+rx and every
+// file a+r, except inside the layers' diff dirs, whose modes are the image's own.
+func checkReadable(storeDir string) error {
+	for _, f := range []string{"overlay-layers/layers.lock", "overlay-images/images.lock"} {
+		fi, err := os.Lstat(filepath.Join(storeDir, f))
+		if err != nil {
+			return fmt.Errorf("%s: Podman shows no images without it: %w", storeDir, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s/%s is not a regular file", storeDir, f)
+		}
+	}
+	overlay := filepath.Join(storeDir, "overlay")
+	return filepath.WalkDir(storeDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Name() == ".cargohold" && filepath.Dir(p) == storeDir {
+			return filepath.SkipDir // the writer's own state; Podman never reads it
+		}
+		if d.IsDir() && d.Name() == "diff" && filepath.Dir(filepath.Dir(p)) == overlay {
+			return filepath.SkipDir
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o444)
+		if d.IsDir() {
+			want = 0o555
+		}
+		if fi.Mode().Perm()&want != want {
+			return fmt.Errorf("%s has mode %o: other users cannot read it", p, fi.Mode().Perm())
+		}
+		return nil
+	})
+}

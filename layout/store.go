@@ -1,0 +1,383 @@
+// Package layout writes the containers-storage overlay on-disk format: a read-only additional image
+// store that an unmodified Podman lists and runs. It is the only package that knows the file names
+// inside a store. Format references: docs/STORE-FORMAT.md and, field by field, go.podman.io/storage's
+// layers.go, images.go and drivers/overlay/overlay.go, whose types this package writes.
+package layout
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/lockfile"
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside the store, relative to its root.
+const (
+	overlayDir     = "overlay"            // overlay/<layer ID>/{diff,link,lower,lower-layers,empty}
+	linkDir        = "overlay/l"          // overlay/l/<link> -> ../<layer ID>/diff
+	layersDir      = "overlay-layers"     // layers.json, layers.lock, <layer ID>.tar-split.gz
+	imagesDir      = "overlay-images"     // images.json, images.lock, <image ID>/<big data>
+	privateDir     = ".cargohold"         // cargohold's own: Podman never looks here
+	stagingDir     = ".cargohold/staging" // layers being unpacked; removed by Open after a crash
+	writerLockName = ".cargohold/lock"
+
+	layersJSON = layersDir + "/layers.json"
+	imagesJSON = imagesDir + "/images.json"
+	layersLock = "layers.lock" // inside layersDir
+	imagesLock = "images.lock" // inside imagesDir
+)
+
+// Store is an overlay store opened for writing by one cargohold process. Its methods are safe for
+// concurrent use; commits and image updates are serialized.
+type Store struct {
+	dir  string   // absolute path, as given
+	root *os.Root // every write goes through it, so nothing outside the store is ever written
+
+	writer *lockfile.LockFile // held from Open to Close
+
+	// Podman's lock files, used to record a fresh last-write token after each metadata change.
+	layersLock, imagesLock *lockfile.LockFile
+	// Open directory handles that the lock files are addressed through (see podmanLockFile).
+	lockDirs []*os.File
+
+	mu     sync.Mutex
+	layers []storage.Layer // as in layers.json
+	images []storage.Image // as in images.json
+	closed bool
+}
+
+// Open creates the store skeleton in dir if missing, takes cargohold's writer lock (blocking until
+// another cargohold run on the same store finishes), removes what a crashed run left behind, and
+// loads the metadata. The parent of dir must exist; nothing outside dir is created.
+func Open(dir string) (_ *Store, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(abs, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("creating store directory: %w", err)
+	}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("opening store: %w", err)
+	}
+	s := &Store{dir: abs, root: root}
+	defer func() {
+		if err != nil {
+			s.release()
+		}
+	}()
+
+	// Readers are other users: a store root they cannot enter shows them nothing. This adds a+rx to
+	// an existing dir and takes nothing away.
+	if fi, err := s.root.Stat("."); err != nil {
+		return nil, err
+	} else if fi.Mode().Perm()&0o555 != 0o555 {
+		if err := s.chmod(".", fi.Mode().Perm()|0o555); err != nil {
+			return nil, fmt.Errorf("making the store readable by other users: %w", err)
+		}
+	}
+	if err := s.mkdir(privateDir); err != nil {
+		return nil, err
+	}
+	if s.writer, err = s.openWriterLock(); err != nil {
+		return nil, err
+	}
+	if err := waitLock(s.writer); err != nil {
+		s.writer = nil
+		return nil, fmt.Errorf("taking the writer lock %s: %w", s.path(writerLockName), err)
+	}
+
+	for _, d := range []string{overlayDir, linkDir, layersDir, imagesDir, stagingDir} {
+		if err := s.mkdir(d); err != nil {
+			return nil, fmt.Errorf("creating store skeleton: %w", err)
+		}
+	}
+	if s.layersLock, err = s.podmanLockFile(layersDir, layersLock); err != nil {
+		return nil, err
+	}
+	if s.imagesLock, err = s.podmanLockFile(imagesDir, imagesLock); err != nil {
+		return nil, err
+	}
+	for _, f := range []string{layersJSON, imagesJSON} {
+		if _, err := s.root.Lstat(f); errors.Is(err, fs.ErrNotExist) {
+			if err := s.writeFileAtomic(f, []byte("[]")); err != nil {
+				return nil, err
+			}
+		} else if err != nil {
+			return nil, err
+		}
+	}
+
+	if err := s.removeLeftovers(); err != nil {
+		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
+	}
+	if err := s.readJSON(layersJSON, &s.layers); err != nil {
+		return nil, err
+	}
+	if err := s.readJSON(imagesJSON, &s.images); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the writer lock. Staged layers not yet committed are removed by the next Open.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.release()
+}
+
+func (s *Store) release() error {
+	if s.writer != nil {
+		s.writer.Unlock()
+		s.writer = nil
+	}
+	for _, f := range s.lockDirs {
+		f.Close()
+	}
+	s.lockDirs = nil
+	return s.root.Close()
+}
+
+// Dir returns the store's absolute path.
+func (s *Store) Dir() string { return s.dir }
+
+// HasLayer reports whether layers.json records the layer (by chain ID).
+func (s *Store) HasLayer(id string) bool {
+	_, ok := s.Layer(id)
+	return ok
+}
+
+// Layer returns the layers.json record of a layer (by chain ID).
+func (s *Store) Layer(id string) (storage.Layer, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := s.layerIndex(id); i >= 0 {
+		return copyLayer(s.layers[i]), true
+	}
+	return storage.Layer{}, false
+}
+
+// Image returns the images.json record of an image by ID (config digest hex).
+func (s *Store) Image(id string) (storage.Image, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := s.imageIndex(id); i >= 0 {
+		return copyImage(s.images[i]), true
+	}
+	return storage.Image{}, false
+}
+
+// ImageByName returns the image that currently carries name (e.g. "docker.io/library/alpine:3.20").
+func (s *Store) ImageByName(name string) (storage.Image, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, img := range s.images {
+		if slices.Contains(img.Names, name) {
+			return copyImage(img), true
+		}
+	}
+	return storage.Image{}, false
+}
+
+// Images returns all image records, in images.json order.
+func (s *Store) Images() []storage.Image {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res := make([]storage.Image, len(s.images))
+	for i, img := range s.images {
+		res[i] = copyImage(img)
+	}
+	return res
+}
+
+func (s *Store) path(rel string) string { return filepath.Join(s.dir, filepath.FromSlash(rel)) }
+
+func (s *Store) layerIndex(id string) int {
+	return slices.IndexFunc(s.layers, func(l storage.Layer) bool { return l.ID == id })
+}
+
+func (s *Store) imageIndex(id string) int {
+	return slices.IndexFunc(s.images, func(i storage.Image) bool { return i.ID == id })
+}
+
+func (s *Store) readJSON(name string, v any) error {
+	data, err := s.root.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s is not valid: %w (restore it from a backup or start a new store)", s.path(name), err)
+	}
+	return nil
+}
+
+// removeLeftovers removes what a run that crashed (or was killed) left: staging dirs and temp files.
+// A layer dir renamed into overlay/ but never recorded in layers.json is replaced by the next commit
+// of that layer (see CommitLayer).
+func (s *Store) removeLeftovers() error {
+	entries, err := fs.ReadDir(s.root.FS(), stagingDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := s.root.RemoveAll(path.Join(stagingDir, e.Name())); err != nil {
+			return err
+		}
+	}
+	if err := s.removeTempFiles(layersDir); err != nil {
+		return err
+	}
+	if err := s.removeTempFiles(imagesDir); err != nil {
+		return err
+	}
+	entries, err = fs.ReadDir(s.root.FS(), imagesDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := s.removeTempFiles(path.Join(imagesDir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// openWriterLock returns cargohold's own lock. It is addressed by its real path, so that two Opens of
+// one store inside one process also exclude each other (fcntl locks alone do not: they are per process).
+func (s *Store) openWriterLock() (*lockfile.LockFile, error) {
+	if err := s.ensureRegularFile(writerLockName); err != nil {
+		return nil, err
+	}
+	real, err := filepath.EvalSymlinks(s.path(writerLockName))
+	if err != nil {
+		return nil, err
+	}
+	return lockfile.GetLockFile(real)
+}
+
+// podmanLockFile makes sure dir/name exists, is 0644 (a reader that cannot open it sees an empty
+// store) and holds a valid last-write token, and returns it for recording writes.
+//
+// It is addressed through /proc/self/fd/<dir fd>/<name> rather than its path: the lockfile package keeps
+// one object per path for the whole process and refuses to hand out a read-only one for a path it once
+// opened read-write (and vice versa), so using the real path here would break the storage library
+// reading this very store later in the same process (podmancheck.Verify in builder tests, a "publish
+// then check" command). The directory handle also keeps every lock operation inside the store.
+func (s *Store) podmanLockFile(dir, name string) (*lockfile.LockFile, error) {
+	rel := path.Join(dir, name)
+	if err := s.ensureRegularFile(rel); err != nil {
+		return nil, err
+	}
+	d, err := s.root.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	s.lockDirs = append(s.lockDirs, d)
+	p := fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), name)
+	if _, err := os.Stat(p); err != nil { // no procfs: fall back to the plain path
+		p = s.path(rel)
+	}
+	l, err := lockfile.GetLockFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock file %s: %w", s.path(rel), err)
+	}
+	fi, err := s.root.Lstat(rel)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() == 0 { // new: give it a token as the storage library would on its first write
+		if err := recordWrite(l, nil); err != nil {
+			return nil, fmt.Errorf("initializing lock file %s: %w", s.path(rel), err)
+		}
+	}
+	return l, nil
+}
+
+// ensureRegularFile creates name (0644) if missing, refuses anything but a regular file, and fixes
+// its mode to 0644.
+func (s *Store) ensureRegularFile(name string) error {
+	f, err := s.root.OpenFile(name, os.O_RDONLY|os.O_CREATE|unix.O_NOFOLLOW, fileMode)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", s.path(name), err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", s.path(name))
+	}
+	if fi.Mode().Perm() != fileMode {
+		return f.Chmod(fileMode)
+	}
+	return nil
+}
+
+// recordWrite runs write (if any) holding Podman's lock file for writing, as the storage library does,
+// and gives the lock file a fresh last-write token so that long-running readers (Podman service,
+// CRI-O) reload. The token is recorded before the write, like the storage library, so a crash after
+// the write still invalidates readers' caches, and again after it, so a reader on a filesystem without
+// working fcntl locks that loaded the old file under the new token reloads once more.
+func recordWrite(l *lockfile.LockFile, write func() error) error {
+	if err := waitLock(l); err != nil {
+		return err
+	}
+	defer l.Unlock()
+	if _, err := l.RecordWrite(); err != nil {
+		return err
+	}
+	if write == nil {
+		return nil
+	}
+	if err := write(); err != nil {
+		return err
+	}
+	_, err := l.RecordWrite()
+	return err
+}
+
+// waitLock takes l for writing, waiting while another process (or another Store in this process)
+// holds it. Unlike lockfile.Lock, which panics or retries forever when locking fails, it returns
+// errors such as ENOLCK (an NFS mount without lock support) so the user sees them.
+func waitLock(l *lockfile.LockFile) error {
+	delay := 10 * time.Millisecond
+	for {
+		err := l.TryLock()
+		if err == nil {
+			return nil
+		}
+		var errno unix.Errno
+		busy := errors.As(err, &errno) && (errno == unix.EAGAIN || errno == unix.EACCES)
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			busy = false // opening the file failed: waiting will not help
+		} else if !busy && strings.Contains(err.Error(), "resource temporarily unavailable") {
+			busy = true // held by another user of the same LockFile in this process
+		}
+		if !busy {
+			return err
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, time.Second)
+	}
+}

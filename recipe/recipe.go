@@ -1,0 +1,128 @@
+// Package recipe reads the TOML file that lists what a store should hold.
+//
+//	store = "/srv/images"
+//
+//	[defaults]
+//	platform = "linux/amd64"
+//	tls-verify = true
+//	authfile = "/etc/cargohold/auth.json"
+//
+//	[[image]]
+//	ref = "docker.io/library/alpine:3.20"
+//	names = ["site/alpine:stable"]   # extra names in the store
+//	platform = "linux/arm64"         # any default may be overridden per image
+package recipe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Recipe is a parsed recipe file.
+type Recipe struct {
+	Store    string   `toml:"store"`
+	Defaults Settings `toml:"defaults"`
+	Images   []Image  `toml:"image"`
+}
+
+// Settings say how to fetch an image. A nil field is unset (inherit).
+type Settings struct {
+	Platform  string `toml:"platform"`
+	TLSVerify *bool  `toml:"tls-verify"`
+	AuthFile  string `toml:"authfile"`
+}
+
+// Image is one [[image]] entry.
+type Image struct {
+	Ref   string   `toml:"ref"`
+	Names []string `toml:"names"`
+	Settings
+}
+
+// Effective is the image's settings with the defaults filled in.
+func (i Image) Effective(defaults Settings) Settings {
+	s := i.Settings
+	if s.Platform == "" {
+		s.Platform = defaults.Platform
+	}
+	if s.TLSVerify == nil {
+		s.TLSVerify = defaults.TLSVerify
+	}
+	if s.AuthFile == "" {
+		s.AuthFile = defaults.AuthFile
+	}
+	return s
+}
+
+// Load reads and validates a recipe file. Unknown keys are errors (a typo must not silently
+// drop an image or a setting), reported with their line.
+func Load(path string) (*Recipe, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := Parse(string(data))
+	if err != nil {
+		return nil, fmt.Errorf("recipe %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// Parse parses recipe text.
+func Parse(text string) (*Recipe, error) {
+	var r Recipe
+	md, err := toml.Decode(text, &r)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, fmt.Errorf("line %d: %s", perr.Position.Line, perr.Message)
+		}
+		return nil, err
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		k := undecoded[0]
+		return nil, fmt.Errorf("line %d: unknown key %q (known: store, [defaults] platform/tls-verify/authfile, [[image]] ref/names/platform/tls-verify/authfile)",
+			keyLine(text, k), k.String())
+	}
+	if len(r.Images) == 0 {
+		return nil, errors.New("no [[image]] entries")
+	}
+	for i, img := range r.Images {
+		if strings.TrimSpace(img.Ref) == "" {
+			return nil, fmt.Errorf("[[image]] number %d has no ref", i+1)
+		}
+	}
+	return &r, nil
+}
+
+var (
+	tableHeader = regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?`)
+	keyAssign   = regexp.MustCompile(`^\s*"?([A-Za-z0-9_.-]+)"?\s*=`)
+)
+
+// keyLine finds the line of a key the decoder did not use. The TOML library knows key positions
+// but does not export them, so the text is scanned: table headers set the current table, and the
+// key's last part is looked for under its table (or as a table header itself).
+func keyLine(text string, key toml.Key) int {
+	table := strings.Join(key[:len(key)-1], ".")
+	name := key[len(key)-1]
+	current := ""
+	for i, line := range strings.Split(text, "\n") {
+		if m := tableHeader.FindStringSubmatch(line); m != nil {
+			current = m[1]
+			if current == key.String() {
+				return i + 1
+			}
+			continue
+		}
+		if m := keyAssign.FindStringSubmatch(line); m != nil && current == table && m[1] == name {
+			return i + 1
+		}
+	}
+	return 0
+}

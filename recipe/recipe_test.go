@@ -1,0 +1,92 @@
+package recipe
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const good = `# nightly images
+store = "/srv/images"
+
+[defaults]
+platform = "linux/amd64"
+tls-verify = false
+
+[[image]]
+ref = "docker.io/library/alpine:3.20"
+names = ["site/alpine:stable"]
+
+[[image]]
+ref = "registry.example.org/lab/tool:1.4"
+platform = "linux/arm64"
+tls-verify = true
+authfile = "/etc/cargohold/lab.json"
+`
+
+func TestParseGood(t *testing.T) {
+	r, err := Parse(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Store != "/srv/images" || len(r.Images) != 2 {
+		t.Fatalf("got %+v", r)
+	}
+	first := r.Images[0].Effective(r.Defaults)
+	if first.Platform != "linux/amd64" || first.TLSVerify == nil || *first.TLSVerify || first.AuthFile != "" {
+		t.Errorf("first image inherits defaults, got %+v", first)
+	}
+	if got := r.Images[0].Names; len(got) != 1 || got[0] != "site/alpine:stable" {
+		t.Errorf("names: %v", got)
+	}
+	second := r.Images[1].Effective(r.Defaults)
+	if second.Platform != "linux/arm64" || !*second.TLSVerify || second.AuthFile != "/etc/cargohold/lab.json" {
+		t.Errorf("second image overrides defaults, got %+v", second)
+	}
+}
+
+func TestUnknownKeysNameTheirLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, want string
+	}{
+		{"top level", "stor = \"/x\"\n[[image]]\nref = \"a\"\n", `line 1: unknown key "stor"`},
+		{"defaults", "[defaults]\nplatform = \"linux/amd64\"\ntlsverify = true\n[[image]]\nref = \"a\"\n", `line 3: unknown key "defaults.tlsverify"`},
+		{"image", "[[image]]\nref = \"a\"\n\n[[image]]\nref = \"b\"\nname = [\"x\"]\n", `line 6: unknown key "image.name"`},
+		{"table", "[[image]]\nref = \"a\"\n[publish]\nbefore = \"x\"\n", `line 3: unknown key "publish"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(tc.text)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want error containing %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestBadRecipes(t *testing.T) {
+	for _, tc := range []struct{ name, text, want string }{
+		{"syntax", "store = \n", "line 1"},
+		{"wrong type", "[[image]]\nref = 3\n", "line 2"},
+		{"no images", "store = \"/x\"\n", "no [[image]]"},
+		{"no ref", "[[image]]\nnames = [\"a\"]\n", "has no ref"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(tc.text)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want error containing %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "images.toml")
+	if err := os.WriteFile(path, []byte("[[image]]\nreff = \"a\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("got %v", err)
+	}
+}
