@@ -452,6 +452,9 @@ func (x *extractor) whiteout(hdr *tar.Header, dir, base string) error {
 // opaque marks dir (created if missing) as opaque with both overlay xattrs.
 func (x *extractor) opaque(dir string) error {
 	dirFd, err := x.parent(dir)
+	if errors.Is(err, unix.ENOTDIR) {
+		return nil // dir is a whiteout or file by now: nothing below it to hide, as for whiteouts
+	}
 	if err != nil {
 		return fmt.Errorf("opaque directory %q: %w", dir, err)
 	}

@@ -387,6 +387,7 @@ func TestWhiteouts(t *testing.T) {
 		reg("gone/deeper/.wh.x", 0o644, ""), // parents created on the way
 		reg(".wh.opt", 0o644, ""),
 		reg("opt/.wh.y", 0o644, ""), // below a whiteout: nothing to hide, ignored
+		reg("opt/.wh..wh..opq", 0o644, ""),
 		reg("newdir/.wh..wh..opq", 0o644, ""),
 		rootOpq,
 	))
