@@ -200,6 +200,7 @@ func splitName(name string) (dir, base string) {
 	return name[:i], name[i+1:]
 }
 
+// entry applies one tar entry; name is its cleaned path relative to the root, r its body.
 func (x *extractor) entry(hdr *tar.Header, name string, r io.Reader) error {
 	// Owners are logged as containers/storage does: every header except whiteouts, even pax
 	// global headers, so that layers.json matches what Podman would record.

@@ -794,3 +794,24 @@ func TestBadRoot(t *testing.T) {
 		t.Error("missing root accepted")
 	}
 }
+
+// TestParentCacheInvalidation replaces the cached parent directory of one entry (via its own
+// parent, an implicit directory) by a symlink; the next entry in the same directory must follow
+// the symlink rather than land in the removed directory.
+func TestParentCacheInvalidation(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	e.mustUnpack(t, makeTar(t,
+		dir("c/", 0o755), dir("c/b/", 0o755),
+		reg("a/b/f1", 0o644, "1"),
+		symlink("a", "c"), // top level: does not touch the cached "a/b"
+		reg("a/b/f2", 0o644, "2"),
+	))
+	if exists(e.path("c/b/f1")) {
+		t.Error("c/b/f1 exists")
+	}
+	checkContent(t, e.path("c/b/f2"), "2")
+	if target, err := os.Readlink(e.path("a")); err != nil || target != "c" {
+		t.Errorf("a -> %q, %v", target, err)
+	}
+}
