@@ -94,9 +94,9 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 	}
 	res.ImageID, res.ManifestDigest = src.config.Digest.Encoded(), src.manifestDigest
 
-	// Already there under all its names: nothing to fetch, not even the config.
+	// Already there, with this manifest and all its names: nothing to fetch, not even the config.
 	existing, existed := p.Store.Image(res.ImageID)
-	if existed && existing.Digest == src.manifestDigest && containsAll(existing.Names, res.Names) {
+	if existed && slices.Contains(existing.BigDataNames, manifestKey(src.manifestDigest)) && containsAll(existing.Names, res.Names) {
 		res.Action = Unchanged
 		return res
 	}

@@ -16,10 +16,16 @@ import (
 	"github.com/vbatts/tar-split/tar/asm"
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
 	"go.podman.io/storage/pkg/archive"
+	"go.podman.io/storage/pkg/reexec"
 	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
+	// The storage library's own layer writer (TestRecordsMatchStorageLibrary) re-executes the test
+	// binary to unpack in a chroot.
+	if reexec.Init() {
+		return
+	}
 	// A restrictive umask proves that the store's modes do not depend on the caller's.
 	unix.Umask(0o077)
 	os.Exit(m.Run())
@@ -43,8 +49,7 @@ var testMtime = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 
 // makeTar writes entries as a tar owned by the current user (so that the same files can be made on
 // disk without privileges).
-func makeTar(t *testing.T, entries []testEntry) []byte {
-	t.Helper()
+func makeTar(entries []testEntry) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
@@ -56,56 +61,66 @@ func makeTar(t *testing.T, entries []testEntry) []byte {
 			h.Typeflag, h.Size = tar.TypeDir, 0
 		}
 		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if _, err := io.WriteString(tw, e.data); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	err := tw.Close()
+	return buf.Bytes(), err
 }
 
 // stageTar does what the unpacker will do for a tar of plain dirs and files: the tar goes through
 // tar-split's packer into l.TarSplit(), and the same files (mode, mtime) are made in l.DiffDir().
 func stageTar(t *testing.T, s *Store, entries []testEntry) (*StagedLayer, []byte) {
 	t.Helper()
-	data := makeTar(t, entries)
-	l, err := s.StageLayer()
+	l, data, err := stageTarErr(s, entries)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return l, data
+}
+
+func stageTarErr(s *Store, entries []testEntry) (*StagedLayer, []byte, error) {
+	data, err := makeTar(entries)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := s.StageLayer()
+	if err != nil {
+		return nil, nil, err
 	}
 	rc, done, err := asm.NewInputTarStreamWithDone(bytes.NewReader(data), tsstorage.NewJSONPacker(l.TarSplit()), nil)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	if _, err := io.Copy(io.Discard, rc); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	if err := <-done; err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	for _, e := range entries {
 		p := filepath.Join(l.DiffDir(), e.name)
 		if e.dir {
-			if err := os.Mkdir(p, 0o700); err != nil {
-				t.Fatal(err)
-			}
-		} else if err := os.WriteFile(p, []byte(e.data), 0o600); err != nil {
-			t.Fatal(err)
+			err = os.Mkdir(p, 0o700)
+		} else {
+			err = os.WriteFile(p, []byte(e.data), 0o600)
 		}
-		if err := os.Chmod(p, os.FileMode(e.mode)); err != nil {
-			t.Fatal(err)
+		if err == nil {
+			err = os.Chmod(p, os.FileMode(e.mode))
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 	}
 	for i := len(entries) - 1; i >= 0; i-- { // children first, so dir mtimes stay
 		if err := os.Chtimes(filepath.Join(l.DiffDir(), entries[i].name), testMtime, testMtime); err != nil {
-			t.Fatal(err)
+			return nil, nil, err
 		}
 	}
-	return l, data
+	return l, data, nil
 }
 
 // commitTestLayer stages and commits a layer on top of parent ("" for a base layer).
@@ -121,23 +136,29 @@ func commitTestLayer(t *testing.T, s *Store, parent string, entries []testEntry)
 
 // layerMetaFor describes a tar as if it had been pulled gzip-compressed.
 func layerMetaFor(parent string, data []byte) LayerMeta {
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(data)
-	zw.Close()
+	gz := gzipBytes(data)
 	diffID := digest.Canonical.FromBytes(data)
 	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
 	return LayerMeta{
 		ID:               ChainID(parent, diffID),
 		Parent:           parent,
-		CompressedDigest: digest.Canonical.FromBytes(gz.Bytes()),
-		CompressedSize:   int64(gz.Len()),
+		CompressedDigest: digest.Canonical.FromBytes(gz),
+		CompressedSize:   int64(len(gz)),
 		DiffID:           diffID,
 		DiffSize:         int64(len(data)),
 		Compression:      archive.Gzip,
 		UIDs:             []uint32{uid, uid},
 		GIDs:             []uint32{gid},
 	}
+}
+
+// gzipBytes compresses deterministically (no header timestamp), standing in for a registry blob.
+func gzipBytes(data []byte) []byte {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(data)
+	zw.Close()
+	return gz.Bytes()
 }
 
 // testImageMeta builds a consistent OCI config and manifest for layers (base first) and returns what

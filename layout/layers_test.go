@@ -252,7 +252,10 @@ func TestCommitReplacesUnrecordedLayerDir(t *testing.T) {
 func TestCommitLayerRejectsBadMeta(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	base := commitTestLayer(t, s, "", baseEntries)
-	childTar := makeTar(t, childEntries)
+	childTar, err := makeTar(childEntries)
+	if err != nil {
+		t.Fatal(err)
+	}
 	good := layerMetaFor(base.meta.ID, childTar)
 	for name, mutate := range map[string]func(m *LayerMeta){
 		"wrong chain ID":   func(m *LayerMeta) { m.ID = ChainID("", m.DiffID) },
@@ -275,5 +278,43 @@ func TestCommitLayerRejectsBadMeta(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(s.Dir(), ".cargohold", "staging")); len(entries) != 0 {
 		t.Errorf("failed commits left staging dirs: %v", entries)
+	}
+}
+
+// The builder unpacks several layers at once and commits them in order, parents first.
+func TestConcurrentStaging(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	layers := [][]testEntry{baseEntries, childEntries, grandchildEntries}
+	staged := make([]*StagedLayer, len(layers))
+	tars := make([][]byte, len(layers))
+	errs := make(chan error)
+	for i, entries := range layers {
+		go func() {
+			var err error
+			staged[i], tars[i], err = stageTarErr(s, entries)
+			errs <- err
+		}()
+	}
+	for range layers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	parent := ""
+	for i := range layers {
+		meta := layerMetaFor(parent, tars[i])
+		if err := s.CommitLayer(staged[i], meta); err != nil {
+			t.Fatal(err)
+		}
+		parent = meta.ID
+	}
+	if !s.HasLayer(parent) {
+		t.Fatal("top layer missing")
+	}
+	// Committing a child before its parent fails and leaves nothing behind.
+	l, data := stageTar(t, s, childEntries)
+	orphan := layerMetaFor(strings.Repeat("c", 64), data)
+	if err := s.CommitLayer(l, orphan); err == nil || !strings.Contains(err.Error(), "not committed") {
+		t.Errorf("CommitLayer without parent: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -205,5 +206,91 @@ func TestVerifyReportsDamage(t *testing.T) {
 				t.Errorf("Verify's error does not name %s: %v", culprit, err)
 			}
 		})
+	}
+}
+
+// What layout records is what the storage library itself records for the same pull: its own writable
+// store (vfs driver: no mounts) is fed the same blobs and image the way the image library does
+// (PutLayer, CreateImage with big data, AddNames), and the JSON records must be equal, field by field,
+// apart from the layers' creation times.
+func TestRecordsMatchStorageLibrary(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the storage library writes layers only as root (it chowns and chroots)")
+	}
+	refRoot := t.TempDir()
+	ref, err := storage.GetStore(storage.StoreOptions{RunRoot: t.TempDir(), GraphRoot: refRoot, GraphDriverName: "vfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ref.Shutdown(true) })
+	dir := t.TempDir()
+	s := openStore(t, dir)
+
+	var layers []testLayer
+	parent := ""
+	for _, entries := range [][]testEntry{baseEntries, childEntries} {
+		l := commitTestLayer(t, s, parent, entries)
+		if _, _, err := ref.PutLayer(l.meta.ID, parent, nil, "", false, nil, bytes.NewReader(gzipBytes(l.tar))); err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, l)
+		parent = l.meta.ID
+	}
+	for _, img := range []ImageMeta{
+		testImageMeta(t, layers[:1], []string{"example.com/app:1", "example.com/app:latest"}, "one"),
+		testImageMeta(t, layers, []string{"example.com/app:2", "example.com/app:latest"}, "two"),
+	} {
+		putImage(t, s, img)
+		opts := &storage.ImageOptions{CreationDate: img.Created, Metadata: img.Metadata}
+		for _, b := range img.BigData {
+			d, err := bigDataDigest(b.Key, b.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.BigData = append(opts.BigData, storage.ImageBigDataOption{Key: b.Key, Data: b.Data, Digest: d})
+		}
+		if _, err := ref.CreateImage(img.ID, nil, img.TopLayer, "", opts); err != nil {
+			t.Fatal(err)
+		}
+		if err := ref.AddNames(img.ID, img.Names); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var wantLayers, gotLayers []map[string]any
+	readJSONFile(t, filepath.Join(refRoot, "vfs-layers", "layers.json"), &wantLayers)
+	readJSONFile(t, filepath.Join(dir, "overlay-layers", "layers.json"), &gotLayers)
+	if len(wantLayers) != 2 {
+		t.Fatalf("the storage library recorded %d layers", len(wantLayers))
+	}
+	for _, l := range append(wantLayers, gotLayers...) {
+		delete(l, "created")
+	}
+	if !reflect.DeepEqual(gotLayers, wantLayers) {
+		t.Errorf("layers.json\n got %s\nwant %s", mustJSON(t, gotLayers), mustJSON(t, wantLayers))
+	}
+	var wantImages, gotImages []map[string]any
+	readJSONFile(t, filepath.Join(refRoot, "vfs-images", "images.json"), &wantImages)
+	readJSONFile(t, filepath.Join(dir, "overlay-images", "images.json"), &gotImages)
+	if len(wantImages) != 2 {
+		t.Fatalf("the storage library recorded %d images", len(wantImages))
+	}
+	if !reflect.DeepEqual(gotImages, wantImages) {
+		t.Errorf("images.json\n got %s\nwant %s", mustJSON(t, gotImages), mustJSON(t, wantImages))
+	}
+	for _, img := range wantImages {
+		id := img["id"].(string)
+		want, _ := os.ReadDir(filepath.Join(refRoot, "vfs-images", id))
+		got, _ := os.ReadDir(filepath.Join(dir, "overlay-images", id))
+		var wantNames, gotNames []string
+		for _, e := range want {
+			wantNames = append(wantNames, e.Name())
+		}
+		for _, e := range got {
+			gotNames = append(gotNames, e.Name())
+		}
+		if !slices.Equal(gotNames, wantNames) {
+			t.Errorf("big data files of %s: %v, want %v", id, gotNames, wantNames)
+		}
 	}
 }

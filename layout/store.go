@@ -315,6 +315,11 @@ func (s *Store) podmanLockFile(dir, name string) (*lockfile.LockFile, error) {
 // ensureRegularFile creates name (0644) if missing, refuses anything but a regular file, and fixes
 // its mode to 0644.
 func (s *Store) ensureRegularFile(name string) error {
+	if fi, err := s.root.Lstat(name); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm() == fileMode {
+		// Already right. Not opening it matters: closing any descriptor of a file drops this
+		// process's fcntl lock on it, such as another Store's writer lock.
+		return nil
+	}
 	f, err := s.root.OpenFile(name, os.O_RDONLY|os.O_CREATE|unix.O_NOFOLLOW, fileMode)
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", s.path(name), err)

@@ -47,8 +47,8 @@ func DriverOptions(storeDir string) []string {
 //     are there;
 //   - every layer of every image exists, and regenerating its diff from diff/ and tar-split yields the
 //     recorded diff digest and size, so "podman save/push" reproduce the registry's layers;
-//   - each layer's link, lower and overlay/l/ symlinks resolve as Podman before 5.x (which ignores
-//     lower-layers) follows them to mount the image.
+//   - each layer's link, lower and overlay/l/ symlinks resolve as older Podman (4.3, whose storage
+//     library predates lower-layers) follows them to mount the image.
 //
 // The error names the image or layer at fault. Verify writes only to a temporary directory.
 func Verify(storeDir string) error {
@@ -236,6 +236,10 @@ func checkLayer(store storage.Store, storeDir string, layer *storage.Layer) erro
 	if layer.UncompressedDigest == "" {
 		return errors.New("no diff-digest recorded")
 	}
+	// Without tar-split data the library silently regenerates a different tar: say so plainly.
+	if _, err := os.Stat(filepath.Join(storeDir, "overlay-layers", layer.ID+".tar-split.gz")); err != nil {
+		return fmt.Errorf("no tar-split data, so podman save/push would not reproduce the layer: %w", err)
+	}
 	uncompressed := archive.Uncompressed // by default Diff recompresses as the layer was pulled
 	rc, err := store.Diff("", layer.ID, &storage.DiffOptions{Compression: &uncompressed})
 	if err != nil {
@@ -258,7 +262,7 @@ func checkLayer(store storage.Store, storeDir string, layer *storage.Layer) erro
 }
 
 // checkLowers follows link, overlay/l/ and lower the way the overlay driver did before lower-layers
-// existed (Podman 4.x still does), and checks lower-layers against the chain in layers.json.
+// existed (Podman 4.3 still does), and checks lower-layers against the chain in layers.json.
 func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) error {
 	overlay := filepath.Join(storeDir, "overlay")
 	dir := filepath.Join(overlay, layer.ID)
