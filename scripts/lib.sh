@@ -1,13 +1,14 @@
 # shellcheck shell=bash
 # scripts/lib.sh: helpers shared by scripts/e2e, scripts/quickstart and scripts/bench*.
 # Source it (". scripts/lib.sh"), do not run it. Needs bash, root, and the Debian
-# packages that .ci/run installs.
+# packages install_deps installs (.ci/run and scripts/quickstart call it).
 #
 # What it gives you:
+#   install_deps                the Debian packages below, and Go if there is none
 #   setup_work [DIR]            $WORK, a scratch dir every user can traverse (rootless readers
 #                               must reach stores inside it); removed on exit unless KEEP_WORK=1
 #   on_exit CMD...              run CMD on exit (LIFO). lib.sh owns the EXIT trap: use this.
-#   build_cargohold / build_mkimages   static binaries in $WORK/bin
+#   build_cargohold / build_mkimages   static binaries in $WORK/bin ($CARGOHOLD, $MKIMAGES)
 #   start_registry              docker-registry on 127.0.0.1:$REGISTRY_PORT; sets $REGISTRY
 #   access_log_mark / registry_blob_gets MARK [DIGEST...]   count blob downloads
 #   make_fixtures [REFS]        mkimages into $FIXTURES_DIR; fixture REF FIELD reads fixtures.json
@@ -17,6 +18,8 @@
 #   podman_user USER STORE CMD...   the same as a throwaway non-root USER (created if needed)
 #   podman_store_conf STORE     the storage.conf podman_root uses (for skopeo containers-storage:)
 #   make_store_readable STORE   chmod a Podman-written store so others can read its metadata
+#   check_eq/check_match/check_contains_line/check_true, check_summary
+#                               assertions that print ok/FAIL (expected vs got) and count
 #
 # Conventions: functions fail loudly (die) with what was expected; variables are
 # upper-case globals prefixed by their area (REGISTRY_*, FIXTURES_*, PODMAN_*).
@@ -28,12 +31,12 @@ GO_BUILD_TAGS="exclude_graphdriver_btrfs containers_image_openpgp"
 case ":$PATH:" in *:/usr/local/go/bin:*) ;; *) PATH=/usr/local/go/bin:$PATH ;; esac
 export PATH
 
-# Flags every container run needs on our machines (verified with Podman 4.3):
-#   --runtime runc: crun is not usable here.  ulimits: the defaults exceed what the
-#   machine allows.  --net=none: rootless has no usable network setup (no slirp/pasta
-#   config); rootful would work without it but would create a bridge and firewall
-#   rules on the host, which a test has no business doing.  --pull=never: a test of
-#   a store must never fall back to pulling from the registry.
+# Flags every container run gets (see "Facts about Podman" in DEVELOPERS.md):
+#   --runtime runc and the two ulimits: without them Podman 4.3 cannot start
+#   containers on our machines.  --net=none: rootless has no working network here;
+#   rootful would work without it, but it would set up a bridge and firewall rules
+#   on the host, which a test has no business doing.  --pull=never: a test of a
+#   store must fail, never fall back to pulling from the registry.
 PODMAN_GLOBAL_FLAGS=(--runtime runc)
 PODMAN_RUN_FLAGS=(--pull=never --net=none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 
@@ -58,9 +61,11 @@ _lib_run_cleanups() {
 	return "$rc"
 }
 trap _lib_run_cleanups EXIT
-# Turn Ctrl-C/TERM into a normal exit so the EXIT cleanups run.
+# Turn Ctrl-C, TERM and a closed output pipe (`scripts/e2e | head`) into a normal
+# exit so the EXIT cleanups still run.
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 141' PIPE
 
 require_root() {
 	[[ $(id -u) == 0 ]] || die "run this as root (it runs rootful Podman, creates a test user, chmods /dev/fuse)"
@@ -94,11 +99,67 @@ setup_work() {
 		[[ $(stat -c %A "$d") == *[xt] ]] ||
 			warn "$d is not world-searchable: rootless readers cannot reach stores under $WORK"
 	done
-	# Registered after the rm above, so these run before it.
+	mkdir -p "$WORK/bin"
+	# Podman's runtime dirs need short paths (see the podman section below).
+	PODMAN_RUNDIR=$(mktemp -d /run/cargohold.XXXXXX)
+	chmod 0755 "$PODMAN_RUNDIR"
+	# Cleanups run last-registered first: stop rootless pause processes, unmount
+	# what Podman left mounted, then remove the runtime dir (and $WORK, above).
+	on_exit "rm -rf '$PODMAN_RUNDIR'"
+	on_exit _unmount_under "'$PODMAN_RUNDIR'"
 	on_exit _unmount_under "'$WORK'"
 	on_exit _podman_user_stop_all
-	mkdir -p "$WORK/bin"
-	export WORK
+	export WORK PODMAN_RUNDIR
+}
+
+# ---------------------------------------------------------------- machine setup
+# Debian packages the scripts use. Recommends stay on: Podman's (catatonit for the
+# rootless pause process, uidmap, fuse-overlayfs, slirp4netns) are what a real node
+# has. curl: registry health checks; unzip: the Go toolchain zip; git: go build's
+# VCS stamp.
+DEB_PACKAGES=(podman skopeo buildah docker-registry fuse-overlayfs runc catatonit uidmap
+	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git)
+
+# install_deps: make a fresh Debian 12 machine able to build and test cargohold.
+# Idempotent: installs only what is missing (apt-get update only then), and Go only
+# if there is none.
+install_deps() {
+	require_root
+	local p missing=()
+	for p in "${DEB_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		log "apt-get install ${missing[*]}"
+		DEBIAN_FRONTEND=noninteractive apt-get update -q
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+	fi
+	command -v go >/dev/null || install_go
+}
+
+# install_go: Debian's golang is far older than go.mod's, and our machines have Go
+# in /usr/local/go. Without it, fetch the official distribution from the Go module
+# proxy (besides Debian's mirrors the only network CI has): the module
+# golang.org/toolchain's zip is the Go distribution. A go >= 1.21 later fetches
+# any newer toolchain go.mod asks for by itself (GOTOOLCHAIN=auto).
+install_go() {
+	local want arch proxy url tmp
+	want=go$(awk '$1 == "go" { print $2; exit }' "$CARGOHOLD_ROOT/go.mod")
+	arch=$(dpkg --print-architecture)
+	# The first proxy of $GOPROXY if it names one (a CI mirror), else the public one.
+	proxy=${GOPROXY:-https://proxy.golang.org}
+	proxy=${proxy%%[,|]*}
+	[[ $proxy == http* ]] || proxy=https://proxy.golang.org
+	url=$proxy/golang.org/toolchain/@v/v0.0.1-$want.linux-$arch.zip
+	log "no go in PATH: installing $want into /usr/local/go from $url"
+	tmp=$(mktemp -d)
+	curl -fsSL -o "$tmp/go.zip" "$url" || die "download of $url failed"
+	unzip -q "$tmp/go.zip" -d "$tmp"
+	rm -rf /usr/local/go
+	mv "$tmp/golang.org/toolchain@v0.0.1-$want.linux-$arch" /usr/local/go
+	chmod -R a+rX /usr/local/go
+	rm -rf "$tmp"
+	go version >/dev/null || die "the Go installed in /usr/local/go does not run"
 }
 
 # ---------------------------------------------------------------- builds
@@ -106,14 +167,21 @@ go_build() { # OUT PKG
 	(cd "$CARGOHOLD_ROOT" && CGO_ENABLED=0 go build -tags "$GO_BUILD_TAGS" -o "$1" "$2") ||
 		die "go build $2 failed"
 }
+# build_cargohold: build ./cmd/cargohold into $WORK/bin and set $CARGOHOLD, unless
+# CARGOHOLD already names a binary to test (a release build, or a stand-in).
 build_cargohold() {
+	if [[ -n ${CARGOHOLD:-} ]]; then
+		[[ -x $CARGOHOLD ]] || die "CARGOHOLD=$CARGOHOLD is not an executable"
+		log "testing CARGOHOLD=$CARGOHOLD (not building)"
+		return 0
+	fi
 	log "building cargohold"
 	go_build "$WORK/bin/cargohold" ./cmd/cargohold
-	CARGOHOLD=$WORK/bin/cargohold
+	export CARGOHOLD=$WORK/bin/cargohold
 }
 build_mkimages() {
 	[[ -x $WORK/bin/mkimages ]] || go_build "$WORK/bin/mkimages" ./internal/testimage/cmd/mkimages
-	MKIMAGES=$WORK/bin/mkimages
+	export MKIMAGES=$WORK/bin/mkimages
 }
 
 # ---------------------------------------------------------------- registry
@@ -202,7 +270,7 @@ registry_blob_gets() {
 		for d in "$@"; do pat+="${pat:+|}${d#sha256:}"; done
 		lines=$(grep -E "blobs/sha256:($pat) " <<<"$lines" || true)
 	fi
-	[[ -z $lines ]] && echo 0 || wc -l <<<"$lines"
+	if [[ -z $lines ]]; then echo 0; else wc -l <<<"$lines"; fi
 }
 
 # ---------------------------------------------------------------- fixtures
@@ -228,19 +296,21 @@ fixture() {
 fixture_refs() { jq -r '.[].ref' "$FIXTURES_JSON"; }
 
 # push_fixture SRC [DEST]: copy fixture SRC (name:tag) to $REGISTRY/cargotest/DEST
-# (default SRC), then check the registry serves the very manifest mkimages wrote:
-# --preserve-digests makes skopeo refuse to recompress or convert anything
-# (without it, uncompressed layers get gzipped on the way).
+# (default SRC; a DEST with a slash is used as the whole repository path), then
+# check the registry serves the very manifest mkimages wrote: --preserve-digests
+# makes skopeo refuse to recompress or convert anything (without it, uncompressed
+# layers get gzipped on the way).
 push_fixture() {
 	local src=$1 dest=${2:-$1} layout manifest got
+	[[ $dest == */* ]] || dest=cargotest/$dest
 	layout=$(fixture "$src" .layout)
 	manifest=$(fixture "$src" .manifest)
 	skopeo copy -q --preserve-digests --dest-tls-verify=false \
-		"oci:$layout:${src#*:}" "docker://$REGISTRY/cargotest/$dest" ||
-		die "skopeo copy of fixture $src to $REGISTRY/cargotest/$dest failed"
-	got=sha256:$(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/cargotest/$dest" | sha256sum | cut -d' ' -f1)
+		"oci:$layout:${src#*:}" "docker://$REGISTRY/$dest" ||
+		die "skopeo copy of fixture $src to $REGISTRY/$dest failed"
+	got=sha256:$(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/$dest" | sha256sum | cut -d' ' -f1)
 	[[ $got == "$manifest" ]] ||
-		die "registry's manifest for cargotest/$dest is $got, expected the layout's $manifest (skopeo rewrote it)"
+		die "registry's manifest for $dest is $got, expected the layout's $manifest (skopeo rewrote it)"
 }
 
 push_fixtures() {
@@ -261,34 +331,56 @@ push_fixtures() {
 # A private containers.conf (CONTAINERS_CONF, which replaces all others) pins
 # cgroupfs and a file event log, which work with and without systemd, and keeps
 # Podman's tmp_dir private too.
-_podman_key() { printf '%s' "$1" | md5sum | cut -c1-10; }
+#
+# Each (mode, user, store) gets a private, initially empty Podman:
+#   $WORK/podman/<r|u><key>/          storage.conf, containers.conf, root/ (graphroot)
+#   $PODMAN_RUNDIR/<r|u><key>/        runroot (rootful) or XDG_RUNTIME_DIR (rootless)
+# The runtime dir lives under a short /run path on purpose: Podman 4.3 passes the
+# runroot to conmon's exit command (`podman --runroot X container cleanup`), which
+# refuses runroots longer than 50 characters. The cleanup then never runs, the
+# container never reaches "exited", and every attached `podman run` hangs 20 s
+# on conmon's timeout before returning.
 
-# _podman_confs DIR STORE ROOTLESS: write DIR/storage.conf and DIR/containers.conf.
-_podman_confs() {
-	local dir=$1 store=$2 rootless=$3
-	mkdir -p "$dir/root" "$dir/run" "$dir/tmp"
+# _podman_setup MODE STORE [USER]: create the dirs and configs (once) and set
+# _PM_DIR (configs + graphroot) and _PM_RUN (runroot / XDG_RUNTIME_DIR).
+_podman_setup() {
+	local mode=$1 store=$2 user=${3:-} key rootless=0
+	[[ -n ${PODMAN_RUNDIR:-} ]] || die "call setup_work first"
+	key=$mode$(printf '%s|%s' "$user" "$store" | md5sum | cut -c1-6)
+	_PM_DIR=$WORK/podman/$key
+	_PM_RUN=$PODMAN_RUNDIR/$key
+	[[ -f $_PM_DIR/storage.conf ]] && return 0
+	[[ $mode == u ]] && rootless=1
+	mkdir -p "$_PM_DIR/root" "$_PM_RUN"
 	{
 		echo '# written by scripts/lib.sh: a private, empty Podman root that reads one store'
 		echo '[storage]'
 		echo 'driver = "overlay"'
-		echo "graphroot = \"$dir/root\""
-		echo "runroot = \"$dir/run\""
-		# Rootless Podman ignores graphroot; this is its equivalent.
-		[[ $rootless == 1 ]] && echo "rootless_storage_path = \"$dir/root\""
+		echo "graphroot = \"$_PM_DIR/root\""
+		echo "runroot = \"$_PM_RUN\""
+		# Rootless Podman ignores graphroot (and runroot: it uses
+		# $XDG_RUNTIME_DIR/containers); this is its graphroot.
+		[[ $rootless == 1 ]] && echo "rootless_storage_path = \"$_PM_DIR/root\""
 		echo '[storage.options]'
 		echo "additionalimagestores = [\"$store\"]"
-		# Rootless overlay mounts go through fuse-overlayfs (it also honours
-		# user.overlay.* xattrs, which is how a root-made store marks opaque dirs for it).
+		# Rootless overlay mounts go through fuse-overlayfs (which also honours
+		# user.overlay.* xattrs: how a root-made store marks opaque dirs for it).
 		[[ $rootless == 1 ]] && printf '[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
-	} >"$dir/storage.conf"
+	} >"$_PM_DIR/storage.conf"
 	{
 		echo '[engine]'
 		echo 'cgroup_manager = "cgroupfs"'
 		echo 'events_logger = "file"'
-		echo "events_logfile_path = \"$dir/tmp/events.log\""
-		# Rootful defaults to /run/libpod, shared by every Podman on the host.
-		[[ $rootless == 1 ]] || echo "tmp_dir = \"$dir/tmp\""
-	} >"$dir/containers.conf"
+		# Rootful defaults to /run/libpod, shared by every Podman on the host;
+		# rootless uses $XDG_RUNTIME_DIR/libpod/tmp, private already.
+		[[ $rootless == 1 ]] || echo "tmp_dir = \"$_PM_RUN/tmp\""
+	} >"$_PM_DIR/containers.conf"
+	if [[ $rootless == 1 ]]; then
+		# XDG_RUNTIME_DIR must belong to the user, mode 0700 (no systemd user session
+		# here makes /run/user/UID for us).
+		chmod 0700 "$_PM_RUN"
+		chown -R "$user:" "$_PM_DIR" "$_PM_RUN"
+	fi
 }
 
 # _podman_cmd SUBCOMMAND ARGS...: fills _PODMAN_ARGV with the podman command line,
@@ -302,32 +394,29 @@ _podman_cmd() {
 	esac
 }
 
-# podman_store_conf STORE: path of the storage.conf podman_root uses for STORE
-# (created on first use). `CONTAINERS_STORAGE_CONF=$(podman_store_conf S) skopeo ...`
-# reads the store the same way.
+# podman_store_conf STORE: the storage.conf podman_root uses for STORE (created on
+# first use). `CONTAINERS_STORAGE_CONF=$(podman_store_conf S) skopeo ...
+# containers-storage:IMAGE ...` reads the store the same way.
 podman_store_conf() {
-	local store dir
-	store=$(realpath -m "$1")
-	dir=$WORK/podman/root-$(_podman_key "$store")
-	[[ -f $dir/storage.conf ]] || _podman_confs "$dir" "$store" 0
-	echo "$dir/storage.conf"
+	_podman_setup r "$(realpath -m "$1")"
+	echo "$_PM_DIR/storage.conf"
 }
 
-# podman_root STORE SUBCOMMAND ARGS...: rootful Podman whose own root is a private,
-# initially empty dir under $WORK and whose only additional image store is STORE.
+# podman_root STORE SUBCOMMAND ARGS...: rootful Podman whose own root is private and
+# initially empty and whose only additional image store is STORE.
 # Example: podman_root "$STORE" run --rm IMAGE cat /etc/motd
 podman_root() {
-	local store conf
+	local store
 	store=$(realpath -m "$1")
 	shift
 	[[ -d $store ]] || die "podman_root: store $store does not exist"
-	conf=$(podman_store_conf "$store")
+	_podman_setup r "$store"
 	_podman_cmd "$@"
-	CONTAINERS_STORAGE_CONF=$conf CONTAINERS_CONF=${conf%/storage.conf}/containers.conf "${_PODMAN_ARGV[@]}"
+	CONTAINERS_STORAGE_CONF=$_PM_DIR/storage.conf CONTAINERS_CONF=$_PM_DIR/containers.conf "${_PODMAN_ARGV[@]}"
 }
 
-# ensure_rootless_user USER: a throwaway login-less user that can run rootless
-# Podman: subordinate ID ranges, usable /dev/fuse.
+# ensure_rootless_user USER: a throwaway user that can run rootless Podman:
+# subordinate ID ranges, usable /dev/fuse.
 ensure_rootless_user() {
 	local user=$1
 	if ! id "$user" >/dev/null 2>&1; then
@@ -344,49 +433,44 @@ ensure_rootless_user() {
 			echo "$user:$start:65536" >>"$f"
 		fi
 	done
-	# fuse-overlayfs runs as the user; Debian ships /dev/fuse 0666 but some images don't.
+	# fuse-overlayfs runs as the user; Debian's udev makes /dev/fuse 0666, but
+	# containers and minimal images often have 0600.
+	[[ -c /dev/fuse ]] || modprobe fuse 2>/dev/null || true
+	[[ -c /dev/fuse ]] || die "no /dev/fuse: rootless Podman needs FUSE for fuse-overlayfs (modprobe fuse)"
 	[[ $(stat -c %a /dev/fuse) == 666 ]] || chmod 0666 /dev/fuse
 }
 
-# podman_user USER STORE SUBCOMMAND ARGS...: rootless Podman as USER, with its own
-# private root under $WORK and STORE as its only additional store. USER is created
-# if needed. Rootless Podman (<=5.8) ignores the system storage.conf's
-# additionalimagestores, so the user's own storage.conf must name the store.
+# podman_user USER STORE SUBCOMMAND ARGS...: rootless Podman as USER (created if
+# needed) with a private root and STORE as its only additional store. Rootless
+# Podman (<= 5.8) ignores the system storage.conf's additionalimagestores, so the
+# user's own storage.conf names the store.
 podman_user() {
-	local user=$1 store dir uid
+	local user=$1 store home
 	store=$(realpath -m "$2")
 	shift 2
 	ensure_rootless_user "$user"
-	uid=$(id -u "$user")
-	dir=$WORK/podman/user-$user-$(_podman_key "$store")
-	if [[ ! -f $dir/storage.conf ]]; then
-		_podman_confs "$dir" "$store" 1
-		# No systemd user session here, so no /run/user/UID: give Podman a runtime dir
-		# of the user's own (it keeps its pause process pid and locks there).
-		mkdir -p "$dir/xdg"
-		chmod 0700 "$dir/xdg"
-		chown -R "$user:" "$dir"
-	fi
+	_podman_setup u "$store" "$user"
 	if ! runuser -u "$user" -- test -r "$store/overlay-images/images.json"; then
 		die "podman_user: $user cannot read $store/overlay-images/images.json (every dir up to the store needs a+x, metadata a+r)"
 	fi
+	home=$(getent passwd "$user" | cut -d: -f6)
 	_podman_cmd "$@"
 	# runuser keeps the cwd; start from / so Podman never trips over root's cwd.
 	(cd / && runuser -u "$user" -- env -i \
-		HOME="$(getent passwd "$user" | cut -d: -f6)" USER="$user" LOGNAME="$user" \
+		HOME="$home" USER="$user" LOGNAME="$user" \
 		PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-		XDG_RUNTIME_DIR="$dir/xdg" \
-		CONTAINERS_STORAGE_CONF="$dir/storage.conf" CONTAINERS_CONF="$dir/containers.conf" \
+		XDG_RUNTIME_DIR="$_PM_RUN" \
+		CONTAINERS_STORAGE_CONF="$_PM_DIR/storage.conf" CONTAINERS_CONF="$_PM_DIR/containers.conf" \
 		"${_PODMAN_ARGV[@]}")
 }
 
 # Rootless Podman leaves a pause process (catatonit) holding its user namespace;
 # end each one podman_user started (by its pid file) so a run leaves no processes
-# behind. Runs on exit; found via the files, since podman_user may have run in a
-# $(...) subshell whose variables are gone.
+# behind. Found via the files, since podman_user may have run in a $(...)
+# subshell whose variables are gone.
 _podman_user_stop_all() {
 	local pidfile pid
-	for pidfile in "$WORK"/podman/user-*/xdg/libpod/tmp/pause.pid; do
+	for pidfile in "$PODMAN_RUNDIR"/u*/libpod/tmp/pause.pid; do
 		[[ -f $pidfile ]] || continue
 		pid=$(cat "$pidfile")
 		[[ $pid =~ ^[0-9]+$ ]] && kill "$pid" 2>/dev/null
