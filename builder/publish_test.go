@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -35,21 +36,62 @@ func requireRoot(t *testing.T) {
 var fakeBusybox = []byte("#!/bin/sh\necho not really busybox\n")
 
 type fixtureSet struct {
-	dir     string
-	written map[string]testimage.Written // by "name:tag"
+	dir       string
+	written   map[string]testimage.Written   // by "name:tag"
+	platforms map[string][]testimage.Written // multi-platform fixtures, in index order
+	indexes   map[string]digest.Digest
 }
 
-func writeFixtures(t *testing.T) fixtureSet {
-	t.Helper()
-	fs := fixtureSet{dir: t.TempDir(), written: map[string]testimage.Written{}}
+// fixtures are written once per test binary (the sparse 256 MiB files take a while); tests that
+// damage a layout work on a copy (brokenCopy).
+var fixtures fixtureSet
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cargohold-builder-fixtures-")
+	if err != nil {
+		panic(err)
+	}
+	fixtures, err = writeFixtures(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func writeFixtures(dir string) (fixtureSet, error) {
+	fs := fixtureSet{dir: dir, written: map[string]testimage.Written{},
+		platforms: map[string][]testimage.Written{}, indexes: map[string]digest.Digest{}}
 	for _, f := range testimage.Fixtures(fakeBusybox) {
-		w, err := testimage.WriteLayout(filepath.Join(fs.dir, f.Name), f.Tag, f.Image)
+		layoutDir := filepath.Join(fs.dir, f.Name)
+		if len(f.Platforms) > 0 {
+			ws, index, err := testimage.WriteMultiPlatform(layoutDir, f.Tag, f.Platforms)
+			if err != nil {
+				return fs, err
+			}
+			fs.platforms[f.Ref()], fs.indexes[f.Ref()] = ws, index
+			continue
+		}
+		w, err := testimage.WriteLayout(layoutDir, f.Tag, f.Image)
 		if err != nil {
-			t.Fatal(err)
+			return fs, err
 		}
 		fs.written[f.Ref()] = w
 	}
-	return fs
+	return fs, nil
+}
+
+// brokenCopy copies the fixtures' layout of name into a fresh set that a test may damage.
+func brokenCopy(t *testing.T, name string) fixtureSet {
+	t.Helper()
+	c := fixtures
+	c.dir = t.TempDir()
+	if err := os.CopyFS(filepath.Join(c.dir, name), os.DirFS(filepath.Join(fixtures.dir, name))); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func (fs fixtureSet) ref(nameTag string) string {
@@ -116,7 +158,7 @@ func readJSON(t *testing.T, path string, v any) {
 
 func TestPublishEveryCompressionAndReadBackAsPodman(t *testing.T) {
 	requireRoot(t)
-	fx := writeFixtures(t)
+	fx := fixtures
 	store, dir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 
@@ -145,7 +187,7 @@ func TestPublishEveryCompressionAndReadBackAsPodman(t *testing.T) {
 
 func TestPublishTwiceIsANoOp(t *testing.T) {
 	requireRoot(t)
-	fx := writeFixtures(t)
+	fx := fixtures
 	store, dir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	mustPublish(t, p, fx.ref("other:1"), "localhost/cargotest/other:1")
@@ -164,7 +206,7 @@ func TestPublishTwiceIsANoOp(t *testing.T) {
 
 func TestNewTagMovesTheName(t *testing.T) {
 	requireRoot(t)
-	fx := writeFixtures(t)
+	fx := fixtures
 	store, dir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	const latest = "localhost/cargotest/app:latest"
@@ -221,10 +263,10 @@ func TestBadImagesLeaveTheStoreAsItWas(t *testing.T) {
 		}, "fetching layer " + "sha256:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fx := writeFixtures(t)
+			fx := brokenCopy(t, "app")
 			store, dir := openStore(t)
 			p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
-			mustPublish(t, p, fx.ref("other:1"), "localhost/cargotest/other:1")
+			mustPublish(t, p, fixtures.ref("other:1"), "localhost/cargotest/other:1")
 			imagesBefore, _ := os.ReadFile(filepath.Join(dir, "overlay-images", "images.json"))
 			layersBefore := layerIDs(t, dir)
 
@@ -249,9 +291,47 @@ func TestBadImagesLeaveTheStoreAsItWas(t *testing.T) {
 	}
 }
 
+func TestPlatformIsPickedFromAnIndex(t *testing.T) {
+	requireRoot(t)
+	fx := fixtures
+	store, dir := openStore(t)
+	policy := acceptAnythingPolicy(t)
+	variants := fx.platforms["multi:1"]
+	for i, platform := range []string{"linux/amd64", "linux/arm64"} {
+		p := &Publisher{Store: store, Options: Options{PolicyPath: policy, Platform: platform}}
+		name := "localhost/cargotest/multi:" + strings.ReplaceAll(platform, "/", "-")
+		res := mustPublish(t, p, fx.ref("multi:1"), name)
+		if res.ImageID != variants[i].Config.Encoded() || res.ManifestDigest != variants[i].Manifest {
+			t.Errorf("%s: published image %s (manifest %s), want %s (%s)", platform, res.ImageID,
+				res.ManifestDigest, variants[i].Config.Encoded(), variants[i].Manifest)
+		}
+		img, ok := store.Image(res.ImageID)
+		if !ok || !slices.Contains(img.BigDataNames, manifestKey(fx.indexes["multi:1"])) {
+			t.Errorf("%s: the image index is not kept with the image (big data %v)", platform, img.BigDataNames)
+		}
+	}
+	// No --platform: the host's, as podman pull does.
+	p := &Publisher{Store: store, Options: Options{PolicyPath: policy}}
+	res := mustPublish(t, p, fx.ref("multi:1"), "localhost/cargotest/multi:host")
+	want := variants[0]
+	if runtime.GOARCH == "arm64" {
+		want = variants[1]
+	}
+	if res.ImageID != want.Config.Encoded() {
+		t.Errorf("default platform picked %s, want the host's (%s) %s", res.ImageID, runtime.GOARCH, want.Config.Encoded())
+	}
+	bad := &Publisher{Store: store, Options: Options{PolicyPath: policy, Platform: "linux/s390x"}}
+	if res := publish(t, bad, fx.ref("multi:1"), "localhost/cargotest/multi:s390x"); res.Err == nil {
+		t.Error("a platform the index lacks was published")
+	}
+	if err := podmancheck.Verify(dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestTrustPolicyIsHonoured(t *testing.T) {
 	requireRoot(t)
-	fx := writeFixtures(t)
+	fx := fixtures
 	store, dir := openStore(t)
 	reject := filepath.Join(t.TempDir(), "policy.json")
 	if err := os.WriteFile(reject, []byte(`{"default":[{"type":"reject"}]}`), 0o644); err != nil {
@@ -272,7 +352,7 @@ func TestTrustPolicyIsHonoured(t *testing.T) {
 
 func TestReferenceWithoutNameNeedsOne(t *testing.T) {
 	requireRoot(t)
-	fx := writeFixtures(t)
+	fx := fixtures
 	store, _ := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	res := publish(t, p, fx.ref("other:1"))

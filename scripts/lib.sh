@@ -299,13 +299,13 @@ fixture_refs() { jq -r '.[].ref' "$FIXTURES_JSON"; }
 # (default SRC; a DEST with a slash is used as the whole repository path), then
 # check the registry serves the very manifest mkimages wrote: --preserve-digests
 # makes skopeo refuse to recompress or convert anything (without it, uncompressed
-# layers get gzipped on the way).
+# layers get gzipped on the way); --all pushes every platform of an image index.
 push_fixture() {
 	local src=$1 dest=${2:-$1} layout manifest got
 	[[ $dest == */* ]] || dest=cargotest/$dest
 	layout=$(fixture "$src" .layout)
 	manifest=$(fixture "$src" .manifest)
-	skopeo copy -q --preserve-digests --dest-tls-verify=false \
+	skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
 		"oci:$layout:${src#*:}" "docker://$REGISTRY/$dest" ||
 		die "skopeo copy of fixture $src to $REGISTRY/$dest failed"
 	got=sha256:$(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/$dest" | sha256sum | cut -d' ' -f1)

@@ -119,6 +119,9 @@ type Fixture struct {
 	Name  string
 	Tag   string
 	Image Image
+	// Platforms, when set, makes the fixture a multi-platform image: an image index of these
+	// images (Image is then unused).
+	Platforms []Image
 	// Files maps paths inside the image to the sha256 of their content, for
 	// checks from inside a running container.
 	Files map[string]string
@@ -134,6 +137,7 @@ func (f Fixture) Ref() string { return f.Name + ":" + f.Tag }
 //	plain:1     the same layers uncompressed
 //	other:1     gzip: the same base blob as app:1 + one small layer
 //	app:2       gzip: base + /data/version = 2 (for moving app:latest)
+//	multi:1     an image index: linux/amd64 and linux/arm64, each base + /data/arch
 //	hello:1     gzip: base + /etc/motd, Cmd cat /etc/motd (the quickstart's)
 func Fixtures(busybox []byte) []Fixture {
 	appFiles := map[string]string{
@@ -165,6 +169,7 @@ func Fixtures(busybox []byte) []Fixture {
 				File("data/version", 0o644, "2\n"),
 			}}},
 		}},
+		{Name: "multi", Tag: "1", Platforms: []Image{MultiPlatformImage(busybox, "amd64"), MultiPlatformImage(busybox, "arm64")}},
 		{Name: "hello", Tag: "1", Image: Image{
 			Cmd: []string{"/bin/cat", "/etc/motd"},
 			Layers: []Layer{BaseLayer(busybox, Gzip), {Compression: Gzip, CreatedBy: "testimage: hello", Entries: []Entry{
@@ -172,6 +177,19 @@ func Fixtures(busybox []byte) []Fixture {
 				File("etc/motd", 0o644, "Hello from a cargohold store: this image ran without a pull.\n"),
 			}}},
 		}},
+	}
+}
+
+// MultiPlatformImage is one platform's image of the multi:1 fixture: /data/arch names its
+// architecture (only the host's can run, the others are told apart by that file and the config).
+func MultiPlatformImage(busybox []byte, arch string) Image {
+	return Image{
+		Architecture: arch,
+		Cmd:          []string{"/bin/cat", "/data/arch"},
+		Layers: []Layer{BaseLayer(busybox, Gzip), {Compression: Gzip, CreatedBy: "testimage: " + arch, Entries: []Entry{
+			Dir("data", 0o755),
+			File("data/arch", 0o644, arch+"\n"),
+		}}},
 	}
 }
 

@@ -98,16 +98,61 @@ type Written struct {
 // the same tag. Blobs already present are kept, so several tags can share a
 // layout and its blobs.
 func WriteLayout(dir, tag string, img Image) (Written, error) {
-	w := Written{Tag: tag}
+	blobs, err := initLayout(dir)
+	if err != nil {
+		return Written{Tag: tag}, err
+	}
+	w, manDesc, err := writeImage(blobs, img)
+	w.Tag = tag
+	if err != nil {
+		return w, err
+	}
+	manDesc.Annotations = map[string]string{v1.AnnotationRefName: tag}
+	return w, addToIndex(dir, tag, manDesc)
+}
+
+// WriteMultiPlatform writes one image per platform and an image index naming them, and points tag
+// at the index, as a registry serves a multi-architecture image. It returns each image's Written
+// (in the order given) and the index digest.
+func WriteMultiPlatform(dir, tag string, imgs []Image) ([]Written, digest.Digest, error) {
+	blobs, err := initLayout(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	idx := v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageIndex}
+	var all []Written
+	for _, img := range imgs {
+		w, desc, err := writeImage(blobs, img)
+		if err != nil {
+			return nil, "", err
+		}
+		w.Tag = tag
+		desc.Platform = &v1.Platform{OS: orDefault(img.OS, "linux"), Architecture: orDefault(img.Architecture, runtime.GOARCH)}
+		idx.Manifests = append(idx.Manifests, desc)
+		all = append(all, w)
+	}
+	idxDesc, err := writeBlob(blobs, mustJSON(idx))
+	if err != nil {
+		return nil, "", err
+	}
+	idxDesc.MediaType = v1.MediaTypeImageIndex
+	idxDesc.Annotations = map[string]string{v1.AnnotationRefName: tag}
+	return all, idxDesc.Digest, addToIndex(dir, tag, idxDesc)
+}
+
+// initLayout makes dir an OCI layout and returns its blob directory.
+func initLayout(dir string) (string, error) {
 	blobs := filepath.Join(dir, "blobs", "sha256")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
-		return w, err
+		return "", err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, v1.ImageLayoutFile),
-		mustJSON(v1.ImageLayout{Version: v1.ImageLayoutVersion})); err != nil {
-		return w, err
-	}
+	return blobs, writeFileAtomic(filepath.Join(dir, v1.ImageLayoutFile),
+		mustJSON(v1.ImageLayout{Version: v1.ImageLayoutVersion}))
+}
 
+// writeImage writes img's layers, config and manifest blobs and returns the manifest's descriptor.
+func writeImage(blobs string, img Image) (Written, v1.Descriptor, error) {
+	var w Written
 	created := img.Created
 	if created.IsZero() {
 		created = Epoch
@@ -138,7 +183,7 @@ func WriteLayout(dir, tag string, img Image) (Written, error) {
 	for i, l := range img.Layers {
 		lb, err := writeLayerBlob(blobs, l)
 		if err != nil {
-			return w, fmt.Errorf("layer %d: %w", i, err)
+			return w, v1.Descriptor{}, fmt.Errorf("layer %d: %w", i, err)
 		}
 		w.Layers = append(w.Layers, lb)
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, lb.DiffID)
@@ -149,20 +194,18 @@ func WriteLayout(dir, tag string, img Image) (Written, error) {
 	cfgBytes := mustJSON(cfg)
 	cfgDesc, err := writeBlob(blobs, cfgBytes)
 	if err != nil {
-		return w, err
+		return w, v1.Descriptor{}, err
 	}
 	w.Config = cfgDesc.Digest
 	man.Config = v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cfgDesc.Digest, Size: cfgDesc.Size}
 
 	manDesc, err := writeBlob(blobs, mustJSON(man))
 	if err != nil {
-		return w, err
+		return w, v1.Descriptor{}, err
 	}
 	w.Manifest = manDesc.Digest
 	manDesc.MediaType = v1.MediaTypeImageManifest
-	manDesc.Annotations = map[string]string{v1.AnnotationRefName: tag}
-
-	return w, addToIndex(dir, tag, manDesc)
+	return w, manDesc, nil
 }
 
 // addToIndex points tag at desc in dir/index.json, keeping other tags.

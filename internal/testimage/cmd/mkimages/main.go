@@ -32,6 +32,9 @@ type record struct {
 	Layout string `json:"layout"` // absolute path of the layout directory
 	testimage.Written
 	Files map[string]string `json:"files,omitempty"`
+	// Platforms of a multi-platform fixture, in index order; Written.Manifest is then the
+	// index's digest and the rest of Written describes the first platform's image.
+	Platforms []testimage.Written `json:"platforms,omitempty"`
 }
 
 func main() {
@@ -90,11 +93,12 @@ func run(outdir, busyboxPath, only string) error {
 	var out []record
 	for _, f := range fixtures {
 		dir := filepath.Join(outdir, f.Name)
-		w, err := testimage.WriteLayout(dir, f.Tag, f.Image)
+		rec, err := write(dir, f)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Ref(), err)
 		}
-		out = append(out, record{Ref: f.Ref(), Name: f.Name, Tag: f.Tag, Layout: dir, Written: w, Files: f.Files})
+		w := rec.Written
+		out = append(out, rec)
 		fmt.Printf("%-12s %s  config %s\n", f.Ref(), w.Manifest, w.Config)
 	}
 	b, err := json.MarshalIndent(out, "", "  ")
@@ -102,6 +106,22 @@ func run(outdir, busyboxPath, only string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(outdir, "fixtures.json"), append(b, '\n'), 0o644)
+}
+
+func write(dir string, f testimage.Fixture) (record, error) {
+	rec := record{Ref: f.Ref(), Name: f.Name, Tag: f.Tag, Layout: dir, Files: f.Files}
+	if len(f.Platforms) == 0 {
+		w, err := testimage.WriteLayout(dir, f.Tag, f.Image)
+		rec.Written = w
+		return rec, err
+	}
+	ws, index, err := testimage.WriteMultiPlatform(dir, f.Tag, f.Platforms)
+	if err != nil {
+		return rec, err
+	}
+	rec.Written, rec.Platforms = ws[0], ws
+	rec.Manifest = index
+	return rec, nil
 }
 
 func refs(fs []testimage.Fixture) string {
