@@ -116,9 +116,9 @@ setup_work() {
 # Debian packages the scripts use. Recommends stay on: Podman's (catatonit for the
 # rootless pause process, uidmap, fuse-overlayfs, slirp4netns) are what a real node
 # has. curl: registry health checks; unzip: the Go toolchain zip; git: go build's
-# VCS stamp.
+# VCS stamp; apache2-utils: htpasswd for the registry that requires a login.
 DEB_PACKAGES=(podman skopeo buildah docker-registry fuse-overlayfs runc catatonit uidmap
-	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git)
+	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git apache2-utils)
 
 # install_deps: make a fresh Debian 12 machine able to build and test cargohold.
 # Idempotent: installs only what is missing (apt-get update only then), and Go only
@@ -203,7 +203,8 @@ free_port() {
 # start_registry: a private docker-registry (distribution 2.8) over plain HTTP on
 # 127.0.0.1, storage in $WORK/registry. Its access log (one line per request, Apache
 # combined format; the registry writes it to stdout) goes to $REGISTRY_ACCESS_LOG so
-# tests can count blob downloads; its own log goes to $REGISTRY_LOG.
+# tests can count blob downloads; its own log goes to $REGISTRY_LOG. With
+# REGISTRY_HTPASSWD set (a bcrypt htpasswd file) every request needs those credentials.
 start_registry() {
 	require_cmds docker-registry curl
 	local dir=$WORK/registry
@@ -232,12 +233,16 @@ start_registry() {
 		  # a fixed secret silences the "No HTTP secret" warning; nothing here is secret
 		  secret: cargohold-test-registry
 	EOF
+	if [[ -n ${REGISTRY_HTPASSWD:-} ]]; then
+		printf 'auth:\n  htpasswd:\n    realm: cargohold-test\n    path: %s\n' "$REGISTRY_HTPASSWD" >>"$dir/config.yml"
+	fi
 	docker-registry serve "$dir/config.yml" >"$REGISTRY_ACCESS_LOG" 2>"$REGISTRY_LOG" &
 	REGISTRY_PID=$!
 	on_exit stop_registry
 	local i
 	for ((i = 0; i < 100; i++)); do
-		if curl -fsS -o /dev/null "http://$REGISTRY/v2/" 2>/dev/null; then
+		# 401 is an answer too: the registry is up and wants a login.
+		if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://$REGISTRY/v2/" 2>/dev/null) == @(200|401) ]]; then
 			log "registry up at $REGISTRY (pid $REGISTRY_PID, access log $REGISTRY_ACCESS_LOG)"
 			return 0
 		fi
@@ -300,15 +305,16 @@ fixture_refs() { jq -r '.[].ref' "$FIXTURES_JSON"; }
 # check the registry serves the very manifest mkimages wrote: --preserve-digests
 # makes skopeo refuse to recompress or convert anything (without it, uncompressed
 # layers get gzipped on the way); --all pushes every platform of an image index.
+# REGISTRY_CREDS (user:password) logs in to a registry that requires it.
 push_fixture() {
 	local src=$1 dest=${2:-$1} layout manifest got
 	[[ $dest == */* ]] || dest=cargotest/$dest
 	layout=$(fixture "$src" .layout)
 	manifest=$(fixture "$src" .manifest)
-	skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
+	skopeo copy -q --all --preserve-digests --dest-tls-verify=false ${REGISTRY_CREDS:+--dest-creds "$REGISTRY_CREDS"} \
 		"oci:$layout:${src#*:}" "docker://$REGISTRY/$dest" ||
 		die "skopeo copy of fixture $src to $REGISTRY/$dest failed"
-	got=sha256:$(skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/$dest" | sha256sum | cut -d' ' -f1)
+	got=sha256:$(skopeo inspect --raw --tls-verify=false ${REGISTRY_CREDS:+--creds "$REGISTRY_CREDS"} "docker://$REGISTRY/$dest" | sha256sum | cut -d' ' -f1)
 	[[ $got == "$manifest" ]] ||
 		die "registry's manifest for $dest is $got, expected the layout's $manifest (skopeo rewrote it)"
 }
