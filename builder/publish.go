@@ -2,7 +2,6 @@ package builder
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/transports"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -143,9 +143,15 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 		res.BytesFetched += j.fetched
 	}
 
-	meta, err := imageMetadata(src.manifestDigest)
-	if err != nil {
-		return err
+	// cargohold's own record (source, first publish time) is written with a new image only, so a
+	// later publish that moves a name to it changes nothing else.
+	var meta string
+	if _, existed := p.Store.Image(res.ImageID); !existed {
+		var err error
+		meta, err = layout.ImageMetadataJSON(src.manifestDigest, layout.Metadata{Source: transports.ImageName(src.ref), Published: time.Now().UTC()})
+		if err != nil {
+			return err
+		}
 	}
 	img := layout.ImageMeta{
 		ID:       res.ImageID,
@@ -237,13 +243,6 @@ func chainIDs(diffIDs []digest.Digest) []string {
 
 // manifestKey is the big-data key under which Podman finds a manifest by digest.
 func manifestKey(d digest.Digest) string { return "manifest-" + d.String() }
-
-// imageMetadata is the JSON Podman's storage destination records with an image: signature sizes
-// per manifest (none here), which Podman's image source reads back.
-func imageMetadata(manifestDigest digest.Digest) (string, error) {
-	b, err := json.Marshal(map[string]map[digest.Digest][]int{"signatures-sizes": {manifestDigest: {}}})
-	return string(b), err
-}
 
 // imageNames is the reference's own name (as Podman would record it) followed by the extra names,
 // normalised the same way ("alpine" → "docker.io/library/alpine:latest").

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
@@ -182,6 +183,58 @@ func TestPublishEveryCompressionAndReadBackAsPodman(t *testing.T) {
 	// so 1 base + 3×2 app layers + 1 other layer.
 	if got := len(layerIDs(t, dir)); got != 8 {
 		t.Errorf("layers.json has %d layers, want 8", got)
+	}
+}
+
+func TestStoreDescribesWhatWasPublished(t *testing.T) {
+	requireRoot(t)
+	fx := fixtures
+	store, dir := openStore(t)
+	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
+	before := time.Now().UTC()
+	ref := fx.ref("app:1")
+	res := mustPublish(t, p, ref, "localhost/cargotest/app:1")
+
+	snap, err := layout.Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := snap.Find("cargotest/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := snap.Info(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := fx.written["app:1"]
+	if info.ID != res.ImageID || info.Digest != w.Manifest.String() || info.Platform != "linux/"+runtime.GOARCH || info.Source != ref {
+		t.Errorf("info %+v: want id %s, digest %s, platform linux/%s, source %s", info, res.ImageID, w.Manifest, runtime.GOARCH, ref)
+	}
+	if info.Published == nil || info.Published.Before(before.Add(-time.Second)) {
+		t.Errorf("published time %v, want about %v", info.Published, before)
+	}
+	var size int64
+	for i, l := range w.Layers {
+		size += l.DiffSize
+		if info.Layers[i].DiffID != l.DiffID.String() || info.Layers[i].CompressedDigest != l.Digest.String() {
+			t.Errorf("layer %d: %+v, want diff ID %s from %s", i, info.Layers[i], l.DiffID, l.Digest)
+		}
+	}
+	if info.Size != size || len(info.Layers) != len(w.Layers) {
+		t.Errorf("size %d in %d layers, want %d in %d", info.Size, len(info.Layers), size, len(w.Layers))
+	}
+
+	// A later publish that only adds a name keeps the first publish's record.
+	mustPublish(t, p, ref, "localhost/cargotest/app:again")
+	snap, _ = layout.Read(dir)
+	img, _ = snap.Find("cargotest/app:again")
+	again, _ := snap.Info(img)
+	if again.Published == nil || !again.Published.Equal(*info.Published) {
+		t.Errorf("published time changed from %v to %v", info.Published, again.Published)
+	}
+	if _, err := snap.Find("nothing:here"); err == nil {
+		t.Error("Find of a missing image succeeded")
 	}
 }
 

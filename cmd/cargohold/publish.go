@@ -8,6 +8,7 @@ import (
 	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/recipe"
+	"github.com/cargohold/cargohold/storageconf"
 	"github.com/docker/go-units"
 	"github.com/urfave/cli/v2"
 )
@@ -33,6 +34,8 @@ func publishCommand() *cli.Command {
 			&cli.IntFlag{Name: "jobs", Value: 0, Usage: "layers fetched and unpacked at once (default 4)"},
 			&cli.Int64Flag{Name: "max-layer-size", Usage: "refuse layers larger than `BYTES` uncompressed (0: no limit)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON report of every image at the end (see README)"},
+			&cli.StringFlag{Name: "register", Usage: "add the store to this storage.conf `FILE` (as conf patch does) after publishing"},
 		},
 		Action: runPublish,
 	}
@@ -51,22 +54,72 @@ func runPublish(c *cli.Context) error {
 
 	p := builder.Publisher{Store: store, Options: cliOptions(c, builder.Options{}), Jobs: c.Int("jobs")}
 	failed := 0
+	report := publishReport{Store: store.Dir(), Images: []imageReport{}}
 	for _, req := range requests {
 		res := p.Publish(c.Context, req)
+		report.add(res)
 		if res.Err != nil {
 			failed++
 			fmt.Fprintln(os.Stderr, "error:", res.Err)
 			continue
 		}
-		if !c.Bool("quiet") {
+		if !c.Bool("quiet") && !c.Bool("json") {
 			fmt.Printf("%-9s %s  %s  %d layers, %s fetched in %.1fs\n", res.Action, strings.Join(res.Names, ","),
 				shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds())
+		}
+	}
+	if c.Bool("json") {
+		if err := printJSON(report); err != nil {
+			return err
+		}
+	}
+	// The store is consistent whatever failed, so it is registered either way.
+	if file := c.String("register"); file != "" {
+		changed, err := storageconf.Register(file, store.Dir())
+		if err != nil {
+			return cli.Exit(fmt.Errorf("registering the store in %s: %w", file, err), exitUsage)
+		}
+		if changed && !c.Bool("quiet") && !c.Bool("json") {
+			fmt.Printf("registered %s in %s\n", store.Dir(), file)
 		}
 	}
 	if failed > 0 {
 		return cli.Exit(fmt.Sprintf("%d of %d images failed; the store holds the others", failed, len(requests)), exitImageFailed)
 	}
 	return nil
+}
+
+// publishReport is what --json prints: the schema is documented in the README.
+type publishReport struct {
+	Store  string        `json:"store"`
+	Images []imageReport `json:"images"`
+	Failed int           `json:"failed"`
+}
+
+type imageReport struct {
+	Reference     string   `json:"reference"`
+	Names         []string `json:"names"`
+	ID            string   `json:"id,omitempty"`
+	Digest        string   `json:"digest,omitempty"`
+	Action        string   `json:"action"`
+	LayersFetched int      `json:"layers_fetched"`
+	BytesFetched  int64    `json:"bytes_fetched"`
+	Seconds       float64  `json:"seconds"`
+	Error         string   `json:"error,omitempty"`
+}
+
+func (r *publishReport) add(res builder.Result) {
+	ir := imageReport{Reference: res.Ref, Names: res.Names, ID: res.ImageID, Digest: res.ManifestDigest.String(),
+		Action: string(res.Action), LayersFetched: res.LayersFetched, BytesFetched: res.BytesFetched,
+		Seconds: res.Duration.Seconds()}
+	if ir.Names == nil {
+		ir.Names = []string{}
+	}
+	if res.Err != nil {
+		ir.Error = res.Err.Error()
+		r.Failed++
+	}
+	r.Images = append(r.Images, ir)
 }
 
 // publishRequests gathers the store and the images from the recipe and the command line.

@@ -1,0 +1,145 @@
+package layout
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/storage"
+)
+
+// Snapshot is a read-only view of a store as it was when read: what `ls`, `inspect` and reports
+// show. Reading takes no lock and writes nothing, like a Podman reader: a publish replaces
+// layers.json before images.json, each by rename, so every image read has its layers.
+type Snapshot struct {
+	dir    string
+	Layers []storage.Layer
+	Images []storage.Image
+}
+
+// Read loads the store at dir.
+func Read(dir string) (*Snapshot, error) {
+	s := &Snapshot{dir: dir}
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{imagesJSON, &s.Images}, {layersJSON, &s.Layers}} {
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.name)))
+		if err != nil {
+			return nil, fmt.Errorf("%s does not look like a store: %w", dir, err)
+		}
+		if err := json.Unmarshal(data, f.v); err != nil {
+			return nil, fmt.Errorf("%s/%s is not valid: %w", dir, f.name, err)
+		}
+	}
+	return s, nil
+}
+
+// Metadata is what cargohold records about an image besides Podman's fields, inside the image
+// record's metadata JSON (Podman reads only its own keys from it).
+type Metadata struct {
+	Source    string    `json:"source,omitempty"`    // the reference it was published from, e.g. docker://reg/x:1
+	Published time.Time `json:"published,omitempty"` // when it was first published into this store
+}
+
+// metadataKey is the key of Metadata inside the image record's metadata JSON.
+const metadataKey = "cargohold"
+
+// ImageMetadataJSON returns the metadata JSON to store with a new image: Podman's signature sizes for
+// its manifest (none) plus cargohold's own record.
+func ImageMetadataJSON(manifestDigest digest.Digest, m Metadata) (string, error) {
+	b, err := json.Marshal(map[string]any{
+		"signatures-sizes": map[digest.Digest][]int{manifestDigest: {}},
+		metadataKey:        m,
+	})
+	return string(b), err
+}
+
+// ImageInfo describes one image for people and reports.
+type ImageInfo struct {
+	ID        string      `json:"id"`
+	Names     []string    `json:"names"`
+	Digest    string      `json:"digest"`
+	Platform  string      `json:"platform"`
+	Created   time.Time   `json:"created"`
+	Size      int64       `json:"size"` // bytes of all its layers' content, uncompressed
+	Source    string      `json:"source,omitempty"`
+	Published *time.Time  `json:"published,omitempty"`
+	Layers    []LayerInfo `json:"layers"`
+}
+
+// LayerInfo describes one layer of an image, base first.
+type LayerInfo struct {
+	ID               string `json:"id"`
+	DiffID           string `json:"diff-id"`
+	CompressedDigest string `json:"compressed-digest,omitempty"`
+	CompressedSize   int64  `json:"compressed-size,omitempty"`
+	Size             int64  `json:"size"`
+}
+
+// Info describes img from its record, its layers and its config.
+func (s *Snapshot) Info(img storage.Image) (ImageInfo, error) {
+	info := ImageInfo{ID: img.ID, Names: img.Names, Digest: img.Digest.String(), Created: img.Created}
+	if info.Names == nil {
+		info.Names = []string{}
+	}
+	var meta map[string]json.RawMessage
+	if json.Unmarshal([]byte(img.Metadata), &meta) == nil && meta[metadataKey] != nil {
+		var m Metadata
+		if json.Unmarshal(meta[metadataKey], &m) == nil {
+			info.Source = m.Source
+			if !m.Published.IsZero() {
+				info.Published = &m.Published
+			}
+		}
+	}
+	for id := img.TopLayer; id != ""; {
+		i := slices.IndexFunc(s.Layers, func(l storage.Layer) bool { return l.ID == id })
+		if i < 0 {
+			return info, fmt.Errorf("image %s: layer %s is missing from layers.json", img.ID, id)
+		}
+		l := s.Layers[i]
+		info.Layers = append(info.Layers, LayerInfo{ID: l.ID, DiffID: l.UncompressedDigest.String(),
+			CompressedDigest: l.CompressedDigest.String(), CompressedSize: l.CompressedSize, Size: l.UncompressedSize})
+		info.Size += l.UncompressedSize
+		id = l.Parent
+	}
+	slices.Reverse(info.Layers)
+
+	config, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(bigDataPath(img.ID, "sha256:"+img.ID))))
+	if err != nil {
+		return info, fmt.Errorf("image %s: reading its config: %w", img.ID, err)
+	}
+	var c v1.Image
+	if err := json.Unmarshal(config, &c); err != nil {
+		return info, fmt.Errorf("image %s: parsing its config: %w", img.ID, err)
+	}
+	info.Platform = strings.Join(slices.DeleteFunc([]string{c.OS, c.Architecture, c.Variant}, func(s string) bool { return s == "" }), "/")
+	return info, nil
+}
+
+// Find returns the image that a user's word names: a full or short ID, an exact name, or a name
+// without its registry ("cargotest/app:1", "app:1", "app" for app:latest), as Podman matches local images.
+func (s *Snapshot) Find(word string) (storage.Image, error) {
+	var found []storage.Image
+	for _, img := range s.Images {
+		if img.ID == word || (len(word) >= 4 && strings.HasPrefix(img.ID, word)) || slices.ContainsFunc(img.Names, func(n string) bool {
+			return n == word || strings.HasSuffix(n, "/"+word) || strings.HasSuffix(n, "/"+word+":latest")
+		}) {
+			found = append(found, img)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return storage.Image{}, fmt.Errorf("no image %q in the store (see cargohold ls)", word)
+	case 1:
+		return found[0], nil
+	}
+	return storage.Image{}, fmt.Errorf("%q names %d images; give the full name or ID", word, len(found))
+}

@@ -1,0 +1,111 @@
+package storageconf
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Defaults of containers/storage for rootful Podman when no file sets them.
+const (
+	defaultGraphRoot = "/var/lib/containers/storage"
+	defaultRunRoot   = "/run/containers/storage"
+)
+
+// CheckDriver accepts the drivers cargohold stores come in.
+func CheckDriver(driver string) error {
+	switch driver {
+	case "overlay", "vfs":
+		return nil
+	}
+	return fmt.Errorf("unknown store driver %q: use overlay or vfs", driver)
+}
+
+// Snippet returns the storage.conf lines that register store, ready to paste into a file
+// that has no [storage.options] table yet, with comments saying where they go.
+func Snippet(store, driver string) (string, error) {
+	driver = driverOrDefault(driver)
+	if err := CheckStorePath(store); err != nil {
+		return "", err
+	}
+	if err := CheckDriver(driver); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("# Registers the cargohold store " + store + " with Podman.\n")
+	b.WriteString("# Rootful: /etc/containers/storage.conf. Rootless (Podman up to 5.x): each user's\n")
+	b.WriteString("# ~/.config/containers/storage.conf or $CONTAINERS_STORAGE_CONF.\n")
+	b.WriteString("# If the file already has a [storage.options] table, add the path to its\n")
+	b.WriteString("# additionalimagestores list instead (cargohold conf patch does that).\n")
+	fmt.Fprintf(&b, "# The store is read only by Podman using driver = %q in [storage].\n", driver)
+	fmt.Fprintf(&b, "# Command-line equivalent: --storage-driver %s --storage-opt %s\n", driver, shellQuote(driver+".imagestore="+store))
+	b.WriteString("# (command-line storage options replace every driver option of storage.conf).\n")
+	b.WriteString("[storage.options]\n")
+	b.WriteString("additionalimagestores = [" + quote(store) + "]\n")
+	return b.String(), nil
+}
+
+// DropInSnippet returns a storage.conf.d drop-in that adds store to the stores listed
+// before it, instead of replacing them.
+func DropInSnippet(store string) (string, error) {
+	out, _, err := AddToText("drop-in", dropInTemplate(), store)
+	return string(out), err
+}
+
+// minimalConfig is a new system-wide storage.conf when the distribution ships none.
+func minimalConfig(driver string) []byte {
+	return []byte(`# Podman storage configuration (containers-storage.conf(5)), created by cargohold.
+# containers/storage reads only this file (no defaults are merged in), so it names the
+# driver and the default locations itself.
+[storage]
+driver = ` + quote(driver) + `
+runroot = ` + quote(defaultRunRoot) + `
+graphroot = ` + quote(defaultGraphRoot) + `
+
+[storage.options]
+# Read-only image stores (cargohold publish) Podman lists and runs images from.
+additionalimagestores = [
+]
+`)
+}
+
+// dropInTemplate is a new drop-in; {append = true} makes its list extend the lists of
+// the files read before it (a plain list would replace them).
+func dropInTemplate() []byte {
+	return []byte(`# containers-storage.conf(5) drop-in, created by cargohold.
+# {append = true} adds these stores to those of storage.conf and earlier drop-ins;
+# without it this list would replace them. Podman up to 5.x does not read drop-ins.
+[storage.options]
+additionalimagestores = [
+  {append = true},
+]
+`)
+}
+
+// userTemplate is a new per-user storage.conf. graphroot and runroot stay unset on
+// purpose: Podman then keeps the user's defaults, which its database has recorded (other
+// values make it refuse to start until `podman system reset`).
+func userTemplate(driver, mountProgram, graphRoot string) []byte {
+	var b strings.Builder
+	b.WriteString(`# Podman storage configuration for this user (containers-storage.conf(5)), created by
+# cargohold conf user. Rootless Podman up to 5.x reads only this file for its stores: the
+# system file's additionalimagestores do not apply to rootless users.
+# graphroot and runroot are left to Podman's per-user defaults
+`)
+	fmt.Fprintf(&b, "# (graphroot %s, runroot $XDG_RUNTIME_DIR/containers).\n", graphRoot)
+	b.WriteString("[storage]\ndriver = " + quote(driver) + "\n\n")
+	b.WriteString("[storage.options]\n# Read-only image stores (cargohold publish).\nadditionalimagestores = [\n]\n")
+	if driver == "overlay" && mountProgram != "" {
+		b.WriteString("\n[storage.options.overlay]\n")
+		b.WriteString("# Rootless overlay mounts of a root-published store go through fuse-overlayfs.\n")
+		b.WriteString("mount_program = " + quote(mountProgram) + "\n")
+	}
+	return []byte(b.String())
+}
+
+// shellQuote quotes s for a POSIX shell if it needs quoting.
+func shellQuote(s string) string {
+	if strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-=+:@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
