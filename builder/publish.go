@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/transports"
+	"go.podman.io/storage"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -82,13 +84,17 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 	}
 	defer policy.Destroy()
 
+	if img, names, ok := p.pinnedAndPresent(req); ok {
+		res.Names, res.ImageID, res.ManifestDigest, res.Action = names, img.ID, img.Digest, Unchanged
+		return res
+	}
 	src, err := resolve(ctx, req.Ref, sys, policy)
 	if err != nil {
 		res.Err = err
 		return res
 	}
 	defer src.Close()
-	if res.Names, err = imageNames(src, req.Names); err != nil {
+	if res.Names, err = imageNames(src.name(), req.Names); err != nil {
 		res.Err = err
 		return res
 	}
@@ -244,12 +250,36 @@ func chainIDs(diffIDs []digest.Digest) []string {
 // manifestKey is the big-data key under which Podman finds a manifest by digest.
 func manifestKey(d digest.Digest) string { return "manifest-" + d.String() }
 
-// imageNames is the reference's own name (as Podman would record it) followed by the extra names,
-// normalised the same way ("alpine" → "docker.io/library/alpine:latest").
-func imageNames(src *source, extra []string) ([]string, error) {
+// pinnedAndPresent: a fully qualified reference by digest ("registry/name@sha256:…") names content
+// that cannot change, so once the store holds that manifest under all the names, not even the
+// registry is asked.
+func (p *Publisher) pinnedAndPresent(req Request) (storage.Image, []string, bool) {
+	named, err := reference.ParseNamed(strings.TrimPrefix(req.Ref, "docker://"))
+	if err != nil {
+		return storage.Image{}, nil, false // a short name, another transport, or not a reference
+	}
+	pinned, ok := named.(reference.Canonical)
+	if !ok {
+		return storage.Image{}, nil, false
+	}
+	names, err := imageNames(named, req.Names)
+	if err != nil {
+		return storage.Image{}, nil, false
+	}
+	for _, img := range p.Store.Images() {
+		if slices.Contains(img.BigDataNames, manifestKey(pinned.Digest())) && containsAll(img.Names, names) {
+			return img, names, true
+		}
+	}
+	return storage.Image{}, nil, false
+}
+
+// imageNames is the reference's own name (as Podman would record it; nil for references that carry
+// none) followed by the extra names, normalised the same way ("alpine" → "docker.io/library/alpine:latest").
+func imageNames(own reference.Named, extra []string) ([]string, error) {
 	var names []string
-	if n := src.name(); n != nil {
-		names = append(names, n.String())
+	if own != nil {
+		names = append(names, own.String())
 	}
 	for _, e := range extra {
 		named, err := reference.ParseNormalizedNamed(e)

@@ -127,19 +127,37 @@ func (s *Snapshot) Info(img storage.Image) (ImageInfo, error) {
 // Find returns the image that a user's word names: a full or short ID, an exact name, or a name
 // without its registry ("cargotest/app:1", "app:1", "app" for app:latest), as Podman matches local images.
 func (s *Snapshot) Find(word string) (storage.Image, error) {
+	img, _, err := findImage(s.Images, word)
+	return img, err
+}
+
+// findImage is Find over a list of records; byID says the word was the image's ID (or a prefix of it)
+// rather than one of its names.
+func findImage(images []storage.Image, word string) (img storage.Image, byID bool, err error) {
+	// An exact ID or name wins over partial matches, so a full name always names one image.
+	for _, img := range images {
+		if img.ID == word || slices.Contains(img.Names, word) {
+			return img, img.ID == word, nil
+		}
+	}
 	var found []storage.Image
-	for _, img := range s.Images {
+	for _, img := range images {
 		if img.ID == word || (len(word) >= 4 && strings.HasPrefix(img.ID, word)) || slices.ContainsFunc(img.Names, func(n string) bool {
-			return n == word || strings.HasSuffix(n, "/"+word) || strings.HasSuffix(n, "/"+word+":latest")
+			return nameMatches(n, word)
 		}) {
 			found = append(found, img)
 		}
 	}
 	switch len(found) {
 	case 0:
-		return storage.Image{}, fmt.Errorf("no image %q in the store (see cargohold ls)", word)
+		return storage.Image{}, false, fmt.Errorf("no image %q in the store (see cargohold ls)", word)
 	case 1:
-		return found[0], nil
+		return found[0], strings.HasPrefix(found[0].ID, word), nil
 	}
-	return storage.Image{}, fmt.Errorf("%q names %d images; give the full name or ID", word, len(found))
+	return storage.Image{}, false, fmt.Errorf("%q names %d images; give the full name or ID", word, len(found))
+}
+
+// nameMatches says whether a user's word names the image name n.
+func nameMatches(n, word string) bool {
+	return n == word || strings.HasSuffix(n, "/"+word) || strings.HasSuffix(n, "/"+word+":latest")
 }

@@ -36,6 +36,7 @@ func publishCommand() *cli.Command {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON report of every image at the end (see README)"},
 			&cli.StringFlag{Name: "register", Usage: "add the store to this storage.conf `FILE` (as conf patch does) after publishing"},
+			&cli.BoolFlag{Name: "prune", Usage: "with --recipe: remove the names the recipe no longer lists (their layers go at a later gc)"},
 		},
 		Action: runPublish,
 	}
@@ -68,6 +69,11 @@ func runPublish(c *cli.Context) error {
 				shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds())
 		}
 	}
+	if c.String("recipe") != "" {
+		if err := syncExtras(c, store, &report); err != nil {
+			return err
+		}
+	}
 	if c.Bool("json") {
 		if err := printJSON(report); err != nil {
 			return err
@@ -89,11 +95,49 @@ func runPublish(c *cli.Context) error {
 	return nil
 }
 
+// syncExtras reports the names a recipe no longer lists, and with --prune removes them. It prunes
+// only after a run in which every image succeeded: an image that failed (a registry down) must not
+// lose its published version.
+func syncExtras(c *cli.Context, store *layout.Store, report *publishReport) error {
+	var keep []string
+	for _, img := range report.Images {
+		keep = append(keep, img.Names...)
+	}
+	extras := store.NamesExcept(keep)
+	switch {
+	case len(extras) == 0:
+		return nil
+	case !c.Bool("prune"):
+		report.Extra = extras
+		if !c.Bool("json") {
+			fmt.Printf("extra     %s  (not in the recipe; --prune removes)\n", strings.Join(extras, ","))
+		}
+		return nil
+	case report.Failed > 0:
+		report.Extra = extras
+		fmt.Fprintf(os.Stderr, "not pruning %s: %d images of the recipe failed\n", strings.Join(extras, ","), report.Failed)
+		return nil
+	}
+	for _, name := range extras {
+		r, err := store.Remove(name, false)
+		if err != nil {
+			return cli.Exit(fmt.Errorf("pruning %s: %w", name, err), exitStore)
+		}
+		report.Pruned = append(report.Pruned, r)
+		if !c.Bool("quiet") && !c.Bool("json") {
+			fmt.Printf("pruned    %s  %s\n", name, shortID(r.ImageID))
+		}
+	}
+	return nil
+}
+
 // publishReport is what --json prints: the schema is documented in the README.
 type publishReport struct {
-	Store  string        `json:"store"`
-	Images []imageReport `json:"images"`
-	Failed int           `json:"failed"`
+	Store  string           `json:"store"`
+	Images []imageReport    `json:"images"`
+	Failed int              `json:"failed"`
+	Extra  []string         `json:"extra,omitempty"`  // names in the store the recipe does not list (not pruned)
+	Pruned []layout.Removal `json:"pruned,omitempty"` // what --prune removed
 }
 
 type imageReport struct {
@@ -148,6 +192,8 @@ func publishRequests(c *cli.Context) (string, []builder.Request, error) {
 		return "", nil, fmt.Errorf("no store: give --store DIR or store = \"DIR\" in the recipe")
 	case len(requests) == 0:
 		return "", nil, fmt.Errorf("nothing to publish: give IMAGE arguments or --recipe FILE")
+	case c.Bool("prune") && c.String("recipe") == "":
+		return "", nil, fmt.Errorf("--prune needs --recipe: it removes what the recipe no longer lists")
 	case len(c.StringSlice("name")) > 0 && c.Args().Len() != 1:
 		return "", nil, fmt.Errorf("--name applies to exactly one IMAGE argument, got %d", c.Args().Len())
 	}

@@ -1,0 +1,229 @@
+package layout
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"sort"
+	"time"
+
+	"go.podman.io/storage"
+)
+
+// Removal is in two phases because nodes may run containers whose overlay mounts use a layer of an
+// image that is removed: Remove takes names and image records away at once (Podman stops listing
+// them), while the layers' files stay until GC finds them unused for longer than a grace period.
+// When a layer became unused is recorded in the store (releasedJSON), so the grace spans runs.
+
+const releasedJSON = privateDir + "/released.json" // layer ID → when it was found unused
+
+// Removal reports what Remove did (or, in a dry run, would do) for one word.
+type Removal struct {
+	ImageID      string   `json:"id"`
+	Names        []string `json:"names"`         // names taken away
+	ImageRemoved bool     `json:"image_removed"` // the image record went too (no names left, or removed by ID)
+}
+
+// Remove takes away what a user's word names (as Find matches it): a name is taken off its image, and
+// an image left without names is removed; an ID removes the image with all its names. Its layers stay
+// until GC. With dryRun nothing is written.
+func (s *Store) Remove(word string, dryRun bool) (Removal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img, byID, err := findImage(s.images, word)
+	if err != nil {
+		return Removal{}, err
+	}
+	r := Removal{ImageID: img.ID, Names: slices.Clone(img.Names), ImageRemoved: true}
+	if !byID {
+		r.Names = slices.DeleteFunc(slices.Clone(img.Names), func(n string) bool { return !nameMatches(n, word) })
+		r.ImageRemoved = len(r.Names) == len(img.Names)
+	}
+	if r.Names == nil {
+		r.Names = []string{}
+	}
+	if dryRun {
+		return r, nil
+	}
+
+	images := make([]storage.Image, 0, len(s.images))
+	for _, im := range s.images {
+		im = copyImage(im)
+		if im.ID == img.ID {
+			if r.ImageRemoved {
+				continue
+			}
+			im.Names = slices.DeleteFunc(im.Names, func(n string) bool { return slices.Contains(r.Names, n) })
+		}
+		images = append(images, im)
+	}
+	if err := s.writeImages(images); err != nil {
+		return r, err
+	}
+	if r.ImageRemoved {
+		// The record is gone, so no reader looks for these files any more.
+		if err := s.removeTree(path.Join(imagesDir, img.ID)); err != nil {
+			return r, fmt.Errorf("image %s: removing its big data: %w", img.ID, err)
+		}
+	}
+	return r, nil
+}
+
+// GCReport says what GC did (or would do).
+type GCReport struct {
+	Deleted []string          `json:"deleted"` // layers whose files were removed
+	Waiting map[string]string `json:"waiting"` // unused layers still in their grace period → when they may go (RFC 3339)
+}
+
+// GC deletes layers that no image uses and that have been unused for at least grace, and starts the
+// grace period of layers found unused for the first time. With dryRun nothing is written.
+func (s *Store) GC(grace time.Duration, now time.Time, dryRun bool) (GCReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	report := GCReport{Deleted: []string{}, Waiting: map[string]string{}}
+	released, err := s.readReleased()
+	if err != nil {
+		return report, err
+	}
+
+	used := s.usedLayers()
+	var unused []storage.Layer
+	for _, l := range s.layers {
+		if !used[l.ID] {
+			unused = append(unused, l)
+		}
+	}
+	newReleased := map[string]time.Time{}
+	var doomed []storage.Layer
+	for _, l := range unused {
+		since, ok := released[l.ID]
+		if !ok {
+			since = now
+		}
+		if now.Sub(since) >= grace {
+			doomed = append(doomed, l)
+			report.Deleted = append(report.Deleted, l.ID)
+		} else {
+			newReleased[l.ID] = since
+			report.Waiting[l.ID] = since.Add(grace).UTC().Format(time.RFC3339)
+		}
+	}
+	sort.Strings(report.Deleted)
+	if dryRun {
+		return report, nil
+	}
+
+	// layers.json first: once a layer is not recorded, no reader will mount it; its files go after.
+	if len(doomed) > 0 {
+		layers := slices.DeleteFunc(slices.Clone(s.layers), func(l storage.Layer) bool {
+			return slices.ContainsFunc(doomed, func(d storage.Layer) bool { return d.ID == l.ID })
+		})
+		if err := s.writeLayers(layers); err != nil {
+			return report, err
+		}
+		s.layers = layers
+	}
+	if err := s.writeReleased(newReleased); err != nil {
+		return report, err
+	}
+	for _, l := range doomed {
+		if err := s.removeLayerFiles(l.ID); err != nil {
+			return report, fmt.Errorf("layer %s: %w", l.ID, err)
+		}
+	}
+	return report, nil
+}
+
+// usedLayers is every layer some image stands on: each image's top layer and its ancestors.
+func (s *Store) usedLayers() map[string]bool {
+	used := map[string]bool{}
+	for _, img := range s.images {
+		for id := img.TopLayer; id != "" && !used[id]; {
+			used[id] = true
+			i := s.layerIndex(id)
+			if i < 0 {
+				break
+			}
+			id = s.layers[i].Parent
+		}
+	}
+	return used
+}
+
+// removeLayerFiles removes a layer no longer in layers.json: its l/ symlink, its tar-split and its dir.
+func (s *Store) removeLayerFiles(id string) error {
+	if link, err := s.root.ReadFile(path.Join(overlayDir, id, linkName)); err == nil && linkRE.Match(link) {
+		if err := s.root.Remove(path.Join(linkDir, string(link))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if err := s.root.Remove(path.Join(layersDir, id+tarSplitSuffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return s.removeTree(path.Join(overlayDir, id))
+}
+
+// removeTree moves dir into the staging area first, so it disappears from its place in one step even if
+// the removal is interrupted (Open removes what is left in staging).
+func (s *Store) removeTree(dir string) error {
+	trash := path.Join(stagingDir, "removed-"+randomHex(8))
+	if err := s.root.Rename(dir, trash); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return s.root.RemoveAll(trash)
+}
+
+func (s *Store) writeImages(images []storage.Image) error {
+	data, err := json.Marshal(images)
+	if err != nil {
+		return err
+	}
+	if err := recordWrite(s.imagesLock, func() error { return s.writeFileAtomic(imagesJSON, data) }); err != nil {
+		return err
+	}
+	s.images = images
+	return nil
+}
+
+func (s *Store) readReleased() (map[string]time.Time, error) {
+	released := map[string]time.Time{}
+	data, err := s.root.ReadFile(releasedJSON)
+	if errors.Is(err, fs.ErrNotExist) {
+		return released, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, &released); err != nil {
+		return nil, fmt.Errorf("%s is not valid (delete it to restart every grace period): %w", s.path(releasedJSON), err)
+	}
+	return released, nil
+}
+
+func (s *Store) writeReleased(released map[string]time.Time) error {
+	data, err := json.MarshalIndent(released, "", "  ")
+	if err != nil {
+		return err
+	}
+	return s.writeFileAtomic(releasedJSON, data)
+}
+
+// NamesExcept returns the names in the store that are not in keep, sorted: what a recipe no longer lists.
+func (s *Store) NamesExcept(keep []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := []string{}
+	for _, img := range s.images {
+		for _, n := range img.Names {
+			if !slices.Contains(keep, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
