@@ -26,6 +26,10 @@ import (
 // Options bound what one layer may do.
 type Options struct {
 	MaxSize int64 // limit on uncompressed tar bytes; 0 means no limit. Exceeding it is an error (decompression bomb).
+	// Apply unpacks onto a copy of the parent layer's whole tree (the vfs driver's format): whiteouts
+	// delete what they name and an opaque marker empties its directory of what lower layers left,
+	// instead of being recorded for an overlay mount.
+	Apply bool
 }
 
 // Result is what the caller records about the layer.
@@ -72,6 +76,7 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 	defer t.close()
 	x := &extractor{
 		tree:     t,
+		apply:    opts.Apply,
 		maxSize:  opts.MaxSize,
 		seen:     map[string]struct{}{},
 		dirTimes: map[string][2]unix.Timespec{},
@@ -148,6 +153,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // extractor holds the state of one layer's extraction.
 type extractor struct {
 	*tree
+	apply   bool // see Options.Apply
 	maxSize int64
 	// seen holds path.Clean of every entry name so far: tar-split's packer refuses duplicates by
 	// that key, and hardlinks may only point to earlier entries.
@@ -442,6 +448,12 @@ func (x *extractor) whiteout(hdr *tar.Header, dir, base string) error {
 		return fmt.Errorf("parent directory %q: %w", dir, err)
 	}
 	name := path.Join(dir, target)
+	if x.apply {
+		if err := unix.Fstatat(parent, target, &unix.Stat_t{}, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT {
+			return nil // nothing below to delete
+		}
+		return x.remove(parent, name, target)
+	}
 	if err := x.create(parent, name, target, "mknodat", func() error {
 		return unix.Mknodat(parent, target, unix.S_IFCHR, 0)
 	}); err != nil {
@@ -450,7 +462,8 @@ func (x *extractor) whiteout(hdr *tar.Header, dir, base string) error {
 	return os.NewSyscallError("fchownat", unix.Fchownat(parent, target, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW))
 }
 
-// opaque marks dir (created if missing) as opaque with both overlay xattrs.
+// opaque marks dir (created if missing) as opaque with both overlay xattrs; in apply mode it removes
+// instead what dir holds from lower layers.
 func (x *extractor) opaque(dir string) error {
 	dirFd, err := x.parent(dir)
 	if errors.Is(err, unix.ENOTDIR) {
@@ -458,6 +471,9 @@ func (x *extractor) opaque(dir string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("opaque directory %q: %w", dir, err)
+	}
+	if x.apply {
+		return x.emptyOfLower(dirFd, dir)
 	}
 	// O_PATH handles cannot carry xattrs; reopen the directory for real.
 	fd, err := unix.Openat(dirFd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -471,6 +487,40 @@ func (x *extractor) opaque(dir string) error {
 		}
 	}
 	return nil
+}
+
+// emptyOfLower removes the entries of dir that this layer did not write itself (nor any entry below),
+// as applying an opaque marker onto a copy of the lower layers does.
+func (x *extractor) emptyOfLower(dirFd int, dir string) error {
+	f, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", dirFd))
+	if err != nil {
+		return err
+	}
+	children, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("listing opaque directory %q: %w", dir, err)
+	}
+	for _, child := range children {
+		name := path.Join(dir, child)
+		if x.wroteBelow(name) {
+			continue
+		}
+		if err := x.remove(dirFd, name, child); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wroteBelow says whether this layer wrote name or anything inside it.
+func (x *extractor) wroteBelow(name string) bool {
+	for key := range x.seen {
+		if k, _ := cleanName(key); k == name || strings.HasPrefix(k, name+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // applyDirTimes sets the directories' times, deepest first, once nothing is added to them anymore.

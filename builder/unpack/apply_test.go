@@ -1,0 +1,64 @@
+package unpack
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// In apply mode (vfs stores) a layer lands on a copy of its parent's tree: whiteouts delete, opaque
+// markers empty their directory of what lower layers left, and nothing overlay-specific is written.
+func TestApplyOntoLowerTree(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	lower := makeTar(t,
+		dir("etc/", 0o755), reg("etc/motd", 0o644, "hello"), reg("etc/keep", 0o644, "keep"),
+		dir("var/", 0o755), dir("var/cache/", 0o755), reg("var/cache/old1", 0o644, "1"),
+		dir("var/cache/sub/", 0o755), reg("var/cache/sub/old2", 0o644, "2"),
+		dir("opt/", 0o755), dir("opt/tree/", 0o755), reg("opt/tree/leaf", 0o644, "leaf"),
+	)
+	if _, _, err := e.unpack(t, lower, Options{Apply: true}); err != nil {
+		t.Fatal(err)
+	}
+	upper := makeTar(t,
+		dir("etc/", 0o755), reg("etc/.wh.motd", 0o644, ""),
+		dir("var/", 0o755), dir("var/cache/", 0o700),
+		reg("var/cache/new", 0o644, "new"), // written before the marker: it must survive it
+		reg("var/cache/.wh..wh..opq", 0o644, ""),
+		reg("var/cache/deep/file", 0o644, "deep"), // parents created on the way survive too
+		reg(".wh.opt", 0o644, ""),
+		reg(".wh.never-there", 0o644, ""),
+	)
+	if _, _, err := e.unpack(t, upper, Options{Apply: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, gone := range []string{"etc/motd", "opt", "var/cache/old1", "var/cache/sub", "never-there"} {
+		if exists(e.path(gone)) {
+			t.Errorf("%s survived its whiteout / opaque marker", gone)
+		}
+	}
+	checkContent(t, e.path("etc/keep"), "keep")
+	checkContent(t, e.path("var/cache/new"), "new")
+	checkContent(t, e.path("var/cache/deep/file"), "deep")
+	if got := readDirNames(t, e.path("var/cache")); !slices.Equal(got, []string{"deep", "new"}) {
+		t.Errorf("var/cache holds %v, want deep and new", got)
+	}
+	checkMode(t, e.path("var/cache"), unix.S_IFDIR, 0o700)
+	for _, attr := range opaqueXattrs {
+		if v, err := unix.Lgetxattr(e.path("var/cache"), attr, make([]byte, 8)); err == nil {
+			t.Errorf("apply mode set %s (%d bytes) on an opaque dir", attr, v)
+		}
+	}
+	filepath.WalkDir(e.root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && (strings.HasPrefix(d.Name(), whiteoutPrefix) || d.Type()&os.ModeCharDevice != 0) {
+			t.Errorf("apply mode left %s", p)
+		}
+		return nil
+	})
+	e.checkOutside(t)
+}
