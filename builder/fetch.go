@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/cargohold/cargohold/builder/unpack"
+	"github.com/cargohold/cargohold/internal/faultpoint"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
@@ -16,19 +17,26 @@ import (
 
 // layerJob is one layer of an image that the store does not have yet.
 type layerJob struct {
-	blob    types.BlobInfo // as the manifest describes it
-	diffID  digest.Digest  // as the config describes it
-	id      string         // chain ID
-	parent  string         // parent's chain ID, "" for a base layer
-	staged  *layout.StagedLayer
-	meta    layout.LayerMeta
-	fetched int64 // compressed bytes read from the source
+	blob     types.BlobInfo // as the manifest describes it
+	diffID   digest.Digest  // as the config describes it
+	id       string         // chain ID
+	parent   string         // parent's chain ID, "" for a base layer
+	staged   *layout.StagedLayer
+	meta     layout.LayerMeta
+	fetched  int64 // compressed bytes read from the source
+	progress progress
 }
 
 // fetch streams one layer blob from the source through decompression into the unpacker, writing into a
 // staging directory of the store. Both the blob digest and the diff ID are checked before it returns
 // nil; the layer becomes visible only when the caller commits it.
-func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layout.Store, maxSize int64) (err error) {
+func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layout.Store, uopts unpack.Options) (err error) {
+	j.progress.send(LayerStarted, 0)
+	defer func() {
+		if err != nil {
+			j.progress.send(LayerFailed, j.fetched)
+		}
+	}()
 	if j.staged, err = store.StageLayer(); err != nil {
 		return err
 	}
@@ -40,7 +48,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 
 	// Every compressed byte goes through the digester exactly once, whatever the decompressor buffers.
 	verifier := j.blob.Digest.Verifier()
-	counted := &countingReader{r: io.TeeReader(blob, verifier)}
+	counted := &countingReader{r: io.TeeReader(blob, verifier), progress: &j.progress}
 	algo, decompress, peeked, err := compression.DetectCompressionFormat(counted)
 	if err != nil {
 		return fmt.Errorf("layer %s: detecting its compression: %w", j.blob.Digest, err)
@@ -54,10 +62,12 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		defer d.Close()
 		tarStream = d
 	}
-	result, err := unpack.Layer(tarStream, j.staged.DiffDir(), j.staged.TarSplit(), unpack.Options{MaxSize: maxSize})
+	tarStream = faultpoint.Reader("layer-unpacking", tarStream) // crash tests: die mid-layer
+	result, err := unpack.Layer(tarStream, j.staged.DiffDir(), j.staged.TarSplit(), uopts)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", j.blob.Digest, err)
 	}
+	faultpoint.Hit("layer-unpacked")
 	// A decompressor may stop at the end of its data; the digest covers the whole blob.
 	if _, err := io.Copy(io.Discard, counted); err != nil {
 		return fmt.Errorf("layer %s: reading to its end: %w", j.blob.Digest, err)
@@ -83,6 +93,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		UIDs:             result.UIDs,
 		GIDs:             result.GIDs,
 	}
+	j.progress.send(LayerDone, counted.n)
 	return nil
 }
 
@@ -105,12 +116,14 @@ func storageCompression(algo compression.Algorithm, compressed bool) archive.Com
 }
 
 type countingReader struct {
-	r io.Reader
-	n int64
+	r        io.Reader
+	n        int64
+	progress *progress
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	c.progress.read(c.n)
 	return n, err
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cargohold/cargohold/builder/unpack"
+	"github.com/cargohold/cargohold/internal/faultpoint"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
@@ -51,6 +53,12 @@ type Publisher struct {
 	Store   *layout.Store
 	Options Options
 	Jobs    int // layers fetched and unpacked at once; 0: defaultJobs
+	// CopyHardlinksAcrossDirs unpacks hard links into another directory as copies (a store on
+	// CVMFS; see unpack.Options).
+	CopyHardlinksAcrossDirs bool
+	// Progress, if set, receives progress events of every layer (see ProgressEvent). It is called
+	// from the goroutines that fetch layers, so it must be safe for concurrent use, and quick.
+	Progress func(ProgressEvent)
 }
 
 // defaultJobs overlaps network waits with unpacking without flooding a registry.
@@ -134,8 +142,8 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 		return errors.New("the image has no layers; Podman cannot run it from an additional store")
 	}
 
-	jobs := p.layerJobs(src, diffIDs)
-	if err := p.fetchAll(ctx, src, jobs, opts.MaxLayerSize); err != nil {
+	jobs := p.layerJobs(src, diffIDs, res.Ref)
+	if err := p.fetchAll(ctx, src, jobs, unpack.Options{MaxSize: opts.MaxLayerSize, CopyHardlinksAcrossDirs: p.CopyHardlinksAcrossDirs}); err != nil {
 		return err
 	}
 	// Parents first, so every layer's lower chain is complete before the layer is recorded.
@@ -148,6 +156,7 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 		res.LayersFetched++
 		res.BytesFetched += j.fetched
 	}
+	faultpoint.Hit("image-layers-committed")
 
 	// cargohold's own record (source, first publish time) is written with a new image only, so a
 	// later publish that moves a name to it changes nothing else.
@@ -182,6 +191,7 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 	if err != nil {
 		return err
 	}
+	faultpoint.Hit("image-published")
 	if !changed {
 		res.Action = Unchanged
 	}
@@ -189,14 +199,16 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 }
 
 // layerJobs lists the image's layers the store lacks, in order from the base up.
-func (p *Publisher) layerJobs(src *source, diffIDs []digest.Digest) []*layerJob {
+func (p *Publisher) layerJobs(src *source, diffIDs []digest.Digest, ref string) []*layerJob {
 	ids := chainIDs(diffIDs)
 	var jobs []*layerJob
 	for i, id := range ids {
+		progress := progress{fn: p.Progress, ref: ref, layer: src.layers[i].Digest, size: src.layers[i].Size}
 		if p.Store.HasLayer(id) {
+			progress.send(LayerSkipped, 0)
 			continue
 		}
-		j := &layerJob{blob: src.layers[i], diffID: diffIDs[i], id: id}
+		j := &layerJob{blob: src.layers[i], diffID: diffIDs[i], id: id, progress: progress}
 		if i > 0 {
 			j.parent = ids[i-1]
 		}
@@ -207,7 +219,7 @@ func (p *Publisher) layerJobs(src *source, diffIDs []digest.Digest) []*layerJob 
 
 // fetchAll fetches and unpacks the jobs concurrently; on the first error the others are cancelled
 // and every staged layer of this image is discarded.
-func (p *Publisher) fetchAll(ctx context.Context, src *source, jobs []*layerJob, maxSize int64) error {
+func (p *Publisher) fetchAll(ctx context.Context, src *source, jobs []*layerJob, uopts unpack.Options) error {
 	g, gctx := errgroup.WithContext(ctx)
 	limit := p.Jobs
 	if limit <= 0 {
@@ -215,7 +227,7 @@ func (p *Publisher) fetchAll(ctx context.Context, src *source, jobs []*layerJob,
 	}
 	g.SetLimit(limit)
 	for _, j := range jobs {
-		g.Go(func() error { return j.fetch(gctx, src.src, p.Store, maxSize) })
+		g.Go(func() error { return j.fetch(gctx, src.src, p.Store, uopts) })
 	}
 	if err := g.Wait(); err != nil {
 		discard(jobs)

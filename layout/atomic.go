@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/cargohold/cargohold/internal/faultpoint"
 	"golang.org/x/sys/unix"
 )
 
@@ -105,10 +106,25 @@ func (s *Store) writeFileAtomic(name string, data []byte) (err error) {
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", s.path(name), err)
 	}
+	faultpoint.Hit(faultLabel(name) + "-temp-synced")
 	if err := s.root.Rename(tmp, name); err != nil {
 		return err
 	}
+	faultpoint.Hit(faultLabel(name) + "-renamed")
 	return s.syncDir(dir)
+}
+
+// faultLabel names the fault points of an atomic write of name (see package faultpoint).
+func faultLabel(name string) string {
+	switch {
+	case name == layersJSON:
+		return "layers-json"
+	case name == imagesJSON:
+		return "images-json"
+	case strings.HasPrefix(name, imagesDir+"/"):
+		return "bigdata"
+	}
+	return "file"
 }
 
 // syncDir makes the entries of dir (renames, creations) durable.

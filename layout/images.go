@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/faultpoint"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/stringid"
@@ -170,11 +171,13 @@ func (s *Store) PutImage(img ImageMeta) (changed bool, err error) {
 			}
 		}
 	}
+	faultpoint.Hit("image-bigdata-written")
 	if !bytes.Equal(newJSON, oldJSON) {
 		if err := recordWrite(s.imagesLock, func() error { return s.writeFileAtomic(imagesJSON, newJSON) }); err != nil {
 			return false, fmt.Errorf("image %s: %w", img.ID, err)
 		}
 		s.images = images
+		faultpoint.Hit("image-recorded")
 	}
 	return true, nil
 }

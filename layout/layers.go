@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/faultpoint"
 	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/storage"
@@ -83,6 +84,9 @@ func (s *Store) StageLayer() (_ *StagedLayer, err error) {
 			return nil, fmt.Errorf("creating staging dir: %w", err)
 		}
 	}
+	if err := l.stageCatalogMarker(); err != nil {
+		return nil, fmt.Errorf("creating staging dir: %w", err)
+	}
 	l.tsFile, err = s.root.OpenFile(l.tarSplitFile(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		return nil, err
@@ -96,6 +100,7 @@ func (s *Store) StageLayer() (_ *StagedLayer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	faultpoint.Hit("layer-staged")
 	return l, nil
 }
 
@@ -263,6 +268,12 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 	if err := s.writeLowers(l.layerDir(), link, parent); err != nil {
 		return fmt.Errorf("layer %s: %w", meta.ID, err)
 	}
+	// One syncfs makes every unpacked file durable before the dir gets its final name: after a
+	// power cut, a dir under overlay/ never holds files whose data was lost.
+	if err := s.syncFS(); err != nil {
+		return err
+	}
+	faultpoint.Hit("layer-lowers-written")
 
 	final := path.Join(overlayDir, meta.ID)
 	if err := s.removeUnrecordedLayerDir(meta.ID); err != nil {
@@ -271,17 +282,22 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 	if err := s.root.Rename(l.layerDir(), final); err != nil {
 		return fmt.Errorf("layer %s: %w", meta.ID, err)
 	}
+	faultpoint.Hit("layer-renamed")
 	if err := s.root.Rename(l.tarSplitFile(), path.Join(layersDir, meta.ID+tarSplitSuffix)); err != nil {
 		return fmt.Errorf("layer %s: %w", meta.ID, err)
 	}
+	faultpoint.Hit("layer-tarsplit-moved")
 	if err := s.root.Symlink(path.Join("..", meta.ID, diffName), path.Join(linkDir, link)); err != nil {
 		return fmt.Errorf("layer %s: %w", meta.ID, err)
 	}
-	// One syncfs makes the unpacked files, the renames and the symlink durable before layers.json
-	// refers to them.
-	if err := s.syncFS(); err != nil {
-		return err
+	faultpoint.Hit("layer-linked")
+	// The renames and the symlink are durable before layers.json refers to them.
+	for _, dir := range []string{overlayDir, layersDir, linkDir} {
+		if err := s.syncDir(dir); err != nil {
+			return err
+		}
 	}
+	faultpoint.Hit("layer-synced")
 
 	rec := storage.Layer{
 		ID:                 meta.ID,
@@ -300,6 +316,7 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 		return fmt.Errorf("layer %s: %w", meta.ID, err)
 	}
 	s.layers = layers
+	faultpoint.Hit("layer-recorded")
 	return nil
 }
 
@@ -339,6 +356,9 @@ func (s *Store) writeLowers(dir, link string, parent *storage.Layer) error {
 		i := s.layerIndex(p)
 		if i < 0 {
 			return fmt.Errorf("layer %s, an ancestor of the new layer, is missing from layers.json", p)
+		}
+		if len(ids) > len(s.layers) {
+			return fmt.Errorf("the parent chain of layer %s loops at layer %s in layers.json", parent.ID, p)
 		}
 		ids = append(ids, p)
 		p = s.layers[i].Parent

@@ -104,6 +104,9 @@ func (s *Snapshot) Info(img storage.Image) (ImageInfo, error) {
 		if i < 0 {
 			return info, fmt.Errorf("image %s: layer %s is missing from layers.json", img.ID, id)
 		}
+		if len(info.Layers) >= len(s.Layers) { // a damaged layers.json may make parents loop
+			return info, fmt.Errorf("image %s: the parent chain of its layers loops at layer %s", img.ID, id)
+		}
 		l := s.Layers[i]
 		info.Layers = append(info.Layers, LayerInfo{ID: l.ID, DiffID: l.UncompressedDigest.String(),
 			CompressedDigest: l.CompressedDigest.String(), CompressedSize: l.CompressedSize, Size: l.UncompressedSize})

@@ -13,10 +13,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
-	"time"
 
+	"github.com/cargohold/cargohold/internal/faultpoint"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/lockfile"
 	"golang.org/x/sys/unix"
@@ -51,16 +50,22 @@ type Store struct {
 	// Open directory handles that the lock files are addressed through (see podmanLockFile).
 	lockDirs []*os.File
 
+	opts Options // set by OpenWithOptions
+
 	mu     sync.Mutex
 	layers []storage.Layer // as in layers.json
 	images []storage.Image // as in images.json
 	closed bool
+
+	cleaned []Leftover // what Open removed (Cleaned)
 }
 
 // Open creates the store skeleton in dir if missing, takes cargohold's writer lock (blocking until
-// another cargohold run on the same store finishes), removes what a crashed run left behind, and
-// loads the metadata. The parent of dir must exist; nothing outside dir is created.
-func Open(dir string) (_ *Store, err error) {
+// another cargohold run on the same store finishes), loads the metadata and removes what a crashed
+// run left behind (see Leftover). The parent of dir must exist; nothing outside dir is created.
+func Open(dir string) (*Store, error) { return open(dir, Options{}) }
+
+func open(dir string, opts Options) (_ *Store, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -72,7 +77,7 @@ func Open(dir string) (_ *Store, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
-	s := &Store{dir: abs, root: root}
+	s := &Store{dir: abs, root: root, opts: opts}
 	defer func() {
 		if err != nil {
 			s.release()
@@ -94,10 +99,11 @@ func Open(dir string) (_ *Store, err error) {
 	if s.writer, err = s.openWriterLock(); err != nil {
 		return nil, err
 	}
-	if err := waitLock(s.writer); err != nil {
+	if err := s.lockWriter(opts.Lock); err != nil {
 		s.writer = nil
 		return nil, fmt.Errorf("taking the writer lock %s: %w", s.path(writerLockName), err)
 	}
+	faultpoint.Hit("store-locked")
 
 	for _, d := range []string{overlayDir, linkDir, layersDir, imagesDir, stagingDir} {
 		if err := s.mkdir(d); err != nil {
@@ -120,15 +126,16 @@ func Open(dir string) (_ *Store, err error) {
 		}
 	}
 
-	if err := s.removeLeftovers(); err != nil {
-		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
-	}
 	if err := s.readJSON(layersJSON, &s.layers); err != nil {
 		return nil, err
 	}
 	if err := s.readJSON(imagesJSON, &s.images); err != nil {
 		return nil, err
 	}
+	if err := s.removeLeftovers(); err != nil {
+		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
+	}
+	faultpoint.Hit("leftovers-removed")
 	return s, nil
 }
 
@@ -224,39 +231,6 @@ func (s *Store) readJSON(name string, v any) error {
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("%s is not valid: %w (restore it from a backup or start a new store)", s.path(name), err)
-	}
-	return nil
-}
-
-// removeLeftovers removes what a run that crashed (or was killed) left: staging dirs and temp files.
-// A layer dir renamed into overlay/ but never recorded in layers.json is replaced by the next commit
-// of that layer (see CommitLayer).
-func (s *Store) removeLeftovers() error {
-	entries, err := fs.ReadDir(s.root.FS(), stagingDir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if err := s.root.RemoveAll(path.Join(stagingDir, e.Name())); err != nil {
-			return err
-		}
-	}
-	if err := s.removeTempFiles(layersDir); err != nil {
-		return err
-	}
-	if err := s.removeTempFiles(imagesDir); err != nil {
-		return err
-	}
-	entries, err = fs.ReadDir(s.root.FS(), imagesDir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := s.removeTempFiles(path.Join(imagesDir, e.Name())); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }
@@ -359,30 +333,4 @@ func recordWrite(l *lockfile.LockFile, write func() error) error {
 	}
 	_, err := l.RecordWrite()
 	return err
-}
-
-// waitLock takes l for writing, waiting while another process (or another Store in this process)
-// holds it. Unlike lockfile.Lock, which panics or retries forever when locking fails, it returns
-// errors such as ENOLCK (an NFS mount without lock support) so the user sees them.
-func waitLock(l *lockfile.LockFile) error {
-	delay := 10 * time.Millisecond
-	for {
-		err := l.TryLock()
-		if err == nil {
-			return nil
-		}
-		var errno unix.Errno
-		busy := errors.As(err, &errno) && (errno == unix.EAGAIN || errno == unix.EACCES)
-		var pathErr *fs.PathError
-		if errors.As(err, &pathErr) {
-			busy = false // opening the file failed: waiting will not help
-		} else if !busy && strings.Contains(err.Error(), "resource temporarily unavailable") {
-			busy = true // held by another user of the same LockFile in this process
-		}
-		if !busy {
-			return err
-		}
-		time.Sleep(delay)
-		delay = min(2*delay, time.Second)
-	}
 }

@@ -11,6 +11,13 @@
 //	ref = "docker.io/library/alpine:3.20"
 //	names = ["site/alpine:stable"]   # extra names in the store
 //	platform = "linux/arm64"         # any default may be overridden per image
+//
+//	[publish]                        # optional: commands around the publish, store options
+//	before = "cvmfs_server transaction {repo}"
+//	after = "cvmfs_server publish {repo}"
+//	on-failure = "cvmfs_server abort -f {repo}"
+//	cvmfs-catalogs = true            # a .cvmfscatalog in each layer dir
+//	hardlinks = "copy-across-dirs"   # or "keep" (the default)
 package recipe
 
 import (
@@ -21,13 +28,49 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/cargohold/cargohold/hooks"
 )
 
 // Recipe is a parsed recipe file.
 type Recipe struct {
 	Store    string   `toml:"store"`
 	Defaults Settings `toml:"defaults"`
+	Publish  Publish  `toml:"publish"`
 	Images   []Image  `toml:"image"`
+}
+
+// Publish is the [publish] table: commands run around a publish (see package hooks; {store} and
+// {repo} are replaced by the shell-quoted store path and CVMFS repository) and how the store is
+// written for the filesystem it lives on.
+type Publish struct {
+	Before    string `toml:"before"`     // runs before the store is opened: nothing is written if it fails
+	After     string `toml:"after"`      // runs after every image was published and the store closed
+	OnFailure string `toml:"on-failure"` // runs when an image, the store or the after hook failed
+	CVMFSRepo string `toml:"cvmfs-repo"` // {repo}; default: the first directory below /cvmfs/ of the store
+	// CVMFSCatalogs puts a .cvmfscatalog marker into each layer dir, so that every layer gets its
+	// own small CVMFS catalog.
+	CVMFSCatalogs bool `toml:"cvmfs-catalogs"`
+	// Hardlinks is HardlinksKeep ("" means the same) or HardlinksCopyAcrossDirs.
+	Hardlinks string `toml:"hardlinks"`
+}
+
+// Values of [publish] hardlinks.
+const (
+	HardlinksKeep = "keep"
+	// HardlinksCopyAcrossDirs writes a hard link whose target is in another directory as a copy:
+	// CVMFS keeps hard links only within one directory.
+	HardlinksCopyAcrossDirs = "copy-across-dirs"
+)
+
+// CopyHardlinksAcrossDirs parses a hardlinks setting.
+func CopyHardlinksAcrossDirs(mode string) (bool, error) {
+	switch mode {
+	case "", HardlinksKeep:
+		return false, nil
+	case HardlinksCopyAcrossDirs:
+		return true, nil
+	}
+	return false, fmt.Errorf("hardlinks = %q: want %q or %q", mode, HardlinksKeep, HardlinksCopyAcrossDirs)
 }
 
 // Settings say how to fetch an image. A nil field is unset (inherit).
@@ -35,6 +78,9 @@ type Settings struct {
 	Platform  string `toml:"platform"`
 	TLSVerify *bool  `toml:"tls-verify"`
 	AuthFile  string `toml:"authfile"`
+	// Platforms publishes the image once per platform, each into its own store: the store path
+	// must then name the platform ({arch}, {platform}; see StorePath).
+	Platforms []string `toml:"platforms"`
 }
 
 // Image is one [[image]] entry.
@@ -86,8 +132,12 @@ func Parse(text string) (*Recipe, error) {
 	}
 	if undecoded := md.Undecoded(); len(undecoded) > 0 {
 		k := undecoded[0]
-		return nil, fmt.Errorf("line %d: unknown key %q (known: store, [defaults] platform/tls-verify/authfile, [[image]] ref/names/platform/tls-verify/authfile)",
+		return nil, fmt.Errorf("line %d: unknown key %q (known: store, [defaults] platform/platforms/tls-verify/authfile, "+
+			"[[image]] ref/names/platform/platforms/tls-verify/authfile, [publish] before/after/on-failure/cvmfs-repo/cvmfs-catalogs/hardlinks)",
 			keyLine(text, k), k.String())
+	}
+	if err := r.Publish.validate(text); err != nil {
+		return nil, err
 	}
 	if len(r.Images) == 0 {
 		return nil, errors.New("no [[image]] entries")
@@ -98,6 +148,19 @@ func Parse(text string) (*Recipe, error) {
 		}
 	}
 	return &r, nil
+}
+
+// validate checks the commands' placeholders and the hardlinks mode, naming the line.
+func (p Publish) validate(text string) error {
+	for _, h := range []struct{ key, cmd string }{{"before", p.Before}, {"after", p.After}, {"on-failure", p.OnFailure}} {
+		if err := hooks.Check(h.cmd); err != nil {
+			return fmt.Errorf("line %d: [publish] %s: %w", keyLine(text, toml.Key{"publish", h.key}), h.key, err)
+		}
+	}
+	if _, err := CopyHardlinksAcrossDirs(p.Hardlinks); err != nil {
+		return fmt.Errorf("line %d: [publish] %w", keyLine(text, toml.Key{"publish", "hardlinks"}), err)
+	}
+	return nil
 }
 
 var (

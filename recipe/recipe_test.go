@@ -53,7 +53,8 @@ func TestUnknownKeysNameTheirLine(t *testing.T) {
 		{"top level", "stor = \"/x\"\n[[image]]\nref = \"a\"\n", `line 1: unknown key "stor"`},
 		{"defaults", "[defaults]\nplatform = \"linux/amd64\"\ntlsverify = true\n[[image]]\nref = \"a\"\n", `line 3: unknown key "defaults.tlsverify"`},
 		{"image", "[[image]]\nref = \"a\"\n\n[[image]]\nref = \"b\"\nname = [\"x\"]\n", `line 6: unknown key "image.name"`},
-		{"table", "[[image]]\nref = \"a\"\n[publish]\nbefore = \"x\"\n", `line 3: unknown key "publish"`},
+		{"table", "[[image]]\nref = \"a\"\n[publsh]\nbefore = \"x\"\n", `line 3: unknown key "publsh"`},
+		{"publish", "[[image]]\nref = \"a\"\n[publish]\nbefore = \"x\"\nonfailure = \"y\"\n", `line 5: unknown key "publish.onfailure"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(tc.text)
@@ -88,5 +89,68 @@ func TestLoadNamesTheFile(t *testing.T) {
 	_, err := Load(path)
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+const withPublish = `store = "/cvmfs/sw.example.org/images"
+
+[publish]
+before = "cvmfs_server transaction {repo}"
+after = "cvmfs_server publish {repo}"
+on-failure = "cvmfs_server abort -f {repo}"
+cvmfs-repo = "sw.example.org"
+cvmfs-catalogs = true
+hardlinks = "copy-across-dirs"
+
+[[image]]
+ref = "docker.io/library/alpine:3.20"
+`
+
+func TestParsePublish(t *testing.T) {
+	r, err := Parse(withPublish)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Publish{
+		Before:        "cvmfs_server transaction {repo}",
+		After:         "cvmfs_server publish {repo}",
+		OnFailure:     "cvmfs_server abort -f {repo}",
+		CVMFSRepo:     "sw.example.org",
+		CVMFSCatalogs: true,
+		Hardlinks:     HardlinksCopyAcrossDirs,
+	}
+	if r.Publish != want {
+		t.Errorf("got %+v\nwant %+v", r.Publish, want)
+	}
+	if copyAcross, err := CopyHardlinksAcrossDirs(r.Publish.Hardlinks); err != nil || !copyAcross {
+		t.Errorf("hardlinks: %v, %v", copyAcross, err)
+	}
+	// Without a [publish] table nothing runs and the store is written as before.
+	r, err = Parse(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Publish != (Publish{}) {
+		t.Errorf("no [publish] table, got %+v", r.Publish)
+	}
+}
+
+func TestBadPublish(t *testing.T) {
+	for _, tc := range []struct{ name, replace, with, want string }{
+		{"unknown placeholder", "abort -f {repo}", "abort -f {rep}", `line 6: [publish] on-failure: unknown placeholder {rep}`},
+		{"quoted placeholder", "publish {repo}", `publish \"{repo}\"`, `line 5: [publish] after: placeholder {repo} is inside quotes`},
+		{"hardlinks mode", `"copy-across-dirs"`, `"copy"`, `line 9: [publish] hardlinks = "copy": want "keep" or "copy-across-dirs"`},
+		{"catalogs type", "cvmfs-catalogs = true", `cvmfs-catalogs = "yes"`, "line 8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := strings.Replace(withPublish, tc.replace, tc.with, 1)
+			if text == withPublish {
+				t.Fatalf("test case replaces nothing")
+			}
+			_, err := Parse(text)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want error containing %q, got %v", tc.want, err)
+			}
+		})
 	}
 }

@@ -116,9 +116,10 @@ setup_work() {
 # Debian packages the scripts use. Recommends stay on: Podman's (catatonit for the
 # rootless pause process, uidmap, fuse-overlayfs, slirp4netns) are what a real node
 # has. curl: registry health checks; unzip: the Go toolchain zip; git: go build's
-# VCS stamp; apache2-utils: htpasswd for the registry that requires a login.
+# VCS stamp; apache2-utils: htpasswd for the registry that requires a login; systemd:
+# systemd-analyze for scripts/e2e-cvmfs (a minimal Debian may lack it).
 DEB_PACKAGES=(podman skopeo buildah docker-registry fuse-overlayfs runc catatonit uidmap
-	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git apache2-utils)
+	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git apache2-utils systemd)
 
 # install_deps: make a fresh Debian 12 machine able to build and test cargohold.
 # Idempotent: installs only what is missing (apt-get update only then), and Go only
@@ -347,12 +348,14 @@ push_fixtures() {
 # container never reaches "exited", and every attached `podman run` hangs 20 s
 # on conmon's timeout before returning.
 
+# PODMAN_DRIVER (default overlay) is the storage driver of the store and of the private root.
 # _podman_setup MODE STORE [USER]: create the dirs and configs (once) and set
 # _PM_DIR (configs + graphroot) and _PM_RUN (runroot / XDG_RUNTIME_DIR).
 _podman_setup() {
 	local mode=$1 store=$2 user=${3:-} key rootless=0
 	[[ -n ${PODMAN_RUNDIR:-} ]] || die "call setup_work first"
-	key=$mode$(printf '%s|%s' "$user" "$store" | md5sum | cut -c1-6)
+	local driver=${PODMAN_DRIVER:-overlay}
+	key=$mode$(printf '%s|%s|%s' "$user" "$store" "$driver" | md5sum | cut -c1-6)
 	_PM_DIR=$WORK/podman/$key
 	_PM_RUN=$PODMAN_RUNDIR/$key
 	[[ -f $_PM_DIR/storage.conf ]] && return 0
@@ -361,7 +364,7 @@ _podman_setup() {
 	{
 		echo '# written by scripts/lib.sh: a private, empty Podman root that reads one store'
 		echo '[storage]'
-		echo 'driver = "overlay"'
+		echo "driver = \"$driver\""
 		echo "graphroot = \"$_PM_DIR/root\""
 		echo "runroot = \"$_PM_RUN\""
 		# Rootless Podman ignores graphroot (and runroot: it uses
@@ -371,7 +374,7 @@ _podman_setup() {
 		echo "additionalimagestores = [\"$store\"]"
 		# Rootless overlay mounts go through fuse-overlayfs (which also honours
 		# user.overlay.* xattrs: how a root-made store marks opaque dirs for it).
-		[[ $rootless == 1 ]] && printf '[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
+		[[ $rootless == 1 && $driver == overlay ]] && printf '[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
 	} >"$_PM_DIR/storage.conf"
 	{
 		echo '[engine]'

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/vbatts/tar-split/tar/asm"
+	tstar "github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/storage"
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +30,10 @@ type Options struct {
 	// delete what they name and an opaque marker empties its directory of what lower layers left,
 	// instead of being recorded for an overlay mount.
 	Apply bool
+	// CopyHardlinksAcrossDirs writes a hard link whose target is in another directory as a copy of
+	// the target (content, owner, mode, xattrs, times), for stores on CVMFS, which keeps hard links
+	// only within one directory. Links within one directory stay links.
+	CopyHardlinksAcrossDirs bool
 }
 
 // Result is what the caller records about the layer.
@@ -75,41 +79,23 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 	}
 	defer t.close()
 	x := &extractor{
-		tree:     t,
-		apply:    opts.Apply,
-		maxSize:  opts.MaxSize,
-		seen:     map[string]struct{}{},
-		dirTimes: map[string][2]unix.Timespec{},
-		uids:     map[uint32]struct{}{},
-		gids:     map[uint32]struct{}{},
+		tree:                t,
+		apply:               opts.Apply,
+		maxSize:             opts.MaxSize,
+		copyLinksAcrossDirs: opts.CopyHardlinksAcrossDirs,
+		seen:                map[string]struct{}{},
+		dirTimes:            map[string][2]unix.Timespec{},
+		uids:                map[uint32]struct{}{},
+		gids:                map[uint32]struct{}{},
 	}
 
-	// Data flow: tarStream → size limit → sha256 → tar-split (records every byte, passes them on
-	// through a pipe) → archive/tar → filesystem.
+	// Data flow, in one pass on this goroutine: tarStream → size limit → sha256 → tar-split's tar
+	// reader → filesystem, with the tar-split metadata recorded from the same reads (tarsplit.go).
 	counter := &countingReader{r: tarStream, limit: opts.MaxSize}
 	digester := digest.Canonical.Digester()
 	metadata := bufio.NewWriterSize(tarSplit, 32<<10)
-	payload, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(counter, digester.Hash()), storage.NewJSONPacker(metadata), nil)
-	if err != nil {
+	if err := x.extract(io.TeeReader(counter, digester.Hash()), storage.NewJSONPacker(metadata)); err != nil {
 		return Result{}, err
-	}
-	err = x.extract(tar.NewReader(payload))
-	if err == nil {
-		// archive/tar stops at the end-of-archive marker; the padding after it must still pass
-		// through tar-split (or reassembly differs) and the digest.
-		if _, err = io.Copy(io.Discard, payload); err != nil {
-			err = fmt.Errorf("reading the end of the layer: %w", err)
-		}
-	}
-	if err != nil {
-		// Closing the pipe stops tar-split's goroutine; wait for it so that it no longer touches
-		// tarStream or tarSplit once we return.
-		payload.Close()
-		<-done
-		return Result{}, err
-	}
-	if err := <-done; err != nil {
-		return Result{}, fmt.Errorf("recording tar-split metadata: %w", err)
 	}
 	if err := metadata.Flush(); err != nil {
 		return Result{}, fmt.Errorf("writing tar-split metadata: %w", err)
@@ -153,8 +139,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // extractor holds the state of one layer's extraction.
 type extractor struct {
 	*tree
-	apply   bool // see Options.Apply
-	maxSize int64
+	apply               bool // see Options.Apply
+	maxSize             int64
+	copyLinksAcrossDirs bool                 // see Options.CopyHardlinksAcrossDirs
+	copies              map[copyKey]madeCopy // copies made for hard links across directories
 	// seen holds path.Clean of every entry name so far: tar-split's packer refuses duplicates by
 	// that key, and hardlinks may only point to earlier entries.
 	seen map[string]struct{}
@@ -163,12 +151,16 @@ type extractor struct {
 	uids, gids map[uint32]struct{}
 }
 
-func (x *extractor) extract(tr *tar.Reader) error {
+// extract applies every entry of the tar stream r and records the stream with p (see tarsplit.go),
+// reading r to its end so that the digest and tar-split cover every byte.
+func (x *extractor) extract(r io.Reader, p storage.Packer) error {
+	tr := tstar.NewReader(r)
+	tr.RawAccounting = true
 	prev := ""
 	for {
-		hdr, err := tr.Next()
+		th, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			break
 		}
 		if err != nil {
 			if prev == "" {
@@ -176,15 +168,37 @@ func (x *extractor) extract(tr *tar.Reader) error {
 			}
 			return fmt.Errorf("reading the layer entry after %q: %w", prev, err)
 		}
+		if err := addSegment(p, tr.RawBytes()); err != nil {
+			return recordError(err)
+		}
+		hdr := stdHeader(th)
 		name, ok := cleanName(hdr.Name)
 		if !ok {
 			return fmt.Errorf("layer entry %q escapes the layer directory", hdr.Name)
 		}
-		if err := x.entry(hdr, name, tr); err != nil {
+		body := &entryBody{r: tr}
+		if err := x.entry(hdr, name, body); err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+		if err := body.drain(); err != nil {
+			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+		if err := addFile(p, th, body); err != nil {
+			return recordError(err)
+		}
+		if err := addSegment(p, tr.RawBytes()); err != nil { // as asm does; normally empty
+			return recordError(err)
 		}
 		prev = hdr.Name
 	}
+	// The end-of-archive marker, and whatever follows it: reassembly needs those bytes too.
+	if err := addSegment(p, tr.RawBytes()); err != nil {
+		return recordError(err)
+	}
+	if err := addTrailer(r, p); err != nil {
+		return fmt.Errorf("reading the end of the layer: %w", err)
+	}
+	return nil
 }
 
 // cleanName turns an entry name into a path relative to the layer root ("." for the root). ok is
@@ -285,6 +299,7 @@ func (x *extractor) create(parent int, name, base, op string, mk func() error) e
 // remove deletes name (recursively) and everything the extractor remembers about what was there.
 func (x *extractor) remove(parent int, name, base string) error {
 	x.invalidate()
+	clear(x.copies) // an earlier copy may be what goes; its inode number may come back
 	delete(x.dirTimes, name)
 	for dir := range x.dirTimes {
 		if strings.HasPrefix(dir, name+"/") {
@@ -388,17 +403,47 @@ func (x *extractor) hardlink(parent int, name, base string, hdr *tar.Header) err
 		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
 	}
 	defer unix.Close(targetParent)
-	if err := x.create(parent, name, base, "linkat", func() error {
+	op, mk := "linkat", func() error {
 		return unix.Linkat(targetParent, targetBase, parent, base, 0) // 0: never follow a symlink target
-	}); err != nil {
+	}
+	// With copyLinksAcrossDirs, a link into another directory becomes a link to the copy made in
+	// this directory before, or else a new copy.
+	copied, crossDir := false, false
+	if x.copyLinksAcrossDirs {
+		earlierCopy, found, err := x.crossDirLink(targetParent, target, parent)
+		if err != nil {
+			return err
+		}
+		crossDir = earlierCopy != "" || !found
+		switch {
+		case !found:
+			copied = true
+			op, mk = "copy", func() error { return copyNode(targetParent, targetBase, parent, base) }
+		case earlierCopy != "":
+			mk = func() error { return unix.Linkat(parent, earlierCopy, parent, base, 0) }
+		}
+	}
+	if err := x.create(parent, name, base, op, mk); err != nil {
 		return err
 	}
-	// The header's metadata applies to the shared inode, as containers/storage does.
+	if copied {
+		if err := x.rememberCopy(target, parent, base); err != nil {
+			return err
+		}
+	}
+	// The header's metadata applies to the shared inode, as containers/storage does; with a copy,
+	// to both names, so that each reads as the shared inode would.
 	var st unix.Stat_t
 	if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return os.NewSyscallError("fstatat", err)
 	}
-	return setMetaAt(parent, base, hdr, st.Mode&unix.S_IFMT == unix.S_IFLNK)
+	symlink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+	if copied || crossDir {
+		if err := setMetaAt(targetParent, targetBase, hdr, symlink); err != nil {
+			return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
+		}
+	}
+	return setMetaAt(parent, base, hdr, symlink)
 }
 
 // node creates a device node or FIFO.

@@ -22,7 +22,7 @@ func main() {
 		Usage: "publish container images into a read-only Podman additional image store",
 		Description: "Nodes list and run the published images without pulling, by naming the store in\n" +
 			"storage.conf: [storage.options] additionalimagestores = [\"/srv/images\"].",
-		Commands:        []*cli.Command{publishCommand(), lsCommand(), inspectCommand(), rmCommand(), gcCommand(), confCommand()},
+		Commands:        []*cli.Command{publishCommand(), lsCommand(), inspectCommand(), rmCommand(), gcCommand(), checkCommand(), confCommand()},
 		HideHelpCommand: true,
 		ExitErrHandler: func(c *cli.Context, err error) {
 			if err == nil {

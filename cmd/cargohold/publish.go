@@ -21,7 +21,7 @@ func publishCommand() *cli.Command {
 		Description: "Each image is fetched, verified and unpacked, then made visible in one step. An image that\n" +
 			"fails is reported and leaves the store as it was; the others are still published.\n" +
 			"Flags given on the command line override the recipe's [defaults]; an [[image]]'s own settings win.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "store", Usage: "store directory (default: the recipe's store)"},
 			&cli.StringFlag{Name: "recipe", Usage: "TOML `FILE` listing the images (see README)"},
 			&cli.StringSliceFlag{Name: "name", Usage: "extra `NAME` for the image (only with one IMAGE)"},
@@ -37,23 +37,33 @@ func publishCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON report of every image at the end (see README)"},
 			&cli.StringFlag{Name: "register", Usage: "add the store to this storage.conf `FILE` (as conf patch does) after publishing"},
 			&cli.BoolFlag{Name: "prune", Usage: "with --recipe: remove the names the recipe no longer lists (their layers go at a later gc)"},
-		},
+			noWaitFlag(),
+		}, publishHookFlags()...),
 		Action: runPublish,
 	}
 }
 
-func runPublish(c *cli.Context) error {
+func runPublish(c *cli.Context) (err error) {
 	storeDir, requests, err := publishRequests(c)
 	if err != nil {
 		return cli.Exit(err, exitUsage)
 	}
-	store, err := layout.Open(storeDir)
+	// The before hook (a CVMFS transaction) runs before anything in the store is written; after or
+	// on-failure runs once the store is closed (deferred calls run last first).
+	run, err := startPublish(c, storeDir)
+	if err != nil {
+		return err
+	}
+	defer func() { err = run.finish(err) }()
+	store, err := layout.OpenWithOptions(storeDir, withLock(c, storeDir, run.storeOpts))
 	if err != nil {
 		return cli.Exit(fmt.Errorf("opening store %s: %w", storeDir, err), exitStore)
 	}
 	defer store.Close()
+	reportCleaned(store)
 
-	p := builder.Publisher{Store: store, Options: cliOptions(c, builder.Options{}), Jobs: c.Int("jobs")}
+	p := builder.Publisher{Store: store, Options: cliOptions(c, builder.Options{}), Jobs: c.Int("jobs"),
+		CopyHardlinksAcrossDirs: run.copyLinks}
 	failed := 0
 	report := publishReport{Store: store.Dir(), Images: []imageReport{}}
 	for _, req := range requests {

@@ -55,7 +55,10 @@ func (c Compression) MediaType() string {
 // Layer is one image layer: its tar entries, in order, and how the blob is
 // compressed.
 type Layer struct {
-	Entries     []Entry
+	Entries []Entry
+	// Raw, if set, is the layer's uncompressed tar stream as is, instead of Entries: for streams
+	// that archive/tar refuses to write (crafted headers).
+	Raw         []byte
 	Compression Compression
 	// CreatedBy is the history entry's created_by text.
 	CreatedBy string
@@ -261,7 +264,11 @@ func writeLayerBlob(blobs string, l Layer) (LayerBlob, error) {
 	}
 	diffHash := sha256.New()
 	diffCount := &countWriter{w: io.MultiWriter(comp, diffHash)}
-	if err := WriteTar(diffCount, l.Entries); err != nil {
+	write := func() error { return WriteTar(diffCount, l.Entries) }
+	if l.Raw != nil {
+		write = func() error { _, err := diffCount.Write(l.Raw); return err }
+	}
+	if err := write(); err != nil {
 		tmp.Close()
 		return lb, err
 	}

@@ -35,7 +35,32 @@ func DriverOptions(storeDir string) []string {
 	return opts
 }
 
-// Verify opens storeDir with the storage library as an additional image store of a scratch store
+// Options of Check.
+type Options struct {
+	// Deep regenerates every layer's diff from diff/ and its tar-split, as "podman save/push" do,
+	// and compares it with the recorded diff ID and size. It reads every file of the store.
+	Deep bool
+}
+
+// A Problem is one thing in a store that Podman would trip over.
+type Problem struct {
+	Image   string // the image ID and names ("<id> [name ...]") it concerns, if any
+	Layer   string // the layer ID it concerns, if any
+	Message string
+}
+
+func (p Problem) String() string {
+	s := p.Message
+	if p.Layer != "" {
+		s = "layer " + p.Layer + ": " + s
+	}
+	if p.Image != "" {
+		s = "image " + p.Image + ": " + s
+	}
+	return s
+}
+
+// Check opens storeDir with the storage library as an additional image store of a scratch store
 // (Podman's additionalimagestores) and checks that:
 //   - the lock files exist and everything but the layers' contents is readable by any user (a shared
 //     store is read by non-root users);
@@ -45,30 +70,33 @@ func DriverOptions(storeDir string) []string {
 //     diff IDs lead, as chain IDs, to the recorded layers;
 //   - every big-data item reads back with its recorded size and digest, and the config and a manifest
 //     are there;
-//   - every layer of every image exists, and regenerating its diff from diff/ and tar-split yields the
-//     recorded diff digest and size, so "podman save/push" reproduce the registry's layers;
-//   - each layer's link, lower and overlay/l/ symlinks resolve as older Podman (4.3, whose storage
-//     library predates lower-layers) follows them to mount the image.
+//   - every layer of every image exists, has its tar-split data, and its link, lower and overlay/l/
+//     symlinks resolve as older Podman (4.3, whose storage library predates lower-layers) follows
+//     them to mount the image;
+//   - with opts.Deep, regenerating each layer's diff from diff/ and tar-split yields the recorded
+//     diff digest and size, so "podman save/push" reproduce the registry's layers.
 //
-// The error names the image or layer at fault. Verify writes only to a temporary directory.
-func Verify(storeDir string) error {
+// It returns every problem found, each naming the image or layer at fault; the error is for a check
+// that could not run at all. Check writes only to a temporary directory.
+func Check(storeDir string, opts Options) ([]Problem, error) {
 	storeDir, err := filepath.Abs(storeDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	c := &checker{dir: storeDir, deep: opts.Deep, checked: map[string]bool{}}
 	// Before the storage library opens the store: it would create missing lock files, which a
 	// non-root reader cannot, and then show no images at all.
-	if err := checkReadable(storeDir); err != nil {
-		return err
+	if missing := c.checkReadable(); missing {
+		return c.problems, nil
 	}
 	want, err := recordedImages(storeDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	tmp, err := os.MkdirTemp("", "cargohold-verify-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(tmp)
 	store, err := storage.GetStore(storage.StoreOptions{
@@ -78,7 +106,8 @@ func Verify(storeDir string) error {
 		GraphDriverOptions: DriverOptions(storeDir),
 	})
 	if err != nil {
-		return fmt.Errorf("opening %s with the storage library: %w", storeDir, err)
+		c.add("", "", fmt.Sprintf("the storage library cannot open the store: %v", err))
+		return c.problems, nil
 	}
 	// Shutdown's error is ignored: it only concerns the scratch store, whose driver home was never
 	// mounted, and as a non-root user the umount it tries anyway always fails with EPERM.
@@ -86,7 +115,8 @@ func Verify(storeDir string) error {
 
 	all, err := store.Images()
 	if err != nil {
-		return fmt.Errorf("listing images of %s: %w", storeDir, err)
+		c.add("", "", fmt.Sprintf("the storage library cannot list the images (Podman shows none): %v", err))
+		return c.problems, nil
 	}
 	var images []storage.Image
 	for _, img := range all {
@@ -95,17 +125,40 @@ func Verify(storeDir string) error {
 		}
 	}
 	if len(images) != len(want) {
-		return fmt.Errorf("%s: images.json records %d images but the storage library lists %d (missing or unreadable lock files?)",
-			storeDir, len(want), len(images))
+		c.add("", "", fmt.Sprintf("images.json records %d images but the storage library lists %d (missing or unreadable lock files?)",
+			len(want), len(images)))
 	}
-
-	checked := map[string]bool{} // layers are shared between images; regenerate each once
 	for _, img := range images {
-		if err := checkImage(store, storeDir, img, checked); err != nil {
-			return fmt.Errorf("image %s %v: %w", img.ID, img.Names, err)
-		}
+		c.checkImage(store, img)
+	}
+	return c.problems, nil
+}
+
+// Verify is a deep Check that returns the problems as one error, nil if there are none.
+func Verify(storeDir string) error {
+	problems, err := Check(storeDir, Options{Deep: true})
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(problems))
+	for i, p := range problems {
+		errs[i] = errors.New(p.String())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", storeDir, err)
 	}
 	return nil
+}
+
+type checker struct {
+	dir      string
+	deep     bool
+	checked  map[string]bool // layers are shared between images; check each once
+	problems []Problem
+}
+
+func (c *checker) add(image, layer, msg string) {
+	c.problems = append(c.problems, Problem{Image: image, Layer: layer, Message: msg})
 }
 
 func recordedImages(storeDir string) ([]storage.Image, error) {
@@ -121,69 +174,82 @@ func recordedImages(storeDir string) ([]storage.Image, error) {
 	return images, nil
 }
 
-func checkImage(store storage.Store, storeDir string, img storage.Image, checked map[string]bool) error {
+func (c *checker) checkImage(store storage.Store, img storage.Image) {
+	image := fmt.Sprintf("%s %v", img.ID, img.Names)
+	fail := func(format string, args ...any) { c.add(image, "", fmt.Sprintf(format, args...)) }
 	for _, name := range img.Names {
 		got, err := store.Image(name)
 		if err != nil {
-			return fmt.Errorf("looking up name %q: %w", name, err)
-		}
-		if got.ID != img.ID {
-			return fmt.Errorf("name %q resolves to image %s", name, got.ID)
+			fail("looking up name %q: %v", name, err)
+		} else if got.ID != img.ID {
+			fail("name %q resolves to image %s", name, got.ID)
 		}
 	}
 
 	for _, key := range img.BigDataNames {
-		data, err := store.ImageBigData(img.ID, key)
-		if err != nil {
-			return fmt.Errorf("reading big data %q: %w", key, err)
-		}
-		if size, ok := img.BigDataSizes[key]; !ok || size != int64(len(data)) {
-			return fmt.Errorf("big data %q has %d bytes, images.json records %d", key, len(data), size)
-		}
-		want, ok := img.BigDataDigests[key]
-		if !ok {
-			return fmt.Errorf("big data %q has no recorded digest (tagging the image would fail)", key)
-		}
-		got := digest.Canonical.FromBytes(data)
-		if strings.HasPrefix(key, storage.ImageDigestManifestBigDataNamePrefix) {
-			if got, err = manifest.Digest(data); err != nil {
-				return fmt.Errorf("big data %q: %w", key, err)
-			}
-		}
-		if got != want {
-			return fmt.Errorf("big data %q has digest %s, images.json records %s", key, got, want)
+		if err := checkBigData(store, img, key); err != nil {
+			fail("%v", err)
 		}
 	}
 	if !slices.Contains(img.BigDataNames, "sha256:"+img.ID) {
-		return errors.New("the image config (big data \"sha256:<image ID>\") is missing")
+		fail("the image config (big data \"sha256:<image ID>\") is missing")
 	}
 	if !slices.Contains(img.BigDataNames, storage.ImageDigestBigDataKey) &&
 		!slices.Contains(img.BigDataNames, storage.ImageDigestManifestBigDataNamePrefix+"-"+img.Digest.String()) {
-		return errors.New("the image has no manifest big data")
+		fail("the image has no manifest big data")
 	}
 
 	if img.TopLayer == "" {
-		return errors.New("the image has no layers")
+		fail("the image has no layers")
+		return
 	}
 	var chain []*storage.Layer // top first
 	for id := img.TopLayer; id != ""; {
 		layer, err := store.Layer(id)
 		if err != nil {
-			return fmt.Errorf("layer %s: %w", id, err)
+			fail("layer %s: %v (Podman cannot run it)", id, err)
+			return
+		}
+		if slices.ContainsFunc(chain, func(l *storage.Layer) bool { return l.ID == id }) {
+			fail("the parent chain of its layers loops at layer %s", id)
+			return
 		}
 		chain = append(chain, layer)
 		id = layer.Parent
 	}
 	if err := checkAsImage(store, img, chain); err != nil {
-		return err
+		fail("%v", err)
 	}
 	for _, layer := range chain {
-		if !checked[layer.ID] {
-			if err := checkLayer(store, storeDir, layer); err != nil {
-				return fmt.Errorf("layer %s: %w", layer.ID, err)
+		if !c.checked[layer.ID] {
+			c.checked[layer.ID] = true
+			for _, err := range c.checkLayer(store, layer) {
+				c.add(image, layer.ID, err.Error())
 			}
-			checked[layer.ID] = true
 		}
+	}
+}
+
+func checkBigData(store storage.Store, img storage.Image, key string) error {
+	data, err := store.ImageBigData(img.ID, key)
+	if err != nil {
+		return fmt.Errorf("reading big data %q: %w", key, err)
+	}
+	if size, ok := img.BigDataSizes[key]; !ok || size != int64(len(data)) {
+		return fmt.Errorf("big data %q has %d bytes, images.json records %d", key, len(data), size)
+	}
+	want, ok := img.BigDataDigests[key]
+	if !ok {
+		return fmt.Errorf("big data %q has no recorded digest (tagging the image would fail)", key)
+	}
+	got := digest.Canonical.FromBytes(data)
+	if strings.HasPrefix(key, storage.ImageDigestManifestBigDataNamePrefix) {
+		if got, err = manifest.Digest(data); err != nil {
+			return fmt.Errorf("big data %q: %w", key, err)
+		}
+	}
+	if got != want {
+		return fmt.Errorf("big data %q has digest %s, images.json records %s", key, got, want)
 	}
 	return nil
 }
@@ -229,21 +295,25 @@ func checkAsImage(store storage.Store, img storage.Image, chain []*storage.Layer
 	return nil
 }
 
-func checkLayer(store storage.Store, storeDir string, layer *storage.Layer) error {
-	if err := checkLowers(store, storeDir, layer); err != nil {
-		return err
+func (c *checker) checkLayer(store storage.Store, layer *storage.Layer) []error {
+	var errs []error
+	if err := checkLowers(store, c.dir, layer); err != nil {
+		errs = append(errs, err)
 	}
 	if layer.UncompressedDigest == "" {
-		return errors.New("no diff-digest recorded")
+		return append(errs, errors.New("no diff-digest recorded"))
 	}
 	// Without tar-split data the library silently regenerates a different tar: say so plainly.
-	if _, err := os.Stat(filepath.Join(storeDir, "overlay-layers", layer.ID+".tar-split.gz")); err != nil {
-		return fmt.Errorf("no tar-split data, so podman save/push would not reproduce the layer: %w", err)
+	if _, err := os.Stat(filepath.Join(c.dir, "overlay-layers", layer.ID+".tar-split.gz")); err != nil {
+		return append(errs, fmt.Errorf("no tar-split data, so podman save/push would not reproduce the layer: %w", err))
+	}
+	if !c.deep {
+		return errs
 	}
 	uncompressed := archive.Uncompressed // by default Diff recompresses as the layer was pulled
 	rc, err := store.Diff("", layer.ID, &storage.DiffOptions{Compression: &uncompressed})
 	if err != nil {
-		return fmt.Errorf("regenerating its diff: %w", err)
+		return append(errs, fmt.Errorf("regenerating its diff: %w", err))
 	}
 	h := sha256.New()
 	n, err := io.Copy(h, rc)
@@ -251,14 +321,14 @@ func checkLayer(store storage.Store, storeDir string, layer *storage.Layer) erro
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("regenerating its diff: %w", err)
+		return append(errs, fmt.Errorf("regenerating its diff: %w", err))
 	}
 	got := digest.NewDigest(digest.SHA256, h)
 	if got != layer.UncompressedDigest || n != layer.UncompressedSize {
-		return fmt.Errorf("regenerated diff has digest %s and %d bytes, layers.json records %s and %d bytes (damaged diff/ or tar-split)",
-			got, n, layer.UncompressedDigest, layer.UncompressedSize)
+		errs = append(errs, fmt.Errorf("regenerated diff has digest %s and %d bytes, layers.json records %s and %d bytes (damaged diff/ or tar-split)",
+			got, n, layer.UncompressedDigest, layer.UncompressedSize))
 	}
-	return nil
+	return errs
 }
 
 // checkLowers follows link, overlay/l/ and lower the way the overlay driver did before lower-layers
@@ -288,6 +358,9 @@ func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) err
 
 	var chain []string
 	for p := layer.Parent; p != ""; {
+		if slices.Contains(chain, p) || p == layer.ID {
+			return fmt.Errorf("the parent chain loops at layer %s", p)
+		}
 		chain = append(chain, p)
 		parent, err := store.Layer(p)
 		if err != nil {
@@ -330,24 +403,34 @@ func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) err
 	return nil
 }
 
+// maxUnreadable bounds how many unreadable paths are reported one by one.
+const maxUnreadable = 20
+
 // checkReadable checks that the lock files exist and that every dir of the store is a+rx and every
-// file a+r, except inside the layers' diff dirs, whose modes are the image's own.
-func checkReadable(storeDir string) error {
+// file a+r, except inside the layers' diff dirs, whose modes are the image's own. missingLocks says
+// the storage library must not open the store (it would create the lock files).
+func (c *checker) checkReadable() (missingLocks bool) {
 	for _, f := range []string{"overlay-layers/layers.lock", "overlay-images/images.lock"} {
-		fi, err := os.Lstat(filepath.Join(storeDir, f))
+		fi, err := os.Lstat(filepath.Join(c.dir, f))
 		if err != nil {
-			return fmt.Errorf("%s: Podman shows no images without it: %w", storeDir, err)
-		}
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s/%s is not a regular file", storeDir, f)
+			c.add("", "", fmt.Sprintf("%s: Podman shows no images without it: %v", f, err))
+			missingLocks = true
+		} else if !fi.Mode().IsRegular() {
+			c.add("", "", fmt.Sprintf("%s/%s is not a regular file", c.dir, f))
+			missingLocks = true
 		}
 	}
-	overlay := filepath.Join(storeDir, "overlay")
-	return filepath.WalkDir(storeDir, func(p string, d fs.DirEntry, err error) error {
+	overlay := filepath.Join(c.dir, "overlay")
+	unreadable := 0
+	err := filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			c.add("", "", err.Error())
+			if d != nil && d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
-		if d.Name() == ".cargohold" && filepath.Dir(p) == storeDir {
+		if d.Name() == ".cargohold" && filepath.Dir(p) == c.dir {
 			return filepath.SkipDir // the writer's own state; Podman never reads it
 		}
 		if d.IsDir() && d.Name() == "diff" && filepath.Dir(filepath.Dir(p)) == overlay {
@@ -358,15 +441,24 @@ func checkReadable(storeDir string) error {
 		}
 		fi, err := d.Info()
 		if err != nil {
-			return err
+			return nil // removed meanwhile (a publish is running)
 		}
 		want := fs.FileMode(0o444)
 		if d.IsDir() {
 			want = 0o555
 		}
 		if fi.Mode().Perm()&want != want {
-			return fmt.Errorf("%s has mode %o: other users cannot read it", p, fi.Mode().Perm())
+			if unreadable++; unreadable <= maxUnreadable {
+				c.add("", "", fmt.Sprintf("%s has mode %o: other users cannot read it", p, fi.Mode().Perm()))
+			}
 		}
 		return nil
 	})
+	if err != nil {
+		c.add("", "", err.Error())
+	}
+	if unreadable > maxUnreadable {
+		c.add("", "", fmt.Sprintf("%d more paths other users cannot read", unreadable-maxUnreadable))
+	}
+	return missingLocks
 }

@@ -1,0 +1,230 @@
+package layout
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+
+	"github.com/cargohold/cargohold/layout/podmancheck"
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/storage"
+)
+
+// CheckOptions say how thoroughly Check looks.
+type CheckOptions struct {
+	// Deep regenerates every layer's diff and compares it with its recorded diff ID (reads every
+	// file of the store).
+	Deep bool
+}
+
+// Problem is one thing in a store that Podman would trip over.
+type Problem = podmancheck.Problem
+
+// CheckReport is what Check found.
+type CheckReport struct {
+	Images int `json:"images"`
+	Layers int `json:"layers"`
+	// Problems are what readers would trip over: the store is broken while there are any.
+	Problems []Problem `json:"problems"`
+	// Leftovers of runs that did not finish: invisible to readers, removed by the next publish
+	// (or Repair). Not listed while a writer runs (see WriterPID).
+	Leftovers []Leftover `json:"leftovers"`
+	// WriterPID is the cargohold run that held the writer lock during the check (0: none found).
+	// Its staging dirs are work in progress, not leftovers.
+	WriterPID int `json:"writer_pid,omitempty"`
+}
+
+// OK says the store has no problems (leftovers are not problems).
+func (r *CheckReport) OK() bool { return len(r.Problems) == 0 }
+
+// Check verifies the store at dir as Podman reads it, without locking it or writing to it: the
+// metadata parses and holds no name, image or layer twice, every layer's ID is its chain ID on a
+// recorded parent, and then everything podmancheck.Check verifies through the storage library (lock
+// files, permissions, each image's names, big data, config, layers, links and lower files, and
+// with opts.Deep every layer's content). The error is for a store that cannot be checked at all.
+func Check(dir string, opts CheckOptions) (*CheckReport, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, err
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	r := &CheckReport{Problems: []Problem{}, Leftovers: []Leftover{}}
+	problem := func(format string, args ...any) {
+		r.Problems = append(r.Problems, Problem{Message: fmt.Sprintf(format, args...)})
+	}
+
+	// images.json first, as Podman reads them: a running publish replaces layers.json before
+	// images.json, so every image read this way has its layers recorded.
+	var images []storage.Image
+	var layers []storage.Layer
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{imagesJSON, &images}, {layersJSON, &layers}} {
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.name)))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s does not look like a store: %w", dir, err)
+		} else if err != nil {
+			problem("%s: %v", f.name, err)
+			return r, nil
+		}
+		if err := json.Unmarshal(data, f.v); err != nil {
+			problem("%s is not valid JSON (Podman shows no images): %v; restore it from a backup or publish into a new store", f.name, err)
+			return r, nil
+		}
+	}
+	r.Images, r.Layers = len(images), len(layers)
+	checkRecords(images, layers, problem)
+
+	if pid := lockHolder(filepath.Join(dir, filepath.FromSlash(writerLockName))); pid != 0 {
+		r.WriterPID = pid
+	} else if r.Leftovers, err = findLeftovers(os.DirFS(dir), layers, images); err != nil {
+		return nil, err
+	}
+	if r.Leftovers == nil {
+		r.Leftovers = []Leftover{}
+	}
+
+	problems, err := podmancheck.Check(dir, podmancheck.Options{Deep: opts.Deep})
+	if err != nil {
+		return nil, err
+	}
+	r.Problems = append(r.Problems, problems...)
+	return r, nil
+}
+
+// checkRecords checks what the storage library takes on trust from images.json and layers.json.
+func checkRecords(images []storage.Image, layers []storage.Layer, problem func(string, ...any)) {
+	byID := map[string]storage.Layer{}
+	for _, l := range layers {
+		if _, dup := byID[l.ID]; dup {
+			problem("layers.json records layer %s twice", l.ID)
+		}
+		byID[l.ID] = l
+	}
+	for _, l := range layers {
+		if l.Parent != "" {
+			if _, ok := byID[l.Parent]; !ok {
+				problem("layer %s: its parent %s is not in layers.json", l.ID, l.Parent)
+				continue
+			}
+		}
+		for p, n := l.Parent, 0; p != ""; n++ {
+			if n > len(layers) {
+				problem("layer %s: its parent chain loops", l.ID)
+				break
+			}
+			p = byID[p].Parent
+		}
+		// Readers trust the ID to be the chain ID: a wrong one pairs images with the wrong content.
+		if l.UncompressedDigest.Validate() == nil && l.UncompressedDigest.Algorithm() == digest.Canonical {
+			if want := ChainID(l.Parent, l.UncompressedDigest); l.ID != want {
+				problem("layer %s: its ID is not the chain ID %s of its diff ID %s on parent %q", l.ID, want, l.UncompressedDigest, l.Parent)
+			}
+		}
+	}
+
+	owner := map[string]string{}
+	seenImage := map[string]bool{}
+	for _, img := range images {
+		if seenImage[img.ID] {
+			problem("images.json records image %s twice", img.ID)
+		}
+		seenImage[img.ID] = true
+		for _, n := range img.Names {
+			if other, dup := owner[n]; dup {
+				// The storage library refuses a read-only store with a duplicate name entirely.
+				problem("name %q is held by images %s and %s: Podman refuses the whole store (cargohold rm the name, then publish it again)", n, other, img.ID)
+			}
+			owner[n] = img.ID
+		}
+	}
+}
+
+// Repair makes the safe fixes under the writer lock and returns what it did, besides the leftovers
+// Open already removed (Cleaned): it gives missing permissions (a+rx on dirs, a+r on files, outside
+// the layers' diff dirs, whose modes are the image's) and recreates missing overlay/l/ links of
+// recorded layers from their link files. Everything else Check reports needs a person (or a
+// publish into a new store): Repair never touches layer contents or the metadata.
+func (s *Store) Repair() ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("layout: store is closed")
+	}
+	var done []string
+	if err := s.repairModes(&done); err != nil {
+		return done, err
+	}
+	if err := s.repairLinks(&done); err != nil {
+		return done, err
+	}
+	return done, nil
+}
+
+func (s *Store) repairModes(done *[]string) error {
+	return fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == privateDir {
+			return fs.SkipDir // Podman never reads it
+		}
+		if d.IsDir() && d.Name() == diffName && path.Dir(path.Dir(p)) == overlayDir {
+			return fs.SkipDir // the image's own modes
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o444)
+		if d.IsDir() {
+			want = 0o555
+		}
+		if mode := fi.Mode().Perm(); mode&want != want {
+			if err := s.chmod(p, mode|want); err != nil {
+				return fmt.Errorf("chmod %s: %w", s.path(p), err)
+			}
+			*done = append(*done, fmt.Sprintf("%s: mode %o -> %o (readable by other users)", p, mode, mode|want))
+		}
+		return nil
+	})
+}
+
+func (s *Store) repairLinks(done *[]string) error {
+	for _, l := range s.layers {
+		link, err := s.root.ReadFile(path.Join(overlayDir, l.ID, linkName))
+		if err != nil || !linkRE.Match(link) {
+			continue // nothing to rebuild it from; Check reports it
+		}
+		lpath := path.Join(linkDir, string(link))
+		target := path.Join("..", l.ID, diffName)
+		if got, err := s.root.Readlink(lpath); err == nil && got == target {
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			continue // taken by something else: not a safe fix
+		}
+		if err := s.root.Symlink(target, lpath); err != nil {
+			return fmt.Errorf("layer %s: recreating %s: %w", l.ID, s.path(lpath), err)
+		}
+		*done = append(*done, fmt.Sprintf("%s -> %s: recreated the link of layer %s", lpath, target, l.ID))
+	}
+	if len(*done) > 0 {
+		return s.syncDir(linkDir)
+	}
+	return nil
+}
+
+// String describes a leftover for people.
+func (l Leftover) String() string { return l.Path + " (" + l.What + ")" }

@@ -1,0 +1,269 @@
+package layout
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const orphanID = "0000000000000000000000000000000000000000000000000000000000000001"
+
+// makeLeftovers plants what killed runs leave at each step of a publish (and of rm/gc), and a
+// file that is not cargohold's. It returns the leftovers' paths.
+func makeLeftovers(t *testing.T, dir string) []string {
+	t.Helper()
+	files := map[string]string{
+		".cargohold/staging/0123/layer/diff/f":         "half unpacked",
+		".cargohold/staging/removed-4567/diff/f":       "half removed",
+		"overlay-layers/.tmp-layers.json-89ab":         "[",
+		"overlay-images/.tmp-images.json-cdef":         "[",
+		"overlay/" + orphanID + "/diff/etc/f":          "renamed, never recorded",
+		"overlay/" + orphanID + "/link":                "ORPHANORPHANORPHANORPHAN22",
+		"overlay-layers/" + orphanID + ".tar-split.gz": "x",
+		"overlay-images/" + orphanID + "/manifest":     "{}",
+		"overlay/not-a-layer-id/keep":                  "someone else's",
+	}
+	for p, data := range files {
+		// Modes as cargohold writes them, whatever the umask (TestMain narrows it).
+		full := filepath.Join(dir, p)
+		for d := filepath.Dir(full); d != dir; d = filepath.Dir(d) {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(full, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{
+		"ORPHANORPHANORPHANORPHAN22": "../" + orphanID + "/diff",
+		"DANGLINGDANGLINGDANGLING22": "../" + strings.Repeat("f", 64) + "/diff",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, "overlay/l", link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{
+		".cargohold/staging/0123",
+		".cargohold/staging/removed-4567",
+		"overlay-images/" + orphanID,
+		"overlay-images/.tmp-images.json-cdef",
+		"overlay-layers/" + orphanID + ".tar-split.gz",
+		"overlay-layers/.tmp-layers.json-89ab",
+		"overlay/" + orphanID,
+		"overlay/l/DANGLINGDANGLINGDANGLING22",
+		"overlay/l/ORPHANORPHANORPHANORPHAN22",
+	}
+}
+
+func leftoverPaths(ls []Leftover) []string {
+	var ps []string
+	for _, l := range ls {
+		ps = append(ps, l.Path)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+func TestOpenRemovesOrphans(t *testing.T) {
+	dir := t.TempDir()
+	layers, images := publishTestImages(t, dir)
+	want := makeLeftovers(t, dir)
+	slices.Sort(want)
+
+	// A reader sees them as leftovers, not as problems.
+	r, err := Check(dir, CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() {
+		t.Errorf("leftovers are reported as problems: %v", r.Problems)
+	}
+	if got := leftoverPaths(r.Leftovers); !slices.Equal(got, want) {
+		t.Errorf("Check leftovers\n got %v\nwant %v", got, want)
+	}
+
+	s := openStore(t, dir)
+	if got := leftoverPaths(s.Cleaned()); !slices.Equal(got, want) {
+		t.Errorf("Cleaned\n got %v\nwant %v", got, want)
+	}
+	for _, p := range want {
+		if _, err := os.Lstat(filepath.Join(dir, p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("leftover %s still there (%v)", p, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "overlay/not-a-layer-id/keep")); err != nil {
+		t.Errorf("a file that is not cargohold's was removed: %v", err)
+	}
+	for _, l := range layers {
+		if !s.HasLayer(l.meta.ID) {
+			t.Errorf("layer %s lost", l.meta.ID)
+		}
+	}
+	for _, img := range images {
+		if _, ok := s.Image(img.ID); !ok {
+			t.Errorf("image %s lost", img.ID)
+		}
+	}
+	s.Close()
+	if err := os.RemoveAll(filepath.Join(dir, "overlay/not-a-layer-id")); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Check(dir, CheckOptions{Deep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || len(r.Leftovers) != 0 {
+		t.Errorf("after Open: problems %v, leftovers %v", r.Problems, r.Leftovers)
+	}
+}
+
+func TestNoWaitFailsWhileLocked(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	start := time.Now()
+	_, err := OpenWithOptions(dir, Options{Lock: LockOptions{NoWait: true}})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("NoWait while locked: %v, want ErrLocked", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Errorf("NoWait took %v", time.Since(start))
+	}
+	t.Logf("error: %v", err)
+
+	// Without NoWait, Waiting is told once who holds the lock, and the Open completes after Close.
+	waiting := make(chan int, 2)
+	opened := make(chan error)
+	go func() {
+		s2, err := OpenWithOptions(dir, Options{Lock: LockOptions{Waiting: func(pid int) { waiting <- pid }}})
+		if err == nil {
+			s2.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case pid := <-waiting:
+		// The holder is this very process (fcntl locks are per process).
+		if pid != os.Getpid() {
+			t.Errorf("Waiting got holder pid %d, want %d", pid, os.Getpid())
+		}
+	case err := <-opened:
+		t.Fatalf("second Open did not wait: %v", err)
+	}
+	s.Close()
+	if err := <-opened; err != nil {
+		t.Fatal(err)
+	}
+	if len(waiting) != 0 {
+		t.Error("Waiting was called more than once")
+	}
+}
+
+func TestCheckFindsProblems(t *testing.T) {
+	for name, tc := range map[string]struct {
+		damage     func(t *testing.T, dir string, layers []testLayer, images []ImageMeta)
+		want       string // in some problem's text
+		repairable bool
+	}{
+		"duplicate name": {func(t *testing.T, dir string, _ []testLayer, images []ImageMeta) {
+			editFile(t, filepath.Join(dir, "overlay-images/images.json"), `"example.com/app:2"`, `"example.com/app:1"`)
+		}, `name "example.com/app:1" is held by images`, false},
+		"wrong chain ID": {func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) {
+			editFile(t, filepath.Join(dir, "overlay-layers/layers.json"), `"diff-digest":"`+layers[1].meta.DiffID.String(), `"diff-digest":"`+layers[2].meta.DiffID.String())
+		}, "is not the chain ID", false},
+		"parent loop": {func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) {
+			editFile(t, filepath.Join(dir, "overlay-layers/layers.json"), `"id":"`+layers[0].meta.ID+`",`, `"id":"`+layers[0].meta.ID+`","parent":"`+layers[2].meta.ID+`",`)
+		}, "parent chain loops", false},
+		"torn layers.json": {func(t *testing.T, dir string, _ []testLayer, _ []ImageMeta) {
+			if err := os.WriteFile(filepath.Join(dir, "overlay-layers/layers.json"), []byte(`[{"id":`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "layers.json is not valid JSON", false},
+		"missing l/ link": {func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) {
+			link, _ := os.ReadFile(filepath.Join(dir, "overlay", layers[1].meta.ID, "link"))
+			if err := os.Remove(filepath.Join(dir, "overlay/l", string(link))); err != nil {
+				t.Fatal(err)
+			}
+		}, "does not lead to its diff dir", true},
+		"unreadable metadata": {func(t *testing.T, dir string, layers []testLayer, images []ImageMeta) {
+			for _, p := range []string{"overlay-images/" + images[0].ID + "/manifest", "overlay/" + layers[0].meta.ID + "/link"} {
+				if err := os.Chmod(filepath.Join(dir, p), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chmod(filepath.Join(dir, "overlay", layers[2].meta.ID), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, "other users cannot read it", true},
+		"changed file (deep)": {func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) {
+			if err := os.WriteFile(filepath.Join(dir, "overlay", layers[1].meta.ID, "diff/etc/child"), []byte("CHILD\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "regenerat", false}, // the tar-split CRC or the digest catches it
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			layers, images := publishTestImages(t, dir)
+			tc.damage(t, dir, layers, images)
+			r, err := Check(dir, CheckOptions{Deep: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.OK() || !slices.ContainsFunc(r.Problems, func(p Problem) bool { return strings.Contains(p.String(), tc.want) }) {
+				t.Fatalf("want a problem containing %q, got %v", tc.want, r.Problems)
+			}
+			for _, p := range r.Problems {
+				t.Logf("problem: %s", p)
+			}
+			if strings.Contains(name, "deep") {
+				if r, err := Check(dir, CheckOptions{}); err != nil || !r.OK() {
+					t.Errorf("a check that is not deep reads no file contents, but found %v (%v)", r.Problems, err)
+				}
+			}
+			if !tc.repairable {
+				return
+			}
+			s := openStore(t, dir)
+			done, err := s.Repair()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(done) == 0 {
+				t.Error("Repair says it did nothing")
+			}
+			for _, d := range done {
+				t.Logf("repaired: %s", d)
+			}
+			s.Close()
+			if r, err := Check(dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
+				t.Errorf("after Repair: %v (%v)", r.Problems, err)
+			}
+		})
+	}
+}
+
+func editFile(t *testing.T, p, old, new string) {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(old)) {
+		t.Fatalf("%s does not contain %s", p, old)
+	}
+	if err := os.WriteFile(p, bytes.Replace(data, []byte(old), []byte(new), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,63 @@
+package layout
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+)
+
+// Options say how a store is written for the filesystem it lives on. The zero value is a plain store.
+type Options struct {
+	// CatalogMarkers puts an empty .cvmfscatalog file into every layer dir (overlay/<id>/, beside
+	// diff/, so containers never see it). CVMFS then gives each layer a nested catalog of its own:
+	// catalogs stay small, and a client loads only the catalogs of the layers it runs.
+	CatalogMarkers bool
+
+	Lock LockOptions // what Open does while another run holds the writer lock (lock.go)
+}
+
+const catalogMarkerName = ".cvmfscatalog"
+
+// OpenWithOptions is Open for a store written with opts. With CatalogMarkers, layers committed
+// before the option was turned on get their marker now (once: an existing marker is left as it is).
+func OpenWithOptions(dir string, opts Options) (*Store, error) {
+	s, err := open(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.CatalogMarkers {
+		if err := s.addCatalogMarkers(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// addCatalogMarkers creates the marker in every recorded layer dir that lacks it.
+func (s *Store) addCatalogMarkers() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.layers {
+		marker := path.Join(overlayDir, l.ID, catalogMarkerName)
+		if _, err := s.root.Lstat(marker); err == nil {
+			continue // never rewritten: CVMFS would publish an unchanged catalog again
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := s.writeFile(marker, nil); err != nil {
+			return fmt.Errorf("adding the CVMFS catalog marker of layer %s: %w", l.ID, err)
+		}
+	}
+	return nil
+}
+
+// stageCatalogMarker writes the marker into a staged layer dir, so it is in place before the dir
+// is renamed to overlay/<id>/.
+func (l *StagedLayer) stageCatalogMarker() error {
+	if !l.s.opts.CatalogMarkers {
+		return nil
+	}
+	return l.s.writeFile(path.Join(l.layerDir(), catalogMarkerName), nil)
+}

@@ -1,0 +1,61 @@
+package recipe
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParse feeds arbitrary text to the recipe parser: it must never panic, and whatever it accepts
+// must be a usable recipe (at least one image, each with a reference). Errors about a key name its
+// line, which must exist in the text.
+//
+//	go test -run XXX -fuzz FuzzParse -fuzztime 10m ./recipe
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{
+		good,
+		withPublish,
+		"store = \"/x\"\n[[image]]\nref = \"a\"\n",
+		"[[image]]\nref = \"a\"\n[publish]\nbefore = \"x\"\nonfailure = \"y\"\n",
+		"[defaults]\ntls-verify = \"yes\"\n[[image]]\nref = \"a\"\n",
+		"[[image]]\nref = \"\"\n",
+		"[[image]]\n\"ref\" = \"a\"\nnames = [\"b\", 3]\n",
+		"store = \n",
+		"[image]\nref = \"a\"\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		r, err := Parse(text)
+		if err != nil {
+			if line := errorLine(err.Error()); line > strings.Count(text, "\n")+1 {
+				t.Errorf("error names line %d of a %d-line text: %v", line, strings.Count(text, "\n")+1, err)
+			}
+			return
+		}
+		if len(r.Images) == 0 {
+			t.Fatal("accepted a recipe without images")
+		}
+		for i, img := range r.Images {
+			if strings.TrimSpace(img.Ref) == "" {
+				t.Errorf("accepted image %d without a ref", i)
+			}
+			_ = img.Effective(r.Defaults)
+		}
+	})
+}
+
+// errorLine is N of an error that starts with "line N: ", else 0.
+func errorLine(msg string) int {
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, c := range rest {
+		if c < '0' || c > '9' || n > 1<<30 {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}

@@ -1,0 +1,72 @@
+package recipe
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+)
+
+// A name points to one image in a store, so the images of several platforms cannot share a tag in
+// one store. cargohold gives each platform its own store, by a path template such as
+// "/srv/images/{arch}", and each node names the store of its own architecture in storage.conf
+// (`cargohold conf snippet --store '/srv/images/{arch}'` prints the right one on each node).
+
+// Placeholders of a store path.
+const (
+	placeholderOS       = "{os}"
+	placeholderArch     = "{arch}"
+	placeholderVariant  = "{variant}"
+	placeholderPlatform = "{platform}" // os-arch or os-arch-variant
+)
+
+// PlatformList is what an image is published for: its own platforms (or platform), else the
+// defaults'; a single "" (this host's platform) when none is set.
+func (i Image) PlatformList(defaults Settings) []string {
+	for _, s := range []Settings{i.Settings, defaults} {
+		if len(s.Platforms) > 0 {
+			return s.Platforms
+		}
+		if s.Platform != "" {
+			return []string{s.Platform}
+		}
+	}
+	return []string{""}
+}
+
+// IsStoreTemplate says whether a store path names a platform part.
+func IsStoreTemplate(store string) bool {
+	for _, p := range []string{placeholderOS, placeholderArch, placeholderVariant, placeholderPlatform} {
+		if strings.Contains(store, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// StorePath expands a store path template for platform ("os/arch[/variant]"; "" is this host's).
+// A path without placeholders is returned as it is.
+func StorePath(template, platform string) (string, error) {
+	if !IsStoreTemplate(template) {
+		return template, nil
+	}
+	osName, arch, variant := runtime.GOOS, runtime.GOARCH, ""
+	if platform != "" {
+		parts := strings.Split(platform, "/")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return "", fmt.Errorf("platform %q: want os/arch or os/arch/variant", platform)
+		}
+		osName, arch = parts[0], parts[1]
+		if len(parts) == 3 {
+			variant = parts[2]
+		}
+	}
+	if strings.Contains(template, placeholderVariant) && variant == "" {
+		return "", fmt.Errorf("store %q names {variant}, but platform %q has none", template, platform)
+	}
+	full := osName + "-" + arch
+	if variant != "" {
+		full += "-" + variant
+	}
+	return strings.NewReplacer(placeholderOS, osName, placeholderArch, arch, placeholderVariant, variant,
+		placeholderPlatform, full).Replace(template), nil
+}
