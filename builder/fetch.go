@@ -8,6 +8,7 @@ import (
 	"github.com/cargohold/cargohold/builder/unpack"
 	"github.com/cargohold/cargohold/internal/faultpoint"
 	"github.com/cargohold/cargohold/layout"
+	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/pkg/compression"
@@ -55,7 +56,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 	}
 	tarStream := peeked
 	if decompress != nil {
-		d, err := decompress(peeked)
+		d, err := decompressorFor(algo, decompress)(peeked)
 		if err != nil {
 			return fmt.Errorf("layer %s: opening %s stream: %w", j.blob.Digest, algo.Name(), err)
 		}
@@ -95,6 +96,24 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 	}
 	j.progress.send(LayerDone, counted.n)
 	return nil
+}
+
+// decompressorFor picks the decompressor of a detected algorithm: containers/image's (klauspost's
+// pgzip for gzip), except for zstd. Its default decoder decodes ahead on up to four goroutines per
+// stream, each with buffers of the stream's window (8 MiB as klauspost and Podman write zstd), so
+// memory would grow with --jobs times the host's CPUs; decoding in the reading goroutine keeps one
+// window per layer, and the layers fetched at once keep the CPUs busy anyway.
+func decompressorFor(algo compression.Algorithm, d compression.DecompressorFunc) compression.DecompressorFunc {
+	if algo.BaseVariantName() != compression.Zstd.Name() {
+		return d
+	}
+	return func(r io.Reader) (io.ReadCloser, error) {
+		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, err
+		}
+		return z.IOReadCloser(), nil
+	}
 }
 
 // storageCompression maps a detected algorithm to the value containers/storage records in layers.json.

@@ -71,14 +71,14 @@ func runCheck(c *cli.Context) error {
 			fmt.Println("problem   ", p)
 		}
 		for _, l := range report.Leftovers {
-			fmt.Println("leftover  ", l, "(harmless; the next publish or check --repair removes it)")
+			fmt.Printf("leftover   %s; harmless, the next publish or check --repair removes it\n", l)
 		}
 		if report.WriterPID != 0 {
 			fmt.Printf("note       a publish (pid %d) is writing the store: its work in progress is not listed\n", report.WriterPID)
 		}
 		kind := "ok"
 		if !report.OK() {
-			kind = fmt.Sprintf("%d problems", len(report.Problems))
+			kind = fmt.Sprintf("problems: %d", len(report.Problems))
 		}
 		fmt.Printf("%s: %d images, %d layers: %s\n", dir, report.Images, report.Layers, kind)
 	}

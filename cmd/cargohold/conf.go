@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cargohold/cargohold/recipe"
 	"github.com/cargohold/cargohold/storageconf"
 	"github.com/urfave/cli/v2"
 )
@@ -245,10 +246,11 @@ func runConfCheck(c *cli.Context) error {
 	return cli.Exit("", exitNotSeen)
 }
 
-// storeArg returns --store as an absolute path; registering also wants it to exist,
-// since Podman fails altogether while a listed store is missing.
+// storeArg returns --store as an absolute path, a template ("/srv/images/{arch}") expanded for this
+// node's platform; registering also wants it to exist, since Podman fails altogether while a listed
+// store is missing.
 func storeArg(c *cli.Context) (string, error) {
-	store, err := filepath.Abs(c.String("store"))
+	store, err := nodeStore(c)
 	if err != nil {
 		return "", err
 	}
@@ -269,12 +271,21 @@ func storeArg(c *cli.Context) (string, error) {
 	return store, nil
 }
 
+// nodeStore is --store for this node: absolute, with a platform template expanded for this host.
+func nodeStore(c *cli.Context) (string, error) {
+	store, err := recipe.StorePath(c.String("store"), "")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Abs(store)
+}
+
 // report prints what a change did, one line (plus warnings), or fails.
 func report(c *cli.Context, r storageconf.Result, err error) error {
 	if err != nil {
 		return cli.Exit(err, exitUsage)
 	}
-	store, _ := filepath.Abs(c.String("store"))
+	store, _ := nodeStore(c)
 	switch {
 	case c.Bool("remove") && r.Changed:
 		fmt.Printf("removed %s from %s\n", store, r.File)

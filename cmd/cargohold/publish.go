@@ -43,11 +43,25 @@ func publishCommand() *cli.Command {
 	}
 }
 
-func runPublish(c *cli.Context) (err error) {
-	storeDir, requests, err := publishRequests(c)
+// runPublish publishes into each store the run names: one, or one per platform when the store path
+// is a template ({arch}, {platform}). A failure in one store does not stop the others; the first
+// error decides the exit status.
+func runPublish(c *cli.Context) error {
+	groups, err := publishRequests(c)
 	if err != nil {
 		return cli.Exit(err, exitUsage)
 	}
+	var first error
+	for _, g := range groups {
+		if err := publishStore(c, g.dir, g.requests); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// publishStore publishes requests into the store at storeDir.
+func publishStore(c *cli.Context, storeDir string, requests []builder.Request) (err error) {
 	// The before hook (a CVMFS transaction) runs before anything in the store is written; after or
 	// on-failure runs once the store is closed (deferred calls run last first).
 	run, err := startPublish(c, storeDir)
@@ -176,38 +190,80 @@ func (r *publishReport) add(res builder.Result) {
 	r.Images = append(r.Images, ir)
 }
 
-// publishRequests gathers the store and the images from the recipe and the command line.
-func publishRequests(c *cli.Context) (string, []builder.Request, error) {
-	storeDir := c.String("store")
-	var requests []builder.Request
+// storeGroup is the images of a run that go into one store.
+type storeGroup struct {
+	dir      string
+	requests []builder.Request
+}
+
+// publishRequests gathers the stores and the images from the recipe and the command line. An image
+// listed for several platforms becomes one request per platform, each into the store its platform
+// names in the store path template (a name points to one image in a store).
+func publishRequests(c *cli.Context) ([]storeGroup, error) {
+	template := c.String("store")
+	type target struct {
+		req      builder.Request
+		platform string
+	}
+	var targets []target
 	if path := c.String("recipe"); path != "" {
 		r, err := recipe.Load(path)
 		if err != nil {
-			return "", nil, err
+			return nil, err
 		}
-		if storeDir == "" {
-			storeDir = r.Store
+		if template == "" {
+			template = r.Store
+		}
+		defaultSettings := r.Defaults
+		if c.IsSet("platform") { // the flag overrides [defaults], as every flag does
+			defaultSettings.Platform, defaultSettings.Platforms = c.String("platform"), nil
 		}
 		defaults := cliOptions(c, settingsOptions(r.Defaults, builder.Options{}))
 		for _, img := range r.Images {
-			opts := settingsOptions(img.Settings, defaults)
-			requests = append(requests, builder.Request{Ref: img.Ref, Names: img.Names, Options: &opts})
+			for _, platform := range img.PlatformList(defaultSettings) {
+				opts := settingsOptions(img.Settings, defaults)
+				opts.Platform = platform
+				targets = append(targets, target{builder.Request{Ref: img.Ref, Names: img.Names, Options: &opts}, platform})
+			}
 		}
 	}
 	for _, ref := range c.Args().Slice() {
-		requests = append(requests, builder.Request{Ref: ref, Names: c.StringSlice("name")})
+		targets = append(targets, target{builder.Request{Ref: ref, Names: c.StringSlice("name")}, c.String("platform")})
 	}
 	switch {
-	case storeDir == "":
-		return "", nil, fmt.Errorf("no store: give --store DIR or store = \"DIR\" in the recipe")
-	case len(requests) == 0:
-		return "", nil, fmt.Errorf("nothing to publish: give IMAGE arguments or --recipe FILE")
+	case template == "":
+		return nil, fmt.Errorf("no store: give --store DIR or store = \"DIR\" in the recipe")
+	case len(targets) == 0:
+		return nil, fmt.Errorf("nothing to publish: give IMAGE arguments or --recipe FILE")
 	case c.Bool("prune") && c.String("recipe") == "":
-		return "", nil, fmt.Errorf("--prune needs --recipe: it removes what the recipe no longer lists")
+		return nil, fmt.Errorf("--prune needs --recipe: it removes what the recipe no longer lists")
 	case len(c.StringSlice("name")) > 0 && c.Args().Len() != 1:
-		return "", nil, fmt.Errorf("--name applies to exactly one IMAGE argument, got %d", c.Args().Len())
+		return nil, fmt.Errorf("--name applies to exactly one IMAGE argument, got %d", c.Args().Len())
 	}
-	return storeDir, requests, nil
+
+	var groups []storeGroup
+	platformsOf := map[string]map[string]string{} // store → ref → platform, to catch two platforms in one store
+	for _, t := range targets {
+		dir, err := recipe.StorePath(template, t.platform)
+		if err != nil {
+			return nil, err
+		}
+		if platformsOf[dir] == nil {
+			platformsOf[dir] = map[string]string{}
+			groups = append(groups, storeGroup{dir: dir})
+		}
+		if other, ok := platformsOf[dir][t.req.Ref]; ok && other != t.platform {
+			return nil, fmt.Errorf("%s is listed for platforms %s and %s, which would share store %s: put {arch} or {platform} into the store path (one store per platform)",
+				t.req.Ref, other, t.platform, dir)
+		}
+		platformsOf[dir][t.req.Ref] = t.platform
+		for i := range groups {
+			if groups[i].dir == dir {
+				groups[i].requests = append(groups[i].requests, t.req)
+			}
+		}
+	}
+	return groups, nil
 }
 
 // cliOptions overlays the flags the user gave on base.
