@@ -14,7 +14,7 @@ func rmCommand() *cli.Command {
 		Name:      "rm",
 		Usage:     "take names or images out of the store (their layers stay until gc)",
 		ArgsUsage: "IMAGE...   (a name removes that name, and the image once it has none left; an ID removes the image)",
-		Flags: []cli.Flag{storeFlag(),
+		Flags: []cli.Flag{storeFlag(), noWaitFlag(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed, change nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}},
 		Action: func(c *cli.Context) error {
@@ -66,7 +66,7 @@ func gcCommand() *cli.Command {
 		Description: "A layer of a removed image may still be mounted by containers running on nodes, so it is\n" +
 			"deleted only when it has been unused for --grace (the time it became unused is recorded in the\n" +
 			"store by the first gc that sees it unused).",
-		Flags: []cli.Flag{storeFlag(),
+		Flags: []cli.Flag{storeFlag(), noWaitFlag(),
 			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long an unused layer is kept"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "say what would be deleted, change nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}},
@@ -94,8 +94,9 @@ func gcCommand() *cli.Command {
 	}
 }
 
+// openStore opens --store for writing, waiting for (or with --no-wait refusing) another run's lock.
 func openStore(c *cli.Context) (*layout.Store, error) {
-	store, err := layout.Open(c.String("store"))
+	store, err := layout.OpenWithOptions(c.String("store"), withLock(c, c.String("store"), layout.Options{}))
 	if err != nil {
 		return nil, cli.Exit(fmt.Errorf("opening store %s: %w", c.String("store"), err), exitStore)
 	}
