@@ -81,7 +81,10 @@ func publishStore(c *cli.Context, storeDir string, requests []builder.Request) (
 	failed := 0
 	report := publishReport{Store: store.Dir(), Images: []imageReport{}}
 	for _, req := range requests {
+		var endBars func()
+		p.Progress, endBars = layerProgress(c) // per-layer bars on a terminal
 		res := p.Publish(c.Context, req)
+		endBars()
 		report.add(res)
 		if res.Err != nil {
 			failed++
