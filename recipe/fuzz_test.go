@@ -3,6 +3,7 @@ package recipe
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzParse feeds arbitrary text to the recipe parser: it must never panic, and whatever it accepts
@@ -25,7 +26,16 @@ func FuzzParse(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		r, err := Parse(text)
+		// A parse that never ends would stall the fuzzer without saying which input did it.
+		done := make(chan struct{})
+		var r *Recipe
+		var err error
+		go func() { r, err = Parse(text); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("Parse(%q) takes more than 3 s", text)
+		}
 		if err != nil {
 			if line := errorLine(err.Error()); line > strings.Count(text, "\n")+1 {
 				t.Errorf("error names line %d of a %d-line text: %v", line, strings.Count(text, "\n")+1, err)
