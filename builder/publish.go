@@ -114,7 +114,7 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 		res.Action = Unchanged
 		return res
 	}
-	res.Err = p.publish(ctx, src, &res, opts)
+	res.Err = p.publish(ctx, src, &res, opts, !existed)
 	if res.Err == nil && res.Action == "" {
 		res.Action = Added
 		if existed {
@@ -124,7 +124,9 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 	return res
 }
 
-func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts Options) error {
+// publish fetches what the store lacks of src and records the image; isNew says the store has no
+// image of this ID yet.
+func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts Options, isNew bool) error {
 	config, err := src.img.ConfigBlob(ctx)
 	if err != nil {
 		return fmt.Errorf("fetching config %s: %w", src.config.Digest, err)
@@ -161,7 +163,7 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 	// cargohold's own record (source, first publish time) is written with a new image only, so a
 	// later publish that moves a name to it changes nothing else.
 	var meta string
-	if _, existed := p.Store.Image(res.ImageID); !existed {
+	if isNew {
 		var err error
 		meta, err = layout.ImageMetadataJSON(src.manifestDigest, layout.Metadata{Source: transports.ImageName(src.ref), Published: time.Now().UTC()})
 		if err != nil {

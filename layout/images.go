@@ -173,10 +173,9 @@ func (s *Store) PutImage(img ImageMeta) (changed bool, err error) {
 	}
 	faultpoint.Hit("image-bigdata-written")
 	if !bytes.Equal(newJSON, oldJSON) {
-		if err := recordWrite(s.imagesLock, func() error { return s.writeFileAtomic(imagesJSON, newJSON) }); err != nil {
+		if err := s.writeImages(images, newJSON); err != nil {
 			return false, fmt.Errorf("image %s: %w", img.ID, err)
 		}
-		s.images = images
 		faultpoint.Hit("image-recorded")
 	}
 	return true, nil

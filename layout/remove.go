@@ -60,7 +60,11 @@ func (s *Store) Remove(word string, dryRun bool) (Removal, error) {
 		}
 		images = append(images, im)
 	}
-	if err := s.writeImages(images); err != nil {
+	data, err := json.Marshal(images)
+	if err != nil {
+		return r, err
+	}
+	if err := s.writeImages(images, data); err != nil {
 		return r, err
 	}
 	if r.ImageRemoved {
@@ -178,11 +182,9 @@ func (s *Store) removeTree(dir string) error {
 	return s.root.RemoveAll(trash)
 }
 
-func (s *Store) writeImages(images []storage.Image) error {
-	data, err := json.Marshal(images)
-	if err != nil {
-		return err
-	}
+// writeImages replaces images.json with data (images, marshalled) under Podman's images.lock and
+// makes images the store's records.
+func (s *Store) writeImages(images []storage.Image, data []byte) error {
 	if err := recordWrite(s.imagesLock, func() error { return s.writeFileAtomic(imagesJSON, data) }); err != nil {
 		return err
 	}

@@ -47,24 +47,24 @@ func publishCommand() *cli.Command {
 // is a template ({arch}, {platform}). A failure in one store does not stop the others; the first
 // error decides the exit status.
 func runPublish(c *cli.Context) error {
-	groups, err := publishRequests(c)
+	groups, settings, err := publishRequests(c)
 	if err != nil {
 		return cli.Exit(err, exitUsage)
 	}
 	var first error
 	for _, g := range groups {
-		if err := publishStore(c, g.dir, g.requests); err != nil && first == nil {
+		if err := publishStore(c, g.dir, g.requests, settings); err != nil && first == nil {
 			first = err
 		}
 	}
 	return first
 }
 
-// publishStore publishes requests into the store at storeDir.
-func publishStore(c *cli.Context, storeDir string, requests []builder.Request) (err error) {
+// publishStore publishes requests into the store at storeDir; settings are the recipe's [publish].
+func publishStore(c *cli.Context, storeDir string, requests []builder.Request, settings recipe.Publish) (err error) {
 	// The before hook (a CVMFS transaction) runs before anything in the store is written; after or
 	// on-failure runs once the store is closed (deferred calls run last first).
-	run, err := startPublish(c, storeDir)
+	run, err := startPublish(c, storeDir, settings)
 	if err != nil {
 		return err
 	}
@@ -199,24 +199,27 @@ type storeGroup struct {
 	requests []builder.Request
 }
 
-// publishRequests gathers the stores and the images from the recipe and the command line. An image
+// publishRequests gathers the stores and the images from the recipe and the command line, and the
+// recipe's [publish] settings. An image
 // listed for several platforms becomes one request per platform, each into the store its platform
 // names in the store path template (a name points to one image in a store).
-func publishRequests(c *cli.Context) ([]storeGroup, error) {
+func publishRequests(c *cli.Context) ([]storeGroup, recipe.Publish, error) {
 	template := c.String("store")
 	type target struct {
 		req      builder.Request
 		platform string
 	}
 	var targets []target
+	var settings recipe.Publish
 	if path := c.String("recipe"); path != "" {
 		r, err := recipe.Load(path)
 		if err != nil {
-			return nil, err
+			return nil, settings, err
 		}
 		if template == "" {
 			template = r.Store
 		}
+		settings = r.Publish
 		defaultSettings := r.Defaults
 		if c.IsSet("platform") { // the flag overrides [defaults], as every flag does
 			defaultSettings.Platform, defaultSettings.Platforms = c.String("platform"), nil
@@ -235,13 +238,13 @@ func publishRequests(c *cli.Context) ([]storeGroup, error) {
 	}
 	switch {
 	case template == "":
-		return nil, fmt.Errorf("no store: give --store DIR or store = \"DIR\" in the recipe")
+		return nil, settings, fmt.Errorf("no store: give --store DIR or store = \"DIR\" in the recipe")
 	case len(targets) == 0:
-		return nil, fmt.Errorf("nothing to publish: give IMAGE arguments or --recipe FILE")
+		return nil, settings, fmt.Errorf("nothing to publish: give IMAGE arguments or --recipe FILE")
 	case c.Bool("prune") && c.String("recipe") == "":
-		return nil, fmt.Errorf("--prune needs --recipe: it removes what the recipe no longer lists")
+		return nil, settings, fmt.Errorf("--prune needs --recipe: it removes what the recipe no longer lists")
 	case len(c.StringSlice("name")) > 0 && c.Args().Len() != 1:
-		return nil, fmt.Errorf("--name applies to exactly one IMAGE argument, got %d", c.Args().Len())
+		return nil, settings, fmt.Errorf("--name applies to exactly one IMAGE argument, got %d", c.Args().Len())
 	}
 
 	var groups []storeGroup
@@ -249,14 +252,14 @@ func publishRequests(c *cli.Context) ([]storeGroup, error) {
 	for _, t := range targets {
 		dir, err := recipe.StorePath(template, t.platform)
 		if err != nil {
-			return nil, err
+			return nil, settings, err
 		}
 		if platformsOf[dir] == nil {
 			platformsOf[dir] = map[string]string{}
 			groups = append(groups, storeGroup{dir: dir})
 		}
 		if other, ok := platformsOf[dir][t.req.Ref]; ok && other != t.platform {
-			return nil, fmt.Errorf("%s is listed for platforms %s and %s, which would share store %s: put {arch} or {platform} into the store path (one store per platform)",
+			return nil, settings, fmt.Errorf("%s is listed for platforms %s and %s, which would share store %s: put {arch} or {platform} into the store path (one store per platform)",
 				t.req.Ref, other, t.platform, dir)
 		}
 		platformsOf[dir][t.req.Ref] = t.platform
@@ -266,7 +269,7 @@ func publishRequests(c *cli.Context) ([]storeGroup, error) {
 			}
 		}
 	}
-	return groups, nil
+	return groups, settings, nil
 }
 
 // cliOptions overlays the flags the user gave on base.

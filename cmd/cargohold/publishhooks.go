@@ -38,19 +38,11 @@ type publishRun struct {
 	stop      context.CancelFunc
 }
 
-// startPublish reads the [publish] settings (recipe, then flags), checks them, and runs the before
-// hook. An error is a cli.Exit: bad settings exit 2 before anything ran; a failed before hook
-// exits 4 and nothing else runs. Unless it returns an error, the caller must call finish.
-func startPublish(c *cli.Context, storeDir string) (*publishRun, error) {
-	var settings recipe.Publish
-	if path := c.String("recipe"); path != "" {
-		// publishRequests has loaded and validated this file already; only [publish] is used here.
-		r, err := recipe.Load(path)
-		if err != nil {
-			return nil, cli.Exit(err, exitUsage)
-		}
-		settings = r.Publish
-	}
+// startPublish takes the recipe's [publish] settings (zero without a recipe), lets the flags override
+// them, checks them, and runs the before hook. An error is a cli.Exit: bad settings exit 2 before
+// anything ran; a failed before hook exits 4 and nothing else runs. Unless it returns an error, the
+// caller must call finish.
+func startPublish(c *cli.Context, storeDir string, settings recipe.Publish) (*publishRun, error) {
 	for flag, key := range map[string]*string{"before": &settings.Before, "after": &settings.After,
 		"on-failure": &settings.OnFailure, "cvmfs-repo": &settings.CVMFSRepo, "hardlinks": &settings.Hardlinks} {
 		if c.IsSet(flag) {
