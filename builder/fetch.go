@@ -38,7 +38,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 			j.progress.send(LayerFailed, j.fetched)
 		}
 	}()
-	if j.staged, err = store.StageLayer(); err != nil {
+	if j.staged, err = store.StageLayer(j.parent); err != nil {
 		return err
 	}
 	blob, _, err := src.GetBlob(ctx, j.blob, none.NoCache)

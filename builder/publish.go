@@ -145,18 +145,20 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 	}
 
 	jobs := p.layerJobs(src, diffIDs, res.Ref)
-	if err := p.fetchAll(ctx, src, jobs, unpack.Options{MaxSize: opts.MaxLayerSize, CopyHardlinksAcrossDirs: p.CopyHardlinksAcrossDirs}); err != nil {
-		return err
-	}
-	// Parents first, so every layer's lower chain is complete before the layer is recorded.
-	for _, j := range jobs {
-		if err := p.Store.CommitLayer(j.staged, j.meta); err != nil {
-			discard(jobs)
-			return fmt.Errorf("committing layer %s: %w", j.blob.Digest, err)
+	uopts := unpack.Options{MaxSize: opts.MaxLayerSize, CopyHardlinksAcrossDirs: p.CopyHardlinksAcrossDirs}
+	if p.Store.Driver() == layout.VFS {
+		uopts.Apply = true
+		if err := p.fetchInOrder(ctx, src, jobs, uopts, res); err != nil {
+			return err
 		}
-		j.staged = nil
-		res.LayersFetched++
-		res.BytesFetched += j.fetched
+	} else {
+		if err := p.fetchAll(ctx, src, jobs, uopts); err != nil {
+			return err
+		}
+		// Parents first, so every layer's lower chain is complete before the layer is recorded.
+		if err := p.commit(jobs, res); err != nil {
+			return err
+		}
 	}
 	faultpoint.Hit("image-layers-committed")
 
@@ -234,6 +236,36 @@ func (p *Publisher) fetchAll(ctx context.Context, src *source, jobs []*layerJob,
 	if err := g.Wait(); err != nil {
 		discard(jobs)
 		return err
+	}
+	return nil
+}
+
+// fetchInOrder fetches, unpacks and commits one layer after another: a vfs layer is unpacked onto a
+// copy of its parent's tree, so the parent must be committed first. If a layer fails, the ones
+// before it stay committed but unused: a retry reuses them, gc removes them.
+func (p *Publisher) fetchInOrder(ctx context.Context, src *source, jobs []*layerJob, uopts unpack.Options, res *Result) error {
+	for i, j := range jobs {
+		if err := j.fetch(ctx, src.src, p.Store, uopts); err != nil {
+			discard(jobs)
+			return err
+		}
+		if err := p.commit(jobs[i:i+1], res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit commits the fetched jobs in order, parents first.
+func (p *Publisher) commit(jobs []*layerJob, res *Result) error {
+	for _, j := range jobs {
+		if err := p.Store.CommitLayer(j.staged, j.meta); err != nil {
+			discard(jobs)
+			return fmt.Errorf("committing layer %s: %w", j.blob.Digest, err)
+		}
+		j.staged = nil
+		res.LayersFetched++
+		res.BytesFetched += j.fetched
 	}
 	return nil
 }

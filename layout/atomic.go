@@ -117,11 +117,11 @@ func (s *Store) writeFileAtomic(name string, data []byte) (err error) {
 // faultLabel names the fault points of an atomic write of name (see package faultpoint).
 func faultLabel(name string) string {
 	switch {
-	case name == layersJSON:
+	case strings.HasSuffix(name, "-layers/layers.json"):
 		return "layers-json"
-	case name == imagesJSON:
+	case strings.HasSuffix(name, "-images/images.json"):
 		return "images-json"
-	case strings.HasPrefix(name, imagesDir+"/"):
+	case strings.Contains(name, "-images/"):
 		return "bigdata"
 	}
 	return "file"

@@ -29,8 +29,9 @@ func bigDataFileName(key string) string {
 	return key
 }
 
-func bigDataPath(imageID, key string) string {
-	return path.Join(imagesDir, imageID, bigDataFileName(key))
+// bigDataPath is where an image's big data item is kept.
+func (p storePaths) bigDataPath(imageID, key string) string {
+	return path.Join(p.imagesDir, imageID, bigDataFileName(key))
 }
 
 // isManifestKey is the storage library's bigDataNameIsManifest: such keys make the image findable by

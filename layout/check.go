@@ -63,12 +63,16 @@ func Check(dir string, opts CheckOptions) (*CheckReport, error) {
 
 	// images.json first, as Podman reads them: a running publish replaces layers.json before
 	// images.json, so every image read this way has its layers recorded.
+	paths, err := storePathsOf(dir, os.DirFS(dir))
+	if err != nil {
+		return nil, err
+	}
 	var images []storage.Image
 	var layers []storage.Layer
 	for _, f := range []struct {
 		name string
 		v    any
-	}{{imagesJSON, &images}, {layersJSON, &layers}} {
+	}{{paths.imagesJSON, &images}, {paths.layersJSON, &layers}} {
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.name)))
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s does not look like a store: %w", dir, err)
@@ -86,14 +90,14 @@ func Check(dir string, opts CheckOptions) (*CheckReport, error) {
 
 	if pid := lockHolder(filepath.Join(dir, filepath.FromSlash(writerLockName))); pid != 0 {
 		r.WriterPID = pid
-	} else if r.Leftovers, err = findLeftovers(os.DirFS(dir), layers, images); err != nil {
+	} else if r.Leftovers, err = findLeftovers(os.DirFS(dir), paths, layers, images); err != nil {
 		return nil, err
 	}
 	if r.Leftovers == nil {
 		r.Leftovers = []Leftover{}
 	}
 
-	problems, err := podmancheck.Check(dir, podmancheck.Options{Deep: opts.Deep})
+	problems, err := podmancheck.Check(dir, podmancheck.Options{Deep: opts.Deep, Driver: string(paths.driver)})
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +182,7 @@ func (s *Store) repairModes(done *[]string) error {
 		if p == privateDir {
 			return fs.SkipDir // Podman never reads it
 		}
-		if d.IsDir() && d.Name() == diffName && path.Dir(path.Dir(p)) == overlayDir {
+		if d.IsDir() && s.paths.isLayerFiles(p) {
 			return fs.SkipDir // the image's own modes
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
@@ -203,12 +207,15 @@ func (s *Store) repairModes(done *[]string) error {
 }
 
 func (s *Store) repairLinks(done *[]string) error {
+	if s.paths.linkDir == "" {
+		return nil // vfs: no links
+	}
 	for _, l := range s.layers {
-		link, err := s.root.ReadFile(path.Join(overlayDir, l.ID, linkName))
+		link, err := s.root.ReadFile(path.Join(s.paths.layerDir(l.ID), linkName))
 		if err != nil || !linkRE.Match(link) {
 			continue // nothing to rebuild it from; Check reports it
 		}
-		lpath := path.Join(linkDir, string(link))
+		lpath := path.Join(s.paths.linkDir, string(link))
 		target := path.Join("..", l.ID, diffName)
 		if got, err := s.root.Readlink(lpath); err == nil && got == target {
 			continue
@@ -221,7 +228,7 @@ func (s *Store) repairLinks(done *[]string) error {
 		*done = append(*done, fmt.Sprintf("%s -> %s: recreated the link of layer %s", lpath, target, l.ID))
 	}
 	if len(*done) > 0 {
-		return s.syncDir(linkDir)
+		return s.syncDir(s.paths.linkDir)
 	}
 	return nil
 }

@@ -10,9 +10,15 @@ import (
 // Options say how a store is written for the filesystem it lives on. The zero value is a plain store.
 type Options struct {
 	// CatalogMarkers puts an empty .cvmfscatalog file into every layer dir (overlay/<id>/, beside
-	// diff/, so containers never see it). CVMFS then gives each layer a nested catalog of its own:
-	// catalogs stay small, and a client loads only the catalogs of the layers it runs.
+	// diff/, so containers never see it; in a vfs store the layer dir is the container's root, where
+	// containers see an empty /.cvmfscatalog, as in CVMFS's own unpacked images). CVMFS then gives each
+	// layer a nested catalog of its own: catalogs stay small, and a client loads only the catalogs of
+	// the layers it runs.
 	CatalogMarkers bool
+
+	// Driver is the format of a new store ("": overlay). An existing store keeps its own; asking
+	// for another is an ErrWrongDriver.
+	Driver Driver
 
 	Lock LockOptions // what Open does while another run holds the writer lock (lock.go)
 }
@@ -40,7 +46,7 @@ func (s *Store) addCatalogMarkers() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range s.layers {
-		marker := path.Join(overlayDir, l.ID, catalogMarkerName)
+		marker := path.Join(s.paths.layerDir(l.ID), catalogMarkerName)
 		if _, err := s.root.Lstat(marker); err == nil {
 			continue // never rewritten: CVMFS would publish an unchanged catalog again
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -54,10 +60,15 @@ func (s *Store) addCatalogMarkers() error {
 }
 
 // stageCatalogMarker writes the marker into a staged layer dir, so it is in place before the dir
-// is renamed to overlay/<id>/.
+// is renamed into place. In a vfs layer it comes after the parent's tree is copied (which may hold
+// the parent's marker already).
 func (l *StagedLayer) stageCatalogMarker() error {
 	if !l.s.opts.CatalogMarkers {
 		return nil
 	}
-	return l.s.writeFile(path.Join(l.layerDir(), catalogMarkerName), nil)
+	marker := path.Join(l.layerDir(), catalogMarkerName)
+	if _, err := l.s.root.Lstat(marker); err == nil {
+		return nil // copied with the parent's tree (vfs)
+	}
+	return l.s.writeFile(marker, nil)
 }

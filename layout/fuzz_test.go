@@ -26,7 +26,7 @@ func FuzzStoreMetadata(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, images, layers []byte) {
 		dir := t.TempDir()
-		for name, data := range map[string][]byte{imagesJSON: images, layersJSON: layers} {
+		for name, data := range map[string][]byte{pathsFor(Overlay).imagesJSON: images, pathsFor(Overlay).layersJSON: layers} {
 			p := filepath.Join(dir, filepath.FromSlash(name))
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				t.Fatal(err)
@@ -47,7 +47,7 @@ func FuzzStoreMetadata(f *testing.F) {
 		}
 		_, _ = snap.Find("app")
 		checkRecords(snap.Images, snap.Layers, func(string, ...any) {})
-		if _, err := findLeftovers(os.DirFS(dir), snap.Layers, snap.Images); err != nil {
+		if _, err := findLeftovers(os.DirFS(dir), snap.paths, snap.Layers, snap.Images); err != nil {
 			t.Errorf("findLeftovers: %v", err)
 		}
 	})

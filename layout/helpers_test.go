@@ -75,19 +75,25 @@ func makeTar(entries []testEntry) ([]byte, error) {
 // tar-split's packer into l.TarSplit(), and the same files (mode, mtime) are made in l.DiffDir().
 func stageTar(t *testing.T, s *Store, entries []testEntry) (*StagedLayer, []byte) {
 	t.Helper()
-	l, data, err := stageTarErr(s, entries)
+	return stageTarOn(t, s, "", entries)
+}
+
+// stageTarOn stages entries as a layer on top of parent (in a vfs store, onto a copy of its tree).
+func stageTarOn(t *testing.T, s *Store, parent string, entries []testEntry) (*StagedLayer, []byte) {
+	t.Helper()
+	l, data, err := stageTarErr(s, parent, entries)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l, data
 }
 
-func stageTarErr(s *Store, entries []testEntry) (*StagedLayer, []byte, error) {
+func stageTarErr(s *Store, parent string, entries []testEntry) (*StagedLayer, []byte, error) {
 	data, err := makeTar(entries)
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := s.StageLayer()
+	l, err := s.StageLayer(parent)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -104,7 +110,9 @@ func stageTarErr(s *Store, entries []testEntry) (*StagedLayer, []byte, error) {
 	for _, e := range entries {
 		p := filepath.Join(l.DiffDir(), e.name)
 		if e.dir {
-			err = os.Mkdir(p, 0o700)
+			if err = os.Mkdir(p, 0o700); os.IsExist(err) { // vfs: copied from the parent
+				err = nil
+			}
 		} else {
 			err = os.WriteFile(p, []byte(e.data), 0o600)
 		}
@@ -126,7 +134,7 @@ func stageTarErr(s *Store, entries []testEntry) (*StagedLayer, []byte, error) {
 // commitTestLayer stages and commits a layer on top of parent ("" for a base layer).
 func commitTestLayer(t *testing.T, s *Store, parent string, entries []testEntry) testLayer {
 	t.Helper()
-	l, data := stageTar(t, s, entries)
+	l, data := stageTarOn(t, s, parent, entries)
 	meta := layerMetaFor(parent, data)
 	if err := s.CommitLayer(l, meta); err != nil {
 		t.Fatal(err)

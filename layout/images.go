@@ -153,7 +153,7 @@ func (s *Store) PutImage(img ImageMeta) (changed bool, err error) {
 	}
 	var stale []BigData
 	for _, b := range img.BigData {
-		if cur, err := s.root.ReadFile(bigDataPath(img.ID, b.Key)); err != nil || !bytes.Equal(cur, b.Data) {
+		if cur, err := s.root.ReadFile(s.paths.bigDataPath(img.ID, b.Key)); err != nil || !bytes.Equal(cur, b.Data) {
 			stale = append(stale, b)
 		}
 	}
@@ -162,11 +162,11 @@ func (s *Store) PutImage(img ImageMeta) (changed bool, err error) {
 	}
 
 	if len(stale) > 0 {
-		if err := s.mkdir(path.Join(imagesDir, img.ID)); err != nil {
+		if err := s.mkdir(path.Join(s.paths.imagesDir, img.ID)); err != nil {
 			return false, fmt.Errorf("image %s: %w", img.ID, err)
 		}
 		for _, b := range stale {
-			if err := s.writeFileAtomic(bigDataPath(img.ID, b.Key), b.Data); err != nil {
+			if err := s.writeFileAtomic(s.paths.bigDataPath(img.ID, b.Key), b.Data); err != nil {
 				return false, fmt.Errorf("image %s: big data %q: %w", img.ID, b.Key, err)
 			}
 		}

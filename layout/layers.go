@@ -56,11 +56,12 @@ func ChainID(parent string, diffID digest.Digest) string {
 // A StagedLayer is a layer being unpacked in a staging dir inside the store (same filesystem), where
 // no reader looks. CommitLayer moves it into place; Discard drops it.
 //
-// Staging dir layout: <stage>/layer/ (becomes overlay/<id>/, with diff/ in it) and
-// <stage>/tar-split.gz (becomes overlay-layers/<id>.tar-split.gz).
+// Staging dir layout: <stage>/layer/ (becomes overlay/<id>/ with diff/ in it, or vfs/dir/<id>/) and
+// <stage>/tar-split.gz (becomes <driver>-layers/<id>.tar-split.gz).
 type StagedLayer struct {
-	s     *Store
-	stage string // relative to the store root
+	s      *Store
+	stage  string // relative to the store root
+	parent string // the parent layer ID given to StageLayer
 
 	tsFile *os.File
 	tsBuf  *bufio.Writer
@@ -71,17 +72,24 @@ type StagedLayer struct {
 	done bool // committed or discarded
 }
 
-// StageLayer creates an empty staging dir for one layer.
-func (s *Store) StageLayer() (_ *StagedLayer, err error) {
-	l := &StagedLayer{s: s, stage: path.Join(stagingDir, randomHex(16))}
+// StageLayer creates a staging dir for one layer on top of parent ("" for a base layer). Its DiffDir
+// is empty in an overlay store; in a vfs store it holds a copy of the parent's tree, which the
+// layer's changes are then applied to (so the parent must be committed already).
+func (s *Store) StageLayer(parent string) (_ *StagedLayer, err error) {
+	l := &StagedLayer{s: s, stage: path.Join(stagingDir, randomHex(16)), parent: parent}
 	defer func() {
 		if err != nil {
 			_ = l.Discard()
 		}
 	}()
-	for _, d := range []string{l.stage, l.layerDir(), path.Join(l.layerDir(), diffName)} {
+	for _, d := range []string{l.stage, l.layerDir(), path.Join(l.layerDir(), s.paths.diffInLayer())} {
 		if err := s.mkdir(d); err != nil {
 			return nil, fmt.Errorf("creating staging dir: %w", err)
+		}
+	}
+	if s.paths.driver == VFS && parent != "" {
+		if err := s.copyParentTree(parent, l.DiffDir()); err != nil {
+			return nil, err
 		}
 	}
 	if err := l.stageCatalogMarker(); err != nil {
@@ -108,7 +116,9 @@ func (l *StagedLayer) layerDir() string     { return path.Join(l.stage, "layer")
 func (l *StagedLayer) tarSplitFile() string { return path.Join(l.stage, "tar-split.gz") }
 
 // DiffDir is where the unpacker writes the layer's files (an absolute path).
-func (l *StagedLayer) DiffDir() string { return l.s.path(path.Join(l.layerDir(), diffName)) }
+func (l *StagedLayer) DiffDir() string {
+	return l.s.path(path.Join(l.layerDir(), l.s.paths.diffInLayer()))
+}
 
 // TarSplit is where the unpacker writes tar-split's JSON packer stream (storage.NewJSONPacker); it is
 // gzipped into the staging dir. A write error is returned to the writer and again by CommitLayer.
@@ -218,9 +228,10 @@ func (m *LayerMeta) validate() error {
 }
 
 // CommitLayer makes a staged layer part of the store: it finishes the tar-split file, writes link,
-// lower and lower-layers (or empty/ for a base layer), renames the staging dir to overlay/<id>, moves
-// the tar-split to overlay-layers/, creates overlay/l/<link>, syncs the filesystem once, and only then
-// records the layer in layers.json and a write on layers.lock. A crash at any point leaves nothing a
+// lower and lower-layers (or empty/ for a base layer; overlay only), renames the staging dir to
+// overlay/<id> (vfs/dir/<id>), moves the tar-split to overlay-layers/ (vfs-layers/), creates
+// overlay/l/<link> (overlay only), syncs the filesystem once, and only then records the layer in
+// layers.json and a write on layers.lock. A crash at any point leaves nothing a
 // reader sees. If the layer already exists, the staged copy is discarded and CommitLayer returns nil.
 // CommitLayer always consumes l: on error the staging dir is removed too.
 func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
@@ -239,6 +250,10 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 	}()
 	if err := meta.validate(); err != nil {
 		return fmt.Errorf("layer %s: %w", meta.ID, err)
+	}
+	if s.paths.driver == VFS && meta.Parent != l.parent {
+		// The staged tree is a copy of the wrong parent: its contents would not be this layer's.
+		return fmt.Errorf("layer %s: staged on parent %q, committed with parent %q", meta.ID, l.parent, meta.Parent)
 	}
 
 	s.mu.Lock()
@@ -261,12 +276,14 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 		return fmt.Errorf("layer %s: %w", meta.ID, err)
 	}
 
-	link, err := s.newLink()
-	if err != nil {
-		return err
-	}
-	if err := s.writeLowers(l.layerDir(), link, parent); err != nil {
-		return fmt.Errorf("layer %s: %w", meta.ID, err)
+	var link string
+	if s.paths.linkDir != "" {
+		if link, err = s.newLink(); err != nil {
+			return err
+		}
+		if err := s.writeLowers(l.layerDir(), link, parent); err != nil {
+			return fmt.Errorf("layer %s: %w", meta.ID, err)
+		}
 	}
 	// One syncfs makes every unpacked file durable before the dir gets its final name: after a
 	// power cut, a dir under overlay/ never holds files whose data was lost.
@@ -275,7 +292,7 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 	}
 	faultpoint.Hit("layer-lowers-written")
 
-	final := path.Join(overlayDir, meta.ID)
+	final := s.paths.layerDir(meta.ID)
 	if err := s.removeUnrecordedLayerDir(meta.ID); err != nil {
 		return err
 	}
@@ -283,16 +300,20 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 		return fmt.Errorf("layer %s: %w", meta.ID, err)
 	}
 	faultpoint.Hit("layer-renamed")
-	if err := s.root.Rename(l.tarSplitFile(), path.Join(layersDir, meta.ID+tarSplitSuffix)); err != nil {
+	if err := s.root.Rename(l.tarSplitFile(), path.Join(s.paths.layersDir, meta.ID+tarSplitSuffix)); err != nil {
 		return fmt.Errorf("layer %s: %w", meta.ID, err)
 	}
 	faultpoint.Hit("layer-tarsplit-moved")
-	if err := s.root.Symlink(path.Join("..", meta.ID, diffName), path.Join(linkDir, link)); err != nil {
-		return fmt.Errorf("layer %s: %w", meta.ID, err)
+	synced := []string{s.paths.layerRoot, s.paths.layersDir}
+	if link != "" {
+		if err := s.root.Symlink(path.Join("..", meta.ID, diffName), path.Join(s.paths.linkDir, link)); err != nil {
+			return fmt.Errorf("layer %s: %w", meta.ID, err)
+		}
+		synced = append(synced, s.paths.linkDir)
 	}
 	faultpoint.Hit("layer-linked")
 	// The renames and the symlink are durable before layers.json refers to them.
-	for _, dir := range []string{overlayDir, layersDir, linkDir} {
+	for _, dir := range synced {
 		if err := s.syncDir(dir); err != nil {
 			return err
 		}
@@ -329,7 +350,7 @@ func (s *Store) writeLowers(dir, link string, parent *storage.Layer) error {
 	if parent == nil {
 		return s.mkdir(path.Join(dir, emptyName))
 	}
-	pdir := path.Join(overlayDir, parent.ID)
+	pdir := s.paths.layerDir(parent.ID)
 
 	// lower: "l/<parent link>" followed by the parent's own lower, nearest first.
 	plink, err := s.root.ReadFile(path.Join(pdir, linkName))
@@ -373,32 +394,32 @@ func (s *Store) newLink() (string, error) {
 		b := make([]byte, (linkLength*5+7)/8)
 		_, _ = rand.Read(b)
 		link := base32.StdEncoding.EncodeToString(b)[:linkLength]
-		if _, err := s.root.Lstat(path.Join(linkDir, link)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := s.root.Lstat(path.Join(s.paths.linkDir, link)); errors.Is(err, fs.ErrNotExist) {
 			return link, nil
 		}
 	}
 	return "", errors.New("layout: cannot find an unused link name")
 }
 
-// removeUnrecordedLayerDir removes overlay/<id> left by a run that crashed after renaming it into
+// removeUnrecordedLayerDir removes a layer dir left by a run that crashed after renaming it into
 // place but before recording it in layers.json, together with its overlay/l/ symlink (two symlinks to
 // one layer confuse the driver's reverse lookup).
 func (s *Store) removeUnrecordedLayerDir(id string) error {
-	dir := path.Join(overlayDir, id)
+	dir := s.paths.layerDir(id)
 	if _, err := s.root.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	} else if err != nil {
 		return err
 	}
-	if link, err := s.root.ReadFile(path.Join(dir, linkName)); err == nil && linkRE.Match(link) {
-		lpath := path.Join(linkDir, string(link))
+	if link, err := s.root.ReadFile(path.Join(dir, linkName)); err == nil && linkRE.Match(link) && s.paths.linkDir != "" {
+		lpath := path.Join(s.paths.linkDir, string(link))
 		if target, err := s.root.Readlink(lpath); err == nil && target == path.Join("..", id, diffName) {
 			if err := s.root.Remove(lpath); err != nil {
 				return err
 			}
 		}
 	}
-	// Move it out of overlay/ first, so it disappears in one step even if removal is interrupted.
+	// Move it out of the layer root first, so it disappears in one step even if removal is interrupted.
 	trash := path.Join(stagingDir, "stale-"+randomHex(8))
 	if err := s.root.Rename(dir, trash); err != nil {
 		return fmt.Errorf("removing unrecorded layer dir %s: %w", s.path(dir), err)
@@ -412,7 +433,7 @@ func (s *Store) writeLayers(layers []storage.Layer) error {
 	if err != nil {
 		return err
 	}
-	return recordWrite(s.layersLock, func() error { return s.writeFileAtomic(layersJSON, data) })
+	return recordWrite(s.layersLock, func() error { return s.writeFileAtomic(s.paths.layersJSON, data) })
 }
 
 // sortedIDs returns the distinct IDs in ascending order, as the storage library records uidset/gidset.

@@ -291,7 +291,7 @@ func TestConcurrentStaging(t *testing.T) {
 	for i, entries := range layers {
 		go func() {
 			var err error
-			staged[i], tars[i], err = stageTarErr(s, entries)
+			staged[i], tars[i], err = stageTarErr(s, "", entries)
 			errs <- err
 		}()
 	}

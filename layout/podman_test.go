@@ -40,7 +40,7 @@ func openWithStorageLibrary(t *testing.T, dir string) storage.Store {
 		RunRoot:            t.TempDir(),
 		GraphRoot:          t.TempDir(),
 		GraphDriverName:    "overlay",
-		GraphDriverOptions: podmancheck.DriverOptions(dir),
+		GraphDriverOptions: podmancheck.DriverOptions("overlay", dir),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -19,17 +19,22 @@ import (
 // layers.json before images.json, each by rename, so every image read has its layers.
 type Snapshot struct {
 	dir    string
+	paths  storePaths
 	Layers []storage.Layer
 	Images []storage.Image
 }
 
-// Read loads the store at dir.
+// Read loads the store at dir, of either driver.
 func Read(dir string) (*Snapshot, error) {
-	s := &Snapshot{dir: dir}
+	paths, err := storePathsOf(dir, os.DirFS(dir))
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapshot{dir: dir, paths: paths}
 	for _, f := range []struct {
 		name string
 		v    any
-	}{{imagesJSON, &s.Images}, {layersJSON, &s.Layers}} {
+	}{{paths.imagesJSON, &s.Images}, {paths.layersJSON, &s.Layers}} {
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.name)))
 		if err != nil {
 			return nil, fmt.Errorf("%s does not look like a store: %w", dir, err)
@@ -115,7 +120,7 @@ func (s *Snapshot) Info(img storage.Image) (ImageInfo, error) {
 	}
 	slices.Reverse(info.Layers)
 
-	config, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(bigDataPath(img.ID, "sha256:"+img.ID))))
+	config, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(s.paths.bigDataPath(img.ID, "sha256:"+img.ID))))
 	if err != nil {
 		return info, fmt.Errorf("image %s: reading its config: %w", img.ID, err)
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // Crash recovery. A publish makes things visible in a fixed order: a layer is unpacked in a staging
-// dir, renamed into overlay/, its tar-split and overlay/l/ link put beside it, and only then recorded
+// dir, renamed into overlay/ (vfs/dir/), its tar-split and overlay/l/ link put beside it, and only then recorded
 // in layers.json; an image's big data is written before images.json names it. So whatever a killed
 // run (publish, rm, gc) leaves behind is one of the Leftovers below, which no reader looks at: Podman
 // finds layers and images only through layers.json and images.json. Open removes them, holding the
@@ -40,7 +40,7 @@ const (
 var idRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // findLeftovers lists the leftovers in the store fsys, given its metadata.
-func findLeftovers(fsys fs.FS, layers []storage.Layer, images []storage.Image) ([]Leftover, error) {
+func findLeftovers(fsys fs.FS, p storePaths, layers []storage.Layer, images []storage.Image) ([]Leftover, error) {
 	recordedLayer := map[string]bool{}
 	for _, l := range layers {
 		recordedLayer[l.ID] = true
@@ -60,8 +60,8 @@ func findLeftovers(fsys fs.FS, layers []storage.Layer, images []storage.Image) (
 		add(path.Join(stagingDir, e.Name()), leftoverStaging)
 	}
 
-	tempDirs := []string{layersDir, imagesDir, privateDir}
-	entries, err = readDirIfExists(fsys, imagesDir)
+	tempDirs := []string{p.layersDir, p.imagesDir, privateDir}
+	entries, err = readDirIfExists(fsys, p.imagesDir)
 	if err != nil {
 		return nil, err
 	}
@@ -69,9 +69,9 @@ func findLeftovers(fsys fs.FS, layers []storage.Layer, images []storage.Image) (
 		switch {
 		case !e.IsDir() || !idRE.MatchString(e.Name()):
 		case recordedImage[e.Name()]:
-			tempDirs = append(tempDirs, path.Join(imagesDir, e.Name()))
+			tempDirs = append(tempDirs, path.Join(p.imagesDir, e.Name()))
 		default:
-			add(path.Join(imagesDir, e.Name()), leftoverImageData)
+			add(path.Join(p.imagesDir, e.Name()), leftoverImageData)
 		}
 	}
 	for _, dir := range tempDirs {
@@ -86,25 +86,28 @@ func findLeftovers(fsys fs.FS, layers []storage.Layer, images []storage.Image) (
 		}
 	}
 
-	entries, err = readDirIfExists(fsys, overlayDir)
+	entries, err = readDirIfExists(fsys, p.layerRoot)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range entries {
 		if idRE.MatchString(e.Name()) && !recordedLayer[e.Name()] {
-			add(path.Join(overlayDir, e.Name()), leftoverLayerDir)
+			add(path.Join(p.layerRoot, e.Name()), leftoverLayerDir)
 		}
 	}
-	entries, err = readDirIfExists(fsys, layersDir)
+	entries, err = readDirIfExists(fsys, p.layersDir)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range entries {
 		if id, ok := strings.CutSuffix(e.Name(), tarSplitSuffix); ok && idRE.MatchString(id) && !recordedLayer[id] {
-			add(path.Join(layersDir, e.Name()), leftoverTarSplit)
+			add(path.Join(p.layersDir, e.Name()), leftoverTarSplit)
 		}
 	}
-	entries, err = readDirIfExists(fsys, linkDir)
+	if p.linkDir == "" {
+		return sortLeftovers(found), nil
+	}
+	entries, err = readDirIfExists(fsys, p.linkDir)
 	if err != nil {
 		return nil, err
 	}
@@ -112,15 +115,19 @@ func findLeftovers(fsys fs.FS, layers []storage.Layer, images []storage.Image) (
 		if !linkRE.MatchString(e.Name()) {
 			continue
 		}
-		target, err := fs.ReadLink(fsys, path.Join(linkDir, e.Name()))
+		target, err := fs.ReadLink(fsys, path.Join(p.linkDir, e.Name()))
 		id, ok := strings.CutPrefix(target, "../")
 		id, ok2 := strings.CutSuffix(id, "/"+diffName)
 		if err != nil || !ok || !ok2 || !recordedLayer[id] {
-			add(path.Join(linkDir, e.Name()), leftoverLink)
+			add(path.Join(p.linkDir, e.Name()), leftoverLink)
 		}
 	}
+	return sortLeftovers(found), nil
+}
+
+func sortLeftovers(found []Leftover) []Leftover {
 	slices.SortFunc(found, func(a, b Leftover) int { return strings.Compare(a.Path, b.Path) })
-	return found, nil
+	return found
 }
 
 func readDirIfExists(fsys fs.FS, dir string) ([]fs.DirEntry, error) {
@@ -134,7 +141,7 @@ func readDirIfExists(fsys fs.FS, dir string) ([]fs.DirEntry, error) {
 // removeLeftovers removes what findLeftovers finds and records it for Cleaned. The caller holds the
 // writer lock and s.mu (or is Open), and has loaded the metadata.
 func (s *Store) removeLeftovers() error {
-	found, err := findLeftovers(s.root.FS(), s.layers, s.images)
+	found, err := findLeftovers(s.root.FS(), s.paths, s.layers, s.images)
 	if err != nil {
 		return err
 	}

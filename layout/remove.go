@@ -69,7 +69,7 @@ func (s *Store) Remove(word string, dryRun bool) (Removal, error) {
 	}
 	if r.ImageRemoved {
 		// The record is gone, so no reader looks for these files any more.
-		if err := s.removeTree(path.Join(imagesDir, img.ID)); err != nil {
+		if err := s.removeTree(path.Join(s.paths.imagesDir, img.ID)); err != nil {
 			return r, fmt.Errorf("image %s: removing its big data: %w", img.ID, err)
 		}
 	}
@@ -159,15 +159,15 @@ func (s *Store) usedLayers() map[string]bool {
 
 // removeLayerFiles removes a layer no longer in layers.json: its l/ symlink, its tar-split and its dir.
 func (s *Store) removeLayerFiles(id string) error {
-	if link, err := s.root.ReadFile(path.Join(overlayDir, id, linkName)); err == nil && linkRE.Match(link) {
-		if err := s.root.Remove(path.Join(linkDir, string(link))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if link, err := s.root.ReadFile(path.Join(s.paths.layerDir(id), linkName)); err == nil && linkRE.Match(link) && s.paths.linkDir != "" {
+		if err := s.root.Remove(path.Join(s.paths.linkDir, string(link))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	if err := s.root.Remove(path.Join(layersDir, id+tarSplitSuffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.root.Remove(path.Join(s.paths.layersDir, id+tarSplitSuffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return s.removeTree(path.Join(overlayDir, id))
+	return s.removeTree(s.paths.layerDir(id))
 }
 
 // removeTree moves dir into the staging area first, so it disappears from its place in one step even if
@@ -185,7 +185,7 @@ func (s *Store) removeTree(dir string) error {
 // writeImages replaces images.json with data (images, marshalled) under Podman's images.lock and
 // makes images the store's records.
 func (s *Store) writeImages(images []storage.Image, data []byte) error {
-	if err := recordWrite(s.imagesLock, func() error { return s.writeFileAtomic(imagesJSON, data) }); err != nil {
+	if err := recordWrite(s.imagesLock, func() error { return s.writeFileAtomic(s.paths.imagesJSON, data) }); err != nil {
 		return err
 	}
 	s.images = images

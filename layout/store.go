@@ -21,27 +21,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Paths inside the store, relative to its root.
+// Paths inside the store, relative to its root, that do not depend on the driver (see storePaths).
 const (
-	overlayDir     = "overlay"            // overlay/<layer ID>/{diff,link,lower,lower-layers,empty}
-	linkDir        = "overlay/l"          // overlay/l/<link> -> ../<layer ID>/diff
-	layersDir      = "overlay-layers"     // layers.json, layers.lock, <layer ID>.tar-split.gz
-	imagesDir      = "overlay-images"     // images.json, images.lock, <image ID>/<big data>
 	privateDir     = ".cargohold"         // cargohold's own: Podman never looks here
 	stagingDir     = ".cargohold/staging" // layers being unpacked; removed by Open after a crash
 	writerLockName = ".cargohold/lock"
 
-	layersJSON = layersDir + "/layers.json"
-	imagesJSON = imagesDir + "/images.json"
-	layersLock = "layers.lock" // inside layersDir
-	imagesLock = "images.lock" // inside imagesDir
+	layersLock = "layers.lock" // inside the layers dir
+	imagesLock = "images.lock" // inside the images dir
 )
 
-// Store is an overlay store opened for writing by one cargohold process. Its methods are safe for
+// Store is a store opened for writing by one cargohold process. Its methods are safe for
 // concurrent use; commits and image updates are serialized.
 type Store struct {
-	dir  string   // absolute path, as given
-	root *os.Root // every write goes through it, so nothing outside the store is ever written
+	dir   string     // absolute path, as given
+	root  *os.Root   // every write goes through it, so nothing outside the store is ever written
+	paths storePaths // where the driver's files are
 
 	writer *lockfile.LockFile // held from Open to Close
 
@@ -63,6 +58,7 @@ type Store struct {
 // Open creates the store skeleton in dir if missing, takes cargohold's writer lock (blocking until
 // another cargohold run on the same store finishes), loads the metadata and removes what a crashed
 // run left behind (see Leftover). The parent of dir must exist; nothing outside dir is created.
+// The store keeps the driver it has; a new one is an overlay store (see Options.Driver).
 func Open(dir string) (*Store, error) { return open(dir, Options{}) }
 
 func open(dir string, opts Options) (_ *Store, err error) {
@@ -105,18 +101,23 @@ func open(dir string, opts Options) (_ *Store, err error) {
 	}
 	faultpoint.Hit("store-locked")
 
-	for _, d := range []string{overlayDir, linkDir, layersDir, imagesDir, stagingDir} {
+	driver, err := s.driverFor(opts.Driver)
+	if err != nil {
+		return nil, err
+	}
+	s.paths = pathsFor(driver)
+	for _, d := range append(s.paths.skeleton(), stagingDir) {
 		if err := s.mkdir(d); err != nil {
 			return nil, fmt.Errorf("creating store skeleton: %w", err)
 		}
 	}
-	if s.layersLock, err = s.podmanLockFile(layersDir, layersLock); err != nil {
+	if s.layersLock, err = s.podmanLockFile(s.paths.layersDir, layersLock); err != nil {
 		return nil, err
 	}
-	if s.imagesLock, err = s.podmanLockFile(imagesDir, imagesLock); err != nil {
+	if s.imagesLock, err = s.podmanLockFile(s.paths.imagesDir, imagesLock); err != nil {
 		return nil, err
 	}
-	for _, f := range []string{layersJSON, imagesJSON} {
+	for _, f := range []string{s.paths.layersJSON, s.paths.imagesJSON} {
 		if _, err := s.root.Lstat(f); errors.Is(err, fs.ErrNotExist) {
 			if err := s.writeFileAtomic(f, []byte("[]")); err != nil {
 				return nil, err
@@ -126,10 +127,10 @@ func open(dir string, opts Options) (_ *Store, err error) {
 		}
 	}
 
-	if err := s.readJSON(layersJSON, &s.layers); err != nil {
+	if err := s.readJSON(s.paths.layersJSON, &s.layers); err != nil {
 		return nil, err
 	}
-	if err := s.readJSON(imagesJSON, &s.images); err != nil {
+	if err := s.readJSON(s.paths.imagesJSON, &s.images); err != nil {
 		return nil, err
 	}
 	if err := s.removeLeftovers(); err != nil {
@@ -164,6 +165,28 @@ func (s *Store) release() error {
 
 // Dir returns the store's absolute path.
 func (s *Store) Dir() string { return s.dir }
+
+// Driver returns the store's driver.
+func (s *Store) Driver() Driver { return s.paths.driver }
+
+// driverFor returns the driver to open the store with: the one it has, else want (default overlay).
+// A store of another driver than want is an ErrWrongDriver.
+func (s *Store) driverFor(want Driver) (Driver, error) {
+	have, err := DetectDriver(s.root.FS())
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", s.dir, err)
+	}
+	switch {
+	case have == "" && want == "":
+		return Overlay, nil
+	case have == "":
+		return ParseDriver(string(want))
+	case want != "" && want != have:
+		return "", fmt.Errorf("%w: %s is a %s store (it has %s), not %s: publish with --driver %s, or use another directory for a %s store",
+			ErrWrongDriver, s.dir, have, pathsFor(have).layersJSON, want, have, want)
+	}
+	return have, nil
+}
 
 // HasLayer reports whether layers.json records the layer (by chain ID).
 func (s *Store) HasLayer(id string) bool {

@@ -52,6 +52,10 @@ type Publish struct {
 	CVMFSCatalogs bool `toml:"cvmfs-catalogs"`
 	// Hardlinks is HardlinksKeep ("" means the same) or HardlinksCopyAcrossDirs.
 	Hardlinks string `toml:"hardlinks"`
+	// Driver is the format of a new store: "overlay" ("" means the same) or "vfs" (a whole tree per
+	// layer, no whiteouts on disk: for vfs nodes, and for CVMFS, whose transactions cannot hold
+	// overlay whiteouts). An existing store keeps its driver; naming another is an error.
+	Driver string `toml:"driver"`
 }
 
 // Values of [publish] hardlinks.

@@ -77,17 +77,17 @@ func RemoveStore(file, store string, opts Options) (Result, error) {
 	})
 }
 
-// Register adds the overlay store to the storage.conf file the way
+// Register adds the store (of driver: "overlay" or "vfs") to the storage.conf file the way
 // `cargohold conf patch --store STORE --file FILE` does; for `publish --register`.
 // A relative store path is made absolute.
-func Register(file, store string) (changed bool, err error) {
+func Register(file, store, driver string) (changed bool, err error) {
 	if store, err = filepath.Abs(store); err != nil {
 		return false, err
 	}
 	if err := CheckStoreDir(store); err != nil {
 		return false, err
 	}
-	r, err := AddStore(file, store, Options{})
+	r, err := AddStore(file, store, Options{Driver: driver})
 	return r.Changed, err
 }
 

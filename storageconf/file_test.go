@@ -321,13 +321,13 @@ func TestRegister(t *testing.T) {
 	dir := t.TempDir()
 	file := writeFile(t, dir, "storage.conf", input(t, "commented"), 0o644)
 	storeDir := t.TempDir()
-	if changed, err := Register(file, storeDir); err != nil || !changed {
+	if changed, err := Register(file, storeDir, "overlay"); err != nil || !changed {
 		t.Fatalf("Register: %v, %v", changed, err)
 	}
-	if changed, err := Register(file, storeDir); err != nil || changed {
+	if changed, err := Register(file, storeDir, "overlay"); err != nil || changed {
 		t.Errorf("second Register: %v, %v", changed, err)
 	}
-	if _, err := Register(file, filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, err := Register(file, filepath.Join(dir, "missing"), "overlay"); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing store: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/recipe"
 	"github.com/cargohold/cargohold/storageconf"
 	"github.com/urfave/cli/v2"
@@ -35,7 +36,20 @@ func storeFlag() cli.Flag {
 	return &cli.StringFlag{Name: "store", Required: true, Usage: "the store `DIR` (made absolute)"}
 }
 func driverFlag() cli.Flag {
-	return &cli.StringFlag{Name: "driver", Value: "overlay", Usage: "the store's storage `DRIVER`: overlay or vfs"}
+	return &cli.StringFlag{Name: "driver", Usage: "the store's storage `DRIVER`: overlay or vfs (default: the store's own; overlay for a store not written yet)"}
+}
+
+// storeDriver is --driver, or else the driver of the store on this node (overlay if it has none yet).
+func storeDriver(c *cli.Context) string {
+	if d := c.String("driver"); d != "" {
+		return d
+	}
+	if store, err := nodeStore(c); err == nil {
+		if d, err := layout.DetectDriver(os.DirFS(store)); err == nil && d != "" {
+			return string(d)
+		}
+	}
+	return string(layout.Overlay)
 }
 func removeFlag() cli.Flag { return &cli.BoolFlag{Name: "remove", Usage: "take the store out instead"} }
 func backupFlag() cli.Flag {
@@ -61,7 +75,7 @@ func confSnippetCommand() *cli.Command {
 			if c.Bool("dropin") {
 				text, err = storageconf.DropInSnippet(store)
 			} else {
-				text, err = storageconf.Snippet(store, c.String("driver"))
+				text, err = storageconf.Snippet(store, storeDriver(c))
 			}
 			if err != nil {
 				return cli.Exit(err, exitUsage)
@@ -89,7 +103,7 @@ func confPatchCommand() *cli.Command {
 				return cli.Exit(err, exitUsage)
 			}
 			file := c.String("file")
-			opts := storageconf.Options{Driver: c.String("driver"), Backup: c.Bool("backup"), Base: c.String("base")}
+			opts := storageconf.Options{Driver: storeDriver(c), Backup: c.Bool("backup"), Base: c.String("base")}
 			if c.Bool("remove") {
 				r, err := storageconf.RemoveStore(file, store, opts)
 				return report(c, r, err)
@@ -149,7 +163,7 @@ func runConfUser(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err, exitUsage)
 	}
-	o := storageconf.UserOptions{Driver: c.String("driver"), Backup: c.Bool("backup")}
+	o := storageconf.UserOptions{Driver: storeDriver(c), Backup: c.Bool("backup")}
 	if c.IsSet("mount-program") {
 		o.MountProgram = c.String("mount-program")
 	} else if p, err := exec.LookPath("fuse-overlayfs"); err == nil {
@@ -213,7 +227,7 @@ func runConfCheck(c *cli.Context) error {
 		}
 	}
 	uid := os.Geteuid()
-	r, err := storageconf.Check(store, c.String("driver"), storageconf.Lookup{UID: uid, Reader: reader, Root: c.String("sysroot")})
+	r, err := storageconf.Check(store, storeDriver(c), storageconf.Lookup{UID: uid, Reader: reader, Root: c.String("sysroot")})
 	if err != nil {
 		return cli.Exit(err, exitUsage)
 	}
@@ -257,10 +271,8 @@ func storeArg(c *cli.Context) (string, error) {
 	if err := storageconf.CheckStorePath(store); err != nil {
 		return "", err
 	}
-	if d := c.String("driver"); d != "" {
-		if err := storageconf.CheckDriver(d); err != nil {
-			return "", err
-		}
+	if err := storageconf.CheckDriver(storeDriver(c)); err != nil {
+		return "", err
 	}
 	registering := c.Command.Name != "snippet" && c.Command.Name != "check" && !c.Bool("remove")
 	if registering && !c.Bool("allow-missing-store") {
@@ -303,9 +315,9 @@ func report(c *cli.Context, r storageconf.Result, err error) error {
 	if r.Backup != "" {
 		fmt.Printf("backup:  %s\n", r.Backup)
 	}
-	if !c.Bool("remove") && r.DriverMismatch(c.String("driver")) {
+	if !c.Bool("remove") && r.DriverMismatch(storeDriver(c)) {
 		fmt.Fprintf(os.Stderr, "warning: %s sets driver = %q: Podman with that driver does not see a %s store\n",
-			r.File, r.Driver, c.String("driver"))
+			r.File, r.Driver, storeDriver(c))
 	}
 	return nil
 }

@@ -108,7 +108,7 @@ func publishStore(c *cli.Context, storeDir string, requests []builder.Request, s
 	}
 	// The store is consistent whatever failed, so it is registered either way.
 	if file := c.String("register"); file != "" {
-		changed, err := storageconf.Register(file, store.Dir())
+		changed, err := storageconf.Register(file, store.Dir(), string(store.Driver()))
 		if err != nil {
 			return cli.Exit(fmt.Errorf("registering the store in %s: %w", file, err), exitUsage)
 		}

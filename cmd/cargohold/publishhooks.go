@@ -27,6 +27,8 @@ func publishHookFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cvmfs-repo", Usage: "CVMFS repository `NAME` for {repo} (default: the directory below /cvmfs/ holding the store)"},
 		&cli.BoolFlag{Name: "cvmfs-catalogs", Usage: "put a .cvmfscatalog into each layer dir: one small CVMFS catalog per layer"},
 		&cli.StringFlag{Name: "hardlinks", Usage: "`MODE`: keep (default), or copy-across-dirs (CVMFS keeps hard links only within one directory)"},
+		&cli.StringFlag{Name: "driver", Usage: "storage `DRIVER` of a new store: overlay (default) or vfs (whole tree per layer, no whiteouts on disk: " +
+			"for vfs nodes and CVMFS); an existing store keeps its own"},
 	}
 }
 
@@ -44,7 +46,8 @@ type publishRun struct {
 // caller must call finish.
 func startPublish(c *cli.Context, storeDir string, settings recipe.Publish) (*publishRun, error) {
 	for flag, key := range map[string]*string{"before": &settings.Before, "after": &settings.After,
-		"on-failure": &settings.OnFailure, "cvmfs-repo": &settings.CVMFSRepo, "hardlinks": &settings.Hardlinks} {
+		"on-failure": &settings.OnFailure, "cvmfs-repo": &settings.CVMFSRepo, "hardlinks": &settings.Hardlinks,
+		"driver": &settings.Driver} {
 		if c.IsSet(flag) {
 			*key = c.String(flag)
 		}
@@ -55,6 +58,12 @@ func startPublish(c *cli.Context, storeDir string, settings recipe.Publish) (*pu
 	copyLinks, err := recipe.CopyHardlinksAcrossDirs(settings.Hardlinks)
 	if err != nil {
 		return nil, cli.Exit(err, exitUsage)
+	}
+	var driver layout.Driver // "": the store's own, overlay for a new one
+	if settings.Driver != "" {
+		if driver, err = layout.ParseDriver(settings.Driver); err != nil {
+			return nil, cli.Exit(err, exitUsage)
+		}
 	}
 	abs, err := filepath.Abs(storeDir)
 	if err != nil {
@@ -73,7 +82,7 @@ func startPublish(c *cli.Context, storeDir string, settings recipe.Publish) (*pu
 			Before: settings.Before, After: settings.After, OnFailure: settings.OnFailure,
 			Values: hooks.Values{Store: abs, Repo: repo},
 		},
-		storeOpts: layout.Options{CatalogMarkers: settings.CVMFSCatalogs},
+		storeOpts: layout.Options{CatalogMarkers: settings.CVMFSCatalogs, Driver: driver},
 		copyLinks: copyLinks,
 		stop:      func() {},
 	}

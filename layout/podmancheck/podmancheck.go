@@ -23,11 +23,15 @@ import (
 	"go.podman.io/storage/pkg/archive"
 )
 
-// DriverOptions are the overlay driver options that make storeDir an additional (read-only) image
-// store of a scratch store, without mounting anything: skip_mount_home avoids the bind mount of the
-// driver home, and a mount_program (when fuse-overlayfs is installed) avoids the native overlay probe,
-// which needs privileges and a filesystem overlay can sit on.
-func DriverOptions(storeDir string) []string {
+// DriverOptions are the options of driver ("overlay" or "vfs") that make storeDir an additional
+// (read-only) image store of a scratch store, without mounting anything: for overlay,
+// skip_mount_home avoids the bind mount of the driver home, and a mount_program (when fuse-overlayfs
+// is installed) avoids the native overlay probe, which needs privileges and a filesystem overlay can
+// sit on.
+func DriverOptions(driver, storeDir string) []string {
+	if driver == "vfs" {
+		return []string{"vfs.imagestore=" + storeDir}
+	}
 	opts := []string{"overlay.imagestore=" + storeDir, "overlay.skip_mount_home=true"}
 	if p, err := exec.LookPath("fuse-overlayfs"); err == nil {
 		opts = append(opts, "overlay.mount_program="+p)
@@ -40,6 +44,8 @@ type Options struct {
 	// Deep regenerates every layer's diff from diff/ and its tar-split, as "podman save/push" do,
 	// and compares it with the recorded diff ID and size. It reads every file of the store.
 	Deep bool
+	// Driver is the store's driver, "overlay" ("" means the same) or "vfs".
+	Driver string
 }
 
 // A Problem is one thing in a store that Podman would trip over.
@@ -70,9 +76,9 @@ func (p Problem) String() string {
 //     diff IDs lead, as chain IDs, to the recorded layers;
 //   - every big-data item reads back with its recorded size and digest, and the config and a manifest
 //     are there;
-//   - every layer of every image exists, has its tar-split data, and its link, lower and overlay/l/
-//     symlinks resolve as older Podman (4.3, whose storage library predates lower-layers) follows
-//     them to mount the image;
+//   - every layer of every image exists, has its tar-split data, and (overlay) its link, lower and
+//     overlay/l/ symlinks resolve as older Podman (4.3, whose storage library predates lower-layers)
+//     follows them to mount the image;
 //   - with opts.Deep, regenerating each layer's diff from diff/ and tar-split yields the recorded
 //     diff digest and size, so "podman save/push" reproduce the registry's layers.
 //
@@ -83,13 +89,17 @@ func Check(storeDir string, opts Options) ([]Problem, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &checker{dir: storeDir, deep: opts.Deep, checked: map[string]bool{}}
+	driver := opts.Driver
+	if driver == "" {
+		driver = "overlay"
+	}
+	c := &checker{dir: storeDir, driver: driver, deep: opts.Deep, checked: map[string]bool{}}
 	// Before the storage library opens the store: it would create missing lock files, which a
 	// non-root reader cannot, and then show no images at all.
 	if missing := c.checkReadable(); missing {
 		return c.problems, nil
 	}
-	want, err := recordedImages(storeDir)
+	want, err := recordedImages(storeDir, driver)
 	if err != nil {
 		return nil, err
 	}
@@ -102,8 +112,8 @@ func Check(storeDir string, opts Options) ([]Problem, error) {
 	store, err := storage.GetStore(storage.StoreOptions{
 		RunRoot:            filepath.Join(tmp, "run"),
 		GraphRoot:          filepath.Join(tmp, "root"),
-		GraphDriverName:    "overlay",
-		GraphDriverOptions: DriverOptions(storeDir),
+		GraphDriverName:    driver,
+		GraphDriverOptions: DriverOptions(driver, storeDir),
 	})
 	if err != nil {
 		c.add("", "", fmt.Sprintf("the storage library cannot open the store: %v", err))
@@ -134,9 +144,13 @@ func Check(storeDir string, opts Options) ([]Problem, error) {
 	return c.problems, nil
 }
 
-// Verify is a deep Check that returns the problems as one error, nil if there are none.
-func Verify(storeDir string) error {
-	problems, err := Check(storeDir, Options{Deep: true})
+// Verify is a deep Check of an overlay store that returns the problems as one error, nil if there
+// are none.
+func Verify(storeDir string) error { return VerifyDriver(storeDir, "overlay") }
+
+// VerifyDriver is Verify for a store of driver.
+func VerifyDriver(storeDir, driver string) error {
+	problems, err := Check(storeDir, Options{Deep: true, Driver: driver})
 	if err != nil {
 		return err
 	}
@@ -152,6 +166,7 @@ func Verify(storeDir string) error {
 
 type checker struct {
 	dir      string
+	driver   string
 	deep     bool
 	checked  map[string]bool // layers are shared between images; check each once
 	problems []Problem
@@ -161,8 +176,8 @@ func (c *checker) add(image, layer, msg string) {
 	c.problems = append(c.problems, Problem{Image: image, Layer: layer, Message: msg})
 }
 
-func recordedImages(storeDir string) ([]storage.Image, error) {
-	p := filepath.Join(storeDir, "overlay-images", "images.json")
+func recordedImages(storeDir, driver string) ([]storage.Image, error) {
+	p := filepath.Join(storeDir, driver+"-images", "images.json")
 	data, err := os.ReadFile(p)
 	if err != nil {
 		return nil, err
@@ -297,14 +312,16 @@ func checkAsImage(store storage.Store, img storage.Image, chain []*storage.Layer
 
 func (c *checker) checkLayer(store storage.Store, layer *storage.Layer) []error {
 	var errs []error
-	if err := checkLowers(store, c.dir, layer); err != nil {
-		errs = append(errs, err)
+	if c.driver == "overlay" { // vfs layers are whole trees: nothing links them
+		if err := checkLowers(store, c.dir, layer); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if layer.UncompressedDigest == "" {
 		return append(errs, errors.New("no diff-digest recorded"))
 	}
 	// Without tar-split data the library silently regenerates a different tar: say so plainly.
-	if _, err := os.Stat(filepath.Join(c.dir, "overlay-layers", layer.ID+".tar-split.gz")); err != nil {
+	if _, err := os.Stat(filepath.Join(c.dir, c.driver+"-layers", layer.ID+".tar-split.gz")); err != nil {
 		return append(errs, fmt.Errorf("no tar-split data, so podman save/push would not reproduce the layer: %w", err))
 	}
 	if !c.deep {
@@ -325,7 +342,7 @@ func (c *checker) checkLayer(store storage.Store, layer *storage.Layer) []error 
 	}
 	got := digest.NewDigest(digest.SHA256, h)
 	if got != layer.UncompressedDigest || n != layer.UncompressedSize {
-		errs = append(errs, fmt.Errorf("regenerated diff has digest %s and %d bytes, layers.json records %s and %d bytes (damaged diff/ or tar-split)",
+		errs = append(errs, fmt.Errorf("regenerated diff has digest %s and %d bytes, layers.json records %s and %d bytes (damaged layer files or tar-split)",
 			got, n, layer.UncompressedDigest, layer.UncompressedSize))
 	}
 	return errs
@@ -403,6 +420,15 @@ func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) err
 	return nil
 }
 
+// isLayerFiles says whether the dir p holds a layer's files (overlay/<id>/diff, vfs/dir/<id>), whose
+// modes are the image's own.
+func (c *checker) isLayerFiles(p string) bool {
+	if c.driver == "vfs" {
+		return filepath.Dir(p) == filepath.Join(c.dir, "vfs", "dir")
+	}
+	return filepath.Base(p) == "diff" && filepath.Dir(filepath.Dir(p)) == filepath.Join(c.dir, "overlay")
+}
+
 // maxUnreadable bounds how many unreadable paths are reported one by one.
 const maxUnreadable = 20
 
@@ -410,7 +436,7 @@ const maxUnreadable = 20
 // file a+r, except inside the layers' diff dirs, whose modes are the image's own. missingLocks says
 // the storage library must not open the store (it would create the lock files).
 func (c *checker) checkReadable() (missingLocks bool) {
-	for _, f := range []string{"overlay-layers/layers.lock", "overlay-images/images.lock"} {
+	for _, f := range []string{c.driver + "-layers/layers.lock", c.driver + "-images/images.lock"} {
 		fi, err := os.Lstat(filepath.Join(c.dir, f))
 		if err != nil {
 			c.add("", "", fmt.Sprintf("%s: Podman shows no images without it: %v", f, err))
@@ -420,7 +446,6 @@ func (c *checker) checkReadable() (missingLocks bool) {
 			missingLocks = true
 		}
 	}
-	overlay := filepath.Join(c.dir, "overlay")
 	unreadable := 0
 	err := filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -433,7 +458,7 @@ func (c *checker) checkReadable() (missingLocks bool) {
 		if d.Name() == ".cargohold" && filepath.Dir(p) == c.dir {
 			return filepath.SkipDir // the writer's own state; Podman never reads it
 		}
-		if d.IsDir() && d.Name() == "diff" && filepath.Dir(filepath.Dir(p)) == overlay {
+		if d.IsDir() && c.isLayerFiles(p) {
 			return filepath.SkipDir
 		}
 		if d.Type()&fs.ModeSymlink != 0 {

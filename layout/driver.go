@@ -1,0 +1,128 @@
+package layout
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+)
+
+// Driver is the containers-storage graph driver whose on-disk format a store has. Podman reads a
+// store only with the same driver as its own: overlay nodes need an overlay store, vfs nodes a vfs one.
+type Driver string
+
+const (
+	// Overlay: overlay/<id>/diff holds a layer's own changes (whiteouts as 0/0 devices), stacked by
+	// link/lower files and overlay/l/ symlinks; overlay-layers/, overlay-images/ hold the records.
+	Overlay Driver = "overlay"
+	// VFS: vfs/dir/<id> holds a layer's whole tree (its parent's copied, its own changes applied, so
+	// no whiteouts), as the vfs driver stores it; vfs-layers/, vfs-images/ hold the records.
+	VFS Driver = "vfs"
+)
+
+// ParseDriver checks a driver name as given on the command line or in a recipe ("" is overlay).
+func ParseDriver(name string) (Driver, error) {
+	switch Driver(name) {
+	case "", Overlay:
+		return Overlay, nil
+	case VFS:
+		return VFS, nil
+	}
+	return "", fmt.Errorf("unknown storage driver %q: cargohold writes overlay or vfs stores", name)
+}
+
+// ErrWrongDriver is returned by Open for a store of another driver than the one asked for.
+var ErrWrongDriver = errors.New("the store has another driver")
+
+// DetectDriver returns the driver of the store fsys by the records it holds; "" for a store
+// without records (new or empty).
+func DetectDriver(fsys fs.FS) (Driver, error) {
+	var found []Driver
+	for _, d := range []Driver{Overlay, VFS} {
+		if _, err := fs.Stat(fsys, pathsFor(d).layersJSON); err == nil {
+			found = append(found, d)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", nil
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("the store holds both %s and %s records: keep one driver per store directory", found[0], found[1])
+}
+
+// storePaths are the driver-specific paths inside a store, relative to its root.
+type storePaths struct {
+	driver     Driver
+	driverDir  string // overlay, vfs
+	layerRoot  string // overlay, vfs/dir: holds one dir per layer ID
+	linkDir    string // overlay/l; "" for vfs (no short links)
+	layersDir  string // <driver>-layers: layers.json, layers.lock, <layer ID>.tar-split.gz
+	imagesDir  string // <driver>-images: images.json, images.lock, <image ID>/<big data>
+	layersJSON string
+	imagesJSON string
+}
+
+func pathsFor(d Driver) storePaths {
+	p := storePaths{
+		driver:    d,
+		driverDir: string(d),
+		layersDir: string(d) + "-layers",
+		imagesDir: string(d) + "-images",
+	}
+	p.layersJSON = p.layersDir + "/layers.json"
+	p.imagesJSON = p.imagesDir + "/images.json"
+	if d == VFS {
+		p.layerRoot = "vfs/dir"
+	} else {
+		p.layerRoot = "overlay"
+		p.linkDir = "overlay/l"
+	}
+	return p
+}
+
+// layerDir is a layer's dir: overlay/<id> (diff/, link, lower, ...) or vfs/dir/<id> (the tree itself).
+func (p storePaths) layerDir(id string) string { return path.Join(p.layerRoot, id) }
+
+// diffInLayer is where a layer's files are, relative to its layer dir.
+func (p storePaths) diffInLayer() string {
+	if p.driver == VFS {
+		return "."
+	}
+	return diffName
+}
+
+// isLayerFiles says whether rel (relative to the store) is the dir holding a layer's files, whose
+// modes are the image's own.
+func (p storePaths) isLayerFiles(rel string) bool {
+	if p.driver == VFS {
+		return path.Dir(rel) == p.layerRoot && idRE.MatchString(path.Base(rel))
+	}
+	return path.Base(rel) == diffName && path.Dir(path.Dir(rel)) == p.layerRoot
+}
+
+// storePathsOf returns the paths of the store at dir by its driver; an error for a dir that holds
+// no store records.
+func storePathsOf(dir string, fsys fs.FS) (storePaths, error) {
+	d, err := DetectDriver(fsys)
+	if err != nil {
+		return storePaths{}, fmt.Errorf("%s: %w", dir, err)
+	}
+	if d == "" {
+		return storePaths{}, fmt.Errorf("%s does not look like a store: it has neither %s nor %s",
+			dir, pathsFor(Overlay).layersJSON, pathsFor(VFS).layersJSON)
+	}
+	return pathsFor(d), nil
+}
+
+// skeleton lists the dirs every store of the driver has.
+func (p storePaths) skeleton() []string {
+	dirs := []string{p.driverDir, p.layerRoot, p.layersDir, p.imagesDir}
+	if p.linkDir != "" {
+		dirs = append(dirs, p.linkDir)
+	}
+	return dirs
+}
