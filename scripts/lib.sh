@@ -459,8 +459,9 @@ podman_user() {
 	shift 2
 	ensure_rootless_user "$user"
 	_podman_setup u "$store" "$user"
-	if ! runuser -u "$user" -- test -r "$store/overlay-images/images.json"; then
-		die "podman_user: $user cannot read $store/overlay-images/images.json (every dir up to the store needs a+x, metadata a+r)"
+	local images=$store/${PODMAN_DRIVER:-overlay}-images/images.json
+	if ! runuser -u "$user" -- test -r "$images"; then
+		die "podman_user: $user cannot read $images (every dir up to the store needs a+x, metadata a+r)"
 	fi
 	home=$(getent passwd "$user" | cut -d: -f6)
 	_podman_cmd "$@"

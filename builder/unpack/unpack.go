@@ -502,6 +502,11 @@ func (x *extractor) whiteout(hdr *tar.Header, dir, base string) error {
 	if err := x.create(parent, name, target, "mknodat", func() error {
 		return unix.Mknodat(parent, target, unix.S_IFCHR, 0)
 	}); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			// Not root, or a filesystem that refuses overlay whiteouts (an overlayfs such as a CVMFS
+			// transaction): a vfs store holds no whiteouts.
+			return fmt.Errorf("%w (this filesystem or user cannot create overlay whiteouts: run as root, or publish a vfs store with --driver vfs)", err)
+		}
 		return err
 	}
 	return os.NewSyscallError("fchownat", unix.Fchownat(parent, target, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW))
