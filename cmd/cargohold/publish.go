@@ -79,7 +79,7 @@ func publishStore(c *cli.Context, storeDir string, requests []builder.Request, s
 	p := builder.Publisher{Store: store, Options: cliOptions(c, builder.Options{}), Jobs: c.Int("jobs"),
 		CopyHardlinksAcrossDirs: run.copyLinks}
 	failed := 0
-	report := publishReport{Store: store.Dir(), Images: []imageReport{}}
+	report := publishReport{Store: store.Dir(), Driver: string(store.Driver()), Images: []imageReport{}}
 	for _, req := range requests {
 		var endBars func()
 		p.Progress, endBars = layerProgress(c) // per-layer bars on a terminal
@@ -161,6 +161,7 @@ func syncExtras(c *cli.Context, store *layout.Store, report *publishReport) erro
 // publishReport is what --json prints: the schema is documented in the README.
 type publishReport struct {
 	Store  string           `json:"store"`
+	Driver string           `json:"driver"` // overlay or vfs
 	Images []imageReport    `json:"images"`
 	Failed int              `json:"failed"`
 	Extra  []string         `json:"extra,omitempty"`  // names in the store the recipe does not list (not pruned)
