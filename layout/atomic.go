@@ -106,22 +106,22 @@ func (s *Store) writeFileAtomic(name string, data []byte) (err error) {
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", s.path(name), err)
 	}
-	faultpoint.Hit(faultLabel(name) + "-temp-synced")
+	faultpoint.Hit(s.faultLabel(name) + "-temp-synced")
 	if err := s.root.Rename(tmp, name); err != nil {
 		return err
 	}
-	faultpoint.Hit(faultLabel(name) + "-renamed")
+	faultpoint.Hit(s.faultLabel(name) + "-renamed")
 	return s.syncDir(dir)
 }
 
 // faultLabel names the fault points of an atomic write of name (see package faultpoint).
-func faultLabel(name string) string {
+func (s *Store) faultLabel(name string) string {
 	switch {
-	case strings.HasSuffix(name, "-layers/layers.json"):
+	case name == s.paths.layersJSON:
 		return "layers-json"
-	case strings.HasSuffix(name, "-images/images.json"):
+	case name == s.paths.imagesJSON:
 		return "images-json"
-	case strings.Contains(name, "-images/"):
+	case strings.HasPrefix(name, s.paths.imagesDir+"/"):
 		return "bigdata"
 	}
 	return "file"

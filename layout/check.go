@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 
 	"github.com/cargohold/cargohold/layout/podmancheck"
@@ -61,12 +60,12 @@ func Check(dir string, opts CheckOptions) (*CheckReport, error) {
 		r.Problems = append(r.Problems, Problem{Message: fmt.Sprintf(format, args...)})
 	}
 
-	// images.json first, as Podman reads them: a running publish replaces layers.json before
-	// images.json, so every image read this way has its layers recorded.
 	paths, err := storePathsOf(dir, os.DirFS(dir))
 	if err != nil {
 		return nil, err
 	}
+	// images.json first, as Podman reads them: a running publish replaces layers.json before
+	// images.json, so every image read this way has its layers recorded.
 	var images []storage.Image
 	var layers []storage.Layer
 	for _, f := range []struct {
@@ -211,12 +210,11 @@ func (s *Store) repairLinks(done *[]string) error {
 		return nil // vfs: no links
 	}
 	for _, l := range s.layers {
-		link, err := s.root.ReadFile(path.Join(s.paths.layerDir(l.ID), linkName))
-		if err != nil || !linkRE.Match(link) {
+		lpath, ok := s.linkOf(l.ID)
+		if !ok {
 			continue // nothing to rebuild it from; Check reports it
 		}
-		lpath := path.Join(s.paths.linkDir, string(link))
-		target := path.Join("..", l.ID, diffName)
+		target := linkTarget(l.ID)
 		if got, err := s.root.Readlink(lpath); err == nil && got == target {
 			continue
 		} else if !errors.Is(err, fs.ErrNotExist) {

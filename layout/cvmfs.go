@@ -66,9 +66,9 @@ func (l *StagedLayer) stageCatalogMarker() error {
 	if !l.s.opts.CatalogMarkers {
 		return nil
 	}
-	marker := path.Join(l.layerDir(), catalogMarkerName)
-	if _, err := l.s.root.Lstat(marker); err == nil {
+	err := l.s.writeFile(path.Join(l.layerDir(), catalogMarkerName), nil)
+	if errors.Is(err, fs.ErrExist) {
 		return nil // copied with the parent's tree (vfs)
 	}
-	return l.s.writeFile(marker, nil)
+	return err
 }

@@ -306,7 +306,7 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 	faultpoint.Hit("layer-tarsplit-moved")
 	synced := []string{s.paths.layerRoot, s.paths.layersDir}
 	if link != "" {
-		if err := s.root.Symlink(path.Join("..", meta.ID, diffName), path.Join(s.paths.linkDir, link)); err != nil {
+		if err := s.root.Symlink(linkTarget(meta.ID), path.Join(s.paths.linkDir, link)); err != nil {
 			return fmt.Errorf("layer %s: %w", meta.ID, err)
 		}
 		synced = append(synced, s.paths.linkDir)
@@ -401,6 +401,22 @@ func (s *Store) newLink() (string, error) {
 	return "", errors.New("layout: cannot find an unused link name")
 }
 
+// linkOf returns the overlay/l/ symlink of a layer, as the layer's link file names it; ok is false in
+// a vfs store (no links) and when the link file is missing or malformed.
+func (s *Store) linkOf(id string) (lpath string, ok bool) {
+	if s.paths.linkDir == "" {
+		return "", false
+	}
+	link, err := s.root.ReadFile(path.Join(s.paths.layerDir(id), linkName))
+	if err != nil || !linkRE.Match(link) {
+		return "", false
+	}
+	return path.Join(s.paths.linkDir, string(link)), true
+}
+
+// linkTarget is what a layer's overlay/l/ symlink points to, relative to overlay/l/.
+func linkTarget(id string) string { return path.Join("..", id, diffName) }
+
 // removeUnrecordedLayerDir removes a layer dir left by a run that crashed after renaming it into
 // place but before recording it in layers.json, together with its overlay/l/ symlink (two symlinks to
 // one layer confuse the driver's reverse lookup).
@@ -411,9 +427,8 @@ func (s *Store) removeUnrecordedLayerDir(id string) error {
 	} else if err != nil {
 		return err
 	}
-	if link, err := s.root.ReadFile(path.Join(dir, linkName)); err == nil && linkRE.Match(link) && s.paths.linkDir != "" {
-		lpath := path.Join(s.paths.linkDir, string(link))
-		if target, err := s.root.Readlink(lpath); err == nil && target == path.Join("..", id, diffName) {
+	if lpath, ok := s.linkOf(id); ok {
+		if target, err := s.root.Readlink(lpath); err == nil && target == linkTarget(id) {
 			if err := s.root.Remove(lpath); err != nil {
 				return err
 			}

@@ -159,8 +159,8 @@ func (s *Store) usedLayers() map[string]bool {
 
 // removeLayerFiles removes a layer no longer in layers.json: its l/ symlink, its tar-split and its dir.
 func (s *Store) removeLayerFiles(id string) error {
-	if link, err := s.root.ReadFile(path.Join(s.paths.layerDir(id), linkName)); err == nil && linkRE.Match(link) && s.paths.linkDir != "" {
-		if err := s.root.Remove(path.Join(s.paths.linkDir, string(link))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if lpath, ok := s.linkOf(id); ok {
+		if err := s.root.Remove(lpath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}

@@ -315,9 +315,9 @@ func report(c *cli.Context, r storageconf.Result, err error) error {
 	if r.Backup != "" {
 		fmt.Printf("backup:  %s\n", r.Backup)
 	}
-	if !c.Bool("remove") && r.DriverMismatch(storeDriver(c)) {
+	if driver := storeDriver(c); !c.Bool("remove") && r.DriverMismatch(driver) {
 		fmt.Fprintf(os.Stderr, "warning: %s sets driver = %q: Podman with that driver does not see a %s store\n",
-			r.File, r.Driver, storeDriver(c))
+			r.File, r.Driver, driver)
 	}
 	return nil
 }
