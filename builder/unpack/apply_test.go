@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,7 +56,7 @@ func TestApplyOntoLowerTree(t *testing.T) {
 		}
 	}
 	filepath.WalkDir(e.root, func(p string, d os.DirEntry, err error) error {
-		if err == nil && (strings.HasPrefix(d.Name(), whiteoutPrefix) || d.Type()&os.ModeCharDevice != 0) {
+		if err == nil && (strings.HasPrefix(d.Name(), archive.WhiteoutPrefix) || d.Type()&os.ModeCharDevice != 0) {
 			t.Errorf("apply mode left %s", p)
 		}
 		return nil

@@ -20,8 +20,10 @@ const (
 	resolveFlags = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
 	// maxSymlinkHops bounds how many dangling symlinks mkdirAll follows, like the kernel's ELOOP limit.
 	maxSymlinkHops = 40
-	// defaultDirMode is the mode of parent directories the layer does not list itself.
-	defaultDirMode = 0o755
+	// implicitDirMode is the mode of parent directories the layer does not list itself: what the
+	// storage library's MkdirAll calls give them under Podman's usual umask 022 (plus the setgid
+	// bit that the kernel passes down from a setgid parent).
+	implicitDirMode = 0o755
 )
 
 // tree is the layer root with a one-entry cache of the last parent directory: tar entries come
@@ -33,6 +35,10 @@ type tree struct {
 	cacheDir   string // relative path whose handle cacheFd is
 	cacheFd    int    // -1 when empty
 	cacheValid bool   // false after anything was removed: cacheDir might now resolve elsewhere
+
+	// chownImplicitDirs makes implicit parent directories root:root, as archive.Unpack (the
+	// overlay driver) does; archive.UnpackLayer (vfs) keeps the group a setgid parent passes down.
+	chownImplicitDirs bool
 }
 
 func openTree(root string) (*tree, error) {
@@ -117,8 +123,7 @@ func (t *tree) dropCache() {
 	t.cacheDir, t.cacheFd, t.cacheValid = "", -1, false
 }
 
-// mkdirAll creates the missing directories of dir (0755 root:root, as a layer's implicit parents)
-// and returns an O_PATH handle of it. Each prefix is resolved inside the root, so symlinks among
+// mkdirAll creates the missing directories of dir (see mkdirIn for their mode and owner) and returns an O_PATH handle of it. Each prefix is resolved inside the root, so symlinks among
 // the parents are followed the way the container will see them.
 func (t *tree) mkdirAll(dir string, hops int) (int, error) {
 	if hops > maxSymlinkHops {
@@ -169,13 +174,9 @@ func (t *tree) mkdirAll(dir string, hops int) (int, error) {
 // ENOENT. If name already exists, it must be a dangling symlink: like containers/storage (SecureJoin
 // then MkdirAll), create the directory it points to, inside the root.
 func (t *tree) mkdirIn(parentFd int, name string, hops int) error {
-	err := unix.Mkdirat(parentFd, name, defaultDirMode)
+	err := unix.Mkdirat(parentFd, name, implicitDirMode)
 	if err == nil {
-		// Explicit owner and mode: the umask and a setgid parent must not change them.
-		if err := unix.Fchownat(parentFd, name, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return os.NewSyscallError("fchownat", err)
-		}
-		return chmodAt(parentFd, name, defaultDirMode)
+		return t.implicitDirMeta(parentFd, name)
 	}
 	if err != unix.EEXIST {
 		return os.NewSyscallError("mkdirat", err)
@@ -206,6 +207,23 @@ func (t *tree) mkdirIn(parentFd int, name string, hops int) error {
 	}
 	unix.Close(fd)
 	return nil
+}
+
+// implicitDirMeta gives a directory that mkdirIn has just created the owner and mode the storage
+// library's MkdirAll gives it: implicitDirMode whatever this process's umask, keeping the setgid
+// bit the kernel set below a setgid parent; root:root if chownImplicitDirs, else the owner the
+// kernel gave it (root, and a setgid parent's group).
+func (t *tree) implicitDirMeta(parentFd int, name string) error {
+	if t.chownImplicitDirs {
+		if err := unix.Fchownat(parentFd, name, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return os.NewSyscallError("fchownat", err)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(parentFd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return os.NewSyscallError("fstatat", err)
+	}
+	return chmodAt(parentFd, name, implicitDirMode|st.Mode&unix.S_ISGID)
 }
 
 // inRootPath returns the path of directory fd relative to the root ("" for the root itself).
