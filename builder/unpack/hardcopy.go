@@ -118,17 +118,20 @@ func copyFileAt(srcDir int, srcName string, dstDir int, dstName string, size int
 	if err != nil {
 		return err // bare errno: EEXIST means "replace"
 	}
-	defer unix.Close(dst)
 	srcFd, err := unix.Openat(srcDir, srcName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return os.NewSyscallError("openat", err)
+	if err == nil {
+		src := os.NewFile(uintptr(srcFd), srcName)
+		if err = writeBody(dst, src, size); err != nil {
+			err = fmt.Errorf("copying %q: %w", srcName, err)
+		}
+		closeQuietly(src)
+	} else {
+		err = os.NewSyscallError("openat", err)
 	}
-	src := os.NewFile(uintptr(srcFd), srcName)
-	defer src.Close()
-	if err := writeBody(dst, src, size); err != nil {
-		return fmt.Errorf("copying %q: %w", srcName, err)
+	if cerr := unix.Close(dst); err == nil {
+		err = os.NewSyscallError("close", cerr)
 	}
-	return nil
+	return err
 }
 
 // copyMeta gives dst the owner, mode, xattrs and times of src (whose stat is st), in the order

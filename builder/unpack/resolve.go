@@ -48,7 +48,7 @@ func openTree(root string) (*tree, error) {
 	}
 	real, err := os.Readlink(fdPath(fd))
 	if err != nil {
-		unix.Close(fd)
+		closeFd(fd)
 		return nil, fmt.Errorf("finding the real path of the layer root %q (is /proc mounted?): %w", root, err)
 	}
 	return &tree{rootFd: fd, rootReal: real, cacheFd: -1}, nil
@@ -56,8 +56,15 @@ func openTree(root string) (*tree, error) {
 
 func (t *tree) close() {
 	t.dropCache()
-	unix.Close(t.rootFd)
+	closeFd(t.rootFd)
 }
+
+// closeFd closes a descriptor this package only looked up or read through: closing it cannot
+// lose data, so its error says nothing.
+func closeFd(fd int) { _ = unix.Close(fd) }
+
+// closeQuietly is closeFd for an *os.File read from.
+func closeQuietly(f *os.File) { _ = f.Close() }
 
 // fdPath names an open descriptor through /proc, for the few calls that have no *at or f* variant.
 func fdPath(fd int) string {
@@ -102,7 +109,7 @@ func (t *tree) cachedDir(dir string, create bool) (int, error) {
 	}
 	t.dropCache()
 	fd, err := t.openDir(dir)
-	if err == unix.ENOENT && create {
+	if errors.Is(err, unix.ENOENT) && create {
 		fd, err = t.mkdirAll(dir, 0)
 	}
 	if err != nil {
@@ -118,7 +125,7 @@ func (t *tree) invalidate() { t.cacheValid = false }
 
 func (t *tree) dropCache() {
 	if t.cacheFd >= 0 {
-		unix.Close(t.cacheFd)
+		closeFd(t.cacheFd)
 	}
 	t.cacheDir, t.cacheFd, t.cacheValid = "", -1, false
 }
@@ -132,7 +139,7 @@ func (t *tree) mkdirAll(dir string, hops int) (int, error) {
 	cur := -1 // handle of dir[:start-1]; -1 means the root
 	defer func() {
 		if cur >= 0 {
-			unix.Close(cur)
+			closeFd(cur)
 		}
 	}()
 	for start, i := 0, 0; i <= len(dir); i++ {
@@ -145,7 +152,7 @@ func (t *tree) mkdirAll(dir string, hops int) (int, error) {
 			continue
 		}
 		fd, err := t.openDir(dir[:i])
-		if err == unix.ENOENT {
+		if errors.Is(err, unix.ENOENT) {
 			parentFd := t.rootFd
 			if cur >= 0 {
 				parentFd = cur
@@ -158,7 +165,7 @@ func (t *tree) mkdirAll(dir string, hops int) (int, error) {
 			return -1, err
 		}
 		if cur >= 0 {
-			unix.Close(cur)
+			closeFd(cur)
 		}
 		cur = fd
 	}
@@ -178,7 +185,7 @@ func (t *tree) mkdirIn(parentFd int, name string, hops int) error {
 	if err == nil {
 		return t.implicitDirMeta(parentFd, name)
 	}
-	if err != unix.EEXIST {
+	if !errors.Is(err, unix.EEXIST) {
 		return os.NewSyscallError("mkdirat", err)
 	}
 	var st unix.Stat_t
@@ -205,7 +212,7 @@ func (t *tree) mkdirIn(parentFd int, name string, hops int) error {
 	if err != nil {
 		return fmt.Errorf("creating the directory that symlink %q points to (%q): %w", name, target, err)
 	}
-	unix.Close(fd)
+	closeFd(fd)
 	return nil
 }
 
@@ -258,10 +265,10 @@ func readlinkAt(dirFd int, name string) (string, error) {
 // removeAll removes name from dirFd, recursively if it is a directory, never following symlinks.
 func removeAll(dirFd int, name string) error {
 	err := unix.Unlinkat(dirFd, name, 0)
-	if err == nil || err == unix.ENOENT {
+	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	if err != unix.EISDIR {
+	if !errors.Is(err, unix.EISDIR) {
 		return os.NewSyscallError("unlinkat", err)
 	}
 	fd, err := unix.Openat(dirFd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -277,7 +284,7 @@ func removeAll(dirFd int, name string) error {
 			}
 		}
 	}
-	dir.Close()
+	closeQuietly(dir)
 	if err != nil {
 		return err
 	}

@@ -146,7 +146,7 @@ func (x *extractor) extract(r io.Reader, p storage.Packer) error {
 	prev := ""
 	for {
 		th, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -271,7 +271,7 @@ func (x *extractor) entry(hdr *tar.Header, name string, r io.Reader) error {
 // or a parent directory created for an earlier entry) the later entry wins: the old one is removed.
 func (x *extractor) create(parent int, name, base, op string, mk func() error) error {
 	err := mk()
-	if err == unix.EEXIST {
+	if errors.Is(err, unix.EEXIST) {
 		if err := x.remove(parent, name, base); err != nil {
 			return err
 		}
@@ -363,7 +363,7 @@ func (x *extractor) rootDir(hdr *tar.Header) error {
 	if err != nil {
 		return os.NewSyscallError("openat", err)
 	}
-	defer unix.Close(fd)
+	defer closeFd(fd)
 	if err := setOwnerModeFd(fd, hdr); err != nil {
 		return err
 	}
@@ -384,7 +384,7 @@ func (x *extractor) dirMeta(fd int, name string, hdr *tar.Header) error {
 	if err == nil {
 		err = setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
 	}
-	unix.Close(fd)
+	closeFd(fd)
 	// As archive.Unpack sets them at the end: the header's own access time, not one raised to the
 	// modification time as for other entries.
 	x.dirTimes[name] = [2]unix.Timespec{chtimesSpec(hdr.AccessTime), chtimesSpec(hdr.ModTime)}
@@ -410,7 +410,7 @@ func (x *extractor) hardlink(parent int, name, base string, hdr *tar.Header) err
 	if err != nil {
 		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
 	}
-	defer unix.Close(targetParent)
+	defer closeFd(targetParent)
 	op, mk := "linkat", func() error {
 		return unix.Linkat(targetParent, targetBase, parent, base, 0) // 0: never follow a symlink target
 	}
@@ -539,7 +539,7 @@ func (x *extractor) opaque(dir string) error {
 	if err != nil {
 		return os.NewSyscallError("openat", err)
 	}
-	defer unix.Close(fd)
+	defer closeFd(fd)
 	for _, attr := range opaqueXattrs {
 		if err := unix.Fsetxattr(fd, attr, []byte("y"), 0); err != nil {
 			return fmt.Errorf("marking directory %q opaque: setting xattr %s: %w", dir, attr, err)
@@ -556,7 +556,7 @@ func (x *extractor) emptyOfLower(dirFd int, dir string) error {
 		return err
 	}
 	children, err := f.Readdirnames(-1)
-	f.Close()
+	closeQuietly(f)
 	if err != nil {
 		return fmt.Errorf("listing opaque directory %q: %w", dir, err)
 	}

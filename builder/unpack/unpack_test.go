@@ -220,7 +220,7 @@ func checkContent(t testing.TB, p, want string) {
 
 func randomBytes(n int, seed byte) []byte {
 	b := make([]byte, n)
-	rand.NewChaCha8([32]byte{seed}).Read(b)
+	_, _ = rand.NewChaCha8([32]byte{seed}).Read(b) // never fails
 	return b
 }
 
@@ -465,12 +465,15 @@ func TestWhiteouts(t *testing.T) {
 	checkContent(t, e.path("var/cache/new"), "new")
 	checkMode(t, e.path("newdir"), unix.S_IFDIR, 0o755)
 	// No .wh. file lands on disk.
-	filepath.WalkDir(e.root, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(e.root, func(p string, d os.DirEntry, err error) error {
 		if err == nil && strings.HasPrefix(d.Name(), archive.WhiteoutPrefix) {
 			t.Errorf("whiteout file %s written", p)
 		}
-		return nil
+		return err
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Whiteout owners are not part of the layer's uidset (as in containers/storage).
 	if slices.Contains(res.UIDs, 12) || slices.Contains(res.GIDs, 34) {
 		t.Errorf("UIDs %v GIDs %v include the whiteout's owner", res.UIDs, res.GIDs)
@@ -552,7 +555,9 @@ func TestDiffIDSizeAndOwners(t *testing.T) {
 	// The very bytes containers/storage records for this stream.
 	var want bytes.Buffer
 	payload, done, _ := asm.NewInputTarStreamWithDone(bytes.NewReader(stream), storage.NewJSONPacker(&want), nil)
-	io.Copy(io.Discard, payload)
+	if _, err := io.Copy(io.Discard, payload); err != nil {
+		t.Fatal(err)
+	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -566,8 +571,10 @@ func TestDiffIDSizeAndOwners(t *testing.T) {
 func reassemble(t testing.TB, root string, tarSplit []byte) []byte {
 	t.Helper()
 	rc := asm.NewOutputTarStream(storage.NewPathFileGetter(root), storage.NewJSONUnpacker(bytes.NewReader(tarSplit)))
-	defer rc.Close()
 	out, err := io.ReadAll(rc)
+	if cerr := rc.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		t.Fatalf("reassembling: %v", err)
 	}
@@ -594,7 +601,9 @@ func TestTarSplitRoundTrip(t *testing.T) {
 		if err := tw.WriteHeader(&hdr); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write(body)
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// A mix of formats, as real layers have.
 	write(tar.Header{Typeflag: tar.TypeDir, Name: "./", Mode: 0o755, Format: tar.FormatUSTAR}, nil)
