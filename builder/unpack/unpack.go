@@ -375,7 +375,8 @@ func (x *extractor) rootDir(hdr *tar.Header) error {
 // it), so Podman's layer root bears the time of unpacking, never a time from the layer.
 func (x *extractor) touchRoot() error {
 	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_NOW}}
-	return os.NewSyscallError("utimensat", unix.UtimesNanoAt(unix.AT_FDCWD, x.rootReal, ts, unix.AT_SYMLINK_NOFOLLOW))
+	// Through the root's handle: its /proc link leads to the very directory opened at the start.
+	return os.NewSyscallError("utimensat", unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(x.rootFd), ts, 0))
 }
 
 // dirMeta sets owner, mode and xattrs of directory fd now and closes it; its times come last.
