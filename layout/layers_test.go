@@ -332,7 +332,7 @@ func TestLayerRootMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ref.Shutdown(true) })
+	t.Cleanup(func() { _, _ = ref.Shutdown(true) }) // a test store: nothing to report
 
 	overlayDir, vfsDir := t.TempDir(), t.TempDir()
 	overlay, vfs := openStore(t, overlayDir), openVFSStore(t, vfsDir)
