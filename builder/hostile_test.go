@@ -250,9 +250,6 @@ func hostileCases() []hostileCase {
 				return onBase(testimage.Gzip, testimage.Symlink("loop1", "loop2"), testimage.Symlink("loop2", "loop1"), file("loop1/x", 0o644, ""))
 			},
 			want: []string{`layer entry "loop1/x"`, "too many levels of symbolic links"}},
-		{name: "layer-root-as-file",
-			image: func(*hostileEnv) testimage.Image { return onBase(testimage.Gzip, file(".", 0o644, "")) },
-			want:  []string{`layer entry "."`, "only a directory can stand for the layer root"}},
 		{name: "duplicate-entry",
 			image: func(*hostileEnv) testimage.Image {
 				return onBase(testimage.Gzip, file("etc/motd", 0o644, "first"), file("./etc/motd", 0o644, "second"))
@@ -353,6 +350,16 @@ func hostileCases() []hostileCase {
 			contained: func(t *testing.T, e *hostileEnv, w testimage.Written) {
 				checkInLayer(t, e, w, filepath.Join(e.outside, "victim"), "mine\n")
 				checkInLayer(t, e, w, "pwned", "up\n")
+			}},
+		// Skipped, as the overlay driver (Podman 4.3 to 5.8) skips any entry that names the layer root.
+		{name: "layer-root-as-file",
+			image: func(*hostileEnv) testimage.Image { return onBase(testimage.Gzip, file(".", 0o644, "")) },
+			contained: func(t *testing.T, e *hostileEnv, w testimage.Written) {
+				top := chainIDs([]digest.Digest{w.Layers[0].DiffID, w.Layers[1].DiffID})[1]
+				root := filepath.Join(e.store, "overlay", top, "diff")
+				if fi, err := os.Lstat(root); err != nil || fi.Mode() != fs.ModeDir|0o555 {
+					t.Errorf("%s: %v, %v; want the layer root as the driver makes it, a 0555 directory", root, fi, err)
+				}
 			}},
 	}
 }

@@ -36,6 +36,10 @@ const (
 
 	tarSplitSuffix = ".tar-split.gz"
 
+	// layerRootMode is the mode of a base layer's root (diff/, or vfs/dir/<id>), the drivers'
+	// defaultPerms.
+	layerRootMode = 0o555
+
 	// linkLength is the length of the short name in overlay/l/ (drivers/overlay idLength): short
 	// enough that 128 lowers fit in one page of mount options.
 	linkLength = 26
@@ -86,6 +90,14 @@ func (s *Store) StageLayer(parent string) (_ *StagedLayer, err error) {
 		if err := s.mkdir(d); err != nil {
 			return nil, fmt.Errorf("creating staging dir: %w", err)
 		}
+	}
+	// What the storage library's overlay and vfs drivers give a new layer's root: 0555 on a base
+	// layer, the parent's mode on a child. In an overlay store every root stays 0555 (the unpacker
+	// ignores a layer's "./" entry, as the overlay driver does), so that is the parent's mode too,
+	// even while the parent is still being staged; a vfs child gets its parent's root, with the
+	// rest of the tree, from copyParentTree.
+	if err := s.chmod(path.Join(l.layerDir(), s.paths.diffInLayer()), layerRootMode); err != nil {
+		return nil, fmt.Errorf("creating staging dir: %w", err)
 	}
 	if s.paths.driver == VFS && parent != "" {
 		if err := s.copyParentTree(parent, l.DiffDir()); err != nil {

@@ -19,6 +19,7 @@ import (
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
+	"golang.org/x/sys/unix"
 )
 
 func TestChainID(t *testing.T) {
@@ -317,4 +318,53 @@ func TestConcurrentStaging(t *testing.T) {
 	if err := s.CommitLayer(l, orphan); err == nil || !strings.Contains(err.Error(), "not committed") {
 		t.Errorf("CommitLayer without parent: %v", err)
 	}
+}
+
+// A layer's root is what the storage library's drivers make it: 0555 on a base layer, the parent's
+// mode on a child (which, with the layer's "./" entry ignored, is 0555 again). The storage library's
+// own vfs driver is asked for comparison.
+func TestLayerRootMode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the storage library writes layers only as root (it chowns and chroots)")
+	}
+	refRoot := t.TempDir()
+	ref, err := storage.GetStore(storage.StoreOptions{RunRoot: t.TempDir(), GraphRoot: refRoot, GraphDriverName: "vfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = ref.Shutdown(true) }) // a test store: nothing to report
+
+	overlayDir, vfsDir := t.TempDir(), t.TempDir()
+	overlay, vfs := openStore(t, overlayDir), openVFSStore(t, vfsDir)
+	parent := ""
+	for _, entries := range [][]testEntry{baseEntries, childEntries} {
+		l := commitTestLayer(t, overlay, parent, entries)
+		commitTestLayer(t, vfs, parent, entries)
+		// Podman runs with the usual umask 022 (the tests' is 077), and the drivers' mkdir obeys it.
+		old := unix.Umask(0o022)
+		_, _, err := ref.PutLayer(l.meta.ID, parent, nil, "", false, nil, bytes.NewReader(l.tar))
+		unix.Umask(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := rootMode(t, filepath.Join(refRoot, "vfs/dir", l.meta.ID))
+		if want != 0o555|fs.ModeDir {
+			t.Errorf("the storage library's vfs driver made layer root %v", want)
+		}
+		for _, root := range []string{filepath.Join(overlayDir, "overlay", l.meta.ID, "diff"), filepath.Join(vfsDir, "vfs/dir", l.meta.ID)} {
+			if got := rootMode(t, root); got != want {
+				t.Errorf("%s: mode %v, want %v as the storage library", root, got, want)
+			}
+		}
+		parent = l.meta.ID
+	}
+}
+
+func rootMode(t *testing.T, dir string) fs.FileMode {
+	t.Helper()
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode()
 }

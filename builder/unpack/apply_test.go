@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,11 +55,14 @@ func TestApplyOntoLowerTree(t *testing.T) {
 			t.Errorf("apply mode set %s (%d bytes) on an opaque dir", attr, v)
 		}
 	}
-	filepath.WalkDir(e.root, func(p string, d os.DirEntry, err error) error {
-		if err == nil && (strings.HasPrefix(d.Name(), whiteoutPrefix) || d.Type()&os.ModeCharDevice != 0) {
+	err := filepath.WalkDir(e.root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && (strings.HasPrefix(d.Name(), archive.WhiteoutPrefix) || d.Type()&os.ModeCharDevice != 0) {
 			t.Errorf("apply mode left %s", p)
 		}
-		return nil
+		return err
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.checkOutside(t)
 }

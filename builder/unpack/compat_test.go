@@ -66,6 +66,121 @@ func TestMatchesContainersStorage(t *testing.T) {
 	}
 }
 
+// compareWithStorage unpacks stream with Layer (apply: vfs mode) and with the storage library's own
+// code for the same driver (overlay: archive.Unpack, as the overlay driver's ApplyDiff; vfs:
+// archive.UnpackLayer, as the vfs driver's), each into a fresh 0555 root as the drivers create it,
+// reports every difference and returns our env for further checks. Their code runs under the
+// umask 022 that Podman normally has; it creates implicit directories subject to it.
+func compareWithStorage(t *testing.T, stream []byte, apply bool) *env {
+	t.Helper()
+	ours := newEnv(t)
+	theirs := filepath.Join(t.TempDir(), "root")
+	for _, root := range []string{ours.root, theirs} {
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(root, 0o555); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := ours.unpack(t, stream, Options{Apply: apply}); err != nil {
+		t.Fatalf("Layer: %v", err)
+	}
+	old := unix.Umask(0o022)
+	var err error
+	if apply {
+		_, err = archive.ApplyUncompressedLayer(theirs, bytes.NewReader(stream), &archive.TarOptions{})
+	} else {
+		err = archive.UntarUncompressed(bytes.NewReader(stream), theirs, &archive.TarOptions{WhiteoutFormat: archive.OverlayWhiteoutFormat})
+	}
+	unix.Umask(old)
+	if err != nil {
+		t.Fatalf("containers/storage: %v", err)
+	}
+	got, want := snapshot(t, ours.root), snapshot(t, theirs)
+	for _, p := range slices.Sorted(keys(got, want)) {
+		if got[p] != want[p] {
+			t.Errorf("%s:\n  ours:               %s\n  containers/storage: %s", p, got[p], want[p])
+		}
+	}
+	return ours
+}
+
+// A hard link entry whose owner is already the file's must not chown the shared inode: the kernel
+// drops security.capability on chown. GNU tar --xattrs writes exactly this.
+func TestHardlinkKeepsCapability(t *testing.T) {
+	requireRoot(t)
+	ping := reg("usr/bin/ping", 0o755, "ping")
+	ping.hdr.Uid, ping.hdr.Gid = 0, 0
+	ping.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(capNetBindService())}
+	owned := reg("usr/bin/arping", 0o755, "arping")
+	owned.hdr.Uid, owned.hdr.Gid = 1000, 1000
+	owned.hdr.PAXRecords = ping.hdr.PAXRecords
+	link, ownedLink := hardlink("usr/bin/ping4", "usr/bin/ping"), hardlink("usr/sbin/arping", "usr/bin/arping")
+	link.hdr.Mode, ownedLink.hdr.Mode = 0o755, 0o755
+	ownedLink.hdr.Uid, ownedLink.hdr.Gid = 1000, 1000
+	stream := makeTar(t, dir("usr/", 0o755), dir("usr/bin/", 0o755), ping, link, owned, dir("usr/sbin/", 0o755), ownedLink)
+	for _, apply := range []bool{false, true} {
+		e := compareWithStorage(t, stream, apply)
+		for _, p := range []string{"usr/bin/ping4", "usr/sbin/arping"} {
+			if got := getxattr(t, e.path(p), "security.capability"); !bytes.Equal(got, capNetBindService()) {
+				t.Errorf("apply=%v: %s: security.capability = %x, want %x", apply, p, got, capNetBindService())
+			}
+		}
+	}
+}
+
+// A hard link to a symlink shares the symlink's inode; the storage library sets neither its mode
+// nor its times from the link entry.
+func TestHardlinkToSymlinkKeepsItsTimes(t *testing.T) {
+	requireRoot(t)
+	sym := symlink("bin/sh", "dash")
+	sym.hdr.ModTime = time.Date(2003, 3, 3, 3, 3, 3, 0, time.UTC)
+	link := hardlink("bin/sh.link", "bin/sh")
+	link.hdr.ModTime = time.Date(2020, 2, 2, 2, 2, 2, 0, time.UTC)
+	for _, apply := range []bool{false, true} {
+		e := compareWithStorage(t, makeTar(t, dir("bin/", 0o755), sym, link), apply)
+		checkMtime(t, e.path("bin/sh"), sym.hdr.ModTime)
+	}
+}
+
+// Parent directories the layer does not list get what the storage library's MkdirAll gives them:
+// 0755 and, below a setgid directory, the setgid bit the kernel passes down (overlay: owned by
+// root:root; vfs: the group the kernel passes down too).
+func TestImplicitDirsLikeStorageLibrary(t *testing.T) {
+	requireRoot(t)
+	shared := dir("srv/", 0o2775)
+	shared.hdr.Gid = 50
+	stream := makeTar(t, shared, reg("srv/a/b/f", 0o644, "f"), reg("opt/x/y", 0o644, "y"))
+	for _, apply := range []bool{false, true} {
+		e := compareWithStorage(t, stream, apply)
+		checkMode(t, e.path("srv/a/b"), unix.S_IFDIR, 0o2755)
+		checkMode(t, e.path("opt/x"), unix.S_IFDIR, 0o755)
+	}
+}
+
+// Times before 1970 or after 2262 are written as the storage library writes them: 1970-01-01 for
+// everything but symlinks (system.Chtimes), which keep theirs (or wrap around as UnixNano does).
+func TestOutOfRangeTimesLikeStorageLibrary(t *testing.T) {
+	requireRoot(t)
+	before, after := time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
+	var entries []entry
+	for i, mtime := range []time.Time{before, after} {
+		d, f, l := dir(fmt.Sprintf("d%d/", i), 0o755), reg(fmt.Sprintf("f%d", i), 0o644, "x"), symlink(fmt.Sprintf("l%d", i), "f0")
+		fifo := entry{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: fmt.Sprintf("p%d", i), Mode: 0o644}}
+		for _, e := range []*entry{&d, &f, &l, &fifo} {
+			e.hdr.ModTime, e.hdr.AccessTime = mtime, mtime
+		}
+		entries = append(entries, d, f, l, fifo)
+	}
+	for _, apply := range []bool{false, true} {
+		e := compareWithStorage(t, makeTar(t, entries...), apply)
+		checkMtime(t, e.path("f0"), time.Unix(0, 0))
+		checkMtime(t, e.path("d1"), time.Unix(0, 0))
+		checkMtime(t, e.path("l0"), before)
+	}
+}
+
 func keys(maps ...map[string]string) func(func(string) bool) {
 	return func(yield func(string) bool) {
 		seen := map[string]bool{}
@@ -113,9 +228,15 @@ func snapshot(t *testing.T, root string) map[string]string {
 		case unix.S_IFCHR, unix.S_IFBLK:
 			fmt.Fprintf(&b, " dev=%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		}
-		// The root's and whiteouts' times are not set from the layer by either implementation.
-		if rel != "." && !(typ == unix.S_IFCHR && st.Rdev == 0) {
-			fmt.Fprintf(&b, " mtime=%s", time.Unix(st.Mtim.Unix()).UTC().Format(time.RFC3339Nano))
+		// The root's and whiteouts' times are not set from the layer by either implementation, and
+		// neither are those of implicit parent directories: they bear the time of unpacking.
+		mtime := time.Unix(st.Mtim.Unix())
+		switch {
+		case rel == "." || typ == unix.S_IFCHR && st.Rdev == 0:
+		case time.Since(mtime) < time.Hour:
+			b.WriteString(" mtime=(time of unpacking)")
+		default:
+			fmt.Fprintf(&b, " mtime=%s", mtime.UTC().Format(time.RFC3339Nano))
 		}
 		if typ != unix.S_IFDIR {
 			if first, ok := inodes[st.Ino]; ok {

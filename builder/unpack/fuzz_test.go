@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
-	"io"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -67,7 +66,11 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	seeds = append(seeds, full[:700], full[:len(full)-1])
 	var gz bytes.Buffer // a compressed layer where a tar one is expected
 	zw := gzip.NewWriter(&gz)
-	io.Copy(zw, bytes.NewReader(full))
-	zw.Close()
+	if _, err := zw.Write(full); err != nil {
+		f.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		f.Fatal(err)
+	}
 	return append(seeds, gz.Bytes())
 }

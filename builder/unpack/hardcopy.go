@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"go.podman.io/storage/pkg/system"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,17 +118,20 @@ func copyFileAt(srcDir int, srcName string, dstDir int, dstName string, size int
 	if err != nil {
 		return err // bare errno: EEXIST means "replace"
 	}
-	defer unix.Close(dst)
 	srcFd, err := unix.Openat(srcDir, srcName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return os.NewSyscallError("openat", err)
+	if err == nil {
+		src := os.NewFile(uintptr(srcFd), srcName)
+		if err = writeBody(dst, src, size); err != nil {
+			err = fmt.Errorf("copying %q: %w", srcName, err)
+		}
+		closeQuietly(src)
+	} else {
+		err = os.NewSyscallError("openat", err)
 	}
-	src := os.NewFile(uintptr(srcFd), srcName)
-	defer src.Close()
-	if err := writeBody(dst, src, size); err != nil {
-		return fmt.Errorf("copying %q: %w", srcName, err)
+	if cerr := unix.Close(dst); err == nil {
+		err = os.NewSyscallError("close", cerr)
 	}
-	return nil
+	return err
 }
 
 // copyMeta gives dst the owner, mode, xattrs and times of src (whose stat is st), in the order
@@ -152,7 +156,10 @@ func copyMeta(srcDir int, srcName string, dstDir int, dstName string, st *unix.S
 }
 
 func copyXattrs(src, dst string) error {
-	names, err := listXattrs(src)
+	names, err := system.Llistxattr(src)
+	if errors.Is(err, unix.ENOTSUP) {
+		return nil // a filesystem without xattrs: there are none to copy
+	}
 	if err != nil {
 		return err
 	}
@@ -160,66 +167,18 @@ func copyXattrs(src, dst string) error {
 		if ignoredXattrs[attr] {
 			continue
 		}
-		value, err := getXattr(src, attr)
+		value, err := system.Lgetxattr(src, attr)
 		if err != nil {
 			return err
+		}
+		if value == nil {
+			continue // removed meanwhile
 		}
 		if err := unix.Lsetxattr(dst, attr, value, 0); err != nil {
 			return fmt.Errorf("setting xattr %s: %w", attr, err)
 		}
 	}
 	return nil
-}
-
-// listXattrs returns the names of path's xattrs, retrying if they change size meanwhile.
-func listXattrs(path string) ([]string, error) {
-	for {
-		n, err := unix.Llistxattr(path, nil)
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil // a filesystem without xattrs: there are none to copy
-		}
-		if err != nil || n == 0 {
-			return nil, os.NewSyscallError("llistxattr", err)
-		}
-		buf := make([]byte, n)
-		n, err = unix.Llistxattr(path, buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, os.NewSyscallError("llistxattr", err)
-		}
-		var names []string
-		for start := 0; start < n; {
-			end := start
-			for end < n && buf[end] != 0 {
-				end++
-			}
-			if end > start {
-				names = append(names, string(buf[start:end]))
-			}
-			start = end + 1
-		}
-		return names, nil
-	}
-}
-
-func getXattr(path, attr string) ([]byte, error) {
-	for {
-		n, err := unix.Lgetxattr(path, attr, nil)
-		if err != nil {
-			return nil, fmt.Errorf("reading xattr %s: %w", attr, err)
-		}
-		buf := make([]byte, n)
-		n, err = unix.Lgetxattr(path, attr, buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading xattr %s: %w", attr, err)
-		}
-		return buf[:n], nil
-	}
 }
 
 func fileType(typ uint32) string {

@@ -51,6 +51,16 @@ func TestHardlinksAcrossDirsBecomeCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	checkLinksInOneDir(t, e)
+	checkCopiesOfFile(t, e)
+	checkCopiesOfOthers(t, e, big)
+	checkRecordedAsLinks(t, e.root, stream, res, ts)
+	e.checkOutside(t)
+}
+
+// checkLinksInOneDir: links within one directory (also through a symlink to it) stay links.
+func checkLinksInOneDir(t *testing.T, e *env) {
+	t.Helper()
 	orig := lstat(t, e.path("a/file"))
 	if got := lstat(t, e.path("a/same-dir")); got.Ino != orig.Ino {
 		t.Error("a/same-dir: a link within one directory must stay a link")
@@ -61,6 +71,13 @@ func TestHardlinksAcrossDirsBecomeCopies(t *testing.T) {
 	if orig.Nlink != 3 {
 		t.Errorf("a/file has %d links, want 3 (itself, same-dir, through-symlink)", orig.Nlink)
 	}
+}
+
+// checkCopiesOfFile: a link into b/ is a copy that reads as the shared inode; a second link from
+// b/ links to that copy.
+func checkCopiesOfFile(t *testing.T, e *env) {
+	t.Helper()
+	orig := lstat(t, e.path("a/file"))
 	for _, p := range []string{"a/file", "b/other-dir"} {
 		st := checkMode(t, e.path(p), unix.S_IFREG, 0o4755)
 		checkOwner(t, e.path(p), 1000, 1001)
@@ -79,6 +96,12 @@ func TestHardlinksAcrossDirsBecomeCopies(t *testing.T) {
 	if copy := lstat(t, e.path("b/other-dir")); lstat(t, e.path("b/second")).Ino != copy.Ino || copy.Nlink != 2 {
 		t.Error("b/second: want a link to b/other-dir, the copy made in b/ before")
 	}
+}
+
+// checkCopiesOfOthers: links into c/ to a file at the root, a symlink, a FIFO, a device and a
+// file with holes are copies of them.
+func checkCopiesOfOthers(t *testing.T, e *env, big []byte) {
+	t.Helper()
 	if st := lstat(t, e.path("c/from-root")); st.Ino == lstat(t, e.path("top")).Ino {
 		t.Error("c/from-root: a link from the root into c/ must be a copy")
 	}
@@ -97,9 +120,14 @@ func TestHardlinksAcrossDirsBecomeCopies(t *testing.T) {
 	if st := lstat(t, e.path("c/big")); st.Blocks*512 > 1<<20 {
 		t.Errorf("c/big: %d bytes allocated for %d, want the zero runs as holes", st.Blocks*512, st.Size)
 	}
+}
 
-	// Podman rebuilds the layer from diff/ and tar-split: the links are still links there.
-	if got := reassemble(t, e.root, ts); !bytes.Equal(got, stream) {
+// checkRecordedAsLinks: Podman rebuilds the layer from root (the diff/ with the copies) and
+// tar-split, where the links are still links: the same bytes, diff ID and owners as an unpack
+// without the option.
+func checkRecordedAsLinks(t *testing.T, root string, stream []byte, res Result, ts []byte) {
+	t.Helper()
+	if got := reassemble(t, root, ts); !bytes.Equal(got, stream) {
 		t.Fatal("reassembled stream differs from the layer")
 	}
 	if res.DiffID != digest.FromBytes(stream) {
@@ -113,7 +141,6 @@ func TestHardlinksAcrossDirsBecomeCopies(t *testing.T) {
 	if lstat(t, plain.path("b/other-dir")).Ino != lstat(t, plain.path("a/file")).Ino {
 		t.Error("without the option, links across directories must stay links")
 	}
-	e.checkOutside(t)
 }
 
 // A copy replaces what an earlier entry left at its name (here a directory made implicitly for

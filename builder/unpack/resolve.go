@@ -20,8 +20,10 @@ const (
 	resolveFlags = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
 	// maxSymlinkHops bounds how many dangling symlinks mkdirAll follows, like the kernel's ELOOP limit.
 	maxSymlinkHops = 40
-	// defaultDirMode is the mode of parent directories the layer does not list itself.
-	defaultDirMode = 0o755
+	// implicitDirMode is the mode of parent directories the layer does not list itself: what the
+	// storage library's MkdirAll calls give them under Podman's usual umask 022 (plus the setgid
+	// bit that the kernel passes down from a setgid parent).
+	implicitDirMode = 0o755
 )
 
 // tree is the layer root with a one-entry cache of the last parent directory: tar entries come
@@ -33,6 +35,10 @@ type tree struct {
 	cacheDir   string // relative path whose handle cacheFd is
 	cacheFd    int    // -1 when empty
 	cacheValid bool   // false after anything was removed: cacheDir might now resolve elsewhere
+
+	// chownImplicitDirs makes implicit parent directories root:root, as archive.Unpack (the
+	// overlay driver) does; archive.UnpackLayer (vfs) keeps the group a setgid parent passes down.
+	chownImplicitDirs bool
 }
 
 func openTree(root string) (*tree, error) {
@@ -42,7 +48,7 @@ func openTree(root string) (*tree, error) {
 	}
 	real, err := os.Readlink(fdPath(fd))
 	if err != nil {
-		unix.Close(fd)
+		closeFd(fd)
 		return nil, fmt.Errorf("finding the real path of the layer root %q (is /proc mounted?): %w", root, err)
 	}
 	return &tree{rootFd: fd, rootReal: real, cacheFd: -1}, nil
@@ -50,8 +56,15 @@ func openTree(root string) (*tree, error) {
 
 func (t *tree) close() {
 	t.dropCache()
-	unix.Close(t.rootFd)
+	closeFd(t.rootFd)
 }
+
+// closeFd closes a descriptor this package only looked up or read through: closing it cannot
+// lose data, so its error says nothing.
+func closeFd(fd int) { _ = unix.Close(fd) }
+
+// closeQuietly is closeFd for an *os.File read from.
+func closeQuietly(f *os.File) { _ = f.Close() }
 
 // fdPath names an open descriptor through /proc, for the few calls that have no *at or f* variant.
 func fdPath(fd int) string {
@@ -96,7 +109,7 @@ func (t *tree) cachedDir(dir string, create bool) (int, error) {
 	}
 	t.dropCache()
 	fd, err := t.openDir(dir)
-	if err == unix.ENOENT && create {
+	if errors.Is(err, unix.ENOENT) && create {
 		fd, err = t.mkdirAll(dir, 0)
 	}
 	if err != nil {
@@ -112,13 +125,12 @@ func (t *tree) invalidate() { t.cacheValid = false }
 
 func (t *tree) dropCache() {
 	if t.cacheFd >= 0 {
-		unix.Close(t.cacheFd)
+		closeFd(t.cacheFd)
 	}
 	t.cacheDir, t.cacheFd, t.cacheValid = "", -1, false
 }
 
-// mkdirAll creates the missing directories of dir (0755 root:root, as a layer's implicit parents)
-// and returns an O_PATH handle of it. Each prefix is resolved inside the root, so symlinks among
+// mkdirAll creates the missing directories of dir (see mkdirIn for their mode and owner) and returns an O_PATH handle of it. Each prefix is resolved inside the root, so symlinks among
 // the parents are followed the way the container will see them.
 func (t *tree) mkdirAll(dir string, hops int) (int, error) {
 	if hops > maxSymlinkHops {
@@ -127,7 +139,7 @@ func (t *tree) mkdirAll(dir string, hops int) (int, error) {
 	cur := -1 // handle of dir[:start-1]; -1 means the root
 	defer func() {
 		if cur >= 0 {
-			unix.Close(cur)
+			closeFd(cur)
 		}
 	}()
 	for start, i := 0, 0; i <= len(dir); i++ {
@@ -140,7 +152,7 @@ func (t *tree) mkdirAll(dir string, hops int) (int, error) {
 			continue
 		}
 		fd, err := t.openDir(dir[:i])
-		if err == unix.ENOENT {
+		if errors.Is(err, unix.ENOENT) {
 			parentFd := t.rootFd
 			if cur >= 0 {
 				parentFd = cur
@@ -153,7 +165,7 @@ func (t *tree) mkdirAll(dir string, hops int) (int, error) {
 			return -1, err
 		}
 		if cur >= 0 {
-			unix.Close(cur)
+			closeFd(cur)
 		}
 		cur = fd
 	}
@@ -169,15 +181,11 @@ func (t *tree) mkdirAll(dir string, hops int) (int, error) {
 // ENOENT. If name already exists, it must be a dangling symlink: like containers/storage (SecureJoin
 // then MkdirAll), create the directory it points to, inside the root.
 func (t *tree) mkdirIn(parentFd int, name string, hops int) error {
-	err := unix.Mkdirat(parentFd, name, defaultDirMode)
+	err := unix.Mkdirat(parentFd, name, implicitDirMode)
 	if err == nil {
-		// Explicit owner and mode: the umask and a setgid parent must not change them.
-		if err := unix.Fchownat(parentFd, name, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return os.NewSyscallError("fchownat", err)
-		}
-		return chmodAt(parentFd, name, defaultDirMode)
+		return t.implicitDirMeta(parentFd, name)
 	}
-	if err != unix.EEXIST {
+	if !errors.Is(err, unix.EEXIST) {
 		return os.NewSyscallError("mkdirat", err)
 	}
 	var st unix.Stat_t
@@ -204,8 +212,25 @@ func (t *tree) mkdirIn(parentFd int, name string, hops int) error {
 	if err != nil {
 		return fmt.Errorf("creating the directory that symlink %q points to (%q): %w", name, target, err)
 	}
-	unix.Close(fd)
+	closeFd(fd)
 	return nil
+}
+
+// implicitDirMeta gives a directory that mkdirIn has just created the owner and mode the storage
+// library's MkdirAll gives it: implicitDirMode whatever this process's umask, keeping the setgid
+// bit the kernel set below a setgid parent; root:root if chownImplicitDirs, else the owner the
+// kernel gave it (root, and a setgid parent's group).
+func (t *tree) implicitDirMeta(parentFd int, name string) error {
+	if t.chownImplicitDirs {
+		if err := unix.Fchownat(parentFd, name, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return os.NewSyscallError("fchownat", err)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(parentFd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return os.NewSyscallError("fstatat", err)
+	}
+	return chmodAt(parentFd, name, implicitDirMode|st.Mode&unix.S_ISGID)
 }
 
 // inRootPath returns the path of directory fd relative to the root ("" for the root itself).
@@ -240,10 +265,10 @@ func readlinkAt(dirFd int, name string) (string, error) {
 // removeAll removes name from dirFd, recursively if it is a directory, never following symlinks.
 func removeAll(dirFd int, name string) error {
 	err := unix.Unlinkat(dirFd, name, 0)
-	if err == nil || err == unix.ENOENT {
+	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	if err != unix.EISDIR {
+	if !errors.Is(err, unix.EISDIR) {
 		return os.NewSyscallError("unlinkat", err)
 	}
 	fd, err := unix.Openat(dirFd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -259,7 +284,7 @@ func removeAll(dirFd int, name string) error {
 			}
 		}
 	}
-	dir.Close()
+	closeQuietly(dir)
 	if err != nil {
 		return err
 	}

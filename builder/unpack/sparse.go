@@ -11,8 +11,8 @@ import (
 )
 
 const (
-	// copyBufSize is the read size for file bodies: large enough to amortise syscalls and the
-	// tar-split pipe hand-offs, small enough to keep many concurrent unpacks cheap.
+	// copyBufSize is the read size for file bodies: large enough to amortise syscalls, small
+	// enough to keep many concurrent unpacks cheap.
 	copyBufSize = 1 << 20
 	// holeBlock is the granularity of hole detection. It divides copyBufSize, so blocks stay
 	// aligned to file offsets across reads, and is a multiple of every common filesystem block size.

@@ -3,6 +3,7 @@ package unpack
 import (
 	"archive/tar"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc64"
 	"io"
@@ -81,7 +82,7 @@ func (b *entryBody) drain() error {
 	defer bufPool.Put(bp)
 	for {
 		_, err := b.Read(*bp)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
@@ -162,7 +163,6 @@ func stdHeader(h *tstar.Header) *tar.Header {
 		ChangeTime: h.ChangeTime,
 		Devmajor:   h.Devmajor,
 		Devminor:   h.Devminor,
-		Xattrs:     h.Xattrs, // deprecated, but copied as is: PAXRecords carries the same
 		PAXRecords: h.PAXRecords,
 		Format:     tar.Format(h.Format), // the same bit values in both packages
 	}

@@ -73,7 +73,9 @@ func TestTarSplitMatchesAsm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			io.Copy(io.Discard, payload)
+			if _, err := io.Copy(io.Discard, payload); err != nil {
+				t.Fatal(err)
+			}
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}

@@ -1,5 +1,6 @@
-// Package unpack writes one layer (an uncompressed tar stream) into a containers-storage overlay
-// diff/ directory, in one streaming pass that also records the layer's tar-split metadata, diff ID,
+// Package unpack writes one layer (an uncompressed tar stream) into a layer directory of a
+// containers-storage store (an overlay diff/, or with Options.Apply a vfs layer's whole tree), in one
+// streaming pass that also records the layer's tar-split metadata, diff ID,
 // size and owners. It is the one place that decides tar semantics: entry types, whiteouts, opaque
 // directories, hardlinks, ownership, xattrs, holes and path safety.
 package unpack
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path"
@@ -20,6 +22,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	tstar "github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/storage"
+	"go.podman.io/storage/pkg/archive"
+	"go.podman.io/storage/pkg/ioutils"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,12 +51,6 @@ type Result struct {
 // ErrTooLarge is wrapped by the error Layer returns when the layer exceeds Options.MaxSize.
 var ErrTooLarge = errors.New("layer exceeds the size limit")
 
-const (
-	whiteoutPrefix = ".wh."
-	opaqueMarker   = ".wh..wh..opq"
-	paxXattrPrefix = "SCHILY.xattr."
-)
-
 // opaqueXattrs mark an opaque directory: trusted.* for the kernel overlay driver (rootful readers),
 // user.* for rootless readers (overlay "userxattr", fuse-overlayfs). A store must work for both.
 var opaqueXattrs = []string{"trusted.overlay.opaque", "user.overlay.opaque"}
@@ -78,6 +76,7 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 		return Result{}, err
 	}
 	defer t.close()
+	t.chownImplicitDirs = !opts.Apply
 	x := &extractor{
 		tree:                t,
 		apply:               opts.Apply,
@@ -89,12 +88,22 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 		gids:                map[uint32]struct{}{},
 	}
 
-	// Data flow, in one pass on this goroutine: tarStream → size limit → sha256 → tar-split's tar
-	// reader → filesystem, with the tar-split metadata recorded from the same reads (tarsplit.go).
-	counter := &countingReader{r: tarStream, limit: opts.MaxSize}
+	// Data flow, in one pass on this goroutine: tarStream → size limit → sha256 and byte count →
+	// tar-split's tar reader → filesystem, with the tar-split metadata recorded from the same reads
+	// (tarsplit.go).
+	in := tarStream
+	if opts.MaxSize > 0 {
+		in = io.LimitReader(tarStream, opts.MaxSize+1) // one byte more than allowed is enough to know
+	}
 	digester := digest.Canonical.Digester()
+	counter := ioutils.NewWriteCounter(digester.Hash())
 	metadata := bufio.NewWriterSize(tarSplit, 32<<10)
-	if err := x.extract(io.TeeReader(counter, digester.Hash()), storage.NewJSONPacker(metadata)); err != nil {
+	err = x.extract(io.TeeReader(in, counter), storage.NewJSONPacker(metadata))
+	if opts.MaxSize > 0 && counter.Count > opts.MaxSize {
+		// Whatever the cut-off stream made the tar reader say, the cause is the limit.
+		return Result{}, fmt.Errorf("%w: more than %d uncompressed bytes", ErrTooLarge, opts.MaxSize)
+	}
+	if err != nil {
 		return Result{}, err
 	}
 	if err := metadata.Flush(); err != nil {
@@ -103,37 +112,15 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 	if err := x.applyDirTimes(); err != nil {
 		return Result{}, err
 	}
+	if err := x.touchRoot(); err != nil {
+		return Result{}, err
+	}
 	return Result{
 		DiffID:   digester.Digest(),
-		DiffSize: counter.n,
-		UIDs:     sortedIDs(x.uids),
-		GIDs:     sortedIDs(x.gids),
+		DiffSize: counter.Count,
+		UIDs:     slices.Sorted(maps.Keys(x.uids)),
+		GIDs:     slices.Sorted(maps.Keys(x.gids)),
 	}, nil
-}
-
-// countingReader counts the uncompressed bytes and enforces the size limit. tar-split's goroutine
-// reads it; Layer looks at n only after that goroutine has finished.
-type countingReader struct {
-	r     io.Reader
-	n     int64
-	limit int64 // 0: none
-	err   error
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
-	}
-	if c.limit > 0 && int64(len(p)) > c.limit-c.n {
-		p = p[:c.limit-c.n+1] // one byte more than allowed is enough to know
-	}
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.limit > 0 && c.n > c.limit {
-		c.err = fmt.Errorf("%w: more than %d uncompressed bytes", ErrTooLarge, c.limit)
-		return n, c.err
-	}
-	return n, err
 }
 
 // extractor holds the state of one layer's extraction.
@@ -159,7 +146,7 @@ func (x *extractor) extract(r io.Reader, p storage.Packer) error {
 	prev := ""
 	for {
 		th, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -224,7 +211,7 @@ func splitName(name string) (dir, base string) {
 func (x *extractor) entry(hdr *tar.Header, name string, r io.Reader) error {
 	// Owners are logged as containers/storage does: every header except whiteouts, even pax
 	// global headers, so that layers.json matches what Podman would record.
-	if !strings.HasPrefix(path.Base(hdr.Name), whiteoutPrefix) {
+	if !strings.HasPrefix(path.Base(hdr.Name), archive.WhiteoutPrefix) {
 		x.uids[uint32(hdr.Uid)] = struct{}{}
 		x.gids[uint32(hdr.Gid)] = struct{}{}
 	}
@@ -243,19 +230,16 @@ func (x *extractor) entry(hdr *tar.Header, name string, r io.Reader) error {
 	if hdr.Uid < 0 || hdr.Uid >= math.MaxUint32 || hdr.Gid < 0 || hdr.Gid >= math.MaxUint32 {
 		return fmt.Errorf("owner %d:%d out of range", hdr.Uid, hdr.Gid)
 	}
-	if x.maxSize > 0 && (hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA) && hdr.Size > x.maxSize {
+	if x.maxSize > 0 && hdr.Typeflag == tar.TypeReg && hdr.Size > x.maxSize {
 		// Refuse before writing anything of it.
 		return fmt.Errorf("%w: the entry alone has %d bytes, the limit is %d", ErrTooLarge, hdr.Size, x.maxSize)
 	}
 
 	if name == "." {
-		if hdr.Typeflag != tar.TypeDir {
-			return errors.New("only a directory can stand for the layer root")
-		}
 		return x.rootDir(hdr)
 	}
 	dir, base := splitName(name)
-	if strings.HasPrefix(base, whiteoutPrefix) {
+	if strings.HasPrefix(base, archive.WhiteoutPrefix) {
 		return x.whiteout(hdr, dir, base)
 	}
 	parent, err := x.parent(dir)
@@ -263,7 +247,7 @@ func (x *extractor) entry(hdr *tar.Header, name string, r io.Reader) error {
 		return fmt.Errorf("parent directory %q: %w", dir, err)
 	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // the tar reader turns the old TypeRegA into TypeReg (or TypeDir)
 		return x.regular(parent, name, base, hdr, r)
 	case tar.TypeDir:
 		return x.directory(parent, name, base, hdr)
@@ -287,7 +271,7 @@ func (x *extractor) entry(hdr *tar.Header, name string, r io.Reader) error {
 // or a parent directory created for an earlier entry) the later entry wins: the old one is removed.
 func (x *extractor) create(parent int, name, base, op string, mk func() error) error {
 	err := mk()
-	if err == unix.EEXIST {
+	if errors.Is(err, unix.EEXIST) {
 		if err := x.remove(parent, name, base); err != nil {
 			return err
 		}
@@ -363,13 +347,36 @@ func (x *extractor) directory(parent int, name, base string, hdr *tar.Header) er
 	return x.dirMeta(fd, name, hdr)
 }
 
-// rootDir applies a "./" entry to the layer root itself, as containers/storage does.
+// rootDir handles an entry that names the layer root ("./"). The storage library's overlay driver
+// (archive.Unpack of Podman 4.3 to 5.8, storage 1.45 to 1.64) skips it, whatever its type, so the
+// root keeps the mode and owner the driver created it with. The vfs driver (archive.UnpackLayer)
+// applies a directory's owner, mode and xattrs to the root; its times do not stick there (see
+// touchRoot).
 func (x *extractor) rootDir(hdr *tar.Header) error {
+	if !x.apply {
+		return nil
+	}
+	if hdr.Typeflag != tar.TypeDir {
+		return errors.New("only a directory can stand for the layer root")
+	}
 	fd, err := unix.Openat(x.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return os.NewSyscallError("openat", err)
 	}
-	return x.dirMeta(fd, ".", hdr)
+	defer closeFd(fd)
+	if err := setOwnerModeFd(fd, hdr); err != nil {
+		return err
+	}
+	return setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
+}
+
+// touchRoot sets the root's mtime to now: with either driver, the storage library's unpacking
+// changes the root last (a temporary directory made and removed in it, or the entries created in
+// it), so Podman's layer root bears the time of unpacking, never a time from the layer.
+func (x *extractor) touchRoot() error {
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_NOW}}
+	// Through the root's handle: its /proc link leads to the very directory opened at the start.
+	return os.NewSyscallError("utimensat", unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(x.rootFd), ts, 0))
 }
 
 // dirMeta sets owner, mode and xattrs of directory fd now and closes it; its times come last.
@@ -378,8 +385,10 @@ func (x *extractor) dirMeta(fd int, name string, hdr *tar.Header) error {
 	if err == nil {
 		err = setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
 	}
-	unix.Close(fd)
-	x.dirTimes[name] = times(hdr)
+	closeFd(fd)
+	// As archive.Unpack sets them at the end: the header's own access time, not one raised to the
+	// modification time as for other entries.
+	x.dirTimes[name] = [2]unix.Timespec{chtimesSpec(hdr.AccessTime), chtimesSpec(hdr.ModTime)}
 	return err
 }
 
@@ -402,7 +411,7 @@ func (x *extractor) hardlink(parent int, name, base string, hdr *tar.Header) err
 	if err != nil {
 		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
 	}
-	defer unix.Close(targetParent)
+	defer closeFd(targetParent)
 	op, mk := "linkat", func() error {
 		return unix.Linkat(targetParent, targetBase, parent, base, 0) // 0: never follow a symlink target
 	}
@@ -431,8 +440,9 @@ func (x *extractor) hardlink(parent int, name, base string, hdr *tar.Header) err
 			return err
 		}
 	}
-	// The header's metadata applies to the shared inode, as containers/storage does; with a copy,
-	// to both names, so that each reads as the shared inode would.
+	// The header's metadata applies to the shared inode, as containers/storage does (for a link to
+	// a symlink: owner and xattrs only); with a copy, to both names, so that each reads as the
+	// shared inode would.
 	var st unix.Stat_t
 	if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return os.NewSyscallError("fstatat", err)
@@ -476,10 +486,10 @@ func (x *extractor) node(parent int, name, base string, hdr *tar.Header) error {
 // whiteout handles the OCI whiteout entries: ".wh..wh..opq" makes its directory opaque, ".wh.NAME"
 // becomes the overlay whiteout for NAME, a 0/0 character device. Neither file is created itself.
 func (x *extractor) whiteout(hdr *tar.Header, dir, base string) error {
-	if base == opaqueMarker {
+	if base == archive.WhiteoutOpaqueDir {
 		return x.opaque(dir)
 	}
-	target := strings.TrimPrefix(base, whiteoutPrefix)
+	target := strings.TrimPrefix(base, archive.WhiteoutPrefix)
 	if target == "" || target == "." || target == ".." {
 		return fmt.Errorf("invalid whiteout of %q", target)
 	}
@@ -530,7 +540,7 @@ func (x *extractor) opaque(dir string) error {
 	if err != nil {
 		return os.NewSyscallError("openat", err)
 	}
-	defer unix.Close(fd)
+	defer closeFd(fd)
 	for _, attr := range opaqueXattrs {
 		if err := unix.Fsetxattr(fd, attr, []byte("y"), 0); err != nil {
 			return fmt.Errorf("marking directory %q opaque: setting xattr %s: %w", dir, attr, err)
@@ -547,7 +557,7 @@ func (x *extractor) emptyOfLower(dirFd int, dir string) error {
 		return err
 	}
 	children, err := f.Readdirnames(-1)
-	f.Close()
+	closeQuietly(f)
 	if err != nil {
 		return fmt.Errorf("listing opaque directory %q: %w", dir, err)
 	}
@@ -587,20 +597,15 @@ func (x *extractor) applyDirTimes() error {
 	})
 	for _, name := range names {
 		ts := x.dirTimes[name]
-		var err error
-		if name == "." {
-			err = unix.UtimesNanoAt(unix.AT_FDCWD, x.rootReal, ts[:], unix.AT_SYMLINK_NOFOLLOW)
-		} else {
-			dir, base := splitName(name)
-			var parent int
-			if parent, err = x.lookupDir(dir); err == nil {
-				var st unix.Stat_t
-				if err = unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-					continue // replaced by a later entry in a way remove did not see; not ours to touch
-				}
-				if err == nil {
-					err = unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
-				}
+		dir, base := splitName(name)
+		parent, err := x.lookupDir(dir)
+		if err == nil {
+			var st unix.Stat_t
+			if err = unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				continue // replaced by a later entry in a way remove did not see; not ours to touch
+			}
+			if err == nil {
+				err = unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
 			}
 		}
 		if err != nil {
@@ -610,6 +615,8 @@ func (x *extractor) applyDirTimes() error {
 	return nil
 }
 
+// setOwnerModeFd sets owner and mode of a node this layer has just created (or a directory it
+// merges into), so no file capability can be there yet for chown to drop.
 func setOwnerModeFd(fd int, hdr *tar.Header) error {
 	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
 		return os.NewSyscallError("fchown", err)
@@ -619,12 +626,14 @@ func setOwnerModeFd(fd int, hdr *tar.Header) error {
 }
 
 // setMetaAt applies owner, mode, xattrs and times to a node that has no usable descriptor
-// (symlinks, devices, FIFOs, hardlinks), never following a symlink at base.
+// (symlinks, devices, FIFOs, hardlinks), never following a symlink at base. symlink says that
+// the node at base is one: it has no mode of its own, and a hard link to it leaves its times
+// alone, as in the storage library.
 func setMetaAt(parent int, base string, hdr *tar.Header, symlink bool) error {
-	if err := unix.Fchownat(parent, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return os.NewSyscallError("fchownat", err)
+	if err := chownAtIfDiffers(parent, base, hdr.Uid, hdr.Gid); err != nil {
+		return err
 	}
-	if !symlink { // symlinks have no mode of their own
+	if !symlink {
 		if err := chmodAt(parent, base, mode(hdr)); err != nil {
 			return err
 		}
@@ -636,15 +645,37 @@ func setMetaAt(parent int, base string, hdr *tar.Header, symlink bool) error {
 	if err := setXattrs(hdr, func(attr string, value []byte) error { return unix.Lsetxattr(p, attr, value, 0) }); err != nil {
 		return err
 	}
+	switch {
+	case hdr.Typeflag == tar.TypeSymlink:
+		ts := symlinkTimes(hdr)
+		return os.NewSyscallError("utimensat", unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW))
+	case symlink: // a hard link to a symlink
+		return nil
+	}
 	return setTimesAt(parent, base, hdr)
 }
 
+// chownAtIfDiffers changes the owner of base only if it differs, as the storage library's
+// idtools.SafeLchown does: a hard link shares an inode that may already carry a file capability,
+// and the kernel drops security.capability on every chown, even to the same owner.
+func chownAtIfDiffers(parent int, base string, uid, gid int) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return os.NewSyscallError("fstatat", err)
+	}
+	if int(st.Uid) == uid && int(st.Gid) == gid {
+		return nil
+	}
+	return os.NewSyscallError("fchownat", unix.Fchownat(parent, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW))
+}
+
 // setXattrs applies the header's SCHILY.xattr.* records; callers run it after chown, which drops
-// security.capability.
+// security.capability. A record with an empty value is not written: Go's tar reader leaves it out
+// of Header.Xattrs, which is what Podman 4.3's storage library applies.
 func setXattrs(hdr *tar.Header, set func(attr string, value []byte) error) error {
 	for key, value := range hdr.PAXRecords {
-		attr, ok := strings.CutPrefix(key, paxXattrPrefix)
-		if !ok || ignoredXattrs[attr] {
+		attr, ok := strings.CutPrefix(key, archive.PaxSchilyXattr)
+		if !ok || value == "" || ignoredXattrs[attr] {
 			continue
 		}
 		if err := set(attr, []byte(value)); err != nil {
@@ -654,36 +685,50 @@ func setXattrs(hdr *tar.Header, set func(attr string, value []byte) error) error
 	return nil
 }
 
+// setTimesAt sets the times of a node that is not a symlink, as the storage library's
+// system.Chtimes does.
 func setTimesAt(parent int, base string, hdr *tar.Header) error {
-	ts := times(hdr)
-	return os.NewSyscallError("utimensat", unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW))
+	ts := []unix.Timespec{chtimesSpec(accessTime(hdr)), chtimesSpec(hdr.ModTime)}
+	return os.NewSyscallError("utimensat", unix.UtimesNanoAt(parent, base, ts, unix.AT_SYMLINK_NOFOLLOW))
 }
 
-// times returns atime and mtime for utimensat. Like containers/storage, an access time before the
+// accessTime is the atime the storage library gives an entry: an access time before the
 // modification time (or none: ustar headers have no atime) becomes the modification time.
-func times(hdr *tar.Header) [2]unix.Timespec {
-	atime := hdr.AccessTime
-	if atime.Before(hdr.ModTime) {
-		atime = hdr.ModTime
+func accessTime(hdr *tar.Header) time.Time {
+	if hdr.AccessTime.Before(hdr.ModTime) {
+		return hdr.ModTime
 	}
-	return [2]unix.Timespec{timespec(atime), timespec(hdr.ModTime)}
+	return hdr.AccessTime
 }
 
-// timespec avoids UnixNano, which overflows outside 1678–2262.
-func timespec(t time.Time) unix.Timespec {
-	return unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
+var (
+	epoch   = time.Unix(0, 0)
+	maxTime = time.Unix(0, math.MaxInt64) // the last instant UnixNano can express (2262)
+)
+
+// chtimesSpec converts t as system.Chtimes does: a time before 1970 or after maxTime becomes
+// 1970-01-01T00:00:00Z.
+func chtimesSpec(t time.Time) unix.Timespec {
+	if t.Before(epoch) || t.After(maxTime) {
+		t = epoch
+	}
+	return unix.NsecToTimespec(t.UnixNano())
+}
+
+// symlinkTimes converts a symlink's times as the storage library does for symlinks (its
+// timeToTimespec, then lutimes), unlike system.Chtimes: through UnixNano, with no clamp (times
+// before 1678 or after 2262 wrap around as UnixNano does), and the zero time leaves a time as it is.
+func symlinkTimes(hdr *tar.Header) [2]unix.Timespec {
+	conv := func(t time.Time) unix.Timespec {
+		if t.IsZero() {
+			return unix.Timespec{Nsec: unix.UTIME_OMIT}
+		}
+		return unix.NsecToTimespec(t.UnixNano())
+	}
+	return [2]unix.Timespec{conv(accessTime(hdr)), conv(hdr.ModTime)}
 }
 
 // mode is the permission part of the header mode, including setuid, setgid and sticky.
 func mode(hdr *tar.Header) uint32 {
 	return uint32(hdr.Mode) & 0o7777
-}
-
-func sortedIDs(set map[uint32]struct{}) []uint32 {
-	ids := make([]uint32, 0, len(set))
-	for id := range set {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
 }
