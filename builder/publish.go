@@ -259,6 +259,10 @@ func (p *Publisher) fetchInOrder(ctx context.Context, src *source, jobs []*layer
 // commit commits the fetched jobs in order, parents first.
 func (p *Publisher) commit(jobs []*layerJob, res *Result) error {
 	for _, j := range jobs {
+		if err := j.hideLower(); err != nil {
+			discard(jobs)
+			return fmt.Errorf("layer %s: %w", j.blob.Digest, err)
+		}
 		if err := p.Store.CommitLayer(j.staged, j.meta); err != nil {
 			discard(jobs)
 			return fmt.Errorf("committing layer %s: %w", j.blob.Digest, err)
