@@ -105,7 +105,11 @@ func hideIn(fd int, dir string, stack []int) error {
 		switch {
 		case err == unix.ENOENT:
 			if err := unix.Mknodat(fd, name, unix.S_IFCHR, 0); err != nil {
-				return fmt.Errorf("whiteout for %q of a lower layer: %w", path.Join(dir, name), os.NewSyscallError("mknodat", err))
+				err = fmt.Errorf("whiteout for %q of a lower layer: %w", path.Join(dir, name), os.NewSyscallError("mknodat", err))
+				if errors.Is(err, unix.EPERM) { // as for the layer's own whiteouts (see whiteout)
+					err = fmt.Errorf("%w (this filesystem or user cannot create overlay whiteouts: run as root, or publish a vfs store with --driver vfs)", err)
+				}
+				return err
 			}
 		case err != nil:
 			return os.NewSyscallError("fstatat", err)
