@@ -11,17 +11,20 @@ import (
 // link "<store>/overlay/l/<26 characters>:". Past a page it retries with paths relative to its own
 // store, which cannot reach an additional store ("mountfrom re-exec output: no such file or
 // directory"), so a deep image does not run from a store with a long path. Measured with Podman
-// 4.3.1 (Debian 12): from a store with a 21-character path, an image of 64 layers ran and one of 66
-// did not, and Podman's own pulled store in the same role failed alike. Newer Podman versions are
-// measured separately (see the README's table).
+// 4.3.1 (Debian 12), rootful, from a store with a 21-character path and a 15-character graphroot: an
+// image of 65 layers ran and one of 66 did not (options of 4117 bytes, as the error shows them), and
+// Podman's own pulled store in the same role failed alike. Newer Podman versions are measured
+// separately (see the README's table).
 const (
 	mountOptionsPage = 4096
 	// lowerEntryBytes is what each lower layer adds besides the store path: "/overlay/l/", the link
 	// and the ":" separating it from the next one.
 	lowerEntryBytes = len("/overlay/l/") + 26 + len(":")
-	// mountOptionsReserve is the rest of the options: "lowerdir=", and the upperdir and workdir in
-	// the reader's own graphroot (".../overlay/<64 hex>/diff" and "/work", about 240 bytes as root,
-	// more rootless). 300 bytes puts the limit at 64 layers for the measured 21-character path.
+	// mountOptionsReserve is the rest of the options: "lowerdir=", ",upperdir=" and ",workdir=" in
+	// the reader's own graphroot ("<graphroot>/overlay/<64 hex>/diff" and "/work"), ",volatile", and
+	// rootless ",userxattr": 224 bytes in the measurement, 248 with the default rootful graphroot
+	// /var/lib/containers/storage, about 290 with a rootless one in a home directory. 300 bytes
+	// puts the limit at 64 layers for the measured 21-character path, where 65 ran as root.
 	mountOptionsReserve = 300
 )
 
