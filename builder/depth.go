@@ -12,8 +12,9 @@ import (
 // store, which cannot reach an additional store ("mountfrom re-exec output: no such file or
 // directory"), so a deep image does not run from a store with a long path. Measured with Podman
 // 4.3.1 (Debian 12), rootful, from a store with a 21-character path and a 15-character graphroot: an
-// image of 65 layers ran and one of 66 did not (options of 4117 bytes, as the error shows them), and
-// Podman's own pulled store in the same role failed alike. Newer Podman versions are measured
+// image of 65 layers ran and one of 66 did not (options of 4117 bytes, as the error shows them);
+// rootless with native overlay and the graphroot in the user's home (47 characters), 64 ran and 65
+// did not. Podman's own pulled store in the same role fails alike. Newer Podman versions are measured
 // separately (see the README's table).
 const (
 	mountOptionsPage = 4096
@@ -24,7 +25,7 @@ const (
 	// the reader's own graphroot ("<graphroot>/overlay/<64 hex>/diff" and "/work"), ",volatile", and
 	// rootless ",userxattr": 224 bytes in the measurement, 248 with the default rootful graphroot
 	// /var/lib/containers/storage, about 290 with a rootless one in a home directory. 300 bytes
-	// puts the limit at 64 layers for the measured 21-character path, where 65 ran as root.
+	// puts the limit at 64 layers for the measured 21-character path, as measured rootless.
 	mountOptionsReserve = 300
 )
 

@@ -15,7 +15,7 @@ func TestPodman4LayerLimit(t *testing.T) {
 		storeDir string
 		want     int
 	}{
-		{"/srv/cargohold/store1", 64}, // 21 characters: Podman 4.3.1 ran 65 layers as root (short graphroot), not 66
+		{"/srv/cargohold/store1", 64}, // 21 characters: Podman 4.3.1 rootless native ran 64 layers, not 65
 		{"/s", 94},
 		{"/cvmfs/images.example.org/podman/store", 49},
 		{"/" + strings.Repeat("x", 199), 15},
