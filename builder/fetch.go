@@ -26,6 +26,7 @@ type layerJob struct {
 	meta     layout.LayerMeta
 	fetched  int64 // compressed bytes read from the source
 	progress progress
+	opaque   []string // the layer's opaque dirs (unpack.Result.OpaqueDirs)
 }
 
 // fetch streams one layer blob from the source through decompression into the unpacker, writing into a
@@ -94,8 +95,23 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		UIDs:             result.UIDs,
 		GIDs:             result.GIDs,
 	}
+	j.opaque = result.OpaqueDirs
 	j.progress.send(LayerDone, counted.n)
 	return nil
+}
+
+// hideLower writes the whiteouts that make the layer's opaque dirs opaque for rootless readers too
+// (unpack.HideLower). It runs when the layer is committed, not when it is unpacked: the layers of
+// an image are unpacked concurrently, and only at commit are all layers below it final.
+func (j *layerJob) hideLower() error {
+	if len(j.opaque) == 0 {
+		return nil
+	}
+	lowers, err := j.staged.LowerDiffDirs()
+	if err != nil {
+		return err
+	}
+	return unpack.HideLower(j.staged.DiffDir(), j.opaque, lowers)
 }
 
 // decompressorFor picks the decompressor of a detected algorithm: containers/image's (klauspost's

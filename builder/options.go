@@ -21,6 +21,9 @@ type Options struct {
 	PolicyPath     string // empty: /etc/containers/policy.json
 	InsecurePolicy bool   // accept every image without consulting policy.json (skopeo's --insecure-policy)
 	MaxLayerSize   int64  // limit on one layer's uncompressed size; 0: none
+	// Strict refuses what is otherwise published with a warning (Result.Warnings), e.g. an image
+	// with more layers than Podman 4.x can mount from the store's path.
+	Strict bool
 }
 
 // systemContext is the containers/image view of Options.

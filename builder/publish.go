@@ -46,6 +46,9 @@ type Result struct {
 	BytesFetched   int64
 	Duration       time.Duration
 	Err            error
+	// Warnings are things readers may trip over although the publish succeeded (an image too deep
+	// for Podman 4.x to mount from this store path); the CLI prints each as "warning: ...".
+	Warnings []string
 }
 
 // Publisher publishes images into one store, holding its writer lock.
@@ -107,6 +110,12 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 		return res
 	}
 	res.ImageID, res.ManifestDigest = src.config.Digest.Encoded(), src.manifestDigest
+	if warning, err := checkDepth(p.Store, req.Ref, len(src.layers), opts.Strict); err != nil {
+		res.Err = err
+		return res
+	} else if warning != "" {
+		res.Warnings = append(res.Warnings, warning)
+	}
 
 	// Already there, with this manifest and all its names: nothing to fetch, not even the config.
 	existing, existed := p.Store.Image(res.ImageID)
@@ -259,6 +268,10 @@ func (p *Publisher) fetchInOrder(ctx context.Context, src *source, jobs []*layer
 // commit commits the fetched jobs in order, parents first.
 func (p *Publisher) commit(jobs []*layerJob, res *Result) error {
 	for _, j := range jobs {
+		if err := j.hideLower(); err != nil {
+			discard(jobs)
+			return fmt.Errorf("layer %s: %w", j.blob.Digest, err)
+		}
 		if err := p.Store.CommitLayer(j.staged, j.meta); err != nil {
 			discard(jobs)
 			return fmt.Errorf("committing layer %s: %w", j.blob.Digest, err)

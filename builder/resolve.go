@@ -139,7 +139,10 @@ func open(ctx context.Context, ref types.ImageReference, sys *types.SystemContex
 	}
 	s.config = s.img.ConfigInfo()
 	if s.config.Digest == "" {
-		return nil, errors.New("the image has a Docker schema 1 manifest, which has no config to identify it; push it again with a current tool")
+		// Podman still pulls these (keeping the manifest, deriving a config); cargohold does not
+		// publish them (see the README).
+		return nil, errors.New("the image has a Docker schema 1 manifest (deprecated since 2017), which cargohold does not publish; " +
+			"copy it into schema 2 and publish the copy, e.g. skopeo copy --format v2s2 docker://SOURCE docker://COPY")
 	}
 	s.layers = s.img.LayerInfos()
 	return s, nil

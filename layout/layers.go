@@ -132,6 +132,28 @@ func (l *StagedLayer) DiffDir() string {
 	return l.s.path(path.Join(l.layerDir(), l.s.paths.diffInLayer()))
 }
 
+// LowerDiffDirs returns the diff dirs of the layer's parent chain, nearest parent first (absolute
+// paths), as an overlay mount stacks them below the layer: what the layer's opaque dirs hide. nil for
+// a base layer. Every layer of the chain must be committed already.
+func (l *StagedLayer) LowerDiffDirs() ([]string, error) {
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var dirs []string
+	for id := l.parent; id != ""; {
+		i := s.layerIndex(id)
+		if i < 0 {
+			return nil, fmt.Errorf("layer %s, below the staged layer, is not committed yet", id)
+		}
+		if len(dirs) >= len(s.layers) {
+			return nil, fmt.Errorf("the parent chain of layer %s loops in layers.json", l.parent)
+		}
+		dirs = append(dirs, s.path(path.Join(s.paths.layerDir(id), s.paths.diffInLayer())))
+		id = s.layers[i].Parent
+	}
+	return dirs, nil
+}
+
 // TarSplit is where the unpacker writes tar-split's JSON packer stream (storage.NewJSONPacker); it is
 // gzipped into the staging dir. A write error is returned to the writer and again by CommitLayer.
 func (l *StagedLayer) TarSplit() io.Writer { return tarSplitWriter{l} }

@@ -368,3 +368,39 @@ func rootMode(t *testing.T, dir string) fs.FileMode {
 	}
 	return fi.Mode()
 }
+
+func TestLowerDiffDirs(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	diff := func(id string) string { return filepath.Join(dir, "overlay", id, "diff") }
+
+	for _, tt := range []struct {
+		parent string
+		want   []string
+	}{
+		{"", nil},
+		{base.meta.ID, []string{diff(base.meta.ID)}},
+		{child.meta.ID, []string{diff(child.meta.ID), diff(base.meta.ID)}},
+	} {
+		l, err := s.StageLayer(tt.parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := l.LowerDiffDirs()
+		_ = l.Discard()
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("on parent %q: LowerDiffDirs() = %q, %v; want %q", tt.parent, got, err, tt.want)
+		}
+	}
+
+	l, err := s.StageLayer(ChainID(child.meta.ID, digest.FromString("not committed")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Discard() }()
+	if _, err := l.LowerDiffDirs(); err == nil || !strings.Contains(err.Error(), "not committed yet") {
+		t.Errorf("on an uncommitted parent: error %v, want one saying it is not committed yet", err)
+	}
+}

@@ -372,8 +372,7 @@ _podman_setup() {
 		[[ $rootless == 1 ]] && echo "rootless_storage_path = \"$_PM_DIR/root\""
 		echo '[storage.options]'
 		echo "additionalimagestores = [\"$store\"]"
-		# Rootless overlay mounts go through fuse-overlayfs (which also honours
-		# user.overlay.* xattrs: how a root-made store marks opaque dirs for it).
+		# Rootless overlay mounts go through fuse-overlayfs.
 		[[ $rootless == 1 && $driver == overlay ]] && printf '[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
 	} >"$_PM_DIR/storage.conf"
 	{

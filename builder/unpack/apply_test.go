@@ -50,7 +50,7 @@ func TestApplyOntoLowerTree(t *testing.T) {
 		t.Errorf("var/cache holds %v, want deep and new", got)
 	}
 	checkMode(t, e.path("var/cache"), unix.S_IFDIR, 0o700)
-	for _, attr := range opaqueXattrs {
+	for _, attr := range []string{opaqueXattr, "user.overlay.opaque"} {
 		if v, err := unix.Lgetxattr(e.path("var/cache"), attr, make([]byte, 8)); err == nil {
 			t.Errorf("apply mode set %s (%d bytes) on an opaque dir", attr, v)
 		}

@@ -255,8 +255,7 @@ func snapshot(t *testing.T, root string) map[string]string {
 	return out
 }
 
-// xattrList lists the xattrs of p, except user.overlay.opaque: Layer sets it for rootless
-// readers in addition to the trusted.* one containers/storage sets as root.
+// xattrList lists the xattrs of p, except security.selinux (the host's, not the layer's).
 func xattrList(t *testing.T, p string) string {
 	buf := make([]byte, 4096)
 	n, err := unix.Llistxattr(p, buf)
@@ -265,7 +264,7 @@ func xattrList(t *testing.T, p string) string {
 	}
 	var names []string
 	for _, name := range strings.Split(string(buf[:n]), "\x00") {
-		if name != "" && name != "user.overlay.opaque" && name != "security.selinux" {
+		if name != "" && name != "security.selinux" {
 			names = append(names, name)
 		}
 	}

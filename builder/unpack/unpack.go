@@ -46,14 +46,13 @@ type Result struct {
 	DiffSize int64         // number of uncompressed bytes
 	UIDs     []uint32      // sorted distinct owners of entries (like containers/storage's uidset)
 	GIDs     []uint32
+	// OpaqueDirs are the directories the layer marked opaque (paths relative to the root, "." for
+	// the root itself), for HideLower once the layers below are final. None in Apply mode.
+	OpaqueDirs []string
 }
 
 // ErrTooLarge is wrapped by the error Layer returns when the layer exceeds Options.MaxSize.
 var ErrTooLarge = errors.New("layer exceeds the size limit")
-
-// opaqueXattrs mark an opaque directory: trusted.* for the kernel overlay driver (rootful readers),
-// user.* for rootless readers (overlay "userxattr", fuse-overlayfs). A store must work for both.
-var opaqueXattrs = []string{"trusted.overlay.opaque", "user.overlay.opaque"}
 
 // ignoredXattrs are not copied from layers, as in containers/storage: SELinux labels belong to the
 // policy of the host that runs the container, not to the image.
@@ -120,6 +119,8 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 		DiffSize: counter.Count,
 		UIDs:     slices.Sorted(maps.Keys(x.uids)),
 		GIDs:     slices.Sorted(maps.Keys(x.gids)),
+
+		OpaqueDirs: slices.Compact(slices.Sorted(slices.Values(x.opaqueDirs))),
 	}, nil
 }
 
@@ -136,6 +137,7 @@ type extractor struct {
 	// dirTimes are applied last, because creating entries inside a directory changes its mtime.
 	dirTimes   map[string][2]unix.Timespec
 	uids, gids map[uint32]struct{}
+	opaqueDirs []string // see Result.OpaqueDirs
 }
 
 // extract applies every entry of the tar stream r and records the stream with p (see tarsplit.go),
@@ -522,8 +524,8 @@ func (x *extractor) whiteout(hdr *tar.Header, dir, base string) error {
 	return os.NewSyscallError("fchownat", unix.Fchownat(parent, target, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW))
 }
 
-// opaque marks dir (created if missing) as opaque with both overlay xattrs; in apply mode it removes
-// instead what dir holds from lower layers.
+// opaque marks dir (created if missing) as opaque with trusted.overlay.opaque and records it for
+// HideLower; in apply mode it removes instead what dir holds from lower layers.
 func (x *extractor) opaque(dir string) error {
 	dirFd, err := x.parent(dir)
 	if errors.Is(err, unix.ENOTDIR) {
@@ -535,17 +537,24 @@ func (x *extractor) opaque(dir string) error {
 	if x.apply {
 		return x.emptyOfLower(dirFd, dir)
 	}
+	// Where dir really is: it may have been reached through a symlink of this layer.
+	real, err := x.inRootPath(dirFd)
+	if err != nil {
+		return fmt.Errorf("opaque directory %q: %w", dir, err)
+	}
 	// O_PATH handles cannot carry xattrs; reopen the directory for real.
 	fd, err := unix.Openat(dirFd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return os.NewSyscallError("openat", err)
 	}
 	defer closeFd(fd)
-	for _, attr := range opaqueXattrs {
-		if err := unix.Fsetxattr(fd, attr, []byte("y"), 0); err != nil {
-			return fmt.Errorf("marking directory %q opaque: setting xattr %s: %w", dir, attr, err)
-		}
+	if err := unix.Fsetxattr(fd, opaqueXattr, []byte("y"), 0); err != nil {
+		return fmt.Errorf("marking directory %q opaque: setting xattr %s: %w", dir, opaqueXattr, err)
 	}
+	if real == "" {
+		real = "."
+	}
+	x.opaqueDirs = append(x.opaqueDirs, real)
 	return nil
 }
 

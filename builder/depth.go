@@ -1,0 +1,55 @@
+package builder
+
+import (
+	"fmt"
+
+	"github.com/cargohold/cargohold/layout"
+)
+
+// Podman 4.x (containers/storage 1.45) mounts a container's layers with one overlay mount whose
+// options, at most one page, list every lower layer of an additional store by its absolute short
+// link "<store>/overlay/l/<26 characters>:". Past a page it retries with paths relative to its own
+// store, which cannot reach an additional store ("mountfrom re-exec output: no such file or
+// directory"), so a deep image does not run from a store with a long path. Measured with Podman
+// 4.3.1 (Debian 12), rootful, from a store with a 21-character path and a 15-character graphroot: an
+// image of 65 layers ran and one of 66 did not (options of 4117 bytes, as the error shows them);
+// rootless with native overlay and the graphroot in the user's home (47 characters), 64 ran and 65
+// did not. Podman's own pulled store in the same role fails alike. Newer Podman versions are measured
+// separately (see the README's table).
+const (
+	mountOptionsPage = 4096
+	// lowerEntryBytes is what each lower layer adds besides the store path: "/overlay/l/", the link
+	// and the ":" separating it from the next one.
+	lowerEntryBytes = len("/overlay/l/") + 26 + len(":")
+	// mountOptionsReserve is the rest of the options: "lowerdir=", ",upperdir=" and ",workdir=" in
+	// the reader's own graphroot ("<graphroot>/overlay/<64 hex>/diff" and "/work"), ",volatile", and
+	// rootless ",userxattr": 224 bytes in the measurement, 248 with the default rootful graphroot
+	// /var/lib/containers/storage, about 290 with a rootless one in a home directory. 300 bytes
+	// puts the limit at 64 layers for the measured 21-character path, as measured rootless.
+	mountOptionsReserve = 300
+)
+
+// podman4LayerLimit is how many layers an image may have for Podman 4.x to mount it from an
+// additional overlay store at storeDir (its absolute path as readers name it).
+func podman4LayerLimit(storeDir string) int {
+	return (mountOptionsPage - mountOptionsReserve) / (len(storeDir) + lowerEntryBytes)
+}
+
+// checkDepth returns a warning naming the image ref of n layers if Podman 4.x readers cannot mount
+// it from the store (never for a vfs store, which mounts nothing), or with strict, an error instead.
+func checkDepth(store *layout.Store, ref string, n int, strict bool) (warning string, err error) {
+	if store.Driver() != layout.Overlay {
+		return "", nil
+	}
+	limit := podman4LayerLimit(store.Dir())
+	if n <= limit {
+		return "", nil
+	}
+	problem := fmt.Sprintf("%d layers, but Podman 4.x cannot run an image of more than %d layers from a store at %s "+
+		"(each layer's path in the store goes into one overlay mount's options, at most 4096 bytes): "+
+		"publish it into a store with a shorter path, or rebuild the image with fewer layers", n, limit, store.Dir())
+	if strict {
+		return "", fmt.Errorf("refused in strict mode: the image has %s", problem) // Publish names the image
+	}
+	return ref + " has " + problem, nil
+}

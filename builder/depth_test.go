@@ -1,0 +1,70 @@
+package builder
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cargohold/cargohold/layout"
+)
+
+func TestPodman4LayerLimit(t *testing.T) {
+	for _, tt := range []struct {
+		storeDir string
+		want     int
+	}{
+		{"/srv/cargohold/store1", 64}, // 21 characters: Podman 4.3.1 rootless native ran 64 layers, not 65
+		{"/s", 94},
+		{"/cvmfs/images.example.org/podman/store", 49},
+		{"/" + strings.Repeat("x", 199), 15},
+	} {
+		if got := podman4LayerLimit(tt.storeDir); got != tt.want {
+			t.Errorf("podman4LayerLimit(%q) (%d characters) = %d, want %d", tt.storeDir, len(tt.storeDir), got, tt.want)
+		}
+	}
+}
+
+// An image deeper than Podman 4.x can mount from the store's path is published with a warning, or
+// with Strict refused before anything is fetched.
+func TestTooDeepForPodman4(t *testing.T) {
+	requireRoot(t)
+	fx := fixtures
+	// A path long enough that the limit drops below app:1's 3 layers.
+	dir := t.TempDir()
+	for podman4LayerLimit(filepath.Join(dir, "store")) >= 3 {
+		dir = filepath.Join(dir, strings.Repeat("d", 200))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir = filepath.Join(dir, "store")
+	store, err := layout.Open(dir) // as openStore does
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = store.Close() }()
+	ref := fx.ref("app:1")
+	limit := strconv.Itoa(podman4LayerLimit(dir))
+
+	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t), Strict: true}}
+	res := publish(t, p, ref, "localhost/cargotest/app:1")
+	if res.Err == nil || !strings.Contains(res.Err.Error(), ref) || !strings.Contains(res.Err.Error(), "3 layers") ||
+		!strings.Contains(res.Err.Error(), "more than "+limit+" layers") || res.Action != Failed {
+		t.Errorf("strict: %v (%s); want a refusal naming %s, its 3 layers and the limit %s", res.Err, res.Action, ref, limit)
+	}
+	if len(store.Images()) != 0 || res.LayersFetched != 0 {
+		t.Errorf("strict: %d images, %d layers fetched; want nothing published", len(store.Images()), res.LayersFetched)
+	}
+
+	p.Options.Strict = false
+	res = mustPublish(t, p, ref, "localhost/cargotest/app:1")
+	if len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], ref+" has 3 layers") ||
+		!strings.Contains(res.Warnings[0], "more than "+limit+" layers from a store at "+dir) {
+		t.Errorf("warnings %q; want one naming %s, its 3 layers, the limit %s and the store path", res.Warnings, ref, limit)
+	}
+	if res.Action != Added {
+		t.Errorf("without strict: %s, want added", res.Action)
+	}
+}
