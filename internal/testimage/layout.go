@@ -276,7 +276,7 @@ func writeLayerBlob(blobs string, l Layer) (LayerBlob, error) {
 		return lb, err
 	}
 	if _, err := diffCount.Write(l.Trailer); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write error is the one to report
 		return lb, err
 	}
 	if err := comp.Close(); err != nil {
