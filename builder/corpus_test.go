@@ -431,3 +431,57 @@ func joinKeys[V any](a, b map[string]V) map[string]bool {
 	}
 	return out
 }
+
+// The comparison itself: two pulls of the corpus by the storage library compare equal, and a
+// change of mode, owner, content or xattr in one of them is found and named by its path.
+func TestCorpusComparisonFindsChanges(t *testing.T) {
+	requireRoot(t)
+	f := testimage.CorpusFixtures(fakeBusybox)[0]
+	dir := filepath.Join(t.TempDir(), f.Name)
+	if _, err := testimage.WriteLayout(dir, f.Tag, f.Image); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	var pulls [2][]layerDir
+	for i := range pulls {
+		s := newReferenceStore(t)
+		if err := s.pull("oci:"+dir+":"+f.Tag, "localhost/cargotest/"+f.Ref()); err != nil {
+			t.Fatal(err)
+		}
+		pulls[i] = s.layerDirs(t, "localhost/cargotest/"+f.Ref())
+	}
+	top := func(i int) map[string]node { return snapshot(t, pulls[i][1].diff) }
+	if diffs := compareTrees(top(0), top(1), started); len(diffs) > 0 {
+		t.Fatalf("two pulls differ: %v", diffs)
+	}
+
+	changed := filepath.Join(pulls[0][1].diff, "xattr")
+	for _, change := range []error{
+		os.Chmod(filepath.Join(changed, "cap"), 0o700),
+		os.Lchown(filepath.Join(changed, "acl"), 1, 2),
+		os.WriteFile(filepath.Join(changed, "binary"), []byte("other"), 0o644),
+		system.Lsetxattr(filepath.Join(changed, "several"), "user.a", []byte("changed"), 0),
+	} {
+		if change != nil {
+			t.Fatal(change)
+		}
+	}
+	want := []string{
+		`"xattr/acl": uid: cargohold 1, storage library 0`,
+		`"xattr/acl": gid: cargohold 2, storage library 0`,
+		`"xattr/binary": size: cargohold 5, storage library 7`,
+		`"xattr/binary": content sha256:`,
+		`"xattr/binary": mtime: cargohold ` + time.Now().UTC().Format("2006-"), // rewritten now
+		`"xattr/cap": mode: cargohold 0700, storage library 0755`,
+		`"xattr/several": xattr user.a: cargohold "changed", storage library "1"`,
+	}
+	got := compareTrees(top(0), top(1), started)
+	if len(got) != len(want) {
+		t.Errorf("found %d differences, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i := range min(len(got), len(want)) {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("difference %d: %s, want %s…", i, got[i], want[i])
+		}
+	}
+}
