@@ -107,15 +107,13 @@ func compareWithStorageLibrary(t *testing.T, f testimage.Fixture) {
 	if !slices.Equal(ids(ours), ids(theirs)) {
 		t.Fatalf("layers differ:\n  cargohold:       %v\n  storage library: %v", ids(ours), ids(theirs))
 	}
-	var base node
+	var below []map[string]node // the storage library's trees of the layers below
 	for i := range ours {
 		want := snapshot(t, theirs[i].diff)
-		if i == 0 {
-			base = want["."]
-		}
-		asPodman(want, base)
-		diffs := compareTrees(snapshot(t, ours[i].diff), want, started)
-		for _, d := range diffs {
+		c := comparison{ours: snapshot(t, ours[i].diff), theirs: want, hidden: hiddenBelow(want, below), started: started}
+		below = append(below, want)
+		asPodman(want, below[0]["."])
+		for _, d := range c.diffs() {
 			t.Errorf("layer %d (%s) %s", i, f.Image.Layers[i].CreatedBy, d)
 		}
 	}
@@ -347,21 +345,29 @@ func asPodman(tree map[string]node, base node) {
 // opaqueXattr is how the storage library marks an opaque directory in a rootful overlay store.
 const opaqueXattr = "trusted.overlay.opaque"
 
-// compareTrees lists every difference between cargohold's tree (ours) and the storage library's
-// (theirs), path by path, apart from the known and intended ones (see ignoredDifference).
-func compareTrees(ours, theirs map[string]node, started time.Time) []string {
+// comparison is one layer's diff/ as cargohold (ours) and the storage library (theirs) wrote it.
+type comparison struct {
+	ours, theirs map[string]node
+	// hidden maps each dir that is opaque in theirs to the names the layers below show in it.
+	hidden  map[string]map[string]bool
+	started time.Time
+}
+
+// diffs lists every difference, path by path, apart from the known and intended ones.
+func (c comparison) diffs() []string {
 	var diffs []string
-	for _, p := range slices.Sorted(maps.Keys(joinKeys(ours, theirs))) {
-		o, inOurs := ours[p]
-		th, inTheirs := theirs[p]
+	for _, p := range slices.Sorted(maps.Keys(joinKeys(c.ours, c.theirs))) {
+		o, inOurs := c.ours[p]
+		th, inTheirs := c.theirs[p]
 		switch {
-		case !inTheirs && isHiddenByOpaqueWhiteout(p, o, theirs):
+		case !inTheirs && isWhiteout(o) && c.hidden[filepath.Dir(p)][filepath.Base(p)]:
+			// Intended: the opaque helper whiteouts what an opaque dir hides below (see opaqueXattr).
 		case !inTheirs:
 			diffs = append(diffs, fmt.Sprintf("%q: only in cargohold's layer (%s)", p, o.typ))
 		case !inOurs:
 			diffs = append(diffs, fmt.Sprintf("%q: missing from cargohold's layer (%s)", p, th.typ))
 		default:
-			for _, d := range nodeDiffs(o, th, started) {
+			for _, d := range c.nodeDiffs(p, o, th) {
 				diffs = append(diffs, fmt.Sprintf("%q: %s", p, d))
 			}
 		}
@@ -369,16 +375,64 @@ func compareTrees(ours, theirs map[string]node, started time.Time) []string {
 	return diffs
 }
 
-// isHiddenByOpaqueWhiteout: an explicit whiteout (0/0 character device) that cargohold adds in a
-// directory the storage library marks opaque. Intended: the opaque helper replaces
-// user.overlay.opaque by whiteouts of the lower entries an opaque dir hides, so that rootless
-// readers honour it without a user.* attribute.
-func isHiddenByOpaqueWhiteout(p string, n node, theirs map[string]node) bool {
-	parent, ok := theirs[filepath.Dir(p)]
-	return ok && n.typ == "char" && n.rdev == 0 && parent.xattrs[opaqueXattr] != ""
+func isWhiteout(n node) bool { return n.typ == "char" && n.rdev == 0 }
+
+// hidesAllBelow: cargohold's dir p has an entry (a whiteout, or its own file) for every name the
+// layers below show in it, so it needs no opaque attribute.
+func (c comparison) hidesAllBelow(p string) bool {
+	for name := range c.hidden[p] {
+		if _, ok := c.ours[filepath.Join(p, name)]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
-func nodeDiffs(o, th node, started time.Time) []string {
+// hiddenBelow maps each dir that is opaque in tree to the names the merged layers below (lowers,
+// base first) show in it: what its opaque attribute hides.
+func hiddenBelow(tree map[string]node, lowers []map[string]node) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for p, n := range tree {
+		if n.xattrs[opaqueXattr] != "" {
+			out[p] = visibleIn(p, lowers)
+		}
+	}
+	return out
+}
+
+// visibleIn is the names that dir holds when lowers (base first) are merged as overlayfs does.
+func visibleIn(dir string, lowers []map[string]node) map[string]bool {
+	names := map[string]bool{}
+	for _, tree := range lowers {
+		if hidesFrom(tree, dir) {
+			clear(names)
+		}
+		for p, n := range tree {
+			switch {
+			case p == "." || filepath.Dir(p) != dir:
+			case isWhiteout(n):
+				delete(names, filepath.Base(p))
+			default:
+				names[filepath.Base(p)] = true
+			}
+		}
+	}
+	return names
+}
+
+// hidesFrom: tree replaces dir or one of its parents by a non-directory (or a whiteout), or marks
+// one of them opaque: what the layers below have in dir is gone.
+func hidesFrom(tree map[string]node, dir string) bool {
+	for p := dir; p != "." && p != "/"; p = filepath.Dir(p) {
+		if n, ok := tree[p]; ok && (n.typ != "dir" || n.xattrs[opaqueXattr] != "") {
+			return true
+		}
+	}
+	return false
+}
+
+func (c comparison) nodeDiffs(p string, o, th node) []string {
+	started := c.started
 	var diffs []string
 	field := func(name string, ours, theirs any) {
 		if ours != theirs {
@@ -401,10 +455,13 @@ func nodeDiffs(o, th node, started time.Time) []string {
 		field("mtime", o.mtime.Format(time.RFC3339Nano), th.mtime.Format(time.RFC3339Nano))
 	}
 	for _, name := range slices.Sorted(maps.Keys(joinKeys(o.xattrs, th.xattrs))) {
-		// Intended: cargohold marks opaque dirs for rootless readers too (user.overlay.opaque), or,
-		// with the opaque helper's change, by explicit whiteouts; the storage library writes
-		// trusted.overlay.opaque only.
-		if name == "user.overlay.opaque" && th.xattrs[opaqueXattr] != "" {
+		// Intended: the storage library writes trusted.overlay.opaque only; cargohold marks an opaque
+		// dir for rootless readers too (user.overlay.opaque), or, with the opaque helper's change,
+		// instead whiteouts each name the layers below show in it (no user.* attribute to leak).
+		switch {
+		case name == "user.overlay.opaque" && th.xattrs[opaqueXattr] != "":
+			continue
+		case name == opaqueXattr && o.xattrs[name] == "" && c.hidesAllBelow(p):
 			continue
 		}
 		ours, inOurs := o.xattrs[name]
@@ -451,7 +508,7 @@ func TestCorpusComparisonFindsChanges(t *testing.T) {
 		pulls[i] = s.layerDirs(t, "localhost/cargotest/"+f.Ref())
 	}
 	top := func(i int) map[string]node { return snapshot(t, pulls[i][1].diff) }
-	if diffs := compareTrees(top(0), top(1), started); len(diffs) > 0 {
+	if diffs := (comparison{ours: top(0), theirs: top(1), started: started}).diffs(); len(diffs) > 0 {
 		t.Fatalf("two pulls differ: %v", diffs)
 	}
 
@@ -475,7 +532,7 @@ func TestCorpusComparisonFindsChanges(t *testing.T) {
 		`"xattr/cap": mode: cargohold 0700, storage library 0755`,
 		`"xattr/several": xattr user.a: cargohold "changed", storage library "1"`,
 	}
-	got := compareTrees(top(0), top(1), started)
+	got := comparison{ours: top(0), theirs: top(1), started: started}.diffs()
 	if len(got) != len(want) {
 		t.Errorf("found %d differences, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
 	}
