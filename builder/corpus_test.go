@@ -110,7 +110,7 @@ func compareWithStorageLibrary(t *testing.T, f testimage.Fixture) {
 	var below []map[string]node // the storage library's trees of the layers below
 	for i := range ours {
 		want := snapshot(t, theirs[i].diff)
-		c := comparison{ours: snapshot(t, ours[i].diff), theirs: want, hidden: hiddenBelow(want, below), started: started}
+		c := comparison{ours: snapshot(t, ours[i].diff), theirs: want, below: merge(below), started: started}
 		below = append(below, want)
 		asPodman(want, below[0]["."])
 		for _, d := range c.diffs() {
@@ -348,8 +348,8 @@ const opaqueXattr = "trusted.overlay.opaque"
 // comparison is one layer's diff/ as cargohold (ours) and the storage library (theirs) wrote it.
 type comparison struct {
 	ours, theirs map[string]node
-	// hidden maps each dir that is opaque in theirs to the names the layers below show in it.
-	hidden  map[string]map[string]bool
+	// below is what the layers below show (the storage library's trees, merged).
+	below   mergedView
 	started time.Time
 }
 
@@ -360,7 +360,7 @@ func (c comparison) diffs() []string {
 		o, inOurs := c.ours[p]
 		th, inTheirs := c.theirs[p]
 		switch {
-		case !inTheirs && isWhiteout(o) && c.hidden[filepath.Dir(p)][filepath.Base(p)]:
+		case !inTheirs && isWhiteout(o) && c.underOpaque(p) && c.below.tree[p].typ != "":
 			// Intended: the opaque helper whiteouts what an opaque dir hides below (see opaqueXattr).
 		case !inTheirs:
 			diffs = append(diffs, fmt.Sprintf("%q: only in cargohold's layer (%s)", p, o.typ))
@@ -377,58 +377,70 @@ func (c comparison) diffs() []string {
 
 func isWhiteout(n node) bool { return n.typ == "char" && n.rdev == 0 }
 
-// hidesAllBelow: cargohold's dir p has an entry (a whiteout, or its own file) for every name the
-// layers below show in it, so it needs no opaque attribute.
+// hidesAllBelow: cargohold's dir p, not marked opaque, still hides everything the layers below
+// show in it: each name has an entry of its own (a whiteout, or a file), and a directory that
+// merges with a lower one hides that one's names in turn.
 func (c comparison) hidesAllBelow(p string) bool {
-	for name := range c.hidden[p] {
-		if _, ok := c.ours[filepath.Join(p, name)]; !ok {
+	for _, name := range c.below.children[p] {
+		q := filepath.Join(p, name)
+		o, ok := c.ours[q]
+		if !ok {
+			return false
+		}
+		if o.typ == "dir" && o.xattrs[opaqueXattr] == "" && c.below.tree[q].typ == "dir" && !c.hidesAllBelow(q) {
 			return false
 		}
 	}
 	return true
 }
 
-// hiddenBelow maps each dir that is opaque in tree to the names the merged layers below (lowers,
-// base first) show in it: what its opaque attribute hides.
-func hiddenBelow(tree map[string]node, lowers []map[string]node) map[string]map[string]bool {
-	out := map[string]map[string]bool{}
-	for p, n := range tree {
-		if n.xattrs[opaqueXattr] != "" {
-			out[p] = visibleIn(p, lowers)
-		}
-	}
-	return out
-}
-
-// visibleIn is the names that dir holds when lowers (base first) are merged as overlayfs does.
-func visibleIn(dir string, lowers []map[string]node) map[string]bool {
-	names := map[string]bool{}
-	for _, tree := range lowers {
-		if hidesFrom(tree, dir) {
-			clear(names)
-		}
-		for p, n := range tree {
-			switch {
-			case p == "." || filepath.Dir(p) != dir:
-			case isWhiteout(n):
-				delete(names, filepath.Base(p))
-			default:
-				names[filepath.Base(p)] = true
-			}
-		}
-	}
-	return names
-}
-
-// hidesFrom: tree replaces dir or one of its parents by a non-directory (or a whiteout), or marks
-// one of them opaque: what the layers below have in dir is gone.
-func hidesFrom(tree map[string]node, dir string) bool {
-	for p := dir; p != "." && p != "/"; p = filepath.Dir(p) {
-		if n, ok := tree[p]; ok && (n.typ != "dir" || n.xattrs[opaqueXattr] != "") {
+// underOpaque: p is in a dir that the storage library marks opaque in this layer, or below one.
+func (c comparison) underOpaque(p string) bool {
+	for d := filepath.Dir(p); d != "."; d = filepath.Dir(d) {
+		if c.theirs[d].xattrs[opaqueXattr] != "" {
 			return true
 		}
 	}
 	return false
+}
+
+// mergedView is what the layers below show, merged as overlayfs merges them.
+type mergedView struct {
+	tree     map[string]node
+	children map[string][]string // dir → the names in it
+}
+
+// merge stacks layer trees (base first): a whiteout deletes its path, an opaque dir or a
+// non-directory replaces what was below it.
+func merge(layers []map[string]node) mergedView {
+	tree := map[string]node{}
+	deleteUnder := func(p string) {
+		for q := range tree {
+			if strings.HasPrefix(q, p+"/") {
+				delete(tree, q)
+			}
+		}
+	}
+	for _, layer := range layers {
+		for _, p := range slices.Sorted(maps.Keys(layer)) { // parents before their children
+			n := layer[p]
+			if old, ok := tree[p]; ok && old.typ == "dir" && (n.typ != "dir" || n.xattrs[opaqueXattr] != "") {
+				deleteUnder(p)
+			}
+			if isWhiteout(n) {
+				delete(tree, p)
+				continue
+			}
+			tree[p] = n
+		}
+	}
+	v := mergedView{tree: tree, children: map[string][]string{}}
+	for p := range tree {
+		if p != "." {
+			v.children[filepath.Dir(p)] = append(v.children[filepath.Dir(p)], filepath.Base(p))
+		}
+	}
+	return v
 }
 
 func (c comparison) nodeDiffs(p string, o, th node) []string {
