@@ -362,7 +362,7 @@ func (c comparison) diffs() []string {
 		switch {
 		case !inTheirs && isWhiteout(o) && c.underOpaque(p) && c.below.tree[p].typ != "":
 			// Intended: the opaque helper whiteouts what an opaque dir hides below (see opaqueXattr).
-		case !inTheirs:
+		case !inTheirs: // cargohold keeps its own files beside diff/, never in it: no exception here
 			diffs = append(diffs, fmt.Sprintf("%q: only in cargohold's layer (%s)", p, o.typ))
 		case !inOurs:
 			diffs = append(diffs, fmt.Sprintf("%q: missing from cargohold's layer (%s)", p, th.typ))
