@@ -111,7 +111,7 @@ func acceptAnythingPolicy(t *testing.T) string {
 func openStore(t *testing.T) (*layout.Store, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
-	s, err := layout.Open(dir)
+	s, err := layout.OpenWithOptions(dir, layout.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func TestPublishVFSStore(t *testing.T) {
 
 	// Opening it again without a driver keeps vfs; asking for overlay is refused.
 	store.Close()
-	if s, err := layout.Open(dir); err != nil || s.Driver() != layout.VFS {
+	if s, err := layout.OpenWithOptions(dir, layout.Options{}); err != nil || s.Driver() != layout.VFS {
 		t.Errorf("reopened: driver %v, %v; want vfs", s.Driver(), err)
 	} else {
 		s.Close()

@@ -156,19 +156,3 @@ func (s *Store) syncFS() error {
 	}
 	return nil
 }
-
-// removeTempFiles removes files left by writeFileAtomic (or the storage library's atomic writer) in dir.
-func (s *Store) removeTempFiles(dir string) error {
-	entries, err := fs.ReadDir(s.root.FS(), dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) && !e.IsDir() {
-			if err := s.root.Remove(path.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	return nil
-}

@@ -1,7 +1,6 @@
 package layout
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -55,34 +54,20 @@ func Check(dir string, opts CheckOptions) (*CheckReport, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory", dir)
 	}
+	paths, err := identifiedPaths(dir)
+	if err != nil {
+		return nil, err
+	}
 	r := &CheckReport{Problems: []Problem{}, Leftovers: []Leftover{}}
 	problem := func(format string, args ...any) {
 		r.Problems = append(r.Problems, Problem{Message: fmt.Sprintf(format, args...)})
 	}
-
-	paths, err := storePathsOf(dir, os.DirFS(dir))
-	if err != nil {
-		return nil, err
-	}
-	// images.json first, as Podman reads them: a running publish replaces layers.json before
-	// images.json, so every image read this way has its layers recorded.
-	var images []storage.Image
-	var layers []storage.Layer
-	for _, f := range []struct {
-		name string
-		v    any
-	}{{paths.imagesJSON, &images}, {paths.layersJSON, &layers}} {
-		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.name)))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s does not look like a store: %w", dir, err)
-		} else if err != nil {
-			problem("%s: %v", f.name, err)
-			return r, nil
-		}
-		if err := json.Unmarshal(data, f.v); err != nil {
-			problem("%s is not valid JSON (Podman shows no images): %v; restore it from a backup or publish into a new store", f.name, err)
-			return r, nil
-		}
+	images, layers, err := readRecords(os.DirFS(dir), paths)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	} else if err != nil {
+		problem("%v", err)
+		return r, nil
 	}
 	r.Images, r.Layers = len(images), len(layers)
 	checkRecords(images, layers, problem)

@@ -104,20 +104,6 @@ func (p storePaths) isLayerFiles(rel string) bool {
 	return path.Base(rel) == diffName && path.Dir(path.Dir(rel)) == p.layerRoot
 }
 
-// storePathsOf returns the paths of the store at dir by its driver; an error for a dir that holds
-// no store records.
-func storePathsOf(dir string, fsys fs.FS) (storePaths, error) {
-	d, err := DetectDriver(fsys)
-	if err != nil {
-		return storePaths{}, fmt.Errorf("%s: %w", dir, err)
-	}
-	if d == "" {
-		return storePaths{}, fmt.Errorf("%s does not look like a store: it has neither %s nor %s",
-			dir, pathsFor(Overlay).layersJSON, pathsFor(VFS).layersJSON)
-	}
-	return pathsFor(d), nil
-}
-
 // skeleton lists the dirs every store of the driver has.
 func (p storePaths) skeleton() []string {
 	dirs := []string{p.driverDir, p.layerRoot, p.layersDir, p.imagesDir}

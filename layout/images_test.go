@@ -105,9 +105,6 @@ func TestPutImage(t *testing.T) {
 		t.Errorf("manifest big data digest %s, want the manifest digest %s", got.BigDataDigests["manifest"], img.Digest)
 	}
 
-	if r, ok := s.ImageByName("example.com/app:latest"); !ok || r.ID != img.ID {
-		t.Error("ImageByName did not find the image")
-	}
 	if r, ok := s.Image(img.ID); !ok || r.TopLayer != child.meta.ID {
 		t.Error("Image did not find the image")
 	}

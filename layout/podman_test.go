@@ -18,7 +18,7 @@ import (
 // publishTestImages writes two images sharing two layers, as a publish run would.
 func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []ImageMeta) {
 	t.Helper()
-	s, err := Open(dir)
+	s, err := OpenWithOptions(dir, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@
 package layout
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -55,19 +54,18 @@ type Store struct {
 	cleaned []Leftover // what Open removed (Cleaned)
 }
 
-// Open creates the store skeleton in dir if missing, takes cargohold's writer lock (blocking until
-// another cargohold run on the same store finishes), loads the metadata and removes what a crashed
-// run left behind (see Leftover). The parent of dir must exist; nothing outside dir is created.
-// The store keeps the driver it has; a new one is an overlay store (see Options.Driver).
-func Open(dir string) (*Store, error) { return open(dir, Options{}) }
-
+// open checks that dir may be written (see prepare: a cargohold store, or with opts.Create a new one),
+// takes cargohold's writer lock (blocking until another cargohold run on the same store finishes),
+// creates what the store lacks, loads the metadata and removes what a crashed run left behind (see
+// Leftover). The store keeps the driver it has; a new one gets opts.Driver (default overlay).
 func open(dir string, opts Options) (_ *Store, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Mkdir(abs, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("creating store directory: %w", err)
+	m, err := prepare(abs, opts)
+	if err != nil {
+		return nil, err
 	}
 	root, err := os.OpenRoot(abs)
 	if err != nil {
@@ -81,7 +79,7 @@ func open(dir string, opts Options) (_ *Store, err error) {
 	}()
 
 	// Readers are other users: a store root they cannot enter shows them nothing. This adds a+rx to
-	// an existing dir and takes nothing away.
+	// the store's own root (prepare refused every other dir) and takes nothing away.
 	if fi, err := s.root.Stat("."); err != nil {
 		return nil, err
 	} else if fi.Mode().Perm()&0o555 != 0o555 {
@@ -101,11 +99,22 @@ func open(dir string, opts Options) (_ *Store, err error) {
 	}
 	faultpoint.Hit("store-locked")
 
-	driver, err := s.driverFor(opts.Driver)
+	if m, err = readMarker(abs); err != nil { // again: another run may have created the store meanwhile
+		return nil, err
+	}
+	if err := m.newer(abs); err != nil {
+		return nil, err
+	}
+	driver, err := s.driverFor(m, opts.Driver)
 	if err != nil {
 		return nil, err
 	}
 	s.paths = pathsFor(driver)
+	if m == nil {
+		if err := s.writeMarker(); err != nil {
+			return nil, err
+		}
+	}
 	for _, d := range append(s.paths.skeleton(), stagingDir) {
 		if err := s.mkdir(d); err != nil {
 			return nil, fmt.Errorf("creating store skeleton: %w", err)
@@ -127,11 +136,8 @@ func open(dir string, opts Options) (_ *Store, err error) {
 		}
 	}
 
-	if err := s.readJSON(s.paths.layersJSON, &s.layers); err != nil {
-		return nil, err
-	}
-	if err := s.readJSON(s.paths.imagesJSON, &s.images); err != nil {
-		return nil, err
+	if s.images, s.layers, err = readRecords(s.root.FS(), s.paths); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.dir, err)
 	}
 	if err := s.removeLeftovers(); err != nil {
 		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
@@ -169,12 +175,16 @@ func (s *Store) Dir() string { return s.dir }
 // Driver returns the store's driver.
 func (s *Store) Driver() Driver { return s.paths.driver }
 
-// driverFor returns the driver to open the store with: the one it has, else want (default overlay).
-// A store of another driver than want is an ErrWrongDriver.
-func (s *Store) driverFor(want Driver) (Driver, error) {
-	have, err := DetectDriver(s.root.FS())
-	if err != nil {
+// driverFor returns the driver to open the store with: the one it has (by its marker m, else by its
+// records), else want (default overlay). A store of another driver than want is an ErrWrongDriver.
+func (s *Store) driverFor(m *marker, want Driver) (Driver, error) {
+	var have Driver
+	if m != nil {
+		have = m.Driver
+	} else if d, err := DetectDriver(s.root.FS()); err != nil {
 		return "", fmt.Errorf("%s: %w", s.dir, err)
+	} else {
+		have = d
 	}
 	switch {
 	case have == "" && want == "":
@@ -182,8 +192,8 @@ func (s *Store) driverFor(want Driver) (Driver, error) {
 	case have == "":
 		return ParseDriver(string(want))
 	case want != "" && want != have:
-		return "", fmt.Errorf("%w: %s is a %s store (it has %s), not %s: publish with --driver %s, or use another directory for a %s store",
-			ErrWrongDriver, s.dir, have, pathsFor(have).layersJSON, want, have, want)
+		return "", fmt.Errorf("%w: %s is a %s store, not %s: publish with --driver %s, or use another directory for a %s store",
+			ErrWrongDriver, s.dir, have, want, have, want)
 	}
 	return have, nil
 }
@@ -214,18 +224,6 @@ func (s *Store) Image(id string) (storage.Image, bool) {
 	return storage.Image{}, false
 }
 
-// ImageByName returns the image that currently carries name (e.g. "docker.io/library/alpine:3.20").
-func (s *Store) ImageByName(name string) (storage.Image, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, img := range s.images {
-		if slices.Contains(img.Names, name) {
-			return copyImage(img), true
-		}
-	}
-	return storage.Image{}, false
-}
-
 // Images returns all image records, in images.json order.
 func (s *Store) Images() []storage.Image {
 	s.mu.Lock()
@@ -245,17 +243,6 @@ func (s *Store) layerIndex(id string) int {
 
 func (s *Store) imageIndex(id string) int {
 	return slices.IndexFunc(s.images, func(i storage.Image) bool { return i.ID == id })
-}
-
-func (s *Store) readJSON(name string, v any) error {
-	data, err := s.root.ReadFile(name)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%s is not valid: %w (restore it from a backup or start a new store)", s.path(name), err)
-	}
-	return nil
 }
 
 // openWriterLock returns cargohold's own lock. It is addressed by its real path, so that two Opens of

@@ -46,16 +46,26 @@ func TestOpenCreatesSkeleton(t *testing.T) {
 	if s.HasLayer("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef") {
 		t.Error("an empty store has a layer")
 	}
-	if _, ok := s.ImageByName("docker.io/library/alpine:latest"); ok {
-		t.Error("an empty store has an image")
+	if imgs := s.Images(); len(imgs) != 0 {
+		t.Errorf("an empty store has images %v", imgs)
 	}
 }
 
-func TestOpenRefusesMissingParent(t *testing.T) {
+// A new store's parents are created (a templated path such as /srv/stores/{arch}), with Create only.
+func TestCreateMakesParents(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "missing", "store")
-	if s, err := Open(dir); err == nil {
-		s.Close()
-		t.Fatal("Open created directories outside the store")
+	if s, err := OpenWithOptions(dir, Options{}); !errors.Is(err, ErrNotStore) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("opening a missing path without Create: %v, want ErrNotStore", err)
+	}
+	if _, err := os.Stat(filepath.Dir(dir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("opening without Create created the parent: %v", err)
+	}
+	openStore(t, dir)
+	if d, err := Identify(dir); err != nil || d != Overlay {
+		t.Errorf("Identify = %v, %v; want overlay", d, err)
 	}
 }
 
@@ -180,7 +190,7 @@ func TestWriterLockExcludesSecondOpen(t *testing.T) {
 	s1 := openStore(t, dir)
 	opened := make(chan *Store)
 	go func() {
-		s2, err := Open(dir)
+		s2, err := OpenWithOptions(dir, Options{})
 		if err != nil {
 			t.Error(err)
 		}

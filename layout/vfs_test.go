@@ -11,7 +11,7 @@ import (
 
 func openVFSStore(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := OpenWithOptions(dir, Options{Driver: VFS})
+	s, err := OpenWithOptions(dir, Options{Driver: VFS, Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
