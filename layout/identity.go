@@ -99,8 +99,8 @@ func foreign(format string, args ...any) found {
 type notStoreError struct{ msg string }
 
 func notStore(format string, args ...any) error { return &notStoreError{fmt.Sprintf(format, args...)} }
-func (e *notStoreError) Error() string           { return e.msg }
-func (e *notStoreError) Unwrap() error           { return ErrNotStore }
+func (e *notStoreError) Error() string          { return e.msg }
+func (e *notStoreError) Unwrap() error          { return ErrNotStore }
 
 // readMarker reads the marker of the store at dir; nil for a store written before markers.
 func readMarker(dir string) (*marker, error) {
@@ -234,6 +234,9 @@ func prepare(dir string, opts Options) (*marker, error) {
 	case f.kind == kindStore:
 		if err := f.marker.newer(dir); err != nil {
 			return nil, err
+		}
+		if f.marker != nil && opts.Driver != "" && opts.Driver != f.marker.Driver {
+			return nil, wrongDriver(dir, f.marker.Driver, opts.Driver)
 		}
 	case f.kind == kindForeign || !opts.Create:
 		return nil, f.why

@@ -192,8 +192,7 @@ func (s *Store) driverFor(m *marker, want Driver) (Driver, error) {
 	case have == "":
 		return ParseDriver(string(want))
 	case want != "" && want != have:
-		return "", fmt.Errorf("%w: %s is a %s store, not %s: publish with --driver %s, or use another directory for a %s store",
-			ErrWrongDriver, s.dir, have, want, have, want)
+		return "", wrongDriver(s.dir, have, want)
 	}
 	return have, nil
 }
