@@ -375,7 +375,7 @@ func gzipped(t *testing.T, data []byte) []byte {
 // checkInLayer: the hostile image's top layer holds name (relative to the layer root) with content.
 func checkInLayer(t *testing.T, e *hostileEnv, w testimage.Written, name, content string) {
 	t.Helper()
-	top := chainIDs([]digest.Digest{w.Layers[0].DiffID, w.Layers[1].DiffID})[1]
+	top := layout.ChainIDs([]digest.Digest{w.Layers[0].DiffID, w.Layers[1].DiffID})[1]
 	p := filepath.Join(e.store, "overlay", top, "diff", name)
 	if data, err := os.ReadFile(p); err != nil || string(data) != content {
 		t.Errorf("%s: %q, %v; want %q inside the layer", p, data, err, content)

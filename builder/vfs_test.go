@@ -19,7 +19,7 @@ func TestPublishVFSStore(t *testing.T) {
 	requireRoot(t)
 	fx := fixtures
 	dir := filepath.Join(t.TempDir(), "store")
-	store, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.VFS})
+	store, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.VFS, Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestPublishVFSStore(t *testing.T) {
 	for _, l := range w.Layers {
 		diffIDs = append(diffIDs, l.DiffID)
 	}
-	top := filepath.Join(dir, "vfs", "dir", chainIDs(diffIDs)[len(diffIDs)-1])
+	top := filepath.Join(dir, "vfs", "dir", layout.ChainIDs(diffIDs)[len(diffIDs)-1])
 	if _, err := os.Lstat(filepath.Join(top, "data/deleted.txt")); !os.IsNotExist(err) {
 		t.Errorf("the whiteout was not applied: data/deleted.txt: %v", err)
 	}

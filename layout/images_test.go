@@ -247,7 +247,7 @@ func TestPutImageUpdatesBigData(t *testing.T) {
 	otherManifest := []byte(strings.Replace(string(img.BigData[2].Data), `"schemaVersion":2`, `"schemaVersion":2,"annotations":{"x":"y"}`, 1))
 	otherDigest := digest.Canonical.FromBytes(otherManifest)
 	other.Digest = otherDigest
-	other.BigData = []BigData{
+	other.BigData = []bigData{
 		img.BigData[0],
 		{Key: "manifest-" + otherDigest.String(), Data: otherManifest},
 		{Key: "manifest", Data: otherManifest},
@@ -272,20 +272,20 @@ func TestPutImageRejectsBadInput(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	base := commitTestLayer(t, s, "", baseEntries)
 	good := testImageMeta(t, []testLayer{base}, []string{"example.com/app:1"}, "one")
-	for name, mutate := range map[string]func(m *ImageMeta){
-		"unknown top layer":    func(m *ImageMeta) { m.TopLayer = strings.Repeat("b", 64) },
-		"ID not hex":           func(m *ImageMeta) { m.ID = "../x" },
-		"empty name":           func(m *ImageMeta) { m.Names = []string{""} },
-		"config digest":        func(m *ImageMeta) { m.BigData[0].Data = []byte("{}") },
-		"manifest-key digest":  func(m *ImageMeta) { m.BigData[1].Data = []byte("{}") },
-		"duplicate key":        func(m *ImageMeta) { m.BigData = append(m.BigData, m.BigData[2]) },
-		"empty key":            func(m *ImageMeta) { m.BigData[0].Key = "" },
-		"invalid image digest": func(m *ImageMeta) { m.Digest = "sha256:nothex" },
+	for name, mutate := range map[string]func(m *imageMeta){
+		"unknown top layer":    func(m *imageMeta) { m.TopLayer = strings.Repeat("b", 64) },
+		"ID not hex":           func(m *imageMeta) { m.ID = "../x" },
+		"empty name":           func(m *imageMeta) { m.Names = []string{""} },
+		"config digest":        func(m *imageMeta) { m.BigData[0].Data = []byte("{}") },
+		"manifest-key digest":  func(m *imageMeta) { m.BigData[1].Data = []byte("{}") },
+		"duplicate key":        func(m *imageMeta) { m.BigData = append(m.BigData, m.BigData[2]) },
+		"empty key":            func(m *imageMeta) { m.BigData[0].Key = "" },
+		"invalid image digest": func(m *imageMeta) { m.Digest = "sha256:nothex" },
 	} {
 		m := good
 		m.BigData = slices.Clone(good.BigData)
 		mutate(&m)
-		if _, err := s.PutImage(m); err == nil {
+		if _, err := s.putImage(m); err == nil {
 			t.Errorf("%s: PutImage succeeded", name)
 		}
 	}
@@ -297,7 +297,7 @@ func TestPutImageRejectsBadInput(t *testing.T) {
 	child := commitTestLayer(t, s, base.meta.ID, childEntries)
 	moved := good
 	moved.TopLayer = child.meta.ID
-	if _, err := s.PutImage(moved); err == nil {
+	if _, err := s.putImage(moved); err == nil {
 		t.Error("PutImage changed the top layer of an existing image")
 	}
 }

@@ -43,6 +43,18 @@ const (
 
 var linkRE = regexp.MustCompile(`^[A-Z2-7]{26}$`)
 
+// ChainIDs returns the storage layer IDs of an image's layers with the given diff IDs (base first):
+// each names the layer together with everything below it.
+func ChainIDs(diffIDs []digest.Digest) []string {
+	ids := make([]string, len(diffIDs))
+	parent := ""
+	for i, d := range diffIDs {
+		ids[i] = ChainID(parent, d)
+		parent = ids[i]
+	}
+	return ids
+}
+
 // ChainID returns the storage layer ID of a layer with the given diff ID on top of parent ("" for a base
 // layer), as the image library computes it: the diff ID hex for a base layer, otherwise
 // hex(sha256(parent + "+" + diffID hex)).
@@ -114,6 +126,15 @@ func (s *Store) StageLayer(parent string) (_ *StagedLayer, err error) {
 
 func (l *StagedLayer) layerDir() string     { return path.Join(l.stage, "layer") }
 func (l *StagedLayer) tarSplitFile() string { return path.Join(l.stage, "tar-split.gz") }
+
+// AppliesChanges says how the unpacker writes this layer: true when DiffDir holds the parent's tree
+// and the layer's changes are applied to it (vfs: whiteouts delete), false when DiffDir gets the
+// layer's own changes with whiteouts recorded as overlay's 0/0 devices and opaque xattrs.
+func (l *StagedLayer) AppliesChanges() bool { return l.s.paths.driver == VFS }
+
+// CommitsInOrder says whether a layer can be staged only once its parent is committed (vfs: the
+// staged tree starts as a copy of the parent's), so layers are fetched and committed one by one.
+func (s *Store) CommitsInOrder() bool { return s.paths.driver == VFS }
 
 // DiffDir is where the unpacker writes the layer's files (an absolute path).
 func (l *StagedLayer) DiffDir() string {

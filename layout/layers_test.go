@@ -318,3 +318,15 @@ func TestConcurrentStaging(t *testing.T) {
 		t.Errorf("CommitLayer without parent: %v", err)
 	}
 }
+
+func TestChainIDs(t *testing.T) {
+	a := digest.FromString("a")
+	b := digest.FromString("b")
+	ids := ChainIDs([]digest.Digest{a, b})
+	if ids[0] != a.Encoded() {
+		t.Errorf("base layer ID %s, want its diff ID hex", ids[0])
+	}
+	if want := digest.FromString(a.Encoded() + "+" + b.Encoded()).Encoded(); ids[1] != want {
+		t.Errorf("child layer ID %s, want %s", ids[1], want)
+	}
+}

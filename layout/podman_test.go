@@ -16,7 +16,7 @@ import (
 )
 
 // publishTestImages writes two images sharing two layers, as a publish run would.
-func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []ImageMeta) {
+func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []imageMeta) {
 	t.Helper()
 	s, err := OpenWithOptions(dir, Options{Create: true})
 	if err != nil {
@@ -30,7 +30,7 @@ func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []I
 	two := testImageMeta(t, []testLayer{base, child, grandchild}, []string{"example.com/app:2", "example.com/app:latest"}, "two")
 	putImage(t, s, one)
 	putImage(t, s, two)
-	return []testLayer{base, child, grandchild}, []ImageMeta{one, two}
+	return []testLayer{base, child, grandchild}, []imageMeta{one, two}
 }
 
 // openWithStorageLibrary opens dir as Podman does: an additional image store of the overlay driver.
@@ -141,40 +141,40 @@ func TestWriteAndVerifyInOneProcess(t *testing.T) {
 }
 
 func TestVerifyReportsDamage(t *testing.T) {
-	for name, damage := range map[string]func(t *testing.T, dir string, layers []testLayer, images []ImageMeta) (culprit string){
-		"changed file in diff": func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) string {
+	for name, damage := range map[string]func(t *testing.T, dir string, layers []testLayer, images []imageMeta) (culprit string){
+		"changed file in diff": func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) string {
 			p := filepath.Join(dir, "overlay", layers[1].meta.ID, "diff", "etc", "child")
 			if err := os.WriteFile(p, []byte("CHILD\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			return layers[1].meta.ID
 		},
-		"missing tar-split": func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) string {
+		"missing tar-split": func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) string {
 			if err := os.Remove(filepath.Join(dir, "overlay-layers", layers[0].meta.ID+".tar-split.gz")); err != nil {
 				t.Fatal(err)
 			}
 			return layers[0].meta.ID
 		},
-		"broken l/ symlink": func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) string {
+		"broken l/ symlink": func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) string {
 			link, _ := os.ReadFile(filepath.Join(dir, "overlay", layers[0].meta.ID, "link"))
 			if err := os.Remove(filepath.Join(dir, "overlay", "l", string(link))); err != nil {
 				t.Fatal(err)
 			}
 			return string(link)
 		},
-		"missing big data": func(t *testing.T, dir string, _ []testLayer, images []ImageMeta) string {
+		"missing big data": func(t *testing.T, dir string, _ []testLayer, images []imageMeta) string {
 			if err := os.Remove(filepath.Join(dir, "overlay-images", images[1].ID, "manifest")); err != nil {
 				t.Fatal(err)
 			}
 			return images[1].ID
 		},
-		"unreadable layer dir": func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) string {
+		"unreadable layer dir": func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) string {
 			if err := os.Chmod(filepath.Join(dir, "overlay", layers[2].meta.ID), 0o700); err != nil {
 				t.Fatal(err)
 			}
 			return layers[2].meta.ID
 		},
-		"metadata Podman cannot decode": func(t *testing.T, dir string, _ []testLayer, images []ImageMeta) string {
+		"metadata Podman cannot decode": func(t *testing.T, dir string, _ []testLayer, images []imageMeta) string {
 			p := filepath.Join(dir, "overlay-images", "images.json")
 			data, err := os.ReadFile(p)
 			if err != nil {
@@ -186,7 +186,7 @@ func TestVerifyReportsDamage(t *testing.T) {
 			}
 			return images[0].ID
 		},
-		"missing images.lock": func(t *testing.T, dir string, _ []testLayer, _ []ImageMeta) string {
+		"missing images.lock": func(t *testing.T, dir string, _ []testLayer, _ []imageMeta) string {
 			if err := os.Remove(filepath.Join(dir, "overlay-images", "images.lock")); err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +236,7 @@ func TestRecordsMatchStorageLibrary(t *testing.T) {
 		layers = append(layers, l)
 		parent = l.meta.ID
 	}
-	for _, img := range []ImageMeta{
+	for _, img := range []imageMeta{
 		testImageMeta(t, layers[:1], []string{"example.com/app:1", "example.com/app:latest"}, "one"),
 		testImageMeta(t, layers, []string{"example.com/app:2", "example.com/app:latest"}, "two"),
 	} {

@@ -91,9 +91,9 @@ type Metadata struct {
 // metadataKey is the key of Metadata inside the image record's metadata JSON.
 const metadataKey = "cargohold"
 
-// ImageMetadataJSON returns the metadata JSON to store with a new image: Podman's signature sizes for
+// imageMetadataJSON returns the metadata JSON to store with a new image: Podman's signature sizes for
 // its manifest (none) plus cargohold's own record.
-func ImageMetadataJSON(manifestDigest digest.Digest, m Metadata) (string, error) {
+func imageMetadataJSON(manifestDigest digest.Digest, m Metadata) (string, error) {
 	b, err := json.Marshal(map[string]any{
 		"signatures-sizes": map[digest.Digest][]int{manifestDigest: {}},
 		metadataKey:        m,
