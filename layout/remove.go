@@ -78,7 +78,7 @@ type GCReport struct {
 	// their records and big data were removed, and their layers start their grace period.
 	RemovedImages []string          `json:"removed_images"`
 	Deleted       []string          `json:"deleted"` // layers whose files were removed
-	Waiting map[string]string `json:"waiting"` // unused layers still in their grace period → when they may go (RFC 3339)
+	Waiting       map[string]string `json:"waiting"` // unused layers still in their grace period → when they may go (RFC 3339)
 }
 
 // GC removes images without names, deletes layers that no image uses and that have been unused for at
