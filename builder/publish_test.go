@@ -14,7 +14,6 @@ import (
 
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
-	"github.com/cargohold/cargohold/layout/podmancheck"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -170,7 +169,7 @@ func TestPublishEveryCompressionAndReadBackAsPodman(t *testing.T) {
 			t.Errorf("%s: got %+v, want added image %s manifest %s", nt, res, w.Config.Encoded(), w.Manifest)
 		}
 	}
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("the storage library does not accept the store: %v", err)
 	}
 
@@ -286,7 +285,7 @@ func TestNewTagMovesTheName(t *testing.T) {
 	if holders != 1 {
 		t.Errorf("%s is held by %d images, want exactly 1", latest, holders)
 	}
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -337,7 +336,7 @@ func TestBadImagesLeaveTheStoreAsItWas(t *testing.T) {
 				t.Error("a failed publish changed images.json or layers.json")
 			}
 			assertNoStrayLayerDirs(t, dir)
-			if err := podmancheck.Verify(dir); err != nil {
+			if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -377,7 +376,7 @@ func TestPlatformIsPickedFromAnIndex(t *testing.T) {
 	if res := publish(t, bad, fx.ref("multi:1"), "localhost/cargotest/multi:s390x"); res.Err == nil {
 		t.Error("a platform the index lacks was published")
 	}
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
-	"github.com/cargohold/cargohold/layout/podmancheck"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -28,7 +27,7 @@ func TestPublishVFSStore(t *testing.T) {
 	for _, nt := range []string{"app:1", "app-zstd:1", "other:1"} {
 		mustPublish(t, p, fx.ref(nt), "localhost/cargotest/"+nt)
 	}
-	if err := podmancheck.VerifyDriver(dir, "vfs"); err != nil {
+	if err := testimage.VerifyStore(dir, "vfs"); err != nil {
 		t.Fatalf("the storage library (vfs) does not accept the store: %v", err)
 	}
 	for _, gone := range []string{"overlay", "overlay-layers", "overlay-images"} {

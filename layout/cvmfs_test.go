@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cargohold/cargohold/layout/podmancheck"
+	"github.com/cargohold/cargohold/internal/testimage"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,7 +65,7 @@ func TestCatalogMarkers(t *testing.T) {
 	}
 
 	// Podman's view is unchanged by the extra file: images list, layers regenerate byte for byte.
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 }

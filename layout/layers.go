@@ -3,7 +3,6 @@ package layout
 import (
 	"bufio"
 	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,7 +87,7 @@ type StagedLayer struct {
 // is empty in an overlay store; in a vfs store it holds a copy of the parent's tree, which the
 // layer's changes are then applied to (so the parent must be committed already).
 func (s *Store) StageLayer(parent string) (_ *StagedLayer, err error) {
-	l := &StagedLayer{s: s, stage: path.Join(stagingDir, randomHex(16)), parent: parent}
+	l := &StagedLayer{s: s, stage: path.Join(stagingDir, randomName()), parent: parent}
 	defer func() {
 		if err != nil {
 			_ = l.Discard()
@@ -412,9 +411,7 @@ func (s *Store) writeLowers(dir, link string, parent *storage.Layer) error {
 // generateID.
 func (s *Store) newLink() (string, error) {
 	for range 10 {
-		b := make([]byte, (linkLength*5+7)/8)
-		_, _ = rand.Read(b)
-		link := base32.StdEncoding.EncodeToString(b)[:linkLength]
+		link := rand.Text()[:linkLength] // 26 characters of A–Z2–7 already
 		if _, err := s.root.Lstat(path.Join(s.paths.linkDir, link)); errors.Is(err, fs.ErrNotExist) {
 			return link, nil
 		}
@@ -456,7 +453,7 @@ func (s *Store) removeUnrecordedLayerDir(id string) error {
 		}
 	}
 	// Move it out of the layer root first, so it disappears in one step even if removal is interrupted.
-	trash := path.Join(stagingDir, "stale-"+randomHex(8))
+	trash := path.Join(stagingDir, "stale-"+randomName())
 	if err := s.root.Rename(dir, trash); err != nil {
 		return fmt.Errorf("removing unrecorded layer dir %s: %w", s.path(dir), err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout/podmancheck"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
@@ -116,7 +117,7 @@ func TestStorageLibraryReadsStore(t *testing.T) {
 		}
 	}
 
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 }
@@ -126,16 +127,16 @@ func TestStorageLibraryReadsStore(t *testing.T) {
 func TestWriteAndVerifyInOneProcess(t *testing.T) {
 	dir := t.TempDir()
 	layers, _ := publishTestImages(t, dir)
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 	s := openStore(t, dir)
 	putImage(t, s, testImageMeta(t, layers[:1], []string{"example.com/base:1"}, "three"))
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify with the writer open: %v", err)
 	}
 	s.Close()
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify after reopening: %v", err)
 	}
 }
@@ -197,7 +198,7 @@ func TestVerifyReportsDamage(t *testing.T) {
 			dir := t.TempDir()
 			layers, images := publishTestImages(t, dir)
 			culprit := damage(t, dir, layers, images)
-			err := podmancheck.Verify(dir)
+			err := testimage.VerifyStore(dir, "overlay")
 			if err == nil {
 				t.Fatal("Verify found nothing wrong")
 			}

@@ -182,7 +182,7 @@ func (s *Store) removeLayerFiles(id string) error {
 // removeTree moves dir into the staging area first, so it disappears from its place in one step even if
 // the removal is interrupted (Open removes what is left in staging).
 func (s *Store) removeTree(dir string) error {
-	trash := path.Join(stagingDir, "removed-"+randomHex(8))
+	trash := path.Join(stagingDir, "removed-"+randomName())
 	if err := s.root.Rename(dir, trash); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	} else if err != nil {

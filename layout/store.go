@@ -1,7 +1,11 @@
-// Package layout writes the containers-storage overlay on-disk format: a read-only additional image
-// store that an unmodified Podman lists and runs. It is the only package that knows the file names
-// inside a store. Format references: docs/STORE-FORMAT.md and, field by field, go.podman.io/storage's
-// layers.go, images.go and drivers/overlay/overlay.go, whose types this package writes.
+// Package layout is the containers-storage store that cargohold publishes into (not an OCI image
+// layout): a read-only additional image store, in the overlay or the vfs driver's on-disk format,
+// that an unmodified Podman lists and runs. It owns the format end to end: the file names inside a
+// store, the layer and image records and their big data, crash recovery, removal and gc, and the
+// store's identity (a marker that makes cargohold write only stores it made). Callers hand it what an
+// image is (Image, staged layers) and never name a file inside the store. Format references:
+// docs/STORE-FORMAT.md and, field by field, go.podman.io/storage's layers.go, images.go and
+// drivers/overlay/overlay.go, whose types this package writes.
 package layout
 
 import (
@@ -159,7 +163,7 @@ func (s *Store) Close() error {
 
 func (s *Store) release() error {
 	if s.writer != nil {
-		s.writer.Unlock()
+		unlock(s.writer)
 		s.writer = nil
 	}
 	for _, f := range s.lockDirs {
@@ -263,7 +267,7 @@ func (s *Store) openWriterLock() (*lockfile.LockFile, error) {
 // It is addressed through /proc/self/fd/<dir fd>/<name> rather than its path: the lockfile package keeps
 // one object per path for the whole process and refuses to hand out a read-only one for a path it once
 // opened read-write (and vice versa), so using the real path here would break the storage library
-// reading this very store later in the same process (podmancheck.Verify in builder tests, a "publish
+// reading this very store later in the same process (a deep check in builder tests, a "publish
 // then check" command). The directory handle also keeps every lock operation inside the store.
 func (s *Store) podmanLockFile(dir, name string) (*lockfile.LockFile, error) {
 	rel := path.Join(dir, name)
@@ -330,7 +334,7 @@ func recordWrite(l *lockfile.LockFile, write func() error) error {
 	if err := waitLock(l); err != nil {
 		return err
 	}
-	defer l.Unlock()
+	defer unlock(l)
 	if _, err := l.RecordWrite(); err != nil {
 		return err
 	}

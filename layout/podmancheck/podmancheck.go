@@ -1,5 +1,9 @@
 // Package podmancheck reads a store the way Podman does, with go.podman.io/storage, and checks that
 // every image in it is usable: for tests of layout and builder, and for a "check" command.
+//
+// It is independent of package layout on purpose, and must stay so: it shares none of layout's code
+// (paths, chain IDs, record readers, permission walks), so that a mistake in how layout writes the
+// format cannot hide from the check that reads it back the way Podman does.
 package podmancheck
 
 import (
@@ -142,26 +146,6 @@ func Check(storeDir string, opts Options) ([]Problem, error) {
 		c.checkImage(store, img)
 	}
 	return c.problems, nil
-}
-
-// Verify is a deep Check of an overlay store that returns the problems as one error, nil if there
-// are none.
-func Verify(storeDir string) error { return VerifyDriver(storeDir, "overlay") }
-
-// VerifyDriver is Verify for a store of driver.
-func VerifyDriver(storeDir, driver string) error {
-	problems, err := Check(storeDir, Options{Deep: true, Driver: driver})
-	if err != nil {
-		return err
-	}
-	errs := make([]error, len(problems))
-	for i, p := range problems {
-		errs[i] = errors.New(p.String())
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%s: %w", storeDir, err)
-	}
-	return nil
 }
 
 type checker struct {
