@@ -55,7 +55,7 @@ func (s *Store) chmod(name string, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened to chmod or sync only: closing loses nothing
 	return f.Chmod(mode)
 }
 
@@ -132,7 +132,7 @@ func (s *Store) syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened to chmod or sync only: closing loses nothing
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("syncing directory %s: %w", s.path(dir), err)
 	}
@@ -146,7 +146,7 @@ func (s *Store) syncFS() error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened to chmod or sync only: closing loses nothing
 	if err := unix.Syncfs(int(f.Fd())); err != nil {
 		return fmt.Errorf("syncfs on %s: %w", s.dir, err)
 	}

@@ -43,7 +43,7 @@ func OpenWithOptions(dir string, opts Options) (*Store, error) {
 	}
 	if opts.CatalogMarkers {
 		if err := s.addCatalogMarkers(); err != nil {
-			s.Close()
+			_ = s.Close() // the marker's error is the one to report
 			return nil, err
 		}
 	}

@@ -101,15 +101,6 @@ func (p storePaths) diffInLayer() string {
 	return diffName
 }
 
-// isLayerFiles says whether rel (relative to the store) is the dir holding a layer's files, whose
-// modes are the image's own.
-func (p storePaths) isLayerFiles(rel string) bool {
-	if p.driver == VFS {
-		return path.Dir(rel) == p.layerRoot && idRE.MatchString(path.Base(rel))
-	}
-	return path.Base(rel) == diffName && path.Dir(path.Dir(rel)) == p.layerRoot
-}
-
 // skeleton lists the dirs every store of the driver has.
 func (p storePaths) skeleton() []string {
 	dirs := []string{p.driverDir, p.layerRoot, p.layersDir, p.imagesDir}

@@ -164,8 +164,12 @@ func layerMetaFor(parent string, data []byte) LayerMeta {
 func gzipBytes(data []byte) []byte {
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
-	zw.Write(data)
-	zw.Close()
+	if _, err := zw.Write(data); err != nil {
+		panic(err) // a bytes.Buffer does not fail
+	}
+	if err := zw.Close(); err != nil {
+		panic(err)
+	}
 	return gz.Bytes()
 }
 

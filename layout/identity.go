@@ -223,41 +223,40 @@ func checkWritable(dir string) error {
 }
 
 // prepare checks that dir may be opened for writing with opts and creates it (with its parents) when
-// it is a new store. It returns the marker the store has (nil: none yet). Nothing is written when it
-// returns an error.
-func prepare(dir string, opts Options) (*marker, error) {
+// it is a new store. Nothing is written when it returns an error.
+func prepare(dir string, opts Options) error {
 	f, err := classify(dir)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	switch {
 	case f.kind == kindStore:
 		if err := f.marker.newer(dir); err != nil {
-			return nil, err
+			return err
 		}
 		if f.marker != nil && opts.Driver != "" && opts.Driver != f.marker.Driver {
-			return nil, wrongDriver(dir, f.marker.Driver, opts.Driver)
+			return wrongDriver(dir, f.marker.Driver, opts.Driver)
 		}
 	case f.kind == kindForeign || !opts.Create:
-		return nil, f.why
+		return f.why
 	}
 	if opts.Create {
 		if err := checkPrivileges(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := checkWritable(dir); err != nil {
-		return nil, err
+		return err
 	}
 	if f.kind == kindMissing {
 		if err := os.MkdirAll(dir, dirMode); err != nil {
-			return nil, fmt.Errorf("creating the store directory: %w", err)
+			return fmt.Errorf("creating the store directory: %w", err)
 		}
 		if err := os.Chmod(dir, dirMode); err != nil { // the umask may have narrowed it
-			return nil, err
+			return err
 		}
 	}
-	return f.marker, nil
+	return nil
 }
 
 // writeMarker records the store's identity, for a new store and one written before markers.

@@ -44,12 +44,9 @@ func TestPutImage(t *testing.T) {
 	imgDir := filepath.Join(dir, "overlay-images", img.ID)
 	assertMode(t, imgDir, 0o755)
 	for _, b := range img.BigData {
-		var name string
-		switch {
-		case b.Key == "manifest":
+		name := "=" + base64.StdEncoding.EncodeToString([]byte(b.Key))
+		if b.Key == "manifest" {
 			name = "manifest"
-		default:
-			name = "=" + base64.StdEncoding.EncodeToString([]byte(b.Key))
 		}
 		p := filepath.Join(imgDir, name)
 		data, err := os.ReadFile(p)
@@ -118,7 +115,7 @@ func TestPutImageTwiceIsNoop(t *testing.T) {
 	putImage(t, s, img)
 
 	var files []string
-	filepath.WalkDir(filepath.Join(dir, "overlay-images"), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(dir, "overlay-images"), func(p string, d os.DirEntry, err error) error {
 		if err == nil {
 			files = append(files, p)
 		}
@@ -148,7 +145,7 @@ func TestPutImageTwiceIsNoop(t *testing.T) {
 		t.Error("second PutImage of the same image reported a change")
 	}
 	// Also across a reopen, as a second cargohold run would see it.
-	s.Close()
+	_ = s.Close()
 	s = openStore(t, dir)
 	if putImage(t, s, img) {
 		t.Error("PutImage after reopening reported a change")
@@ -398,7 +395,7 @@ func TestGCRemovesNamelessImages(t *testing.T) {
 	nameless := testImageMeta(t, []testLayer{base, child}, []string{"example.com/gone:1"}, "nameless")
 	putImage(t, s, named)
 	putImage(t, s, nameless)
-	s.Close()
+	_ = s.Close()
 	editFile(t, filepath.Join(dir, "overlay-images", "images.json"), `"names":["example.com/gone:1"],`, "")
 
 	s = openStore(t, dir)
@@ -416,7 +413,7 @@ func TestGCRemovesNamelessImages(t *testing.T) {
 	if _, waiting := report.Waiting[child.meta.ID]; !waiting {
 		t.Errorf("its layer is not in its grace period: %+v", report)
 	}
-	s.Close()
+	_ = s.Close()
 	snap, err := Read(dir)
 	if err != nil {
 		t.Fatal(err)

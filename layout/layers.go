@@ -194,7 +194,7 @@ func (l *StagedLayer) discardLocked() error {
 	}
 	l.done = true
 	if l.tsFile != nil {
-		l.tsFile.Close()
+		_ = l.tsFile.Close() // discarded with the staging dir
 		l.tsFile, l.tsGzip, l.tsBuf = nil, nil, nil
 	}
 	l.s.mu.Lock() // keeps Close from closing the root meanwhile
@@ -292,53 +292,9 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 		}
 		parent = &s.layers[i]
 	}
-	if err := l.finishTarSplit(); err != nil {
-		return fmt.Errorf("layer %s: %w", meta.ID, err)
-	}
-
-	var link string
-	if s.paths.linkDir != "" {
-		if link, err = s.newLink(); err != nil {
-			return err
-		}
-		if err := s.writeLowers(l.layerDir(), link, parent); err != nil {
-			return fmt.Errorf("layer %s: %w", meta.ID, err)
-		}
-	}
-	// One syncfs makes every unpacked file durable before the dir gets its final name: after a
-	// power cut, a dir under overlay/ never holds files whose data was lost.
-	if err := s.syncFS(); err != nil {
+	if err := s.place(l, meta.ID, parent); err != nil {
 		return err
 	}
-	faultpoint.Hit("layer-lowers-written")
-
-	final := s.paths.layerDir(meta.ID)
-	if err := s.removeUnrecordedLayerDir(meta.ID); err != nil {
-		return err
-	}
-	if err := s.root.Rename(l.layerDir(), final); err != nil {
-		return fmt.Errorf("layer %s: %w", meta.ID, err)
-	}
-	faultpoint.Hit("layer-renamed")
-	if err := s.root.Rename(l.tarSplitFile(), path.Join(s.paths.layersDir, meta.ID+tarSplitSuffix)); err != nil {
-		return fmt.Errorf("layer %s: %w", meta.ID, err)
-	}
-	faultpoint.Hit("layer-tarsplit-moved")
-	synced := []string{s.paths.layerRoot, s.paths.layersDir}
-	if link != "" {
-		if err := s.root.Symlink(linkTarget(meta.ID), path.Join(s.paths.linkDir, link)); err != nil {
-			return fmt.Errorf("layer %s: %w", meta.ID, err)
-		}
-		synced = append(synced, s.paths.linkDir)
-	}
-	faultpoint.Hit("layer-linked")
-	// The renames and the symlink are durable before layers.json refers to them.
-	for _, dir := range synced {
-		if err := s.syncDir(dir); err != nil {
-			return err
-		}
-	}
-	faultpoint.Hit("layer-synced")
 
 	rec := storage.Layer{
 		ID:                 meta.ID,
@@ -358,6 +314,61 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 	}
 	s.layers = layers
 	faultpoint.Hit("layer-recorded")
+	return nil
+}
+
+// place moves a staged layer into the store (tar-split, lowers and link for overlay, the layer dir),
+// each step durable before the next, and nothing a reader sees until layers.json records it.
+func (s *Store) place(l *StagedLayer, id string, parent *storage.Layer) error {
+	if err := l.finishTarSplit(); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+
+	var link string
+	if s.paths.linkDir != "" {
+		var err error
+		if link, err = s.newLink(); err != nil {
+			return err
+		}
+		if err := s.writeLowers(l.layerDir(), link, parent); err != nil {
+			return fmt.Errorf("layer %s: %w", id, err)
+		}
+	}
+	// One syncfs makes every unpacked file durable before the dir gets its final name: after a
+	// power cut, a dir under overlay/ never holds files whose data was lost.
+	if err := s.syncFS(); err != nil {
+		return err
+	}
+	faultpoint.Hit("layer-lowers-written")
+
+	final := s.paths.layerDir(id)
+	if err := s.removeUnrecordedLayerDir(id); err != nil {
+		return err
+	}
+	if err := s.root.Rename(l.layerDir(), final); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	faultpoint.Hit("layer-renamed")
+	if err := s.root.Rename(l.tarSplitFile(), path.Join(s.paths.layersDir, id+tarSplitSuffix)); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	faultpoint.Hit("layer-tarsplit-moved")
+	synced := []string{s.paths.layerRoot, s.paths.layersDir}
+	if link != "" {
+		if err := s.root.Symlink(linkTarget(id), path.Join(s.paths.linkDir, link)); err != nil {
+			return fmt.Errorf("layer %s: %w", id, err)
+		}
+		synced = append(synced, s.paths.linkDir)
+	}
+	faultpoint.Hit("layer-linked")
+	// The renames and the symlink are durable before layers.json refers to them.
+	for _, dir := range synced {
+		if err := s.syncDir(dir); err != nil {
+			return err
+		}
+	}
+	faultpoint.Hit("layer-synced")
+
 	return nil
 }
 

@@ -157,13 +157,13 @@ func checkTarSplit(t *testing.T, tsPath, diffDir string, want []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := asm.NewOutputTarStream(tsstorage.NewPathFileGetter(diffDir), tsstorage.NewJSONUnpacker(zr))
-	defer out.Close()
+	defer func() { _ = out.Close() }()
 	got, err := io.ReadAll(out)
 	if err != nil {
 		t.Fatal(err)

@@ -95,7 +95,7 @@ func lockHolder(path string) int {
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	// "1: POSIX  ADVISORY  WRITE 4242 fd:01:1234567 0 EOF"; waiters have "->" after the number.
 	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
 	sc := bufio.NewScanner(f)

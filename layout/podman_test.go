@@ -46,7 +46,7 @@ func openWithStorageLibrary(t *testing.T, dir string) storage.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Shutdown(true) })
+	t.Cleanup(func() { _, _ = store.Shutdown(true) })
 	return store
 }
 
@@ -108,7 +108,7 @@ func TestStorageLibraryReadsStore(t *testing.T) {
 			t.Fatalf("Diff(%s): %v", l.meta.ID, err)
 		}
 		got, err := io.ReadAll(rc)
-		rc.Close()
+		_ = rc.Close()
 		if err != nil {
 			t.Fatalf("Diff(%s): %v", l.meta.ID, err)
 		}
@@ -135,7 +135,7 @@ func TestWriteAndVerifyInOneProcess(t *testing.T) {
 	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify with the writer open: %v", err)
 	}
-	s.Close()
+	_ = s.Close()
 	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify after reopening: %v", err)
 	}
@@ -181,7 +181,7 @@ func TestVerifyReportsDamage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			data = bytes.Replace(data, []byte(`signatures-sizes`), []byte(`signature-sizes`), -1)
+			data = bytes.ReplaceAll(data, []byte(`signatures-sizes`), []byte(`signature-sizes`))
 			if err := os.WriteFile(p, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -223,7 +223,7 @@ func TestRecordsMatchStorageLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ref.Shutdown(true) })
+	t.Cleanup(func() { _, _ = ref.Shutdown(true) })
 	dir := t.TempDir()
 	s := openStore(t, dir)
 

@@ -67,8 +67,7 @@ func open(dir string, opts Options) (_ *Store, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := prepare(abs, opts)
-	if err != nil {
+	if err := prepare(abs, opts); err != nil {
 		return nil, err
 	}
 	root, err := os.OpenRoot(abs)
@@ -78,68 +77,16 @@ func open(dir string, opts Options) (_ *Store, err error) {
 	s := &Store{dir: abs, root: root, opts: opts}
 	defer func() {
 		if err != nil {
-			s.release()
+			_ = s.release() // the open failed: its error is the one to report
 		}
 	}()
-
-	// Readers are other users: a store root they cannot enter shows them nothing. This adds a+rx to
-	// the store's own root (prepare refused every other dir) and takes nothing away.
-	if fi, err := s.root.Stat("."); err != nil {
+	if err := s.lock(); err != nil {
 		return nil, err
-	} else if fi.Mode().Perm()&0o555 != 0o555 {
-		if err := s.chmod(".", fi.Mode().Perm()|0o555); err != nil {
-			return nil, fmt.Errorf("making the store readable by other users: %w", err)
-		}
-	}
-	if err := s.mkdir(privateDir); err != nil {
-		return nil, err
-	}
-	if s.writer, err = s.openWriterLock(); err != nil {
-		return nil, err
-	}
-	if err := s.lockWriter(opts.Lock); err != nil {
-		s.writer = nil
-		return nil, fmt.Errorf("taking the writer lock %s: %w", s.path(writerLockName), err)
 	}
 	faultpoint.Hit("store-locked")
-
-	if m, err = readMarker(abs); err != nil { // again: another run may have created the store meanwhile
+	if err := s.setUp(); err != nil {
 		return nil, err
 	}
-	if err := m.newer(abs); err != nil {
-		return nil, err
-	}
-	driver, err := s.driverFor(m, opts.Driver)
-	if err != nil {
-		return nil, err
-	}
-	s.paths = pathsFor(driver)
-	if m == nil {
-		if err := s.writeMarker(); err != nil {
-			return nil, err
-		}
-	}
-	for _, d := range append(s.paths.skeleton(), stagingDir) {
-		if err := s.mkdir(d); err != nil {
-			return nil, fmt.Errorf("creating store skeleton: %w", err)
-		}
-	}
-	if s.layersLock, err = s.podmanLockFile(s.paths.layersDir, layersLock); err != nil {
-		return nil, err
-	}
-	if s.imagesLock, err = s.podmanLockFile(s.paths.imagesDir, imagesLock); err != nil {
-		return nil, err
-	}
-	for _, f := range []string{s.paths.layersJSON, s.paths.imagesJSON} {
-		if _, err := s.root.Lstat(f); errors.Is(err, fs.ErrNotExist) {
-			if err := s.writeFileAtomic(f, []byte("[]")); err != nil {
-				return nil, err
-			}
-		} else if err != nil {
-			return nil, err
-		}
-	}
-
 	if s.images, s.layers, err = readRecords(s.root.FS(), s.paths); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.dir, err)
 	}
@@ -148,6 +95,74 @@ func open(dir string, opts Options) (_ *Store, err error) {
 	}
 	faultpoint.Hit("leftovers-removed")
 	return s, nil
+}
+
+// lock makes the store root readable and takes the writer lock.
+func (s *Store) lock() error {
+	// Readers are other users: a store root they cannot enter shows them nothing. This adds a+rx to
+	// the store's own root (prepare refused every other dir) and takes nothing away.
+	if fi, err := s.root.Stat("."); err != nil {
+		return err
+	} else if fi.Mode().Perm()&0o555 != 0o555 {
+		if err := s.chmod(".", fi.Mode().Perm()|0o555); err != nil {
+			return fmt.Errorf("making the store readable by other users: %w", err)
+		}
+	}
+	if err := s.mkdir(privateDir); err != nil {
+		return err
+	}
+	var err error
+	if s.writer, err = s.openWriterLock(); err != nil {
+		return err
+	}
+	if err := s.lockWriter(s.opts.Lock); err != nil {
+		s.writer = nil
+		return fmt.Errorf("taking the writer lock %s: %w", s.path(writerLockName), err)
+	}
+	return nil
+}
+
+// setUp decides the store's driver and creates what it lacks (marker, skeleton, lock files, empty
+// records). The caller holds the writer lock.
+func (s *Store) setUp() error {
+	m, err := readMarker(s.dir) // again: another run may have created the store meanwhile
+	if err != nil {
+		return err
+	}
+	if err := m.newer(s.dir); err != nil {
+		return err
+	}
+	driver, err := s.driverFor(m, s.opts.Driver)
+	if err != nil {
+		return err
+	}
+	s.paths = pathsFor(driver)
+	if m == nil {
+		if err := s.writeMarker(); err != nil {
+			return err
+		}
+	}
+	for _, d := range append(s.paths.skeleton(), stagingDir) {
+		if err := s.mkdir(d); err != nil {
+			return fmt.Errorf("creating store skeleton: %w", err)
+		}
+	}
+	if s.layersLock, err = s.podmanLockFile(s.paths.layersDir, layersLock); err != nil {
+		return err
+	}
+	if s.imagesLock, err = s.podmanLockFile(s.paths.imagesDir, imagesLock); err != nil {
+		return err
+	}
+	for _, f := range []string{s.paths.layersJSON, s.paths.imagesJSON} {
+		if _, err := s.root.Lstat(f); errors.Is(err, fs.ErrNotExist) {
+			if err := s.writeFileAtomic(f, []byte("[]")); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close releases the writer lock. Staged layers not yet committed are removed by the next Open.
@@ -167,7 +182,7 @@ func (s *Store) release() error {
 		s.writer = nil
 	}
 	for _, f := range s.lockDirs {
-		f.Close()
+		_ = f.Close() // directory handles: nothing to flush
 	}
 	s.lockDirs = nil
 	return s.root.Close()
@@ -311,7 +326,7 @@ func (s *Store) ensureRegularFile(name string) error {
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", s.path(name), err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened read-only, to check and chmod
 	fi, err := f.Stat()
 	if err != nil {
 		return err
