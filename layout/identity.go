@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -59,6 +60,10 @@ type found struct {
 	why    error   // for kindForeign and kindMissing: the error to give, wrapping ErrNotStore
 }
 
+// emptyDirNames may be in a directory that counts as empty: a fresh filesystem's lost+found, and the
+// marker that makes the store a nested catalog in CVMFS.
+var emptyDirNames = map[string]bool{"lost+found": true, catalogMarkerName: true}
+
 // classify looks at dir without changing anything.
 func classify(dir string) (found, error) {
 	fi, err := os.Stat(dir)
@@ -78,6 +83,7 @@ func classify(dir string) (found, error) {
 	if err != nil {
 		return found{}, err
 	}
+	entries = slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return emptyDirNames[e.Name()] })
 	if len(entries) == 0 {
 		return found{kind: kindEmptyDir, why: notStore("%s is an empty directory, not a cargohold store (publish creates one there)", dir)}, nil
 	}
