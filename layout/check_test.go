@@ -232,25 +232,31 @@ func TestCheckFindsProblems(t *testing.T) {
 					t.Errorf("a check that is not deep reads no file contents, but found %v (%v)", r.Problems, err)
 				}
 			}
-			if !tc.repairable {
-				return
-			}
-			s := openStore(t, dir)
-			done, err := s.Repair()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(done) == 0 {
-				t.Error("Repair says it did nothing")
-			}
-			for _, d := range done {
-				t.Logf("repaired: %s", d)
-			}
-			_ = s.Close()
-			if r, err := Check(dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
-				t.Errorf("after Repair: %v (%v)", r.Problems, err)
+			if tc.repairable {
+				repairAndCheck(t, dir)
 			}
 		})
+	}
+}
+
+// repairAndCheck runs Repair on the store at dir and checks that it did something and that the store
+// is then without problems.
+func repairAndCheck(t *testing.T, dir string) {
+	t.Helper()
+	s := openStore(t, dir)
+	done, err := s.Repair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) == 0 {
+		t.Error("Repair says it did nothing")
+	}
+	for _, d := range done {
+		t.Logf("repaired: %s", d)
+	}
+	_ = s.Close()
+	if r, err := Check(dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
+		t.Errorf("after Repair: %v (%v)", r.Problems, err)
 	}
 }
 

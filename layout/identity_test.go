@@ -159,7 +159,7 @@ func openAndClose(dir string, opts Options, then func(*Store) error) error {
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	if then != nil {
 		return then(s)
 	}

@@ -41,7 +41,16 @@ func TestPutImage(t *testing.T) {
 		t.Fatal("PutImage of a new image reported no change")
 	}
 
-	imgDir := filepath.Join(dir, "overlay-images", img.ID)
+	assertBigDataFiles(t, filepath.Join(dir, "overlay-images", img.ID), img)
+	assertImageRecord(t, dir, img, child.meta.ID)
+	if r, ok := s.Image(img.ID); !ok || r.TopLayer != child.meta.ID {
+		t.Error("Image did not find the image")
+	}
+}
+
+// assertBigDataFiles checks the files of img's big data in imgDir: names, contents and modes.
+func assertBigDataFiles(t *testing.T, imgDir string, img imageMeta) {
+	t.Helper()
 	assertMode(t, imgDir, 0o755)
 	for _, b := range img.BigData {
 		name := "=" + base64.StdEncoding.EncodeToString([]byte(b.Key))
@@ -62,6 +71,11 @@ func TestPutImage(t *testing.T) {
 		t.Errorf("%s has %d files, want 3", imgDir, len(entries))
 	}
 
+}
+
+// assertImageRecord checks images.json's only record against img (with top layer top), field by field.
+func assertImageRecord(t *testing.T, dir string, img imageMeta, top string) {
+	t.Helper()
 	var raw []map[string]json.RawMessage
 	readJSONFile(t, filepath.Join(dir, "overlay-images", "images.json"), &raw)
 	if len(raw) != 1 {
@@ -75,7 +89,7 @@ func TestPutImage(t *testing.T) {
 	var images []storage.Image
 	readJSONFile(t, filepath.Join(dir, "overlay-images", "images.json"), &images)
 	got := images[0]
-	if got.ID != img.ID || got.Digest != img.Digest || got.TopLayer != child.meta.ID || got.Metadata != img.Metadata || !got.Created.Equal(img.Created) {
+	if got.ID != img.ID || got.Digest != img.Digest || got.TopLayer != top || got.Metadata != img.Metadata || !got.Created.Equal(img.Created) {
 		t.Errorf("record %+v does not match %+v", got, img)
 	}
 	if !slices.Equal(got.Names, img.Names) {
@@ -102,9 +116,6 @@ func TestPutImage(t *testing.T) {
 		t.Errorf("manifest big data digest %s, want the manifest digest %s", got.BigDataDigests["manifest"], img.Digest)
 	}
 
-	if r, ok := s.Image(img.ID); !ok || r.TopLayer != child.meta.ID {
-		t.Error("Image did not find the image")
-	}
 }
 
 func TestPutImageTwiceIsNoop(t *testing.T) {

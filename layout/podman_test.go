@@ -23,7 +23,7 @@ func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []i
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	base := commitTestLayer(t, s, "", baseEntries)
 	child := commitTestLayer(t, s, base.meta.ID, childEntries)
 	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
@@ -83,42 +83,55 @@ func TestStorageLibraryReadsStore(t *testing.T) {
 		t.Errorf("ImagesByDigest(%s) = %v, %v", images[1].Digest, found, err)
 	}
 	for _, meta := range images {
-		for _, b := range meta.BigData {
-			data, err := store.ImageBigData(meta.ID, b.Key)
-			if err != nil {
-				t.Fatalf("ImageBigData(%s, %q): %v", meta.ID, b.Key, err)
-			}
-			if !bytes.Equal(data, b.Data) {
-				t.Errorf("ImageBigData(%s, %q) differs", meta.ID, b.Key)
-			}
-		}
+		assertBigDataReadBack(t, store, meta)
 	}
 
-	uncompressed := archive.Uncompressed
 	for _, l := range layers {
-		rec, err := store.Layer(l.meta.ID)
-		if err != nil {
-			t.Fatalf("Layer(%s): %v", l.meta.ID, err)
-		}
-		if rec.Parent != l.meta.Parent || rec.UncompressedDigest != l.meta.DiffID || rec.CompressedDigest != l.meta.CompressedDigest {
-			t.Errorf("layer %s read back as %+v", l.meta.ID, rec)
-		}
-		rc, err := store.Diff("", l.meta.ID, &storage.DiffOptions{Compression: &uncompressed})
-		if err != nil {
-			t.Fatalf("Diff(%s): %v", l.meta.ID, err)
-		}
-		got, err := io.ReadAll(rc)
-		_ = rc.Close()
-		if err != nil {
-			t.Fatalf("Diff(%s): %v", l.meta.ID, err)
-		}
-		if !bytes.Equal(got, l.tar) {
-			t.Errorf("Diff(%s) does not reproduce the original layer tar (%d vs %d bytes)", l.meta.ID, len(got), len(l.tar))
-		}
+		assertLayerReadBack(t, store, l)
 	}
 
 	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify: %v", err)
+	}
+}
+
+// assertBigDataReadBack checks that the storage library reads every big data item of meta as written.
+func assertBigDataReadBack(t *testing.T, store storage.Store, meta imageMeta) {
+	t.Helper()
+	for _, b := range meta.BigData {
+		data, err := store.ImageBigData(meta.ID, b.Key)
+		if err != nil {
+			t.Fatalf("ImageBigData(%s, %q): %v", meta.ID, b.Key, err)
+		}
+		if !bytes.Equal(data, b.Data) {
+			t.Errorf("ImageBigData(%s, %q) differs", meta.ID, b.Key)
+		}
+	}
+}
+
+// assertLayerReadBack checks that the storage library reads layer l back as written: its record, and
+// its diff reproducing the original tar byte for byte.
+func assertLayerReadBack(t *testing.T, store storage.Store, l testLayer) {
+	t.Helper()
+	uncompressed := archive.Uncompressed
+	rec, err := store.Layer(l.meta.ID)
+	if err != nil {
+		t.Fatalf("Layer(%s): %v", l.meta.ID, err)
+	}
+	if rec.Parent != l.meta.Parent || rec.UncompressedDigest != l.meta.DiffID || rec.CompressedDigest != l.meta.CompressedDigest {
+		t.Errorf("layer %s read back as %+v", l.meta.ID, rec)
+	}
+	rc, err := store.Diff("", l.meta.ID, &storage.DiffOptions{Compression: &uncompressed})
+	if err != nil {
+		t.Fatalf("Diff(%s): %v", l.meta.ID, err)
+	}
+	got, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil {
+		t.Fatalf("Diff(%s): %v", l.meta.ID, err)
+	}
+	if !bytes.Equal(got, l.tar) {
+		t.Errorf("Diff(%s) does not reproduce the original layer tar (%d vs %d bytes)", l.meta.ID, len(got), len(l.tar))
 	}
 }
 
