@@ -42,6 +42,10 @@ func (s *Store) HasManifest(id string, d digest.Digest, names []string) bool {
 	})
 }
 
+// configKey is the big-data key of an image's config, as the image library stores it: the config
+// digest, which is also the image ID.
+func configKey(imageID string) string { return digest.NewDigestFromEncoded(digest.Canonical, imageID).String() }
+
 // manifestKey is the big-data key under which Podman finds a manifest by its digest.
 func manifestKey(d digest.Digest) string {
 	return storage.ImageDigestManifestBigDataNamePrefix + "-" + d.String()
@@ -83,7 +87,7 @@ func imageMetaOf(img Image) (imageMeta, error) {
 		TopLayer: ids[len(ids)-1],
 		Names:    img.Names,
 		BigData: []bigData{
-			{Key: digest.Canonical.FromBytes(img.Config).String(), Data: img.Config},
+			{Key: configKey(id), Data: img.Config},
 			{Key: manifestKey(manifestDigest), Data: img.Manifest},
 			{Key: storage.ImageDigestBigDataKey, Data: img.Manifest},
 		},

@@ -50,17 +50,17 @@ func identifiedPaths(dir string) (storePaths, error) {
 	return pathsFor(d), nil
 }
 
-// InvalidRecordsError is readRecords' error for an images.json or layers.json that does not parse.
-type InvalidRecordsError struct {
+// invalidRecordsError is readRecords' error for an images.json or layers.json that does not parse.
+type invalidRecordsError struct {
 	File string // relative to the store
 	Err  error
 }
 
-func (e *InvalidRecordsError) Error() string {
+func (e *invalidRecordsError) Error() string {
 	return fmt.Sprintf("%s is not valid JSON (Podman shows no images): %v; restore it from a backup or publish into a new store", e.File, e.Err)
 }
 
-func (e *InvalidRecordsError) Unwrap() error { return e.Err }
+func (e *invalidRecordsError) Unwrap() error { return e.Err }
 
 // readRecords reads a store's images.json, then its layers.json, as Podman does: a running publish
 // replaces layers.json before images.json, so every image read this way has its layers recorded.
@@ -75,7 +75,7 @@ func readRecords(fsys fs.FS, p storePaths) (images []storage.Image, layers []sto
 			return nil, nil, err
 		}
 		if err := json.Unmarshal(data, f.v); err != nil {
-			return nil, nil, &InvalidRecordsError{File: f.name, Err: err}
+			return nil, nil, &invalidRecordsError{File: f.name, Err: err}
 		}
 	}
 	return images, layers, nil
@@ -155,7 +155,7 @@ func (s *Snapshot) Info(img storage.Image) (ImageInfo, error) {
 	}
 	slices.Reverse(info.Layers)
 
-	config, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(s.paths.bigDataPath(img.ID, "sha256:"+img.ID))))
+	config, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(s.paths.bigDataPath(img.ID, configKey(img.ID)))))
 	if err != nil {
 		return info, fmt.Errorf("image %s: reading its config: %w", img.ID, err)
 	}
