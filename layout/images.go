@@ -44,7 +44,9 @@ func (s *Store) HasManifest(id string, d digest.Digest, names []string) bool {
 
 // configKey is the big-data key of an image's config, as the image library stores it: the config
 // digest, which is also the image ID.
-func configKey(imageID string) string { return digest.NewDigestFromEncoded(digest.Canonical, imageID).String() }
+func configKey(imageID string) string {
+	return digest.NewDigestFromEncoded(digest.Canonical, imageID).String()
+}
 
 // manifestKey is the big-data key under which Podman finds a manifest by its digest.
 func manifestKey(d digest.Digest) string {
