@@ -57,7 +57,7 @@ const (
 type found struct {
 	kind   kind
 	marker *marker // nil for a store written before markers
-	why    error   // for kindForeign and kindMissing: the error to give, wrapping ErrNotStore
+	why    error   // for every kind but kindStore: the error to give, wrapping ErrNotStore
 }
 
 // emptyDirNames may be in a directory that counts as empty: a fresh filesystem's lost+found, and the
