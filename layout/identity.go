@@ -222,7 +222,7 @@ func checkWritable(dir string) error {
 			p = filepath.Dir(p)
 			continue
 		case errors.Is(err, unix.EROFS):
-			return fmt.Errorf("%s is on a read-only filesystem; the store cannot be written", p)
+			return fmt.Errorf("%s is on a read-only file system; the store cannot be written", p)
 		}
 		return fmt.Errorf("%s cannot be written: %w", p, err)
 	}
