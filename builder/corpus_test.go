@@ -79,7 +79,7 @@ func TestCorpusRefusesOnlyWhatStorageLibraryRefuses(t *testing.T) {
 			t.Logf("%s: both refuse; cargohold: %v; storage library: %v", cs.Name, ours, theirs)
 		}
 	}
-	if err := podmancheck.Verify(storeDir); err != nil {
+	if err := testimage.VerifyStore(storeDir, "overlay"); err != nil {
 		t.Errorf("after the refused publishes, the storage library does not accept the store: %v", err)
 	}
 }

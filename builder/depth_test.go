@@ -40,7 +40,7 @@ func TestTooDeepForPodman4(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir = filepath.Join(dir, "store")
-	store, err := layout.Open(dir) // as openStore does
+	store, err := layout.OpenWithOptions(dir, layout.Options{Create: true}) // as openStore does
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 	if j.staged, err = store.StageLayer(j.parent); err != nil {
 		return err
 	}
+	uopts.Apply = j.staged.AppliesChanges()
 	blob, _, err := src.GetBlob(ctx, j.blob, none.NoCache)
 	if err != nil {
 		return fmt.Errorf("fetching layer %s: %w", j.blob.Digest, err)

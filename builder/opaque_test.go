@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +27,7 @@ func TestOpaqueDirIsOpaqueForEveryReader(t *testing.T) {
 	for _, l := range fx.written["app:1"].Layers {
 		diffIDs = append(diffIDs, l.DiffID)
 	}
-	ids := chainIDs(diffIDs)
+	ids := layout.ChainIDs(diffIDs)
 	var lowers []string // the mount's lowerdir: top layer first
 	for i := len(ids) - 1; i >= 0; i-- {
 		lowers = append(lowers, filepath.Join(dir, "overlay", ids[i], "diff"))

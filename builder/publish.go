@@ -118,12 +118,12 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 	}
 
 	// Already there, with this manifest and all its names: nothing to fetch, not even the config.
-	existing, existed := p.Store.Image(res.ImageID)
-	if existed && slices.Contains(existing.BigDataNames, manifestKey(src.manifestDigest)) && containsAll(existing.Names, res.Names) {
+	_, existed := p.Store.Image(res.ImageID)
+	if p.Store.HasManifest(res.ImageID, src.manifestDigest, res.Names) {
 		res.Action = Unchanged
 		return res
 	}
-	res.Err = p.publish(ctx, src, &res, opts, !existed)
+	res.Err = p.publish(ctx, src, &res, opts)
 	if res.Err == nil && res.Action == "" {
 		res.Action = Added
 		if existed {
@@ -133,14 +133,13 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 	return res
 }
 
-// publish fetches what the store lacks of src and records the image; isNew says the store has no
-// image of this ID yet.
-func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts Options, isNew bool) error {
+// publish fetches what the store lacks of src and records the image.
+func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts Options) error {
 	config, err := src.img.ConfigBlob(ctx)
 	if err != nil {
 		return fmt.Errorf("fetching config %s: %w", src.config.Digest, err)
 	}
-	ociConfig, err := src.img.OCIConfig(ctx)
+	ociConfig, err := src.img.OCIConfig(ctx) // the diff IDs as the image library reads them
 	if err != nil {
 		return fmt.Errorf("parsing config %s: %w", src.config.Digest, err)
 	}
@@ -155,8 +154,7 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 
 	jobs := p.layerJobs(src, diffIDs, res.Ref)
 	uopts := unpack.Options{MaxSize: opts.MaxLayerSize, CopyHardlinksAcrossDirs: p.CopyHardlinksAcrossDirs}
-	if p.Store.Driver() == layout.VFS {
-		uopts.Apply = true
+	if p.Store.CommitsInOrder() {
 		if err := p.fetchInOrder(ctx, src, jobs, uopts, res); err != nil {
 			return err
 		}
@@ -171,35 +169,7 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 	}
 	faultpoint.Hit("image-layers-committed")
 
-	// cargohold's own record (source, first publish time) is written with a new image only, so a
-	// later publish that moves a name to it changes nothing else.
-	var meta string
-	if isNew {
-		var err error
-		meta, err = layout.ImageMetadataJSON(src.manifestDigest, layout.Metadata{Source: transports.ImageName(src.ref), Published: time.Now().UTC()})
-		if err != nil {
-			return err
-		}
-	}
-	img := layout.ImageMeta{
-		ID:       res.ImageID,
-		Digest:   src.manifestDigest,
-		TopLayer: chainIDs(diffIDs)[len(diffIDs)-1],
-		Names:    res.Names,
-		Metadata: meta,
-		BigData: []layout.BigData{
-			{Key: src.config.Digest.String(), Data: config},
-			{Key: manifestKey(src.manifestDigest), Data: src.manifest},
-			{Key: "manifest", Data: src.manifest},
-		},
-	}
-	if ociConfig.Created != nil {
-		img.Created = *ociConfig.Created
-	}
-	if src.list != nil {
-		// As Podman does: the index is kept too, so "name@<index digest>" finds the image.
-		img.BigData = append(img.BigData, layout.BigData{Key: manifestKey(src.listDigest), Data: src.list})
-	}
+	img := layout.Image{Config: config, Manifest: src.manifest, List: src.list, Names: res.Names, Source: transports.ImageName(src.ref)}
 	changed, err := p.Store.PutImage(img)
 	if err != nil {
 		return err
@@ -213,7 +183,7 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 
 // layerJobs lists the image's layers the store lacks, in order from the base up.
 func (p *Publisher) layerJobs(src *source, diffIDs []digest.Digest, ref string) []*layerJob {
-	ids := chainIDs(diffIDs)
+	ids := layout.ChainIDs(diffIDs)
 	var jobs []*layerJob
 	for i, id := range ids {
 		progress := progress{fn: p.Progress, ref: ref, layer: src.layers[i].Digest, size: src.layers[i].Size}
@@ -292,23 +262,6 @@ func discard(jobs []*layerJob) {
 	}
 }
 
-// chainIDs computes containers/storage layer IDs: the base layer's ID is its diff ID's hex; each
-// child's is sha256(parentID + "+" + diffID hex), so a layer's ID names its whole stack.
-func chainIDs(diffIDs []digest.Digest) []string {
-	ids := make([]string, len(diffIDs))
-	for i, d := range diffIDs {
-		if i == 0 {
-			ids[i] = d.Encoded()
-			continue
-		}
-		ids[i] = digest.Canonical.FromString(ids[i-1] + "+" + d.Encoded()).Encoded()
-	}
-	return ids
-}
-
-// manifestKey is the big-data key under which Podman finds a manifest by digest.
-func manifestKey(d digest.Digest) string { return "manifest-" + d.String() }
-
 // pinnedAndPresent: a fully qualified reference by digest ("registry/name@sha256:…") names content
 // that cannot change, so once the store holds that manifest under all the names, not even the
 // registry is asked.
@@ -326,7 +279,7 @@ func (p *Publisher) pinnedAndPresent(req Request) (storage.Image, []string, bool
 		return storage.Image{}, nil, false
 	}
 	for _, img := range p.Store.Images() {
-		if slices.Contains(img.BigDataNames, manifestKey(pinned.Digest())) && containsAll(img.Names, names) {
+		if p.Store.HasManifest(img.ID, pinned.Digest(), names) {
 			return img, names, true
 		}
 	}
@@ -353,13 +306,4 @@ func imageNames(own reference.Named, extra []string) ([]string, error) {
 		return nil, errors.New("this reference carries no image name; give the image a name (recipe names = [...] or --name)")
 	}
 	return names, nil
-}
-
-func containsAll(have, want []string) bool {
-	for _, w := range want {
-		if !slices.Contains(have, w) {
-			return false
-		}
-	}
-	return true
 }

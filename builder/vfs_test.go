@@ -8,7 +8,6 @@ import (
 
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
-	"github.com/cargohold/cargohold/layout/podmancheck"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -19,7 +18,7 @@ func TestPublishVFSStore(t *testing.T) {
 	requireRoot(t)
 	fx := fixtures
 	dir := filepath.Join(t.TempDir(), "store")
-	store, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.VFS})
+	store, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.VFS, Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +27,7 @@ func TestPublishVFSStore(t *testing.T) {
 	for _, nt := range []string{"app:1", "app-zstd:1", "other:1"} {
 		mustPublish(t, p, fx.ref(nt), "localhost/cargotest/"+nt)
 	}
-	if err := podmancheck.VerifyDriver(dir, "vfs"); err != nil {
+	if err := testimage.VerifyStore(dir, "vfs"); err != nil {
 		t.Fatalf("the storage library (vfs) does not accept the store: %v", err)
 	}
 	for _, gone := range []string{"overlay", "overlay-layers", "overlay-images"} {
@@ -42,7 +41,7 @@ func TestPublishVFSStore(t *testing.T) {
 	for _, l := range w.Layers {
 		diffIDs = append(diffIDs, l.DiffID)
 	}
-	top := filepath.Join(dir, "vfs", "dir", chainIDs(diffIDs)[len(diffIDs)-1])
+	top := filepath.Join(dir, "vfs", "dir", layout.ChainIDs(diffIDs)[len(diffIDs)-1])
 	if _, err := os.Lstat(filepath.Join(top, "data/deleted.txt")); !os.IsNotExist(err) {
 		t.Errorf("the whiteout was not applied: data/deleted.txt: %v", err)
 	}
@@ -66,7 +65,7 @@ func TestPublishVFSStore(t *testing.T) {
 
 	// Opening it again without a driver keeps vfs; asking for overlay is refused.
 	store.Close()
-	if s, err := layout.Open(dir); err != nil || s.Driver() != layout.VFS {
+	if s, err := layout.OpenWithOptions(dir, layout.Options{}); err != nil || s.Driver() != layout.VFS {
 		t.Errorf("reopened: driver %v, %v; want vfs", s.Driver(), err)
 	} else {
 		s.Close()

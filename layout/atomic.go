@@ -2,7 +2,6 @@ package layout
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -26,12 +25,9 @@ const (
 	tempPrefix = ".tmp-"
 )
 
-// randomHex returns n random bytes as hex, for names of temp files and staging dirs.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux (it panics instead)
-	return hex.EncodeToString(b)
-}
+// randomName returns a random name part for temp files and staging dirs (lower case, so that it never
+// looks like an overlay/l/ link name).
+func randomName() string { return strings.ToLower(rand.Text()) }
 
 // mkdir creates dir with mode 0755 regardless of the umask. An existing directory is left as it is;
 // an existing non-directory is an error.
@@ -59,7 +55,7 @@ func (s *Store) chmod(name string, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened to chmod or sync only: closing loses nothing
 	return f.Chmod(mode)
 }
 
@@ -83,7 +79,7 @@ func (s *Store) writeFile(name string, data []byte) error {
 // after a crash, never a torn file: temp file beside the target, fsync, chmod 0644, rename, fsync dir.
 func (s *Store) writeFileAtomic(name string, data []byte) (err error) {
 	dir, base := path.Split(name)
-	tmp := path.Join(dir, tempPrefix+base+"-"+randomHex(8))
+	tmp := path.Join(dir, tempPrefix+base+"-"+randomName())
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		return err
@@ -136,7 +132,7 @@ func (s *Store) syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened to chmod or sync only: closing loses nothing
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("syncing directory %s: %w", s.path(dir), err)
 	}
@@ -150,25 +146,9 @@ func (s *Store) syncFS() error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened to chmod or sync only: closing loses nothing
 	if err := unix.Syncfs(int(f.Fd())); err != nil {
 		return fmt.Errorf("syncfs on %s: %w", s.dir, err)
-	}
-	return nil
-}
-
-// removeTempFiles removes files left by writeFileAtomic (or the storage library's atomic writer) in dir.
-func (s *Store) removeTempFiles(dir string) error {
-	entries, err := fs.ReadDir(s.root.FS(), dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) && !e.IsDir() {
-			if err := s.root.Remove(path.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
 	}
 	return nil
 }

@@ -11,9 +11,9 @@ import (
 	"go.podman.io/storage"
 )
 
-// BigData is one named blob stored beside an image record: the config under "sha256:<hex>", the
+// bigData is one named blob stored beside an image record: the config under "sha256:<hex>", the
 // manifest under "manifest-<digest>" and "manifest", a manifest list under "manifest-<list digest>".
-type BigData struct {
+type bigData struct {
 	Key  string
 	Data []byte
 }

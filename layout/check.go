@@ -1,7 +1,6 @@
 package layout
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -50,39 +49,20 @@ func Check(dir string, opts CheckOptions) (*CheckReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(dir); err != nil {
+	paths, err := identifiedPaths(dir)
+	if err != nil {
 		return nil, err
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", dir)
 	}
 	r := &CheckReport{Problems: []Problem{}, Leftovers: []Leftover{}}
 	problem := func(format string, args ...any) {
 		r.Problems = append(r.Problems, Problem{Message: fmt.Sprintf(format, args...)})
 	}
-
-	paths, err := storePathsOf(dir, os.DirFS(dir))
-	if err != nil {
-		return nil, err
-	}
-	// images.json first, as Podman reads them: a running publish replaces layers.json before
-	// images.json, so every image read this way has its layers recorded.
-	var images []storage.Image
-	var layers []storage.Layer
-	for _, f := range []struct {
-		name string
-		v    any
-	}{{paths.imagesJSON, &images}, {paths.layersJSON, &layers}} {
-		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.name)))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s does not look like a store: %w", dir, err)
-		} else if err != nil {
-			problem("%s: %v", f.name, err)
-			return r, nil
-		}
-		if err := json.Unmarshal(data, f.v); err != nil {
-			problem("%s is not valid JSON (Podman shows no images): %v; restore it from a backup or publish into a new store", f.name, err)
-			return r, nil
-		}
+	images, layers, err := readRecords(os.DirFS(dir), paths)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	} else if err != nil {
+		problem("%v", err)
+		return r, nil
 	}
 	r.Images, r.Layers = len(images), len(layers)
 	checkRecords(images, layers, problem)
@@ -173,27 +153,23 @@ func (s *Store) Repair() ([]string, error) {
 	return done, nil
 }
 
+// repairModes gives the store's own files the modes readers need. It looks only at the paths the store
+// format defines (ownPaths): never at a layer's files, whose modes are the image's, nor at anything
+// else somebody put into the store.
 func (s *Store) repairModes(done *[]string) error {
-	return fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == privateDir {
-			return fs.SkipDir // Podman never reads it
-		}
-		if d.IsDir() && s.paths.isLayerFiles(p) {
-			return fs.SkipDir // the image's own modes
-		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
+	for _, p := range s.paths.ownPaths(s.layers, s.images) {
+		fi, err := s.root.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // Check reports what is missing
+		} else if err != nil {
 			return err
 		}
 		want := fs.FileMode(0o444)
-		if d.IsDir() {
+		switch {
+		case fi.IsDir():
 			want = 0o555
+		case !fi.Mode().IsRegular():
+			continue // links carry no mode of their own; anything else is not the store's
 		}
 		if mode := fi.Mode().Perm(); mode&want != want {
 			if err := s.chmod(p, mode|want); err != nil {
@@ -201,8 +177,8 @@ func (s *Store) repairModes(done *[]string) error {
 			}
 			*done = append(*done, fmt.Sprintf("%s: mode %o -> %o (readable by other users)", p, mode, mode|want))
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func (s *Store) repairLinks(done *[]string) error {

@@ -117,7 +117,7 @@ func TestOpenRemovesOrphans(t *testing.T) {
 			t.Errorf("image %s lost", img.ID)
 		}
 	}
-	s.Close()
+	_ = s.Close()
 	if err := os.RemoveAll(filepath.Join(dir, "overlay/not-a-layer-id")); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestNoWaitFailsWhileLocked(t *testing.T) {
 	go func() {
 		s2, err := OpenWithOptions(dir, Options{Lock: LockOptions{Waiting: func(pid int) { waiting <- pid }}})
 		if err == nil {
-			s2.Close()
+			_ = s2.Close()
 		}
 		opened <- err
 	}()
@@ -162,7 +162,7 @@ func TestNoWaitFailsWhileLocked(t *testing.T) {
 	case err := <-opened:
 		t.Fatalf("second Open did not wait: %v", err)
 	}
-	s.Close()
+	_ = s.Close()
 	if err := <-opened; err != nil {
 		t.Fatal(err)
 	}
@@ -173,31 +173,31 @@ func TestNoWaitFailsWhileLocked(t *testing.T) {
 
 func TestCheckFindsProblems(t *testing.T) {
 	for name, tc := range map[string]struct {
-		damage     func(t *testing.T, dir string, layers []testLayer, images []ImageMeta)
+		damage     func(t *testing.T, dir string, layers []testLayer, images []imageMeta)
 		want       string // in some problem's text
 		repairable bool
 	}{
-		"duplicate name": {func(t *testing.T, dir string, _ []testLayer, images []ImageMeta) {
+		"duplicate name": {func(t *testing.T, dir string, _ []testLayer, images []imageMeta) {
 			editFile(t, filepath.Join(dir, "overlay-images/images.json"), `"example.com/app:2"`, `"example.com/app:1"`)
 		}, `name "example.com/app:1" is held by images`, false},
-		"wrong chain ID": {func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) {
+		"wrong chain ID": {func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) {
 			editFile(t, filepath.Join(dir, "overlay-layers/layers.json"), `"diff-digest":"`+layers[1].meta.DiffID.String(), `"diff-digest":"`+layers[2].meta.DiffID.String())
 		}, "is not the chain ID", false},
-		"parent loop": {func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) {
+		"parent loop": {func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) {
 			editFile(t, filepath.Join(dir, "overlay-layers/layers.json"), `"id":"`+layers[0].meta.ID+`",`, `"id":"`+layers[0].meta.ID+`","parent":"`+layers[2].meta.ID+`",`)
 		}, "parent chain loops", false},
-		"torn layers.json": {func(t *testing.T, dir string, _ []testLayer, _ []ImageMeta) {
+		"torn layers.json": {func(t *testing.T, dir string, _ []testLayer, _ []imageMeta) {
 			if err := os.WriteFile(filepath.Join(dir, "overlay-layers/layers.json"), []byte(`[{"id":`), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}, "layers.json is not valid JSON", false},
-		"missing l/ link": {func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) {
+		"missing l/ link": {func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) {
 			link, _ := os.ReadFile(filepath.Join(dir, "overlay", layers[1].meta.ID, "link"))
 			if err := os.Remove(filepath.Join(dir, "overlay/l", string(link))); err != nil {
 				t.Fatal(err)
 			}
 		}, "does not lead to its diff dir", true},
-		"unreadable metadata": {func(t *testing.T, dir string, layers []testLayer, images []ImageMeta) {
+		"unreadable metadata": {func(t *testing.T, dir string, layers []testLayer, images []imageMeta) {
 			for _, p := range []string{"overlay-images/" + images[0].ID + "/manifest", "overlay/" + layers[0].meta.ID + "/link"} {
 				if err := os.Chmod(filepath.Join(dir, p), 0o600); err != nil {
 					t.Fatal(err)
@@ -207,7 +207,7 @@ func TestCheckFindsProblems(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "other users cannot read it", true},
-		"changed file (deep)": {func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) {
+		"changed file (deep)": {func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) {
 			if err := os.WriteFile(filepath.Join(dir, "overlay", layers[1].meta.ID, "diff/etc/child"), []byte("CHILD\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -232,25 +232,31 @@ func TestCheckFindsProblems(t *testing.T) {
 					t.Errorf("a check that is not deep reads no file contents, but found %v (%v)", r.Problems, err)
 				}
 			}
-			if !tc.repairable {
-				return
-			}
-			s := openStore(t, dir)
-			done, err := s.Repair()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(done) == 0 {
-				t.Error("Repair says it did nothing")
-			}
-			for _, d := range done {
-				t.Logf("repaired: %s", d)
-			}
-			s.Close()
-			if r, err := Check(dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
-				t.Errorf("after Repair: %v (%v)", r.Problems, err)
+			if tc.repairable {
+				repairAndCheck(t, dir)
 			}
 		})
+	}
+}
+
+// repairAndCheck runs Repair on the store at dir and checks that it did something and that the store
+// is then without problems.
+func repairAndCheck(t *testing.T, dir string) {
+	t.Helper()
+	s := openStore(t, dir)
+	done, err := s.Repair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) == 0 {
+		t.Error("Repair says it did nothing")
+	}
+	for _, d := range done {
+		t.Logf("repaired: %s", d)
+	}
+	_ = s.Close()
+	if r, err := Check(dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
+		t.Errorf("after Repair: %v (%v)", r.Problems, err)
 	}
 }
 

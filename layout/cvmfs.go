@@ -20,13 +20,22 @@ type Options struct {
 	// for another is an ErrWrongDriver.
 	Driver Driver
 
-	Lock LockOptions // what Open does while another run holds the writer lock (lock.go)
+	// Create lets OpenWithOptions create a new store where nothing is yet: a path that does not exist
+	// (with its parents) or an empty directory. Only publish sets it. It also checks first that the
+	// process has the privileges a publish needs (ErrNotPrivileged). Without it, a path that is not a
+	// cargohold store already is refused (ErrNotStore) and nothing is created.
+	Create bool
+
+	Lock LockOptions // what OpenWithOptions does while another run holds the writer lock (lock.go)
 }
 
 const catalogMarkerName = ".cvmfscatalog"
 
-// OpenWithOptions is Open for a store written with opts. With CatalogMarkers, layers committed
-// before the option was turned on get their marker now (once: an existing marker is left as it is).
+// OpenWithOptions opens the cargohold store at dir for writing with opts (see open), holding its
+// writer lock until Close. A path that is not a cargohold store is refused with an error wrapping
+// ErrNotStore before anything is written, unless opts.Create and nothing is there yet; a store of a
+// newer format with ErrNewerFormat. With CatalogMarkers, layers committed before the option was
+// turned on get their marker now (once: an existing marker is left as it is).
 func OpenWithOptions(dir string, opts Options) (*Store, error) {
 	s, err := open(dir, opts)
 	if err != nil {
@@ -34,7 +43,7 @@ func OpenWithOptions(dir string, opts Options) (*Store, error) {
 	}
 	if opts.CatalogMarkers {
 		if err := s.addCatalogMarkers(); err != nil {
-			s.Close()
+			_ = s.Close() // the marker's error is the one to report
 			return nil, err
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cargohold/cargohold/layout/podmancheck"
+	"github.com/cargohold/cargohold/internal/testimage"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,7 +29,7 @@ func TestCatalogMarkers(t *testing.T) {
 	// A layer of a plain store has no marker, and its diff/ never gets one.
 	s := openStore(t, dir)
 	base := commitTestLayer(t, s, "", baseEntries)
-	s.Close()
+	_ = s.Close()
 	if _, err := os.Lstat(filepath.Join(dir, "overlay", base.meta.ID, catalogMarkerName)); !os.IsNotExist(err) {
 		t.Fatalf("plain store: want no marker, got %v", err)
 	}
@@ -49,14 +49,14 @@ func TestCatalogMarkers(t *testing.T) {
 		}
 	}
 	putImage(t, s, testImageMeta(t, []testLayer{base, child}, []string{"example.com/app:1"}, "one"))
-	s.Close()
+	_ = s.Close()
 
 	// Opening again rewrites nothing: CVMFS republishes what changed.
 	s, err = OpenWithOptions(dir, Options{CatalogMarkers: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	_ = s.Close()
 	for id, before := range map[string]unix.Stat_t{base.meta.ID: baseMarker, child.meta.ID: childMarker} {
 		after := markerStat(t, dir, id)
 		if after.Ino != before.Ino || after.Ctim != before.Ctim {
@@ -65,7 +65,7 @@ func TestCatalogMarkers(t *testing.T) {
 	}
 
 	// Podman's view is unchanged by the extra file: images list, layers regenerate byte for byte.
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 }

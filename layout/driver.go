@@ -3,6 +3,7 @@ package layout
 import (
 	"errors"
 	"fmt"
+	"go.podman.io/storage"
 	"io/fs"
 	"path"
 )
@@ -33,6 +34,11 @@ func ParseDriver(name string) (Driver, error) {
 
 // ErrWrongDriver is returned by Open for a store of another driver than the one asked for.
 var ErrWrongDriver = errors.New("the store has another driver")
+
+func wrongDriver(dir string, have, want Driver) error {
+	return fmt.Errorf("%w: %s is a %s store, not %s: publish with --driver %s, or use another directory for a %s store",
+		ErrWrongDriver, dir, have, want, have, want)
+}
 
 // DetectDriver returns the driver of the store fsys by the records it holds; "" for a store
 // without records (new or empty).
@@ -95,29 +101,6 @@ func (p storePaths) diffInLayer() string {
 	return diffName
 }
 
-// isLayerFiles says whether rel (relative to the store) is the dir holding a layer's files, whose
-// modes are the image's own.
-func (p storePaths) isLayerFiles(rel string) bool {
-	if p.driver == VFS {
-		return path.Dir(rel) == p.layerRoot && idRE.MatchString(path.Base(rel))
-	}
-	return path.Base(rel) == diffName && path.Dir(path.Dir(rel)) == p.layerRoot
-}
-
-// storePathsOf returns the paths of the store at dir by its driver; an error for a dir that holds
-// no store records.
-func storePathsOf(dir string, fsys fs.FS) (storePaths, error) {
-	d, err := DetectDriver(fsys)
-	if err != nil {
-		return storePaths{}, fmt.Errorf("%s: %w", dir, err)
-	}
-	if d == "" {
-		return storePaths{}, fmt.Errorf("%s does not look like a store: it has neither %s nor %s",
-			dir, pathsFor(Overlay).layersJSON, pathsFor(VFS).layersJSON)
-	}
-	return pathsFor(d), nil
-}
-
 // skeleton lists the dirs every store of the driver has.
 func (p storePaths) skeleton() []string {
 	dirs := []string{p.driverDir, p.layerRoot, p.layersDir, p.imagesDir}
@@ -125,4 +108,32 @@ func (p storePaths) skeleton() []string {
 		dirs = append(dirs, p.linkDir)
 	}
 	return dirs
+}
+
+// ownPaths lists the paths (relative to the store) whose modes are the store's to set, for the store
+// holding layers and images: the root and skeleton dirs, the metadata and lock files, recorded
+// layers' tar-splits and (overlay) their layer dirs with link, lower, lower-layers, empty/ and the
+// CVMFS catalog marker, and recorded images' big-data dirs and files. A layer's files are not among
+// them (overlay's diff/ and everything under it, a vfs layer dir): their modes are the image's.
+func (p storePaths) ownPaths(layers []storage.Layer, images []storage.Image) []string {
+	own := append([]string{"."}, p.skeleton()...)
+	own = append(own, p.layersJSON, path.Join(p.layersDir, layersLock), p.imagesJSON, path.Join(p.imagesDir, imagesLock))
+	for _, l := range layers {
+		own = append(own, path.Join(p.layersDir, l.ID+tarSplitSuffix))
+		if p.driver == VFS {
+			continue
+		}
+		dir := p.layerDir(l.ID)
+		own = append(own, dir)
+		for _, name := range []string{linkName, lowerName, lowerLayersName, emptyName, catalogMarkerName} {
+			own = append(own, path.Join(dir, name))
+		}
+	}
+	for _, img := range images {
+		own = append(own, path.Join(p.imagesDir, img.ID))
+		for _, key := range img.BigDataNames {
+			own = append(own, p.bigDataPath(img.ID, key))
+		}
+	}
+	return own
 }

@@ -26,7 +26,7 @@ func FuzzStoreMetadata(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, images, layers []byte) {
 		dir := t.TempDir()
-		for name, data := range map[string][]byte{pathsFor(Overlay).imagesJSON: images, pathsFor(Overlay).layersJSON: layers} {
+		for name, data := range map[string][]byte{pathsFor(Overlay).imagesJSON: images, pathsFor(Overlay).layersJSON: layers, markerName: []byte(`{"format":1,"driver":"overlay"}`)} {
 			p := filepath.Join(dir, filepath.FromSlash(name))
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				t.Fatal(err)

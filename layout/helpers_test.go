@@ -164,14 +164,18 @@ func layerMetaFor(parent string, data []byte) LayerMeta {
 func gzipBytes(data []byte) []byte {
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
-	zw.Write(data)
-	zw.Close()
+	if _, err := zw.Write(data); err != nil {
+		panic(err) // a bytes.Buffer does not fail
+	}
+	if err := zw.Close(); err != nil {
+		panic(err)
+	}
 	return gz.Bytes()
 }
 
 // testImageMeta builds a consistent OCI config and manifest for layers (base first) and returns what
 // the builder would pass to PutImage.
-func testImageMeta(t *testing.T, layers []testLayer, names []string, tag string) ImageMeta {
+func testImageMeta(t *testing.T, layers []testLayer, names []string, tag string) imageMeta {
 	t.Helper()
 	var diffIDs []digest.Digest
 	var descs []map[string]any
@@ -204,14 +208,14 @@ func testImageMeta(t *testing.T, layers []testLayer, names []string, tag string)
 		t.Fatal(err)
 	}
 	manifestDigest := digest.Canonical.FromBytes(manifest)
-	return ImageMeta{
+	return imageMeta{
 		ID:       configDigest.Encoded(),
 		Digest:   manifestDigest,
 		TopLayer: layers[len(layers)-1].meta.ID,
 		Names:    names,
 		Created:  created,
 		Metadata: fmt.Sprintf(`{"signatures-sizes":{%q:[]}}`, manifestDigest),
-		BigData: []BigData{
+		BigData: []bigData{
 			{Key: configDigest.String(), Data: config},
 			{Key: "manifest-" + manifestDigest.String(), Data: manifest},
 			{Key: "manifest", Data: manifest},
@@ -221,17 +225,17 @@ func testImageMeta(t *testing.T, layers []testLayer, names []string, tag string)
 
 func openStore(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := Open(dir)
+	s, err := OpenWithOptions(dir, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
-func putImage(t *testing.T, s *Store, img ImageMeta) bool {
+func putImage(t *testing.T, s *Store, img imageMeta) bool {
 	t.Helper()
-	changed, err := s.PutImage(img)
+	changed, err := s.putImage(img)
 	if err != nil {
 		t.Fatal(err)
 	}

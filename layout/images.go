@@ -12,22 +12,117 @@ import (
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
 	digest "github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/stringid"
 )
 
-// ImageMeta is what PutImage records about an image.
-type ImageMeta struct {
+// Image is what an image is. PutImage derives from it everything the store records: the image ID,
+// top layer and creation date from the config, the big-data keys and the metadata JSON.
+type Image struct {
+	Config   []byte   // the image config blob; its sha256 is the image ID
+	Manifest []byte   // the image's manifest
+	List     []byte   // the manifest list or OCI index the manifest was chosen from; nil if none
+	Names    []string // full names like "docker.io/library/alpine:3.20"
+	Source   string   // the reference it was published from, e.g. "docker://reg/x:1"
+}
+
+// ImageID is the ID the store gives an image with this config: the config digest's hex.
+func ImageID(config []byte) string { return digest.Canonical.FromBytes(config).Encoded() }
+
+// HasManifest reports whether the store holds the image id (any image for "") reachable by the
+// manifest (or list) digest d under every one of names: what publishing it again would not change.
+func (s *Store) HasManifest(id string, d digest.Digest, names []string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.images, func(img storage.Image) bool {
+		return (id == "" || img.ID == id) && slices.Contains(img.BigDataNames, manifestKey(d)) &&
+			!slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(img.Names, n) })
+	})
+}
+
+// configKey is the big-data key of an image's config, as the image library stores it: the config
+// digest, which is also the image ID.
+func configKey(imageID string) string {
+	return digest.NewDigestFromEncoded(digest.Canonical, imageID).String()
+}
+
+// manifestKey is the big-data key under which Podman finds a manifest by its digest.
+func manifestKey(d digest.Digest) string {
+	return storage.ImageDigestManifestBigDataNamePrefix + "-" + d.String()
+}
+
+// PutImage adds the image, or updates the image with the same ID, as the image library's commit does
+// through the storage library (see putImage). The image's layers must be committed already. A new
+// image gets cargohold's record (Metadata: its source and publication time); an existing one keeps its
+// own. An image left with no names because img took its last one is removed in the same write (its
+// layers then follow GC's grace period), so that moving tags never leave unnamed images behind.
+//
+// It returns changed=false and writes nothing when the store already holds exactly this.
+func (s *Store) PutImage(img Image) (changed bool, err error) {
+	meta, err := imageMetaOf(img)
+	if err != nil {
+		return false, err
+	}
+	return s.putImage(meta)
+}
+
+// imageMetaOf is what the store records about img.
+func imageMetaOf(img Image) (imageMeta, error) {
+	id := ImageID(img.Config)
+	var config v1.Image
+	if err := json.Unmarshal(img.Config, &config); err != nil {
+		return imageMeta{}, fmt.Errorf("image %s: parsing its config: %w", id, err)
+	}
+	if len(config.RootFS.DiffIDs) == 0 {
+		return imageMeta{}, fmt.Errorf("image %s has no layers; Podman cannot run it from an additional store", id)
+	}
+	manifestDigest, err := manifest.Digest(img.Manifest)
+	if err != nil {
+		return imageMeta{}, fmt.Errorf("image %s: digesting its manifest: %w", id, err)
+	}
+	ids := ChainIDs(config.RootFS.DiffIDs)
+	meta := imageMeta{
+		ID:       id,
+		Digest:   manifestDigest,
+		TopLayer: ids[len(ids)-1],
+		Names:    img.Names,
+		BigData: []bigData{
+			{Key: configKey(id), Data: img.Config},
+			{Key: manifestKey(manifestDigest), Data: img.Manifest},
+			{Key: storage.ImageDigestBigDataKey, Data: img.Manifest},
+		},
+	}
+	if config.Created != nil {
+		meta.Created = *config.Created
+	}
+	if img.List != nil {
+		// As Podman does: the index is kept too, so "name@<index digest>" finds the image.
+		listDigest, err := manifest.Digest(img.List)
+		if err != nil {
+			return imageMeta{}, fmt.Errorf("image %s: digesting its manifest list: %w", id, err)
+		}
+		meta.BigData = append(meta.BigData, bigData{Key: manifestKey(listDigest), Data: img.List})
+	}
+	if meta.Metadata, err = imageMetadataJSON(manifestDigest, Metadata{Source: img.Source, Published: time.Now().UTC()}); err != nil {
+		return imageMeta{}, err
+	}
+	return meta, nil
+}
+
+// imageMeta is what putImage records about an image.
+type imageMeta struct {
 	ID       string        // config digest hex
 	Digest   digest.Digest // manifest digest
 	TopLayer string
 	Names    []string  // full names like "docker.io/library/alpine:3.20"
 	Created  time.Time // from the image config
-	Metadata string    // JSON string stored as-is
-	BigData  []BigData // config under "sha256:<hex>", manifest under "manifest-<digest>" and "manifest"
+	Metadata string    // JSON string stored as-is, with a new image only
+	BigData  []bigData // config under "sha256:<hex>", manifest under "manifest-<digest>" and "manifest"
 }
 
-func (m *ImageMeta) validate() error {
+func (m *imageMeta) validate() error {
 	if err := stringid.ValidateID(m.ID); err != nil {
 		return fmt.Errorf("image ID %q: %w", m.ID, err)
 	}
@@ -59,15 +154,13 @@ func (m *ImageMeta) validate() error {
 	return nil
 }
 
-// PutImage adds the image, or updates the image with the same ID, as the image library's commit does
-// through the storage library: new names go first and into names-history, big data items are written
-// and recorded with size and digest, metadata replaced when given. Each of the image's names is taken
-// away from any other image, because one duplicate name makes the whole read-only store unreadable.
-// Big-data files are written first, images.json last (atomically), then images.lock records a write.
-//
-// It returns changed=false and writes nothing when the store already holds exactly this, so that
-// publishing twice is a no-op. The top layer must already be committed.
-func (s *Store) PutImage(img ImageMeta) (changed bool, err error) {
+// putImage records img as the storage library would: new names go first and into names-history, big
+// data items are written and recorded with size and digest, metadata is set on a new image. Each of
+// the image's names is taken away from any other image, because one duplicate name makes the whole
+// read-only store unreadable, and images left without names are removed. Big-data files are written
+// first, images.json last (atomically), then images.lock records a write; the big data of removed
+// images goes after that.
+func (s *Store) putImage(img imageMeta) (changed bool, err error) {
 	if err := img.validate(); err != nil {
 		return false, fmt.Errorf("image %s: %w", img.ID, err)
 	}
@@ -86,8 +179,39 @@ func (s *Store) PutImage(img ImageMeta) (changed bool, err error) {
 	if img.TopLayer != "" && s.layerIndex(img.TopLayer) < 0 {
 		return false, fmt.Errorf("image %s: top layer %s is not committed", img.ID, img.TopLayer)
 	}
+	images, dropped, err := s.withImage(img, digests)
+	if err != nil {
+		return false, err
+	}
+	newJSON, err := json.Marshal(images)
+	if err != nil {
+		return false, err
+	}
+	oldJSON, err := json.Marshal(s.images)
+	if err != nil {
+		return false, err
+	}
+	stale := s.staleBigData(img)
+	if bytes.Equal(newJSON, oldJSON) && len(stale) == 0 {
+		return false, nil
+	}
+	if err := s.writeBigData(img.ID, stale); err != nil {
+		return false, err
+	}
+	faultpoint.Hit("image-bigdata-written")
+	if !bytes.Equal(newJSON, oldJSON) {
+		if err := s.writeImages(images, newJSON); err != nil {
+			return false, fmt.Errorf("image %s: %w", img.ID, err)
+		}
+		faultpoint.Hit("image-recorded")
+	}
+	return true, s.removeBigData(dropped)
+}
 
-	images := make([]storage.Image, len(s.images))
+// withImage returns the store's image records with img added or updated (digests are its big data's),
+// and the IDs of the images dropped because they were left without names.
+func (s *Store) withImage(img imageMeta, digests []digest.Digest) (images []storage.Image, dropped []string, err error) {
+	images = make([]storage.Image, len(s.images))
 	for i, im := range s.images {
 		images[i] = copyImage(im)
 	}
@@ -97,38 +221,17 @@ func (s *Store) PutImage(img ImageMeta) (changed bool, err error) {
 		if created.IsZero() {
 			created = time.Now().UTC() // as the storage library does without a creation date
 		}
-		images = append(images, storage.Image{
-			ID:       img.ID,
-			Digest:   img.Digest,
-			TopLayer: img.TopLayer,
-			Metadata: img.Metadata,
-			Created:  created,
-		})
+		images = append(images, storage.Image{ID: img.ID, Digest: img.Digest, TopLayer: img.TopLayer, Metadata: img.Metadata, Created: created})
 		idx = len(images) - 1
 	}
 	rec := &images[idx]
 	if rec.TopLayer != img.TopLayer {
-		return false, fmt.Errorf("image %s already exists with top layer %s, not %s", img.ID, rec.TopLayer, img.TopLayer)
+		return nil, nil, fmt.Errorf("image %s already exists with top layer %s, not %s", img.ID, rec.TopLayer, img.TopLayer)
 	}
 	if rec.Digest == "" {
 		rec.Digest = img.Digest
 	}
-	if img.Metadata != "" {
-		rec.Metadata = img.Metadata
-	}
-	for i, b := range img.BigData {
-		if !slices.Contains(rec.BigDataNames, b.Key) {
-			rec.BigDataNames = append(rec.BigDataNames, b.Key)
-		}
-		if rec.BigDataSizes == nil {
-			rec.BigDataSizes = map[string]int64{}
-		}
-		rec.BigDataSizes[b.Key] = int64(len(b.Data))
-		if rec.BigDataDigests == nil {
-			rec.BigDataDigests = map[string]digest.Digest{}
-		}
-		rec.BigDataDigests[b.Key] = digests[i]
-	}
+	recordBigData(rec, img.BigData, digests)
 
 	// Names as the storage library's AddNames sets them: the new ones first, then the old ones, each
 	// pushed to the front of names-history in that order.
@@ -142,43 +245,73 @@ func (s *Store) PutImage(img ImageMeta) (changed bool, err error) {
 		}
 	}
 	dropDuplicateNames(images)
+	images, dropped = dropNameless(images)
+	return images, dropped, nil
+}
 
-	newJSON, err := json.Marshal(images)
-	if err != nil {
-		return false, err
+// recordBigData records the big data items (with their digests) in rec.
+func recordBigData(rec *storage.Image, items []bigData, digests []digest.Digest) {
+	for i, b := range items {
+		if !slices.Contains(rec.BigDataNames, b.Key) {
+			rec.BigDataNames = append(rec.BigDataNames, b.Key)
+		}
+		if rec.BigDataSizes == nil {
+			rec.BigDataSizes = map[string]int64{}
+		}
+		rec.BigDataSizes[b.Key] = int64(len(b.Data))
+		if rec.BigDataDigests == nil {
+			rec.BigDataDigests = map[string]digest.Digest{}
+		}
+		rec.BigDataDigests[b.Key] = digests[i]
 	}
-	oldJSON, err := json.Marshal(s.images)
-	if err != nil {
-		return false, err
+}
+
+// dropNameless removes the images that have no name: nobody can ask for them, and in a store that
+// follows moving tags they would pile up without bound. A store cargohold manages never lists one.
+func dropNameless(images []storage.Image) (kept []storage.Image, dropped []string) {
+	for _, img := range images {
+		if len(img.Names) == 0 {
+			dropped = append(dropped, img.ID)
+		}
 	}
-	var stale []BigData
+	return slices.DeleteFunc(images, func(img storage.Image) bool { return len(img.Names) == 0 }), dropped
+}
+
+// staleBigData is the big data of img whose file is missing or has other content.
+func (s *Store) staleBigData(img imageMeta) []bigData {
+	var stale []bigData
 	for _, b := range img.BigData {
 		if cur, err := s.root.ReadFile(s.paths.bigDataPath(img.ID, b.Key)); err != nil || !bytes.Equal(cur, b.Data) {
 			stale = append(stale, b)
 		}
 	}
-	if bytes.Equal(newJSON, oldJSON) && len(stale) == 0 {
-		return false, nil
-	}
+	return stale
+}
 
-	if len(stale) > 0 {
-		if err := s.mkdir(path.Join(s.paths.imagesDir, img.ID)); err != nil {
-			return false, fmt.Errorf("image %s: %w", img.ID, err)
-		}
-		for _, b := range stale {
-			if err := s.writeFileAtomic(s.paths.bigDataPath(img.ID, b.Key), b.Data); err != nil {
-				return false, fmt.Errorf("image %s: big data %q: %w", img.ID, b.Key, err)
-			}
+// writeBigData writes big data items of image id, each atomically.
+func (s *Store) writeBigData(id string, items []bigData) error {
+	if len(items) == 0 {
+		return nil
+	}
+	if err := s.mkdir(path.Join(s.paths.imagesDir, id)); err != nil {
+		return fmt.Errorf("image %s: %w", id, err)
+	}
+	for _, b := range items {
+		if err := s.writeFileAtomic(s.paths.bigDataPath(id, b.Key), b.Data); err != nil {
+			return fmt.Errorf("image %s: big data %q: %w", id, b.Key, err)
 		}
 	}
-	faultpoint.Hit("image-bigdata-written")
-	if !bytes.Equal(newJSON, oldJSON) {
-		if err := s.writeImages(images, newJSON); err != nil {
-			return false, fmt.Errorf("image %s: %w", img.ID, err)
+	return nil
+}
+
+// removeBigData removes the big-data dirs of images no longer recorded (no reader looks for them).
+func (s *Store) removeBigData(ids []string) error {
+	for _, id := range ids {
+		if err := s.removeTree(path.Join(s.paths.imagesDir, id)); err != nil {
+			return fmt.Errorf("image %s: removing its big data: %w", id, err)
 		}
-		faultpoint.Hit("image-recorded")
 	}
-	return true, nil
+	return nil
 }
 
 // dropDuplicateNames leaves each name on the last image that has it, as the storage library repairs

@@ -41,15 +41,21 @@ func TestPutImage(t *testing.T) {
 		t.Fatal("PutImage of a new image reported no change")
 	}
 
-	imgDir := filepath.Join(dir, "overlay-images", img.ID)
+	assertBigDataFiles(t, filepath.Join(dir, "overlay-images", img.ID), img)
+	assertImageRecord(t, dir, img, child.meta.ID)
+	if r, ok := s.Image(img.ID); !ok || r.TopLayer != child.meta.ID {
+		t.Error("Image did not find the image")
+	}
+}
+
+// assertBigDataFiles checks the files of img's big data in imgDir: names, contents and modes.
+func assertBigDataFiles(t *testing.T, imgDir string, img imageMeta) {
+	t.Helper()
 	assertMode(t, imgDir, 0o755)
 	for _, b := range img.BigData {
-		var name string
-		switch {
-		case b.Key == "manifest":
+		name := "=" + base64.StdEncoding.EncodeToString([]byte(b.Key))
+		if b.Key == "manifest" {
 			name = "manifest"
-		default:
-			name = "=" + base64.StdEncoding.EncodeToString([]byte(b.Key))
 		}
 		p := filepath.Join(imgDir, name)
 		data, err := os.ReadFile(p)
@@ -65,6 +71,11 @@ func TestPutImage(t *testing.T) {
 		t.Errorf("%s has %d files, want 3", imgDir, len(entries))
 	}
 
+}
+
+// assertImageRecord checks images.json's only record against img (with top layer top), field by field.
+func assertImageRecord(t *testing.T, dir string, img imageMeta, top string) {
+	t.Helper()
 	var raw []map[string]json.RawMessage
 	readJSONFile(t, filepath.Join(dir, "overlay-images", "images.json"), &raw)
 	if len(raw) != 1 {
@@ -78,7 +89,7 @@ func TestPutImage(t *testing.T) {
 	var images []storage.Image
 	readJSONFile(t, filepath.Join(dir, "overlay-images", "images.json"), &images)
 	got := images[0]
-	if got.ID != img.ID || got.Digest != img.Digest || got.TopLayer != child.meta.ID || got.Metadata != img.Metadata || !got.Created.Equal(img.Created) {
+	if got.ID != img.ID || got.Digest != img.Digest || got.TopLayer != top || got.Metadata != img.Metadata || !got.Created.Equal(img.Created) {
 		t.Errorf("record %+v does not match %+v", got, img)
 	}
 	if !slices.Equal(got.Names, img.Names) {
@@ -105,12 +116,6 @@ func TestPutImage(t *testing.T) {
 		t.Errorf("manifest big data digest %s, want the manifest digest %s", got.BigDataDigests["manifest"], img.Digest)
 	}
 
-	if r, ok := s.ImageByName("example.com/app:latest"); !ok || r.ID != img.ID {
-		t.Error("ImageByName did not find the image")
-	}
-	if r, ok := s.Image(img.ID); !ok || r.TopLayer != child.meta.ID {
-		t.Error("Image did not find the image")
-	}
 }
 
 func TestPutImageTwiceIsNoop(t *testing.T) {
@@ -121,7 +126,7 @@ func TestPutImageTwiceIsNoop(t *testing.T) {
 	putImage(t, s, img)
 
 	var files []string
-	filepath.WalkDir(filepath.Join(dir, "overlay-images"), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(dir, "overlay-images"), func(p string, d os.DirEntry, err error) error {
 		if err == nil {
 			files = append(files, p)
 		}
@@ -151,7 +156,7 @@ func TestPutImageTwiceIsNoop(t *testing.T) {
 		t.Error("second PutImage of the same image reported a change")
 	}
 	// Also across a reopen, as a second cargohold run would see it.
-	s.Close()
+	_ = s.Close()
 	s = openStore(t, dir)
 	if putImage(t, s, img) {
 		t.Error("PutImage after reopening reported a change")
@@ -195,7 +200,7 @@ func TestNameMovesBetweenImages(t *testing.T) {
 		t.Error("the old image's names-history lost the moved name")
 	}
 
-	// Moving the only name away leaves the old image nameless but present, as Podman does.
+	// Moving one of its names away leaves an image its other names.
 	three := testImageMeta(t, []testLayer{base, child}, []string{"example.com/app:2"}, "three")
 	putImage(t, s, three)
 	r, ok := s.Image(two.ID)
@@ -250,7 +255,7 @@ func TestPutImageUpdatesBigData(t *testing.T) {
 	otherManifest := []byte(strings.Replace(string(img.BigData[2].Data), `"schemaVersion":2`, `"schemaVersion":2,"annotations":{"x":"y"}`, 1))
 	otherDigest := digest.Canonical.FromBytes(otherManifest)
 	other.Digest = otherDigest
-	other.BigData = []BigData{
+	other.BigData = []bigData{
 		img.BigData[0],
 		{Key: "manifest-" + otherDigest.String(), Data: otherManifest},
 		{Key: "manifest", Data: otherManifest},
@@ -275,20 +280,20 @@ func TestPutImageRejectsBadInput(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	base := commitTestLayer(t, s, "", baseEntries)
 	good := testImageMeta(t, []testLayer{base}, []string{"example.com/app:1"}, "one")
-	for name, mutate := range map[string]func(m *ImageMeta){
-		"unknown top layer":    func(m *ImageMeta) { m.TopLayer = strings.Repeat("b", 64) },
-		"ID not hex":           func(m *ImageMeta) { m.ID = "../x" },
-		"empty name":           func(m *ImageMeta) { m.Names = []string{""} },
-		"config digest":        func(m *ImageMeta) { m.BigData[0].Data = []byte("{}") },
-		"manifest-key digest":  func(m *ImageMeta) { m.BigData[1].Data = []byte("{}") },
-		"duplicate key":        func(m *ImageMeta) { m.BigData = append(m.BigData, m.BigData[2]) },
-		"empty key":            func(m *ImageMeta) { m.BigData[0].Key = "" },
-		"invalid image digest": func(m *ImageMeta) { m.Digest = "sha256:nothex" },
+	for name, mutate := range map[string]func(m *imageMeta){
+		"unknown top layer":    func(m *imageMeta) { m.TopLayer = strings.Repeat("b", 64) },
+		"ID not hex":           func(m *imageMeta) { m.ID = "../x" },
+		"empty name":           func(m *imageMeta) { m.Names = []string{""} },
+		"config digest":        func(m *imageMeta) { m.BigData[0].Data = []byte("{}") },
+		"manifest-key digest":  func(m *imageMeta) { m.BigData[1].Data = []byte("{}") },
+		"duplicate key":        func(m *imageMeta) { m.BigData = append(m.BigData, m.BigData[2]) },
+		"empty key":            func(m *imageMeta) { m.BigData[0].Key = "" },
+		"invalid image digest": func(m *imageMeta) { m.Digest = "sha256:nothex" },
 	} {
 		m := good
 		m.BigData = slices.Clone(good.BigData)
 		mutate(&m)
-		if _, err := s.PutImage(m); err == nil {
+		if _, err := s.putImage(m); err == nil {
 			t.Errorf("%s: PutImage succeeded", name)
 		}
 	}
@@ -300,7 +305,133 @@ func TestPutImageRejectsBadInput(t *testing.T) {
 	child := commitTestLayer(t, s, base.meta.ID, childEntries)
 	moved := good
 	moved.TopLayer = child.meta.ID
-	if _, err := s.PutImage(moved); err == nil {
+	if _, err := s.putImage(moved); err == nil {
 		t.Error("PutImage changed the top layer of an existing image")
+	}
+}
+
+// imageOf turns a test image record back into what a publish passes to PutImage.
+func imageOf(m imageMeta, source string) Image {
+	return Image{Config: m.BigData[0].Data, Manifest: m.BigData[2].Data, Names: m.Names, Source: source}
+}
+
+// PutImage derives the whole record from the image: ID, top layer, creation date, the big-data keys
+// Podman looks up (the storage library's own constants) and cargohold's metadata.
+func TestPutImageDerivesRecord(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	want := testImageMeta(t, []testLayer{base, child}, []string{"example.com/app:1"}, "one")
+	list := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+	img := imageOf(want, "docker://example.com/app:1")
+	img.List = list
+	if changed, err := s.PutImage(img); err != nil || !changed {
+		t.Fatalf("PutImage: %v, %v", changed, err)
+	}
+	got, ok := s.Image(want.ID)
+	if !ok {
+		t.Fatalf("no image %s", want.ID)
+	}
+	listDigest := digest.Canonical.FromBytes(list)
+	if got.TopLayer != child.meta.ID || got.Digest != want.Digest || !got.Created.Equal(want.Created) {
+		t.Errorf("record %+v, want top layer %s, digest %s, created %s", got, child.meta.ID, want.Digest, want.Created)
+	}
+	wantKeys := []string{"sha256:" + want.ID, storage.ImageDigestManifestBigDataNamePrefix + "-" + want.Digest.String(),
+		storage.ImageDigestBigDataKey, storage.ImageDigestManifestBigDataNamePrefix + "-" + listDigest.String()}
+	if !slices.Equal(got.BigDataNames, wantKeys) {
+		t.Errorf("big data %v, want %v", got.BigDataNames, wantKeys)
+	}
+	snap, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := snap.Info(got)
+	if err != nil || info.Source != "docker://example.com/app:1" || info.Published == nil {
+		t.Errorf("info %+v, %v: want the source and publication time recorded", info, err)
+	}
+	if !s.HasManifest(want.ID, listDigest, []string{"example.com/app:1"}) || s.HasManifest("", listDigest, []string{"example.com/app:2"}) {
+		t.Error("HasManifest does not find the image by its list digest and names only")
+	}
+
+	// A later publish under another name keeps the first record's metadata.
+	img.Names, img.Source = []string{"example.com/app:stable"}, "docker://example.com/app:stable"
+	if _, err := s.PutImage(img); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Image(want.ID); again.Metadata != got.Metadata {
+		t.Errorf("metadata rewritten: %s, want %s", again.Metadata, got.Metadata)
+	}
+}
+
+// A tag that moves to another image leaves the old image without names: it goes in the same write,
+// with its big data, so a store following moving tags stays bounded. Its layers stay for gc.
+func TestMovedTagRemovesNamelessImage(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	old := testImageMeta(t, []testLayer{base, child}, []string{"example.com/app:latest"}, "old")
+	putImage(t, s, old)
+	if _, err := s.PutImage(imageOf(testImageMeta(t, []testLayer{base}, []string{"example.com/app:latest"}, "new"), "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Image(old.ID); ok {
+		t.Error("the image that lost its only name is still recorded")
+	}
+	var images []storage.Image
+	readJSONFile(t, filepath.Join(dir, "overlay-images", "images.json"), &images)
+	if len(images) != 1 || len(images[0].Names) != 1 {
+		t.Errorf("images.json: %+v, want one image with its name", images)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "overlay-images", old.ID)); !os.IsNotExist(err) {
+		t.Errorf("the removed image's big data is still there: %v", err)
+	}
+	if !s.HasLayer(child.meta.ID) {
+		t.Error("the removed image's layer went at once; it must wait for gc's grace period")
+	}
+	report, err := s.GC(0, time.Now(), false)
+	if err != nil || !slices.Equal(report.Deleted, []string{child.meta.ID}) {
+		t.Errorf("gc: %+v, %v; want the old image's own layer deleted", report, err)
+	}
+}
+
+// A store that already holds unnamed images (left by an earlier version) loses them at the next gc.
+func TestGCRemovesNamelessImages(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	named := testImageMeta(t, []testLayer{base}, []string{"example.com/app:1"}, "named")
+	nameless := testImageMeta(t, []testLayer{base, child}, []string{"example.com/gone:1"}, "nameless")
+	putImage(t, s, named)
+	putImage(t, s, nameless)
+	_ = s.Close()
+	editFile(t, filepath.Join(dir, "overlay-images", "images.json"), `"names":["example.com/gone:1"],`, "")
+
+	s = openStore(t, dir)
+	dry, err := s.GC(time.Hour, time.Now(), true)
+	if err != nil || !slices.Equal(dry.RemovedImages, []string{nameless.ID}) || len(s.Images()) != 2 {
+		t.Fatalf("dry run: %+v, %v, %d images; want the nameless image reported, nothing removed", dry, err, len(s.Images()))
+	}
+	report, err := s.GC(time.Hour, time.Now(), false)
+	if err != nil || !slices.Equal(report.RemovedImages, []string{nameless.ID}) {
+		t.Fatalf("gc: %+v, %v", report, err)
+	}
+	if _, ok := s.Image(nameless.ID); ok {
+		t.Error("the nameless image is still recorded")
+	}
+	if _, waiting := report.Waiting[child.meta.ID]; !waiting {
+		t.Errorf("its layer is not in its grace period: %+v", report)
+	}
+	_ = s.Close()
+	snap, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range snap.Images {
+		if len(img.Names) == 0 {
+			t.Errorf("ls would show <none> for %s", img.ID)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package layout
 import (
 	"bufio"
 	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +46,18 @@ const (
 
 var linkRE = regexp.MustCompile(`^[A-Z2-7]{26}$`)
 
+// ChainIDs returns the storage layer IDs of an image's layers with the given diff IDs (base first):
+// each names the layer together with everything below it.
+func ChainIDs(diffIDs []digest.Digest) []string {
+	ids := make([]string, len(diffIDs))
+	parent := ""
+	for i, d := range diffIDs {
+		ids[i] = ChainID(parent, d)
+		parent = ids[i]
+	}
+	return ids
+}
+
 // ChainID returns the storage layer ID of a layer with the given diff ID on top of parent ("" for a base
 // layer), as the image library computes it: the diff ID hex for a base layer, otherwise
 // hex(sha256(parent + "+" + diffID hex)).
@@ -80,7 +91,7 @@ type StagedLayer struct {
 // is empty in an overlay store; in a vfs store it holds a copy of the parent's tree, which the
 // layer's changes are then applied to (so the parent must be committed already).
 func (s *Store) StageLayer(parent string) (_ *StagedLayer, err error) {
-	l := &StagedLayer{s: s, stage: path.Join(stagingDir, randomHex(16)), parent: parent}
+	l := &StagedLayer{s: s, stage: path.Join(stagingDir, randomName()), parent: parent}
 	defer func() {
 		if err != nil {
 			_ = l.Discard()
@@ -126,6 +137,15 @@ func (s *Store) StageLayer(parent string) (_ *StagedLayer, err error) {
 
 func (l *StagedLayer) layerDir() string     { return path.Join(l.stage, "layer") }
 func (l *StagedLayer) tarSplitFile() string { return path.Join(l.stage, "tar-split.gz") }
+
+// AppliesChanges says how the unpacker writes this layer: true when DiffDir holds the parent's tree
+// and the layer's changes are applied to it (vfs: whiteouts delete), false when DiffDir gets the
+// layer's own changes with whiteouts recorded as overlay's 0/0 devices and opaque xattrs.
+func (l *StagedLayer) AppliesChanges() bool { return l.s.paths.driver == VFS }
+
+// CommitsInOrder says whether a layer can be staged only once its parent is committed (vfs: the
+// staged tree starts as a copy of the parent's), so layers are fetched and committed one by one.
+func (s *Store) CommitsInOrder() bool { return s.paths.driver == VFS }
 
 // DiffDir is where the unpacker writes the layer's files (an absolute path).
 func (l *StagedLayer) DiffDir() string {
@@ -208,7 +228,7 @@ func (l *StagedLayer) discardLocked() error {
 	}
 	l.done = true
 	if l.tsFile != nil {
-		l.tsFile.Close()
+		_ = l.tsFile.Close() // discarded with the staging dir
 		l.tsFile, l.tsGzip, l.tsBuf = nil, nil, nil
 	}
 	l.s.mu.Lock() // keeps Close from closing the root meanwhile
@@ -306,53 +326,9 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 		}
 		parent = &s.layers[i]
 	}
-	if err := l.finishTarSplit(); err != nil {
-		return fmt.Errorf("layer %s: %w", meta.ID, err)
-	}
-
-	var link string
-	if s.paths.linkDir != "" {
-		if link, err = s.newLink(); err != nil {
-			return err
-		}
-		if err := s.writeLowers(l.layerDir(), link, parent); err != nil {
-			return fmt.Errorf("layer %s: %w", meta.ID, err)
-		}
-	}
-	// One syncfs makes every unpacked file durable before the dir gets its final name: after a
-	// power cut, a dir under overlay/ never holds files whose data was lost.
-	if err := s.syncFS(); err != nil {
+	if err := s.place(l, meta.ID, parent); err != nil {
 		return err
 	}
-	faultpoint.Hit("layer-lowers-written")
-
-	final := s.paths.layerDir(meta.ID)
-	if err := s.removeUnrecordedLayerDir(meta.ID); err != nil {
-		return err
-	}
-	if err := s.root.Rename(l.layerDir(), final); err != nil {
-		return fmt.Errorf("layer %s: %w", meta.ID, err)
-	}
-	faultpoint.Hit("layer-renamed")
-	if err := s.root.Rename(l.tarSplitFile(), path.Join(s.paths.layersDir, meta.ID+tarSplitSuffix)); err != nil {
-		return fmt.Errorf("layer %s: %w", meta.ID, err)
-	}
-	faultpoint.Hit("layer-tarsplit-moved")
-	synced := []string{s.paths.layerRoot, s.paths.layersDir}
-	if link != "" {
-		if err := s.root.Symlink(linkTarget(meta.ID), path.Join(s.paths.linkDir, link)); err != nil {
-			return fmt.Errorf("layer %s: %w", meta.ID, err)
-		}
-		synced = append(synced, s.paths.linkDir)
-	}
-	faultpoint.Hit("layer-linked")
-	// The renames and the symlink are durable before layers.json refers to them.
-	for _, dir := range synced {
-		if err := s.syncDir(dir); err != nil {
-			return err
-		}
-	}
-	faultpoint.Hit("layer-synced")
 
 	rec := storage.Layer{
 		ID:                 meta.ID,
@@ -372,6 +348,61 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 	}
 	s.layers = layers
 	faultpoint.Hit("layer-recorded")
+	return nil
+}
+
+// place moves a staged layer into the store (tar-split, lowers and link for overlay, the layer dir),
+// each step durable before the next, and nothing a reader sees until layers.json records it.
+func (s *Store) place(l *StagedLayer, id string, parent *storage.Layer) error {
+	if err := l.finishTarSplit(); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+
+	var link string
+	if s.paths.linkDir != "" {
+		var err error
+		if link, err = s.newLink(); err != nil {
+			return err
+		}
+		if err := s.writeLowers(l.layerDir(), link, parent); err != nil {
+			return fmt.Errorf("layer %s: %w", id, err)
+		}
+	}
+	// One syncfs makes every unpacked file durable before the dir gets its final name: after a
+	// power cut, a dir under overlay/ never holds files whose data was lost.
+	if err := s.syncFS(); err != nil {
+		return err
+	}
+	faultpoint.Hit("layer-lowers-written")
+
+	final := s.paths.layerDir(id)
+	if err := s.removeUnrecordedLayerDir(id); err != nil {
+		return err
+	}
+	if err := s.root.Rename(l.layerDir(), final); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	faultpoint.Hit("layer-renamed")
+	if err := s.root.Rename(l.tarSplitFile(), path.Join(s.paths.layersDir, id+tarSplitSuffix)); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	faultpoint.Hit("layer-tarsplit-moved")
+	synced := []string{s.paths.layerRoot, s.paths.layersDir}
+	if link != "" {
+		if err := s.root.Symlink(linkTarget(id), path.Join(s.paths.linkDir, link)); err != nil {
+			return fmt.Errorf("layer %s: %w", id, err)
+		}
+		synced = append(synced, s.paths.linkDir)
+	}
+	faultpoint.Hit("layer-linked")
+	// The renames and the symlink are durable before layers.json refers to them.
+	for _, dir := range synced {
+		if err := s.syncDir(dir); err != nil {
+			return err
+		}
+	}
+	faultpoint.Hit("layer-synced")
+
 	return nil
 }
 
@@ -425,9 +456,7 @@ func (s *Store) writeLowers(dir, link string, parent *storage.Layer) error {
 // generateID.
 func (s *Store) newLink() (string, error) {
 	for range 10 {
-		b := make([]byte, (linkLength*5+7)/8)
-		_, _ = rand.Read(b)
-		link := base32.StdEncoding.EncodeToString(b)[:linkLength]
+		link := rand.Text()[:linkLength] // 26 characters of A–Z2–7 already
 		if _, err := s.root.Lstat(path.Join(s.paths.linkDir, link)); errors.Is(err, fs.ErrNotExist) {
 			return link, nil
 		}
@@ -469,7 +498,7 @@ func (s *Store) removeUnrecordedLayerDir(id string) error {
 		}
 	}
 	// Move it out of the layer root first, so it disappears in one step even if removal is interrupted.
-	trash := path.Join(stagingDir, "stale-"+randomHex(8))
+	trash := path.Join(stagingDir, "stale-"+randomName())
 	if err := s.root.Rename(dir, trash); err != nil {
 		return fmt.Errorf("removing unrecorded layer dir %s: %w", s.path(dir), err)
 	}

@@ -41,73 +41,19 @@ func TestLayerChain(t *testing.T) {
 	child := commitTestLayer(t, s, base.meta.ID, childEntries)
 	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
 
-	linkRE := regexp.MustCompile(`^[A-Z2-7]{26}$`)
 	links := map[string]string{}
 	for _, l := range []testLayer{base, child, grandchild} {
-		ldir := filepath.Join(dir, "overlay", l.meta.ID)
-		assertMode(t, ldir, 0o755)
-		link, err := os.ReadFile(filepath.Join(ldir, "link"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !linkRE.Match(link) {
-			t.Errorf("layer %s: link %q is not 26 chars of A-Z2-7 without newline", l.meta.ID, link)
-		}
-		assertMode(t, filepath.Join(ldir, "link"), 0o644)
-		links[l.meta.ID] = string(link)
-
-		// overlay/l/<link> -> ../<id>/diff, relative, resolving to the layer's diff dir.
-		sym := filepath.Join(dir, "overlay", "l", string(link))
-		target, err := os.Readlink(sym)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if target != "../"+l.meta.ID+"/diff" {
-			t.Errorf("l/%s -> %q, want ../%s/diff", link, target, l.meta.ID)
-		}
-		resolved, err := filepath.EvalSymlinks(sym)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want, _ := filepath.EvalSymlinks(filepath.Join(ldir, "diff")); resolved != want {
-			t.Errorf("l/%s resolves to %s, want %s", link, resolved, want)
-		}
-
-		ts := filepath.Join(dir, "overlay-layers", l.meta.ID+".tar-split.gz")
-		assertMode(t, ts, 0o644)
-		checkTarSplit(t, ts, filepath.Join(ldir, "diff"), l.tar)
+		links[l.meta.ID] = assertLayerDir(t, dir, l)
 	}
 
 	// Only the base layer has empty/ and no lower; children list their parents nearest first.
-	baseDir := filepath.Join(dir, "overlay", base.meta.ID)
-	if fi, err := os.Stat(filepath.Join(baseDir, "empty")); err != nil || !fi.IsDir() {
-		t.Errorf("base layer has no empty/ dir: %v", err)
-	}
-	assertMode(t, filepath.Join(baseDir, "empty"), 0o755)
-	for _, f := range []string{"lower", "lower-layers"} {
-		if _, err := os.Lstat(filepath.Join(baseDir, f)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("base layer has %s (%v)", f, err)
-		}
-	}
+	assertBaseLayerDir(t, filepath.Join(dir, "overlay", base.meta.ID))
 	wantLowers := map[string][2]string{
 		child.meta.ID:      {"l/" + links[base.meta.ID], base.meta.ID},
 		grandchild.meta.ID: {"l/" + links[child.meta.ID] + ":l/" + links[base.meta.ID], child.meta.ID + ":" + base.meta.ID},
 	}
 	for id, want := range wantLowers {
-		ldir := filepath.Join(dir, "overlay", id)
-		if _, err := os.Lstat(filepath.Join(ldir, "empty")); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("layer %s has empty/ but a parent", id)
-		}
-		for i, f := range []string{"lower", "lower-layers"} {
-			got, err := os.ReadFile(filepath.Join(ldir, f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != want[i] {
-				t.Errorf("layer %s: %s = %q, want %q", id, f, got, want[i])
-			}
-			assertMode(t, filepath.Join(ldir, f), 0o644)
-		}
+		assertLowers(t, filepath.Join(dir, "overlay", id), want)
 	}
 
 	// diff/ contents are exactly what was unpacked.
@@ -150,6 +96,76 @@ func TestLayerChain(t *testing.T) {
 	}
 }
 
+// assertBaseLayerDir checks a base layer's dir: empty/ (0755), no lower files.
+func assertBaseLayerDir(t *testing.T, baseDir string) {
+	t.Helper()
+	if fi, err := os.Stat(filepath.Join(baseDir, "empty")); err != nil || !fi.IsDir() {
+		t.Errorf("base layer has no empty/ dir: %v", err)
+	}
+	assertMode(t, filepath.Join(baseDir, "empty"), 0o755)
+	for _, f := range []string{"lower", "lower-layers"} {
+		if _, err := os.Lstat(filepath.Join(baseDir, f)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("base layer has %s (%v)", f, err)
+		}
+	}
+}
+
+// assertLowers checks a child layer's dir ldir: no empty/, and lower and lower-layers as want has them.
+func assertLowers(t *testing.T, ldir string, want [2]string) {
+	t.Helper()
+	if _, err := os.Lstat(filepath.Join(ldir, "empty")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s has empty/ but a parent", ldir)
+	}
+	for i, f := range []string{"lower", "lower-layers"} {
+		got, err := os.ReadFile(filepath.Join(ldir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != want[i] {
+			t.Errorf("%s: %s = %q, want %q", ldir, f, got, want[i])
+		}
+		assertMode(t, filepath.Join(ldir, f), 0o644)
+	}
+}
+
+// assertLayerDir checks a committed layer's dir, link, l/ symlink and tar-split, and returns its link.
+func assertLayerDir(t *testing.T, dir string, l testLayer) string {
+	t.Helper()
+	linkRE := regexp.MustCompile(`^[A-Z2-7]{26}$`)
+	ldir := filepath.Join(dir, "overlay", l.meta.ID)
+	assertMode(t, ldir, 0o755)
+	link, err := os.ReadFile(filepath.Join(ldir, "link"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !linkRE.Match(link) {
+		t.Errorf("layer %s: link %q is not 26 chars of A-Z2-7 without newline", l.meta.ID, link)
+	}
+	assertMode(t, filepath.Join(ldir, "link"), 0o644)
+
+	// overlay/l/<link> -> ../<id>/diff, relative, resolving to the layer's diff dir.
+	sym := filepath.Join(dir, "overlay", "l", string(link))
+	target, err := os.Readlink(sym)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target != "../"+l.meta.ID+"/diff" {
+		t.Errorf("l/%s -> %q, want ../%s/diff", link, target, l.meta.ID)
+	}
+	resolved, err := filepath.EvalSymlinks(sym)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := filepath.EvalSymlinks(filepath.Join(ldir, "diff")); resolved != want {
+		t.Errorf("l/%s resolves to %s, want %s", link, resolved, want)
+	}
+
+	ts := filepath.Join(dir, "overlay-layers", l.meta.ID+".tar-split.gz")
+	assertMode(t, ts, 0o644)
+	checkTarSplit(t, ts, filepath.Join(ldir, "diff"), l.tar)
+	return string(link)
+}
+
 // checkTarSplit reassembles the layer from its tar-split file and diff dir, as the storage library's
 // Diff does, and compares it with the original tar.
 func checkTarSplit(t *testing.T, tsPath, diffDir string, want []byte) {
@@ -158,13 +174,13 @@ func checkTarSplit(t *testing.T, tsPath, diffDir string, want []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := asm.NewOutputTarStream(tsstorage.NewPathFileGetter(diffDir), tsstorage.NewJSONUnpacker(zr))
-	defer out.Close()
+	defer func() { _ = out.Close() }()
 	got, err := io.ReadAll(out)
 	if err != nil {
 		t.Fatal(err)
@@ -402,5 +418,17 @@ func TestLowerDiffDirs(t *testing.T) {
 	defer func() { _ = l.Discard() }()
 	if _, err := l.LowerDiffDirs(); err == nil || !strings.Contains(err.Error(), "not committed yet") {
 		t.Errorf("on an uncommitted parent: error %v, want one saying it is not committed yet", err)
+	}
+}
+
+func TestChainIDs(t *testing.T) {
+	a := digest.FromString("a")
+	b := digest.FromString("b")
+	ids := ChainIDs([]digest.Digest{a, b})
+	if ids[0] != a.Encoded() {
+		t.Errorf("base layer ID %s, want its diff ID hex", ids[0])
+	}
+	if want := digest.FromString(a.Encoded() + "+" + b.Encoded()).Encoded(); ids[1] != want {
+		t.Errorf("child layer ID %s, want %s", ids[1], want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.podman.io/storage/pkg/lockfile"
@@ -27,11 +28,8 @@ type LockOptions struct {
 
 // lockWriter takes the writer lock as opts say.
 func (s *Store) lockWriter(opts LockOptions) error {
-	err := s.writer.TryLock()
-	if err == nil {
-		return nil
-	}
-	if !lockBusy(err) {
+	err := tryLock(s.writer)
+	if !errors.Is(err, errBusy) {
 		return err
 	}
 	holder := lockHolder(s.path(writerLockName))
@@ -47,19 +45,42 @@ func (s *Store) lockWriter(opts LockOptions) error {
 	return waitLock(s.writer)
 }
 
-// lockBusy tells a lock held by someone else from a lock that cannot be taken at all (such as ENOLCK
-// on an NFS mount without lock support), which waiting would not cure.
-func lockBusy(err error) bool {
+// errBusy is tryLock's error for a lock that another holder has: worth waiting for, unlike errors
+// such as ENOLCK (an NFS mount without lock support) that waiting would not cure.
+var errBusy = errors.New("lock held by another holder")
+
+// inProcess holds one mutex per lock file object (the lockfile package hands out one object per path
+// in a process). Holding it before taking the file's lock keeps two holders in this process apart
+// without the lockfile package's in-process check, whose error is text only.
+var inProcess sync.Map // *lockfile.LockFile → *sync.Mutex
+
+func processMutex(l *lockfile.LockFile) *sync.Mutex {
+	m, _ := inProcess.LoadOrStore(l, &sync.Mutex{})
+	return m.(*sync.Mutex)
+}
+
+// tryLock takes l for writing without waiting: errBusy while this process or another holds it.
+func tryLock(l *lockfile.LockFile) error {
+	m := processMutex(l)
+	if !m.TryLock() {
+		return errBusy
+	}
+	err := l.TryLock()
+	if err == nil {
+		return nil
+	}
+	m.Unlock()
 	var pathErr *os.PathError
-	if errors.As(err, &pathErr) {
-		return false // opening the file failed
+	if !errors.As(err, &pathErr) && (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES)) {
+		return errBusy // fcntl's answer for a lock another process holds (opening the file failing is not)
 	}
-	var errno unix.Errno
-	if errors.As(err, &errno) {
-		return errno == unix.EAGAIN || errno == unix.EACCES
-	}
-	// The lockfile package's message when another user of the same LockFile in this process holds it.
-	return strings.Contains(err.Error(), "resource temporarily unavailable")
+	return err
+}
+
+// unlock releases what tryLock took.
+func unlock(l *lockfile.LockFile) {
+	l.Unlock()
+	processMutex(l).Unlock()
 }
 
 // lockHolder returns the pid of a process holding an fcntl lock on the file at path, from
@@ -74,7 +95,7 @@ func lockHolder(path string) int {
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	// "1: POSIX  ADVISORY  WRITE 4242 fd:01:1234567 0 EOF"; waiters have "->" after the number.
 	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
 	sc := bufio.NewScanner(f)
@@ -96,8 +117,8 @@ func lockHolder(path string) int {
 func waitLock(l *lockfile.LockFile) error {
 	delay := 10 * time.Millisecond
 	for {
-		err := l.TryLock()
-		if err == nil || !lockBusy(err) {
+		err := tryLock(l)
+		if !errors.Is(err, errBusy) {
 			return err
 		}
 		time.Sleep(delay)

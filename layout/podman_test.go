@@ -10,19 +10,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout/podmancheck"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
 )
 
 // publishTestImages writes two images sharing two layers, as a publish run would.
-func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []ImageMeta) {
+func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []imageMeta) {
 	t.Helper()
-	s, err := Open(dir)
+	s, err := OpenWithOptions(dir, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	base := commitTestLayer(t, s, "", baseEntries)
 	child := commitTestLayer(t, s, base.meta.ID, childEntries)
 	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
@@ -30,7 +31,7 @@ func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []I
 	two := testImageMeta(t, []testLayer{base, child, grandchild}, []string{"example.com/app:2", "example.com/app:latest"}, "two")
 	putImage(t, s, one)
 	putImage(t, s, two)
-	return []testLayer{base, child, grandchild}, []ImageMeta{one, two}
+	return []testLayer{base, child, grandchild}, []imageMeta{one, two}
 }
 
 // openWithStorageLibrary opens dir as Podman does: an additional image store of the overlay driver.
@@ -45,7 +46,7 @@ func openWithStorageLibrary(t *testing.T, dir string) storage.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Shutdown(true) })
+	t.Cleanup(func() { _, _ = store.Shutdown(true) })
 	return store
 }
 
@@ -82,42 +83,55 @@ func TestStorageLibraryReadsStore(t *testing.T) {
 		t.Errorf("ImagesByDigest(%s) = %v, %v", images[1].Digest, found, err)
 	}
 	for _, meta := range images {
-		for _, b := range meta.BigData {
-			data, err := store.ImageBigData(meta.ID, b.Key)
-			if err != nil {
-				t.Fatalf("ImageBigData(%s, %q): %v", meta.ID, b.Key, err)
-			}
-			if !bytes.Equal(data, b.Data) {
-				t.Errorf("ImageBigData(%s, %q) differs", meta.ID, b.Key)
-			}
-		}
+		assertBigDataReadBack(t, store, meta)
 	}
 
-	uncompressed := archive.Uncompressed
 	for _, l := range layers {
-		rec, err := store.Layer(l.meta.ID)
-		if err != nil {
-			t.Fatalf("Layer(%s): %v", l.meta.ID, err)
-		}
-		if rec.Parent != l.meta.Parent || rec.UncompressedDigest != l.meta.DiffID || rec.CompressedDigest != l.meta.CompressedDigest {
-			t.Errorf("layer %s read back as %+v", l.meta.ID, rec)
-		}
-		rc, err := store.Diff("", l.meta.ID, &storage.DiffOptions{Compression: &uncompressed})
-		if err != nil {
-			t.Fatalf("Diff(%s): %v", l.meta.ID, err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatalf("Diff(%s): %v", l.meta.ID, err)
-		}
-		if !bytes.Equal(got, l.tar) {
-			t.Errorf("Diff(%s) does not reproduce the original layer tar (%d vs %d bytes)", l.meta.ID, len(got), len(l.tar))
-		}
+		assertLayerReadBack(t, store, l)
 	}
 
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify: %v", err)
+	}
+}
+
+// assertBigDataReadBack checks that the storage library reads every big data item of meta as written.
+func assertBigDataReadBack(t *testing.T, store storage.Store, meta imageMeta) {
+	t.Helper()
+	for _, b := range meta.BigData {
+		data, err := store.ImageBigData(meta.ID, b.Key)
+		if err != nil {
+			t.Fatalf("ImageBigData(%s, %q): %v", meta.ID, b.Key, err)
+		}
+		if !bytes.Equal(data, b.Data) {
+			t.Errorf("ImageBigData(%s, %q) differs", meta.ID, b.Key)
+		}
+	}
+}
+
+// assertLayerReadBack checks that the storage library reads layer l back as written: its record, and
+// its diff reproducing the original tar byte for byte.
+func assertLayerReadBack(t *testing.T, store storage.Store, l testLayer) {
+	t.Helper()
+	uncompressed := archive.Uncompressed
+	rec, err := store.Layer(l.meta.ID)
+	if err != nil {
+		t.Fatalf("Layer(%s): %v", l.meta.ID, err)
+	}
+	if rec.Parent != l.meta.Parent || rec.UncompressedDigest != l.meta.DiffID || rec.CompressedDigest != l.meta.CompressedDigest {
+		t.Errorf("layer %s read back as %+v", l.meta.ID, rec)
+	}
+	rc, err := store.Diff("", l.meta.ID, &storage.DiffOptions{Compression: &uncompressed})
+	if err != nil {
+		t.Fatalf("Diff(%s): %v", l.meta.ID, err)
+	}
+	got, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil {
+		t.Fatalf("Diff(%s): %v", l.meta.ID, err)
+	}
+	if !bytes.Equal(got, l.tar) {
+		t.Errorf("Diff(%s) does not reproduce the original layer tar (%d vs %d bytes)", l.meta.ID, len(got), len(l.tar))
 	}
 }
 
@@ -126,67 +140,67 @@ func TestStorageLibraryReadsStore(t *testing.T) {
 func TestWriteAndVerifyInOneProcess(t *testing.T) {
 	dir := t.TempDir()
 	layers, _ := publishTestImages(t, dir)
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 	s := openStore(t, dir)
 	putImage(t, s, testImageMeta(t, layers[:1], []string{"example.com/base:1"}, "three"))
-	if err := podmancheck.Verify(dir); err != nil {
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify with the writer open: %v", err)
 	}
-	s.Close()
-	if err := podmancheck.Verify(dir); err != nil {
+	_ = s.Close()
+	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify after reopening: %v", err)
 	}
 }
 
 func TestVerifyReportsDamage(t *testing.T) {
-	for name, damage := range map[string]func(t *testing.T, dir string, layers []testLayer, images []ImageMeta) (culprit string){
-		"changed file in diff": func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) string {
+	for name, damage := range map[string]func(t *testing.T, dir string, layers []testLayer, images []imageMeta) (culprit string){
+		"changed file in diff": func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) string {
 			p := filepath.Join(dir, "overlay", layers[1].meta.ID, "diff", "etc", "child")
 			if err := os.WriteFile(p, []byte("CHILD\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			return layers[1].meta.ID
 		},
-		"missing tar-split": func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) string {
+		"missing tar-split": func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) string {
 			if err := os.Remove(filepath.Join(dir, "overlay-layers", layers[0].meta.ID+".tar-split.gz")); err != nil {
 				t.Fatal(err)
 			}
 			return layers[0].meta.ID
 		},
-		"broken l/ symlink": func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) string {
+		"broken l/ symlink": func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) string {
 			link, _ := os.ReadFile(filepath.Join(dir, "overlay", layers[0].meta.ID, "link"))
 			if err := os.Remove(filepath.Join(dir, "overlay", "l", string(link))); err != nil {
 				t.Fatal(err)
 			}
 			return string(link)
 		},
-		"missing big data": func(t *testing.T, dir string, _ []testLayer, images []ImageMeta) string {
+		"missing big data": func(t *testing.T, dir string, _ []testLayer, images []imageMeta) string {
 			if err := os.Remove(filepath.Join(dir, "overlay-images", images[1].ID, "manifest")); err != nil {
 				t.Fatal(err)
 			}
 			return images[1].ID
 		},
-		"unreadable layer dir": func(t *testing.T, dir string, layers []testLayer, _ []ImageMeta) string {
+		"unreadable layer dir": func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) string {
 			if err := os.Chmod(filepath.Join(dir, "overlay", layers[2].meta.ID), 0o700); err != nil {
 				t.Fatal(err)
 			}
 			return layers[2].meta.ID
 		},
-		"metadata Podman cannot decode": func(t *testing.T, dir string, _ []testLayer, images []ImageMeta) string {
+		"metadata Podman cannot decode": func(t *testing.T, dir string, _ []testLayer, images []imageMeta) string {
 			p := filepath.Join(dir, "overlay-images", "images.json")
 			data, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			data = bytes.Replace(data, []byte(`signatures-sizes`), []byte(`signature-sizes`), -1)
+			data = bytes.ReplaceAll(data, []byte(`signatures-sizes`), []byte(`signature-sizes`))
 			if err := os.WriteFile(p, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			return images[0].ID
 		},
-		"missing images.lock": func(t *testing.T, dir string, _ []testLayer, _ []ImageMeta) string {
+		"missing images.lock": func(t *testing.T, dir string, _ []testLayer, _ []imageMeta) string {
 			if err := os.Remove(filepath.Join(dir, "overlay-images", "images.lock")); err != nil {
 				t.Fatal(err)
 			}
@@ -197,7 +211,7 @@ func TestVerifyReportsDamage(t *testing.T) {
 			dir := t.TempDir()
 			layers, images := publishTestImages(t, dir)
 			culprit := damage(t, dir, layers, images)
-			err := podmancheck.Verify(dir)
+			err := testimage.VerifyStore(dir, "overlay")
 			if err == nil {
 				t.Fatal("Verify found nothing wrong")
 			}
@@ -222,7 +236,7 @@ func TestRecordsMatchStorageLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ref.Shutdown(true) })
+	t.Cleanup(func() { _, _ = ref.Shutdown(true) })
 	dir := t.TempDir()
 	s := openStore(t, dir)
 
@@ -236,7 +250,7 @@ func TestRecordsMatchStorageLibrary(t *testing.T) {
 		layers = append(layers, l)
 		parent = l.meta.ID
 	}
-	for _, img := range []ImageMeta{
+	for _, img := range []imageMeta{
 		testImageMeta(t, layers[:1], []string{"example.com/app:1", "example.com/app:latest"}, "one"),
 		testImageMeta(t, layers, []string{"example.com/app:2", "example.com/app:latest"}, "two"),
 	} {

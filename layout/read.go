@@ -3,6 +3,7 @@ package layout
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,26 +25,60 @@ type Snapshot struct {
 	Images []storage.Image
 }
 
-// Read loads the store at dir, of either driver.
+// Read loads the cargohold store at dir, of either driver. A path that is not a cargohold store is
+// refused with an error wrapping ErrNotStore. A store of a newer format is read all the same: Read
+// looks only at Podman's images.json and layers.json, which every format version keeps as Podman reads
+// them.
 func Read(dir string) (*Snapshot, error) {
-	paths, err := storePathsOf(dir, os.DirFS(dir))
+	paths, err := identifiedPaths(dir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Snapshot{dir: dir, paths: paths}
+	images, layers, err := readRecords(os.DirFS(dir), paths)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return &Snapshot{dir: dir, paths: paths, Images: images, Layers: layers}, nil
+}
+
+// identifiedPaths returns the paths of the cargohold store at dir, or an error wrapping ErrNotStore.
+func identifiedPaths(dir string) (storePaths, error) {
+	d, err := Identify(dir)
+	if err != nil {
+		return storePaths{}, err
+	}
+	return pathsFor(d), nil
+}
+
+// invalidRecordsError is readRecords' error for an images.json or layers.json that does not parse.
+type invalidRecordsError struct {
+	File string // relative to the store
+	Err  error
+}
+
+func (e *invalidRecordsError) Error() string {
+	return fmt.Sprintf("%s is not valid JSON (Podman shows no images): %v; restore it from a backup or publish into a new store", e.File, e.Err)
+}
+
+func (e *invalidRecordsError) Unwrap() error { return e.Err }
+
+// readRecords reads a store's images.json, then its layers.json, as Podman does: a running publish
+// replaces layers.json before images.json, so every image read this way has its layers recorded.
+// It is the one reader of both files (Read, Check, and opening a store for writing).
+func readRecords(fsys fs.FS, p storePaths) (images []storage.Image, layers []storage.Layer, err error) {
 	for _, f := range []struct {
 		name string
 		v    any
-	}{{paths.imagesJSON, &s.Images}, {paths.layersJSON, &s.Layers}} {
-		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f.name)))
+	}{{p.imagesJSON, &images}, {p.layersJSON, &layers}} {
+		data, err := fs.ReadFile(fsys, f.name)
 		if err != nil {
-			return nil, fmt.Errorf("%s does not look like a store: %w", dir, err)
+			return nil, nil, err
 		}
 		if err := json.Unmarshal(data, f.v); err != nil {
-			return nil, fmt.Errorf("%s/%s is not valid: %w", dir, f.name, err)
+			return nil, nil, &invalidRecordsError{File: f.name, Err: err}
 		}
 	}
-	return s, nil
+	return images, layers, nil
 }
 
 // Metadata is what cargohold records about an image besides Podman's fields, inside the image
@@ -56,9 +91,9 @@ type Metadata struct {
 // metadataKey is the key of Metadata inside the image record's metadata JSON.
 const metadataKey = "cargohold"
 
-// ImageMetadataJSON returns the metadata JSON to store with a new image: Podman's signature sizes for
+// imageMetadataJSON returns the metadata JSON to store with a new image: Podman's signature sizes for
 // its manifest (none) plus cargohold's own record.
-func ImageMetadataJSON(manifestDigest digest.Digest, m Metadata) (string, error) {
+func imageMetadataJSON(manifestDigest digest.Digest, m Metadata) (string, error) {
 	b, err := json.Marshal(map[string]any{
 		"signatures-sizes": map[digest.Digest][]int{manifestDigest: {}},
 		metadataKey:        m,
@@ -120,7 +155,7 @@ func (s *Snapshot) Info(img storage.Image) (ImageInfo, error) {
 	}
 	slices.Reverse(info.Layers)
 
-	config, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(s.paths.bigDataPath(img.ID, "sha256:"+img.ID))))
+	config, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(s.paths.bigDataPath(img.ID, configKey(img.ID)))))
 	if err != nil {
 		return info, fmt.Errorf("image %s: reading its config: %w", img.ID, err)
 	}

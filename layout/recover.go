@@ -23,106 +23,142 @@ import (
 // A Leftover is a path (relative to the store) that a run which did not finish left behind.
 type Leftover struct {
 	Path string `json:"path"`
-	What string `json:"what"`
+	What string `json:"what"` // for people: what kind of leftover it is
+	kind leftoverKind
 }
 
+// leftoverKind is what a leftover is, which says how it is removed.
+type leftoverKind int
+
 const (
-	leftoverStaging   = "staging dir"
-	leftoverTemp      = "temp file"
-	leftoverLayerDir  = "layer dir not in layers.json"
-	leftoverTarSplit  = "tar-split of a layer not in layers.json"
-	leftoverLink      = "l/ link not leading to a recorded layer"
-	leftoverImageData = "big-data dir of an image not in images.json"
+	leftoverStaging   leftoverKind = iota // a staging dir
+	leftoverTemp                          // a temp file of an atomic write
+	leftoverLayerDir                      // a layer dir not in layers.json
+	leftoverTarSplit                      // a tar-split of a layer not in layers.json
+	leftoverLink                          // an l/ link not leading to a recorded layer
+	leftoverImageData                     // a big-data dir of an image not in images.json
 )
+
+func (k leftoverKind) String() string {
+	return [...]string{
+		leftoverStaging:   "staging dir",
+		leftoverTemp:      "temp file",
+		leftoverLayerDir:  "layer dir not in layers.json",
+		leftoverTarSplit:  "tar-split of a layer not in layers.json",
+		leftoverLink:      "l/ link not leading to a recorded layer",
+		leftoverImageData: "big-data dir of an image not in images.json",
+	}[k]
+}
 
 // idRE is a layer or image ID; only such names are ever taken for leftovers, so that nothing a
 // person or another tool put into the store is removed.
 var idRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
+// leftoverFinder collects the leftovers of one store.
+type leftoverFinder struct {
+	fsys          fs.FS
+	p             storePaths
+	recordedLayer map[string]bool
+	recordedImage map[string]bool
+	found         []Leftover
+}
+
+func (f *leftoverFinder) add(p string, k leftoverKind) {
+	f.found = append(f.found, Leftover{Path: p, What: k.String(), kind: k})
+}
+
 // findLeftovers lists the leftovers in the store fsys, given its metadata.
 func findLeftovers(fsys fs.FS, p storePaths, layers []storage.Layer, images []storage.Image) ([]Leftover, error) {
-	recordedLayer := map[string]bool{}
+	f := &leftoverFinder{fsys: fsys, p: p, recordedLayer: map[string]bool{}, recordedImage: map[string]bool{}}
 	for _, l := range layers {
-		recordedLayer[l.ID] = true
+		f.recordedLayer[l.ID] = true
 	}
-	recordedImage := map[string]bool{}
 	for _, img := range images {
-		recordedImage[img.ID] = true
+		f.recordedImage[img.ID] = true
 	}
-	var found []Leftover
-	add := func(p, what string) { found = append(found, Leftover{Path: p, What: what}) }
+	for _, find := range []func() error{f.staging, f.imagesAndTemps, f.layerDirs, f.tarSplits, f.links} {
+		if err := find(); err != nil {
+			return nil, err
+		}
+	}
+	return sortLeftovers(f.found), nil
+}
 
-	entries, err := readDirIfExists(fsys, stagingDir)
-	if err != nil {
-		return nil, err
-	}
+func (f *leftoverFinder) staging() error {
+	entries, err := readDirIfExists(f.fsys, stagingDir)
 	for _, e := range entries {
-		add(path.Join(stagingDir, e.Name()), leftoverStaging)
+		f.add(path.Join(stagingDir, e.Name()), leftoverStaging)
 	}
+	return err
+}
 
-	tempDirs := []string{p.layersDir, p.imagesDir, privateDir}
-	entries, err = readDirIfExists(fsys, p.imagesDir)
+// imagesAndTemps finds big-data dirs of unrecorded images, and temp files wherever atomic writes go.
+func (f *leftoverFinder) imagesAndTemps() error {
+	tempDirs := []string{f.p.layersDir, f.p.imagesDir, privateDir}
+	entries, err := readDirIfExists(f.fsys, f.p.imagesDir)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, e := range entries {
 		switch {
 		case !e.IsDir() || !idRE.MatchString(e.Name()):
-		case recordedImage[e.Name()]:
-			tempDirs = append(tempDirs, path.Join(p.imagesDir, e.Name()))
+		case f.recordedImage[e.Name()]:
+			tempDirs = append(tempDirs, path.Join(f.p.imagesDir, e.Name()))
 		default:
-			add(path.Join(p.imagesDir, e.Name()), leftoverImageData)
+			f.add(path.Join(f.p.imagesDir, e.Name()), leftoverImageData)
 		}
 	}
 	for _, dir := range tempDirs {
-		entries, err := readDirIfExists(fsys, dir)
+		entries, err := readDirIfExists(f.fsys, dir)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, e := range entries {
 			if !e.IsDir() && strings.HasPrefix(e.Name(), tempPrefix) {
-				add(path.Join(dir, e.Name()), leftoverTemp)
+				f.add(path.Join(dir, e.Name()), leftoverTemp)
 			}
 		}
 	}
+	return nil
+}
 
-	entries, err = readDirIfExists(fsys, p.layerRoot)
-	if err != nil {
-		return nil, err
-	}
+func (f *leftoverFinder) layerDirs() error {
+	entries, err := readDirIfExists(f.fsys, f.p.layerRoot)
 	for _, e := range entries {
-		if idRE.MatchString(e.Name()) && !recordedLayer[e.Name()] {
-			add(path.Join(p.layerRoot, e.Name()), leftoverLayerDir)
+		if idRE.MatchString(e.Name()) && !f.recordedLayer[e.Name()] {
+			f.add(path.Join(f.p.layerRoot, e.Name()), leftoverLayerDir)
 		}
 	}
-	entries, err = readDirIfExists(fsys, p.layersDir)
-	if err != nil {
-		return nil, err
-	}
+	return err
+}
+
+func (f *leftoverFinder) tarSplits() error {
+	entries, err := readDirIfExists(f.fsys, f.p.layersDir)
 	for _, e := range entries {
-		if id, ok := strings.CutSuffix(e.Name(), tarSplitSuffix); ok && idRE.MatchString(id) && !recordedLayer[id] {
-			add(path.Join(p.layersDir, e.Name()), leftoverTarSplit)
+		if id, ok := strings.CutSuffix(e.Name(), tarSplitSuffix); ok && idRE.MatchString(id) && !f.recordedLayer[id] {
+			f.add(path.Join(f.p.layersDir, e.Name()), leftoverTarSplit)
 		}
 	}
-	if p.linkDir == "" {
-		return sortLeftovers(found), nil
+	return err
+}
+
+func (f *leftoverFinder) links() error {
+	if f.p.linkDir == "" {
+		return nil // vfs: no links
 	}
-	entries, err = readDirIfExists(fsys, p.linkDir)
-	if err != nil {
-		return nil, err
-	}
+	entries, err := readDirIfExists(f.fsys, f.p.linkDir)
 	for _, e := range entries {
 		if !linkRE.MatchString(e.Name()) {
 			continue
 		}
-		target, err := fs.ReadLink(fsys, path.Join(p.linkDir, e.Name()))
+		target, err := fs.ReadLink(f.fsys, path.Join(f.p.linkDir, e.Name()))
 		id, ok := strings.CutPrefix(target, "../")
 		id, ok2 := strings.CutSuffix(id, "/"+diffName)
-		if err != nil || !ok || !ok2 || !recordedLayer[id] {
-			add(path.Join(p.linkDir, e.Name()), leftoverLink)
+		if err != nil || !ok || !ok2 || !f.recordedLayer[id] {
+			f.add(path.Join(f.p.linkDir, e.Name()), leftoverLink)
 		}
 	}
-	return sortLeftovers(found), nil
+	return err
 }
 
 func sortLeftovers(found []Leftover) []Leftover {
@@ -147,10 +183,10 @@ func (s *Store) removeLeftovers() error {
 	}
 	for _, l := range found {
 		var err error
-		if l.What == leftoverStaging || l.What == leftoverTemp || l.What == leftoverLink || l.What == leftoverTarSplit {
-			err = s.root.RemoveAll(l.Path)
-		} else {
+		if l.kind == leftoverLayerDir || l.kind == leftoverImageData {
 			err = s.removeTree(l.Path) // out of sight in one step, then removed
+		} else {
+			err = s.root.RemoveAll(l.Path)
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("removing %s (%s): %w", s.path(l.Path), l.What, err)

@@ -60,11 +60,7 @@ func (s *Store) Remove(word string, dryRun bool) (Removal, error) {
 		}
 		images = append(images, im)
 	}
-	data, err := json.Marshal(images)
-	if err != nil {
-		return r, err
-	}
-	if err := s.writeImages(images, data); err != nil {
+	if err := s.writeImagesJSON(images); err != nil {
 		return r, err
 	}
 	if r.ImageRemoved {
@@ -78,22 +74,36 @@ func (s *Store) Remove(word string, dryRun bool) (Removal, error) {
 
 // GCReport says what GC did (or would do).
 type GCReport struct {
-	Deleted []string          `json:"deleted"` // layers whose files were removed
-	Waiting map[string]string `json:"waiting"` // unused layers still in their grace period → when they may go (RFC 3339)
+	// RemovedImages are images that had no name (left so by an earlier version when a tag moved):
+	// their records and big data were removed, and their layers start their grace period.
+	RemovedImages []string          `json:"removed_images"`
+	Deleted       []string          `json:"deleted"` // layers whose files were removed
+	Waiting       map[string]string `json:"waiting"` // unused layers still in their grace period → when they may go (RFC 3339)
 }
 
-// GC deletes layers that no image uses and that have been unused for at least grace, and starts the
-// grace period of layers found unused for the first time. With dryRun nothing is written.
+// GC removes images without names, deletes layers that no image uses and that have been unused for at
+// least grace, and starts the grace period of layers found unused for the first time. With dryRun
+// nothing is written.
 func (s *Store) GC(grace time.Duration, now time.Time, dryRun bool) (GCReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	report := GCReport{Deleted: []string{}, Waiting: map[string]string{}}
+	report := GCReport{RemovedImages: []string{}, Deleted: []string{}, Waiting: map[string]string{}}
 	released, err := s.readReleased()
 	if err != nil {
 		return report, err
 	}
+	images, dropped := dropNameless(slices.Clone(s.images))
+	report.RemovedImages = append(report.RemovedImages, dropped...)
+	if len(dropped) > 0 && !dryRun {
+		if err := s.writeImagesJSON(images); err != nil {
+			return report, err
+		}
+		if err := s.removeBigData(dropped); err != nil {
+			return report, err
+		}
+	}
 
-	used := s.usedLayers()
+	used := usedLayers(images, s.layers)
 	var unused []storage.Layer
 	for _, l := range s.layers {
 		if !used[l.ID] {
@@ -142,16 +152,15 @@ func (s *Store) GC(grace time.Duration, now time.Time, dryRun bool) (GCReport, e
 }
 
 // usedLayers is every layer some image stands on: each image's top layer and its ancestors.
-func (s *Store) usedLayers() map[string]bool {
+func usedLayers(images []storage.Image, layers []storage.Layer) map[string]bool {
+	parent := make(map[string]string, len(layers))
+	for _, l := range layers {
+		parent[l.ID] = l.Parent
+	}
 	used := map[string]bool{}
-	for _, img := range s.images {
-		for id := img.TopLayer; id != "" && !used[id]; {
+	for _, img := range images {
+		for id := img.TopLayer; id != "" && !used[id]; id = parent[id] {
 			used[id] = true
-			i := s.layerIndex(id)
-			if i < 0 {
-				break
-			}
-			id = s.layers[i].Parent
 		}
 	}
 	return used
@@ -173,7 +182,7 @@ func (s *Store) removeLayerFiles(id string) error {
 // removeTree moves dir into the staging area first, so it disappears from its place in one step even if
 // the removal is interrupted (Open removes what is left in staging).
 func (s *Store) removeTree(dir string) error {
-	trash := path.Join(stagingDir, "removed-"+randomHex(8))
+	trash := path.Join(stagingDir, "removed-"+randomName())
 	if err := s.root.Rename(dir, trash); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	} else if err != nil {
@@ -190,6 +199,15 @@ func (s *Store) writeImages(images []storage.Image, data []byte) error {
 	}
 	s.images = images
 	return nil
+}
+
+// writeImagesJSON is writeImages for records not yet marshalled.
+func (s *Store) writeImagesJSON(images []storage.Image) error {
+	data, err := json.Marshal(images)
+	if err != nil {
+		return err
+	}
+	return s.writeImages(images, data)
 }
 
 func (s *Store) readReleased() (map[string]time.Time, error) {

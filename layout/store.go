@@ -1,11 +1,14 @@
-// Package layout writes the containers-storage overlay on-disk format: a read-only additional image
-// store that an unmodified Podman lists and runs. It is the only package that knows the file names
-// inside a store. Format references: docs/STORE-FORMAT.md and, field by field, go.podman.io/storage's
-// layers.go, images.go and drivers/overlay/overlay.go, whose types this package writes.
+// Package layout is the containers-storage store that cargohold publishes into (not an OCI image
+// layout): a read-only additional image store, in the overlay or the vfs driver's on-disk format,
+// that an unmodified Podman lists and runs. It owns the format end to end: the file names inside a
+// store, the layer and image records and their big data, crash recovery, removal and gc, and the
+// store's identity (a marker that makes cargohold write only stores it made). Callers hand it what an
+// image is (Image, staged layers) and never name a file inside the store. Format references:
+// docs/STORE-FORMAT.md and, field by field, go.podman.io/storage's layers.go, images.go and
+// drivers/overlay/overlay.go, whose types this package writes.
 package layout
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -55,19 +58,17 @@ type Store struct {
 	cleaned []Leftover // what Open removed (Cleaned)
 }
 
-// Open creates the store skeleton in dir if missing, takes cargohold's writer lock (blocking until
-// another cargohold run on the same store finishes), loads the metadata and removes what a crashed
-// run left behind (see Leftover). The parent of dir must exist; nothing outside dir is created.
-// The store keeps the driver it has; a new one is an overlay store (see Options.Driver).
-func Open(dir string) (*Store, error) { return open(dir, Options{}) }
-
+// open checks that dir may be written (see prepare: a cargohold store, or with opts.Create a new one),
+// takes cargohold's writer lock (blocking until another cargohold run on the same store finishes),
+// creates what the store lacks, loads the metadata and removes what a crashed run left behind (see
+// Leftover). The store keeps the driver it has; a new one gets opts.Driver (default overlay).
 func open(dir string, opts Options) (_ *Store, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Mkdir(abs, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("creating store directory: %w", err)
+	if err := prepare(abs, opts); err != nil {
+		return nil, err
 	}
 	root, err := os.OpenRoot(abs)
 	if err != nil {
@@ -76,68 +77,92 @@ func open(dir string, opts Options) (_ *Store, err error) {
 	s := &Store{dir: abs, root: root, opts: opts}
 	defer func() {
 		if err != nil {
-			s.release()
+			_ = s.release() // the open failed: its error is the one to report
 		}
 	}()
-
-	// Readers are other users: a store root they cannot enter shows them nothing. This adds a+rx to
-	// an existing dir and takes nothing away.
-	if fi, err := s.root.Stat("."); err != nil {
+	if err := s.lock(); err != nil {
 		return nil, err
-	} else if fi.Mode().Perm()&0o555 != 0o555 {
-		if err := s.chmod(".", fi.Mode().Perm()|0o555); err != nil {
-			return nil, fmt.Errorf("making the store readable by other users: %w", err)
-		}
-	}
-	if err := s.mkdir(privateDir); err != nil {
-		return nil, err
-	}
-	if s.writer, err = s.openWriterLock(); err != nil {
-		return nil, err
-	}
-	if err := s.lockWriter(opts.Lock); err != nil {
-		s.writer = nil
-		return nil, fmt.Errorf("taking the writer lock %s: %w", s.path(writerLockName), err)
 	}
 	faultpoint.Hit("store-locked")
-
-	driver, err := s.driverFor(opts.Driver)
-	if err != nil {
+	if err := s.setUp(); err != nil {
 		return nil, err
 	}
-	s.paths = pathsFor(driver)
-	for _, d := range append(s.paths.skeleton(), stagingDir) {
-		if err := s.mkdir(d); err != nil {
-			return nil, fmt.Errorf("creating store skeleton: %w", err)
-		}
-	}
-	if s.layersLock, err = s.podmanLockFile(s.paths.layersDir, layersLock); err != nil {
-		return nil, err
-	}
-	if s.imagesLock, err = s.podmanLockFile(s.paths.imagesDir, imagesLock); err != nil {
-		return nil, err
-	}
-	for _, f := range []string{s.paths.layersJSON, s.paths.imagesJSON} {
-		if _, err := s.root.Lstat(f); errors.Is(err, fs.ErrNotExist) {
-			if err := s.writeFileAtomic(f, []byte("[]")); err != nil {
-				return nil, err
-			}
-		} else if err != nil {
-			return nil, err
-		}
-	}
-
-	if err := s.readJSON(s.paths.layersJSON, &s.layers); err != nil {
-		return nil, err
-	}
-	if err := s.readJSON(s.paths.imagesJSON, &s.images); err != nil {
-		return nil, err
+	if s.images, s.layers, err = readRecords(s.root.FS(), s.paths); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.dir, err)
 	}
 	if err := s.removeLeftovers(); err != nil {
 		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
 	}
 	faultpoint.Hit("leftovers-removed")
 	return s, nil
+}
+
+// lock makes the store root readable and takes the writer lock.
+func (s *Store) lock() error {
+	// Readers are other users: a store root they cannot enter shows them nothing. This adds a+rx to
+	// the store's own root (prepare refused every other dir) and takes nothing away.
+	if fi, err := s.root.Stat("."); err != nil {
+		return err
+	} else if fi.Mode().Perm()&0o555 != 0o555 {
+		if err := s.chmod(".", fi.Mode().Perm()|0o555); err != nil {
+			return fmt.Errorf("making the store readable by other users: %w", err)
+		}
+	}
+	if err := s.mkdir(privateDir); err != nil {
+		return err
+	}
+	var err error
+	if s.writer, err = s.openWriterLock(); err != nil {
+		return err
+	}
+	if err := s.lockWriter(s.opts.Lock); err != nil {
+		s.writer = nil
+		return fmt.Errorf("taking the writer lock %s: %w", s.path(writerLockName), err)
+	}
+	return nil
+}
+
+// setUp decides the store's driver and creates what it lacks (marker, skeleton, lock files, empty
+// records). The caller holds the writer lock.
+func (s *Store) setUp() error {
+	m, err := readMarker(s.dir) // again: another run may have created the store meanwhile
+	if err != nil {
+		return err
+	}
+	if err := m.newer(s.dir); err != nil {
+		return err
+	}
+	driver, err := s.driverFor(m, s.opts.Driver)
+	if err != nil {
+		return err
+	}
+	s.paths = pathsFor(driver)
+	if m == nil {
+		if err := s.writeMarker(); err != nil {
+			return err
+		}
+	}
+	for _, d := range append(s.paths.skeleton(), stagingDir) {
+		if err := s.mkdir(d); err != nil {
+			return fmt.Errorf("creating store skeleton: %w", err)
+		}
+	}
+	if s.layersLock, err = s.podmanLockFile(s.paths.layersDir, layersLock); err != nil {
+		return err
+	}
+	if s.imagesLock, err = s.podmanLockFile(s.paths.imagesDir, imagesLock); err != nil {
+		return err
+	}
+	for _, f := range []string{s.paths.layersJSON, s.paths.imagesJSON} {
+		if _, err := s.root.Lstat(f); errors.Is(err, fs.ErrNotExist) {
+			if err := s.writeFileAtomic(f, []byte("[]")); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close releases the writer lock. Staged layers not yet committed are removed by the next Open.
@@ -153,11 +178,11 @@ func (s *Store) Close() error {
 
 func (s *Store) release() error {
 	if s.writer != nil {
-		s.writer.Unlock()
+		unlock(s.writer)
 		s.writer = nil
 	}
 	for _, f := range s.lockDirs {
-		f.Close()
+		_ = f.Close() // directory handles: nothing to flush
 	}
 	s.lockDirs = nil
 	return s.root.Close()
@@ -169,12 +194,16 @@ func (s *Store) Dir() string { return s.dir }
 // Driver returns the store's driver.
 func (s *Store) Driver() Driver { return s.paths.driver }
 
-// driverFor returns the driver to open the store with: the one it has, else want (default overlay).
-// A store of another driver than want is an ErrWrongDriver.
-func (s *Store) driverFor(want Driver) (Driver, error) {
-	have, err := DetectDriver(s.root.FS())
-	if err != nil {
+// driverFor returns the driver to open the store with: the one it has (by its marker m, else by its
+// records), else want (default overlay). A store of another driver than want is an ErrWrongDriver.
+func (s *Store) driverFor(m *marker, want Driver) (Driver, error) {
+	var have Driver
+	if m != nil {
+		have = m.Driver
+	} else if d, err := DetectDriver(s.root.FS()); err != nil {
 		return "", fmt.Errorf("%s: %w", s.dir, err)
+	} else {
+		have = d
 	}
 	switch {
 	case have == "" && want == "":
@@ -182,8 +211,7 @@ func (s *Store) driverFor(want Driver) (Driver, error) {
 	case have == "":
 		return ParseDriver(string(want))
 	case want != "" && want != have:
-		return "", fmt.Errorf("%w: %s is a %s store (it has %s), not %s: publish with --driver %s, or use another directory for a %s store",
-			ErrWrongDriver, s.dir, have, pathsFor(have).layersJSON, want, have, want)
+		return "", wrongDriver(s.dir, have, want)
 	}
 	return have, nil
 }
@@ -214,18 +242,6 @@ func (s *Store) Image(id string) (storage.Image, bool) {
 	return storage.Image{}, false
 }
 
-// ImageByName returns the image that currently carries name (e.g. "docker.io/library/alpine:3.20").
-func (s *Store) ImageByName(name string) (storage.Image, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, img := range s.images {
-		if slices.Contains(img.Names, name) {
-			return copyImage(img), true
-		}
-	}
-	return storage.Image{}, false
-}
-
 // Images returns all image records, in images.json order.
 func (s *Store) Images() []storage.Image {
 	s.mu.Lock()
@@ -247,17 +263,6 @@ func (s *Store) imageIndex(id string) int {
 	return slices.IndexFunc(s.images, func(i storage.Image) bool { return i.ID == id })
 }
 
-func (s *Store) readJSON(name string, v any) error {
-	data, err := s.root.ReadFile(name)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%s is not valid: %w (restore it from a backup or start a new store)", s.path(name), err)
-	}
-	return nil
-}
-
 // openWriterLock returns cargohold's own lock. It is addressed by its real path, so that two Opens of
 // one store inside one process also exclude each other (fcntl locks alone do not: they are per process).
 func (s *Store) openWriterLock() (*lockfile.LockFile, error) {
@@ -277,7 +282,7 @@ func (s *Store) openWriterLock() (*lockfile.LockFile, error) {
 // It is addressed through /proc/self/fd/<dir fd>/<name> rather than its path: the lockfile package keeps
 // one object per path for the whole process and refuses to hand out a read-only one for a path it once
 // opened read-write (and vice versa), so using the real path here would break the storage library
-// reading this very store later in the same process (podmancheck.Verify in builder tests, a "publish
+// reading this very store later in the same process (a deep check in builder tests, a "publish
 // then check" command). The directory handle also keeps every lock operation inside the store.
 func (s *Store) podmanLockFile(dir, name string) (*lockfile.LockFile, error) {
 	rel := path.Join(dir, name)
@@ -321,7 +326,7 @@ func (s *Store) ensureRegularFile(name string) error {
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", s.path(name), err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened read-only, to check and chmod
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -344,7 +349,7 @@ func recordWrite(l *lockfile.LockFile, write func() error) error {
 	if err := waitLock(l); err != nil {
 		return err
 	}
-	defer l.Unlock()
+	defer unlock(l)
 	if _, err := l.RecordWrite(); err != nil {
 		return err
 	}

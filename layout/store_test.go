@@ -46,16 +46,26 @@ func TestOpenCreatesSkeleton(t *testing.T) {
 	if s.HasLayer("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef") {
 		t.Error("an empty store has a layer")
 	}
-	if _, ok := s.ImageByName("docker.io/library/alpine:latest"); ok {
-		t.Error("an empty store has an image")
+	if imgs := s.Images(); len(imgs) != 0 {
+		t.Errorf("an empty store has images %v", imgs)
 	}
 }
 
-func TestOpenRefusesMissingParent(t *testing.T) {
+// A new store's parents are created (a templated path such as /srv/stores/{arch}), with Create only.
+func TestCreateMakesParents(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "missing", "store")
-	if s, err := Open(dir); err == nil {
-		s.Close()
-		t.Fatal("Open created directories outside the store")
+	if s, err := OpenWithOptions(dir, Options{}); !errors.Is(err, ErrNotStore) {
+		if err == nil {
+			_ = s.Close()
+		}
+		t.Fatalf("opening a missing path without Create: %v, want ErrNotStore", err)
+	}
+	if _, err := os.Stat(filepath.Dir(dir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("opening without Create created the parent: %v", err)
+	}
+	openStore(t, dir)
+	if d, err := Identify(dir); err != nil || d != Overlay {
+		t.Errorf("Identify = %v, %v; want overlay", d, err)
 	}
 }
 
@@ -123,7 +133,7 @@ func TestLockFilesAreLastWriteTokens(t *testing.T) {
 	}
 
 	// Reopening keeps existing tokens (readers would reload for nothing otherwise).
-	s.Close()
+	_ = s.Close()
 	layersAfter := lastWrite(layersLock)
 	openStore(t, dir)
 	if modified(layersLock, layersAfter) {
@@ -138,7 +148,7 @@ func TestOpenRemovesLeftovers(t *testing.T) {
 	img := testImageMeta(t, []testLayer{base}, []string{"example.com/a:1"}, "a")
 	putImage(t, s, img)
 	staged, _ := stageTar(t, s, childEntries) // never committed: the run "crashed"
-	s.Close()
+	_ = s.Close()
 
 	leftovers := []string{
 		"overlay-layers/.tmp-layers.json-0123",
@@ -180,7 +190,7 @@ func TestWriterLockExcludesSecondOpen(t *testing.T) {
 	s1 := openStore(t, dir)
 	opened := make(chan *Store)
 	go func() {
-		s2, err := Open(dir)
+		s2, err := OpenWithOptions(dir, Options{})
 		if err != nil {
 			t.Error(err)
 		}
@@ -188,7 +198,7 @@ func TestWriterLockExcludesSecondOpen(t *testing.T) {
 	}()
 	select {
 	case s2 := <-opened:
-		s2.Close()
+		_ = s2.Close()
 		t.Fatal("a second Open of the same store did not wait for the first to close")
 	case <-time.After(300 * time.Millisecond):
 	}
@@ -196,6 +206,6 @@ func TestWriterLockExcludesSecondOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s2 := <-opened; s2 != nil {
-		s2.Close()
+		_ = s2.Close()
 	}
 }

@@ -11,11 +11,11 @@ import (
 
 func openVFSStore(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := OpenWithOptions(dir, Options{Driver: VFS})
+	s, err := OpenWithOptions(dir, Options{Driver: VFS, Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -69,13 +69,13 @@ func TestVFSDriverIsKeptAndChecked(t *testing.T) {
 	dir := t.TempDir()
 	s := openVFSStore(t, dir)
 	commitTestLayer(t, s, "", baseEntries)
-	s.Close()
+	_ = s.Close()
 
 	s2 := openStore(t, dir) // no driver asked for: the store's own
 	if s2.Driver() != VFS {
 		t.Errorf("reopened as %s", s2.Driver())
 	}
-	s2.Close()
+	_ = s2.Close()
 	_, err := OpenWithOptions(dir, Options{Driver: Overlay})
 	if !errors.Is(err, ErrWrongDriver) || !strings.Contains(err.Error(), "--driver vfs") {
 		t.Errorf("opening a vfs store as overlay: %v, want ErrWrongDriver with a hint", err)
@@ -98,7 +98,7 @@ func TestVFSLeftoversRemoveAndGC(t *testing.T) {
 	base := commitTestLayer(t, s, "", baseEntries)
 	img := testImageMeta(t, []testLayer{base}, []string{"example.com/a:1"}, "a")
 	putImage(t, s, img)
-	s.Close()
+	_ = s.Close()
 
 	orphan := "vfs/dir/" + strings.Repeat("ab", 32)
 	if err := os.MkdirAll(filepath.Join(dir, orphan, "etc"), 0o755); err != nil {

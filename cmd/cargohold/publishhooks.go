@@ -82,7 +82,7 @@ func startPublish(c *cli.Context, storeDir string, settings recipe.Publish) (*pu
 			Before: settings.Before, After: settings.After, OnFailure: settings.OnFailure,
 			Values: hooks.Values{Store: abs, Repo: repo},
 		},
-		storeOpts: layout.Options{CatalogMarkers: settings.CVMFSCatalogs, Driver: driver},
+		storeOpts: layout.Options{CatalogMarkers: settings.CVMFSCatalogs, Driver: driver, Create: true},
 		copyLinks: copyLinks,
 		stop:      func() {},
 	}

@@ -1,5 +1,9 @@
 // Package podmancheck reads a store the way Podman does, with go.podman.io/storage, and checks that
 // every image in it is usable: for tests of layout and builder, and for a "check" command.
+//
+// It is independent of package layout on purpose, and must stay so: it shares none of layout's code
+// (paths, chain IDs, record readers, permission walks), so that a mistake in how layout writes the
+// format cannot hide from the check that reads it back the way Podman does.
 package podmancheck
 
 import (
@@ -108,7 +112,7 @@ func Check(storeDir string, opts Options) ([]Problem, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }() // scratch store of the check
 	store, err := storage.GetStore(storage.StoreOptions{
 		RunRoot:            filepath.Join(tmp, "run"),
 		GraphRoot:          filepath.Join(tmp, "root"),
@@ -142,26 +146,6 @@ func Check(storeDir string, opts Options) ([]Problem, error) {
 		c.checkImage(store, img)
 	}
 	return c.problems, nil
-}
-
-// Verify is a deep Check of an overlay store that returns the problems as one error, nil if there
-// are none.
-func Verify(storeDir string) error { return VerifyDriver(storeDir, "overlay") }
-
-// VerifyDriver is Verify for a store of driver.
-func VerifyDriver(storeDir, driver string) error {
-	problems, err := Check(storeDir, Options{Deep: true, Driver: driver})
-	if err != nil {
-		return err
-	}
-	errs := make([]error, len(problems))
-	for i, p := range problems {
-		errs[i] = errors.New(p.String())
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%s: %w", storeDir, err)
-	}
-	return nil
 }
 
 type checker struct {
@@ -282,7 +266,7 @@ func checkAsImage(store storage.Store, img storage.Image, chain []*storage.Layer
 	if err != nil {
 		return fmt.Errorf("opening it as Podman does: %w", err)
 	}
-	defer ic.Close()
+	defer func() { _ = ic.Close() }()
 	if _, err := ic.Inspect(ctx); err != nil {
 		return fmt.Errorf("inspecting it as Podman does: %w", err)
 	}
@@ -348,6 +332,23 @@ func (c *checker) checkLayer(store storage.Store, layer *storage.Layer) []error 
 	return errs
 }
 
+// parentChain is the IDs of layer's ancestors as the storage library records them, nearest first.
+func parentChain(store storage.Store, layer *storage.Layer) ([]string, error) {
+	var chain []string
+	for p := layer.Parent; p != ""; {
+		if slices.Contains(chain, p) || p == layer.ID {
+			return nil, fmt.Errorf("the parent chain loops at layer %s", p)
+		}
+		chain = append(chain, p)
+		parent, err := store.Layer(p)
+		if err != nil {
+			return nil, fmt.Errorf("ancestor %s: %w", p, err)
+		}
+		p = parent.Parent
+	}
+	return chain, nil
+}
+
 // checkLowers follows link, overlay/l/ and lower the way the overlay driver did before lower-layers
 // existed (Podman 4.3 still does), and checks lower-layers against the chain in layers.json.
 func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) error {
@@ -369,21 +370,15 @@ func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) err
 	if err != nil {
 		return err
 	}
-	if id, err := diffOf(filepath.Join("l", string(link))); err != nil || id != layer.ID {
-		return fmt.Errorf("its link l/%s does not lead to its diff dir (%s, %v)", link, id, err)
+	if id, err := diffOf(filepath.Join("l", string(link))); err != nil {
+		return fmt.Errorf("its link l/%s does not lead to its diff dir: %w", link, err)
+	} else if id != layer.ID {
+		return fmt.Errorf("its link l/%s leads to the diff dir of layer %s", link, id)
 	}
 
-	var chain []string
-	for p := layer.Parent; p != ""; {
-		if slices.Contains(chain, p) || p == layer.ID {
-			return fmt.Errorf("the parent chain loops at layer %s", p)
-		}
-		chain = append(chain, p)
-		parent, err := store.Layer(p)
-		if err != nil {
-			return fmt.Errorf("ancestor %s: %w", p, err)
-		}
-		p = parent.Parent
+	chain, err := parentChain(store, layer)
+	if err != nil {
+		return err
 	}
 
 	lower, err := os.ReadFile(filepath.Join(dir, "lower"))
