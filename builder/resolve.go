@@ -118,7 +118,7 @@ func open(ctx context.Context, ref types.ImageReference, sys *types.SystemContex
 		if err != nil {
 			return nil, fmt.Errorf("parsing the image index: %w", err)
 		}
-		chosen, err := list.ChooseInstance(sys)
+		chosen, err := chooseInstance(list, sys)
 		if err != nil {
 			return nil, err
 		}
@@ -130,6 +130,11 @@ func open(ctx context.Context, ref types.ImageReference, sys *types.SystemContex
 	}
 	if s.img, err = image.FromUnparsedImage(ctx, sys, image.UnparsedInstance(src, instance)); err != nil {
 		return nil, err
+	}
+	if instance == nil {
+		if err := checkPlatform(ctx, s.img, sys); err != nil {
+			return nil, err
+		}
 	}
 	if s.manifest, _, err = s.img.Manifest(ctx); err != nil {
 		return nil, err
