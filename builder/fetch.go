@@ -25,6 +25,7 @@ type layerJob struct {
 	staged   *layout.StagedLayer
 	meta     layout.LayerMeta
 	fetched  int64 // compressed bytes read from the source
+	retries  int   // Options.RetryTimes: for the request of the blob (a broken stream is resumed by containers/image)
 	progress progress
 }
 
@@ -41,7 +42,11 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 	if j.staged, err = store.StageLayer(j.parent); err != nil {
 		return err
 	}
-	blob, _, err := src.GetBlob(ctx, j.blob, none.NoCache)
+	var blob io.ReadCloser
+	err = retry(ctx, j.retries, "fetching layer "+j.blob.Digest.String(), func() (err error) {
+		blob, _, err = src.GetBlob(ctx, j.blob, none.NoCache)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("fetching layer %s: %w", j.blob.Digest, err)
 	}

@@ -96,7 +96,7 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 		res.Names, res.ImageID, res.ManifestDigest, res.Action = names, img.ID, img.Digest, Unchanged
 		return res
 	}
-	src, err := resolve(ctx, req.Ref, sys, policy)
+	src, err := resolve(ctx, req.Ref, sys, policy, opts.RetryTimes)
 	if err != nil {
 		res.Err = err
 		return res
@@ -145,6 +145,9 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 	}
 
 	jobs := p.layerJobs(src, diffIDs, res.Ref)
+	for _, j := range jobs {
+		j.retries = opts.RetryTimes
+	}
 	uopts := unpack.Options{MaxSize: opts.MaxLayerSize, CopyHardlinksAcrossDirs: p.CopyHardlinksAcrossDirs}
 	if p.Store.Driver() == layout.VFS {
 		uopts.Apply = true

@@ -47,18 +47,23 @@ func (s *source) name() reference.Named {
 // resolve turns what a user typed into one image instance. A bare "name[:tag]" means docker://;
 // short names go through registries.conf (aliases, unqualified-search registries) like `podman pull`,
 // trying candidates in order. Other transports ("oci:", "docker-archive:", ...) are taken as written.
-func resolve(ctx context.Context, input string, sys *types.SystemContext, policy *signature.PolicyContext) (*source, error) {
+// A transient failure of a candidate is retried up to retries times.
+func resolve(ctx context.Context, input string, sys *types.SystemContext, policy *signature.PolicyContext, retries int) (*source, error) {
 	refs, resolved, err := candidates(input, sys)
 	if err != nil {
 		return nil, err
 	}
 	var errs []error
 	for _, ref := range refs {
-		s, err := open(ctx, ref, sys, policy)
+		var s *source
+		err := retry(ctx, retries, "reading "+transports.ImageName(ref), func() (err error) {
+			s, err = open(ctx, ref, sys, policy)
+			return err
+		})
 		if err == nil {
 			return s, nil
 		}
-		errs = append(errs, err)
+		errs = append(errs, explainAuth(err, ref, sys))
 	}
 	if resolved != nil {
 		return nil, resolved.FormatPullErrors(errs)
