@@ -21,6 +21,10 @@ type Options struct {
 	Driver Driver
 
 	Lock LockOptions // what Open does while another run holds the writer lock (lock.go)
+
+	// Create lets Open make a new store at a path that does not exist or is an empty directory
+	// (only publish sets it); without it a path that is not a store is an ErrNotStore.
+	Create bool
 }
 
 const catalogMarkerName = ".cvmfscatalog"
