@@ -46,6 +46,8 @@ type Result struct {
 	BytesFetched   int64
 	Duration       time.Duration
 	Err            error
+	// Warnings are what is doubtful about a published image (with Options.Strict, a failure).
+	Warnings []string
 }
 
 // Publisher publishes images into one store, holding its writer lock.

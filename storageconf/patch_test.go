@@ -3,6 +3,7 @@ package storageconf
 import (
 	"bytes"
 	"flag"
+	"github.com/BurntSushi/toml"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,6 +223,12 @@ func TestSnippetParses(t *testing.T) {
 		if !strings.Contains(s, driver+".imagestore=") {
 			t.Errorf("%s snippet lacks the command-line form:\n%s", driver, s)
 		}
+	}
+	var vfs struct {
+		Storage struct{ Driver string }
+	}
+	if _, err := toml.Decode(string(must(Snippet(store, "vfs"))), &vfs); err != nil || vfs.Storage.Driver != "vfs" {
+		t.Errorf("the vfs snippet sets [storage] driver = %q (%v), want vfs", vfs.Storage.Driver, err)
 	}
 	if _, err := Snippet(store, "btrfs"); err == nil {
 		t.Error("Snippet accepted driver btrfs")

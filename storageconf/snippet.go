@@ -39,6 +39,11 @@ func Snippet(store, driver string) (string, error) {
 	fmt.Fprintf(&b, "# The store is read only by Podman using driver = %q in [storage].\n", driver)
 	fmt.Fprintf(&b, "# Command-line equivalent: --storage-driver %s --storage-opt %s\n", driver, shellQuote(driver+".imagestore="+store))
 	b.WriteString("# (command-line storage options replace every driver option of storage.conf).\n")
+	if driver != "overlay" {
+		// Podman's default driver is overlay: with any other it sees nothing of the store.
+		b.WriteString("[storage]\n")
+		b.WriteString("driver = " + quote(driver) + "\n")
+	}
 	b.WriteString("[storage.options]\n")
 	b.WriteString("additionalimagestores = [" + quote(store) + "]\n")
 	return b.String(), nil
