@@ -48,6 +48,7 @@ func retry(ctx context.Context, times int, what string, op func() error) error {
 // failing (429, 5xx). Authentication, a missing image or a corrupt blob are not retried.
 func transient(err error) bool {
 	var netErr net.Error
+	var opErr *net.OpError
 	var status docker.UnexpectedHTTPStatusError
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -57,7 +58,9 @@ func transient(err error) bool {
 		return true
 	case errors.As(err, &status):
 		return status.StatusCode == http.StatusTooManyRequests || status.StatusCode >= http.StatusInternalServerError
-	case errors.As(err, &netErr):
+	case errors.As(err, &opErr): // dialing, reading or writing a connection failed
+		return true
+	case errors.As(err, &netErr) && netErr.Timeout(): // (a syscall.Errno is a net.Error too: ask)
 		return true
 	}
 	var codes errcode.Errors

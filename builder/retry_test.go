@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -28,6 +30,8 @@ func TestTransient(t *testing.T) {
 		{docker.ErrUnauthorizedForCredentials{Err: errors.New("no")}, false},
 		{context.Canceled, false},
 		{errors.New("manifest unknown"), false},
+		{&fs.PathError{Op: "open", Path: "/x/index.json", Err: syscall.ENOENT}, false},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("no route to host")}, true},
 	} {
 		if got := transient(tc.err); got != tc.want {
 			t.Errorf("transient(%v) = %v, want %v", tc.err, got, tc.want)

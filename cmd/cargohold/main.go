@@ -29,6 +29,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
+	cli.VersionPrinter = printVersion
 	return &cli.App{
 		Name:  "cargohold",
 		Usage: "publish container images into a read-only Podman additional image store",

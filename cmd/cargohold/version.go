@@ -3,13 +3,19 @@ package main
 import (
 	"fmt"
 	"runtime/debug"
+
+	"github.com/urfave/cli/v2"
 )
 
 // buildVersion may be set at build time: -ldflags "-X main.buildVersion=1.2.3".
 var buildVersion = ""
 
-// version is cargohold's version and those of the image and storage libraries it was built with,
-// as the Go toolchain recorded them.
+// printVersion is --version: cargohold's version and those of the image and storage libraries it
+// was built with, as the Go toolchain recorded them.
+func printVersion(c *cli.Context) {
+	fmt.Fprintln(c.App.Writer, "cargohold version "+version())
+}
+
 func version() string {
 	v, image, storage := buildVersion, "unknown", "unknown"
 	if info, ok := debug.ReadBuildInfo(); ok {
