@@ -50,7 +50,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 	if err != nil {
 		return fmt.Errorf("fetching layer %s: %w", j.blob.Digest, err)
 	}
-	defer blob.Close()
+	defer func() { _ = blob.Close() }() // a read stream: nothing to report on close
 
 	// Every compressed byte goes through the digester exactly once, whatever the decompressor buffers.
 	verifier := j.blob.Digest.Verifier()
@@ -65,7 +65,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		if err != nil {
 			return fmt.Errorf("layer %s: opening %s stream: %w", j.blob.Digest, algo.Name(), err)
 		}
-		defer d.Close()
+		defer func() { _ = d.Close() }()
 		tarStream = d
 	}
 	tarStream = faultpoint.Reader("layer-unpacking", tarStream) // crash tests: die mid-layer

@@ -92,7 +92,7 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 		res.Err = err
 		return res
 	}
-	defer policy.Destroy()
+	defer func() { _ = policy.Destroy() }() // frees memory only
 
 	if img, names, ok := p.pinnedAndPresent(req); ok {
 		res.Names, res.ImageID, res.ManifestDigest, res.Action = names, img.ID, img.Digest, Unchanged
@@ -103,7 +103,7 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 		res.Err = err
 		return res
 	}
-	defer src.Close()
+	defer func() { _ = src.Close() }() // a read-only source
 	if res.Names, err = imageNames(src.name(), req.Names); err != nil {
 		res.Err = err
 		return res
@@ -278,7 +278,7 @@ func (p *Publisher) commit(jobs []*layerJob, res *Result) error {
 func discard(jobs []*layerJob) {
 	for _, j := range jobs {
 		if j.staged != nil {
-			j.staged.Discard()
+			_ = j.staged.Discard() // what is left is a leftover the next Open removes
 			j.staged = nil
 		}
 	}

@@ -104,7 +104,7 @@ func open(ctx context.Context, ref types.ImageReference, sys *types.SystemContex
 	}
 	defer func() {
 		if err != nil {
-			src.Close()
+			_ = src.Close() // err says what went wrong
 		}
 	}()
 	top, mimeType, err := src.GetManifest(ctx, nil)

@@ -82,7 +82,7 @@ func TestExplainAuthNamesRegistryAndFile(t *testing.T) {
 		}
 	}
 	plain := errors.New("manifest unknown")
-	if got := explainAuth(plain, ref, sys); got != plain {
+	if got := explainAuth(plain, ref, sys); !errors.Is(got, plain) || got.Error() != plain.Error() {
 		t.Errorf("a non-auth error was changed: %v", got)
 	}
 }

@@ -95,7 +95,7 @@ type Image struct {
 }
 
 // Effective is the image's settings with the defaults filled in.
-func (i Image) Effective(defaults Settings) Settings { return i.Settings.Over(defaults) }
+func (i Image) Effective(defaults Settings) Settings { return i.Over(defaults) }
 
 // Over is s with the fields it leaves unset taken from base. A platform given either way
 // (platform or platforms) replaces both of base's.
