@@ -3,7 +3,6 @@ package storageconf
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -156,7 +155,7 @@ func (t *target) read() (*existing, error) {
 // directory), giving it like's mode, owner and label. It first checks that the file is
 // still as read (was == nil: still absent), so a concurrent edit is not overwritten.
 func (t *target) write(name string, data []byte, like *existing, was *existing) error {
-	tmp := "." + name + ".cargohold-" + randomHex()
+	tmp := "." + name + ".cargohold-" + rand.Text()
 	fd, err := unix.Openat(int(t.dir.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("cannot write in %s: %w", filepath.Dir(t.path), err)
@@ -207,10 +206,4 @@ func (t *target) write(name string, data []byte, like *existing, was *existing) 
 		return fmt.Errorf("syncing %s: %w", filepath.Dir(t.path), err)
 	}
 	return nil
-}
-
-func randomHex() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
