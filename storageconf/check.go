@@ -43,7 +43,7 @@ func Check(store, storeDriver string, l Lookup) (*Report, error) {
 		r.Problems = append(r.Problems, "the configuration does not list "+store+".")
 		r.Fix = fixFor(store, l, eff)
 	}
-	if eff.Driver != "" && eff.Driver != storeDriver && !(eff.Driver == "overlay2" && storeDriver == "overlay") {
+	if eff.Driver != "" && eff.Driver != storeDriver && (eff.Driver != "overlay2" || storeDriver != "overlay") {
 		r.Problems = append(r.Problems, fmt.Sprintf("the driver is %s: a %s store is read only with driver = %q.", eff.Driver, storeDriver, storeDriver))
 	}
 	if err := CheckStoreDir(store); err != nil {

@@ -101,7 +101,7 @@ func TestAddGolden(t *testing.T) {
 			if err != nil || changed || !bytes.Equal(again, out) {
 				t.Errorf("second add: changed=%v err=%v, want no change", changed, err)
 			}
-			again, changed, err = AddToText(tt.in+".conf", out, tt.store+"/")
+			_, changed, err = AddToText(tt.in+".conf", out, tt.store+"/")
 			if err != nil || changed {
 				t.Errorf("adding %s/ (same store): changed=%v err=%v, want no change", tt.store, changed, err)
 			}

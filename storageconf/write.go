@@ -94,7 +94,7 @@ func openBeneath(file string, makeDirs bool, beneath string, owner *Owner) (*tar
 				fd, err = unix.Openat(int(dir.Fd()), part, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			}
 		}
-		dir.Close()
+		_ = dir.Close() // a directory opened to read: nothing to report
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 			return nil, fmt.Errorf("%s is a symlink or not a directory: refusing to follow it inside %s", path, beneath)
 		}
@@ -106,7 +106,8 @@ func openBeneath(file string, makeDirs bool, beneath string, owner *Owner) (*tar
 	return &target{dir: dir, path: filepath.Join(path, filepath.Base(file)), base: filepath.Base(file)}, nil
 }
 
-func (t *target) close() { t.dir.Close() }
+// close closes the directory, which was only read (written entries are synced by write).
+func (t *target) close() { _ = t.dir.Close() }
 
 // existing describes the file as found: nil if it does not exist.
 type existing struct {
@@ -127,7 +128,7 @@ func (t *target) read() (*existing, error) {
 		return nil, &os.PathError{Op: "open", Path: t.path, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), t.path)
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, &os.PathError{Op: "stat", Path: t.path, Err: err}
@@ -164,8 +165,9 @@ func (t *target) write(name string, data []byte, like *existing, was *existing) 
 	done := false
 	defer func() {
 		if !done {
-			f.Close()
-			unix.Unlinkat(int(t.dir.Fd()), tmp, 0)
+			// The write failed and says why; the temp file goes, as far as it can.
+			_ = f.Close()
+			_ = unix.Unlinkat(int(t.dir.Fd()), tmp, 0)
 		}
 	}()
 	if _, err := f.Write(data); err != nil {

@@ -31,7 +31,7 @@ func publishStore(ctx context.Context, opts publishOptions, plan *publish.Plan, 
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore(store, &err)
 	reportCleaned(opts.out, store)
 
 	report, notDone := publishImages(ctx, opts, store, s, multi)

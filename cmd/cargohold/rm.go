@@ -43,7 +43,7 @@ type rmOptions struct {
 	json  bool
 }
 
-func runRm(_ context.Context, opts rmOptions) error {
+func runRm(_ context.Context, opts rmOptions) (err error) {
 	if len(opts.words) == 0 {
 		return usageErrorf("rm needs at least one IMAGE")
 	}
@@ -51,7 +51,7 @@ func runRm(_ context.Context, opts rmOptions) error {
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore(store, &err)
 	report := struct {
 		Removed []layout.Removal `json:"removed"`
 		Failed  []string         `json:"failed"`
@@ -105,12 +105,12 @@ type gcOptions struct {
 	json  bool
 }
 
-func runGc(_ context.Context, opts gcOptions) error {
+func runGc(_ context.Context, opts gcOptions) (err error) {
 	store, err := openExistingStore(opts.out, opts.store, opts.noWait)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore(store, &err)
 	report, err := store.GC(opts.grace, time.Now(), opts.dryRun)
 	if err != nil {
 		return storeError(err)
@@ -149,6 +149,14 @@ func openExistingStore(out output, dir string, noWait bool) (*layout.Store, erro
 		return nil, storeError(fmt.Errorf("opening store %s: %w", dir, err))
 	}
 	return store, nil
+}
+
+// closeStore closes a store opened for writing, releasing its lock; a failure is the command's
+// error if it had none.
+func closeStore(store *layout.Store, err *error) {
+	if cerr := store.Close(); cerr != nil && *err == nil {
+		*err = storeError(fmt.Errorf("closing store %s: %w", store.Dir(), cerr))
+	}
 }
 
 func dryRunPrefix(dryRun bool) string {
