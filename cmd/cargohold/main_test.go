@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
@@ -339,5 +343,34 @@ func TestLibraryLogLines(t *testing.T) {
 	logrus.Debugf("not shown")
 	if got, want := buf.String(), "note: Reading blob body from https://r/v2/x/blobs/sha256:1 failed (EOF), reconnecting after 10 bytes…\n"; got != want {
 		t.Errorf("logged %q, want %q", got, want)
+	}
+}
+
+// SIGTERM while the registry hangs (systemd's stop timeout, a cancelled CI job): the fetch stops,
+// on-failure runs, and the run exits 143 saying what was not published.
+func TestSignalDuringAHungFetch(t *testing.T) {
+	requireRoot(t)
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return // 200: no authentication
+		}
+		<-r.Context().Done() // the manifest never comes
+	}))
+	defer hung.Close()
+	dir := t.TempDir()
+	store, marker := filepath.Join(dir, "store"), filepath.Join(dir, "on-failure-ran")
+	ref := "docker://" + strings.TrimPrefix(hung.URL, "http://") + "/team/app:1"
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	}()
+	start := time.Now()
+	r := cargohold(t, "publish", "--store", store, "--insecure-policy", "--tls-verify=false", ref, "--on-failure", "touch "+marker)
+	r.want(t, 143, "interrupted by SIGTERM: not published: "+ref)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the run took %s to stop", d)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Error("on-failure did not run")
 	}
 }

@@ -38,8 +38,14 @@ func publishStore(ctx context.Context, opts publishOptions, plan *publish.Plan, 
 	if len(notDone) > 0 {
 		return interruption(ctx, notDone)
 	}
+	return endStore(opts, store, plan, &report)
+}
+
+// endStore ends a store's publish: extras (with a recipe), the JSON report, --register, and the
+// exit status of the images.
+func endStore(opts publishOptions, store *layout.Store, plan *publish.Plan, report *publishReport) error {
 	if plan.Recipe {
-		if err := handleExtras(opts, store, plan.Prune, &report); err != nil {
+		if err := handleExtras(opts, store, plan.Prune, report); err != nil {
 			return err
 		}
 	}
@@ -53,7 +59,7 @@ func publishStore(ctx context.Context, opts publishOptions, plan *publish.Plan, 
 		return err
 	}
 	if report.Failed > 0 {
-		return &kindError{errFailed, fmt.Errorf("%d of %d images failed; the store %s holds the others", report.Failed, len(s.Requests), store.Dir())}
+		return &kindError{errFailed, fmt.Errorf("%d of %d images failed; the store %s holds the others", report.Failed, len(report.Images), store.Dir())}
 	}
 	return nil
 }
