@@ -36,7 +36,10 @@ func publishStore(ctx context.Context, opts publishOptions, plan *publish.Plan, 
 
 	report, notDone := publishImages(ctx, opts, store, s, multi)
 	if len(notDone) > 0 {
-		return interruption(ctx, notDone)
+		if err := interruption(ctx, notDone); err != nil {
+			return err
+		}
+		return fmt.Errorf("stopped (%w): not published: %s", ctx.Err(), strings.Join(notDone, ", "))
 	}
 	return endStore(opts, store, plan, &report)
 }
