@@ -63,14 +63,26 @@ func transient(err error) bool {
 	case errors.As(err, &netErr) && netErr.Timeout(): // (a syscall.Errno is a net.Error too: ask)
 		return true
 	}
+	code := registryCode(err)
+	return code == errcode.ErrorCodeUnavailable || code == errcode.ErrorCodeTooManyRequests
+}
+
+// registryCode is the error code of a registry's answer in err's chain: containers/image passes
+// on an errcode.Errors, an errcode.Error or a bare errcode.ErrorCode, by case.
+func registryCode(err error) errcode.ErrorCode {
 	var codes errcode.Errors
-	var code errcode.Error
 	if errors.As(err, &codes) && len(codes) > 0 {
-		_ = errors.As(codes[0], &code)
-	} else {
-		_ = errors.As(err, &code)
+		err = codes[0]
 	}
-	return code.Code == errcode.ErrorCodeUnavailable || code.Code == errcode.ErrorCodeTooManyRequests
+	var e errcode.Error
+	var code errcode.ErrorCode
+	switch {
+	case errors.As(err, &e):
+		return e.Code
+	case errors.As(err, &code):
+		return code
+	}
+	return errcode.ErrorCodeUnknown
 }
 
 // explainAuth adds to an authentication failure the registry and the credential files consulted,
@@ -91,14 +103,8 @@ func authFailure(err error) bool {
 	if errors.As(err, &unauthorized) {
 		return true
 	}
-	var codes errcode.Errors
-	var code errcode.Error
-	if errors.As(err, &codes) && len(codes) > 0 {
-		_ = errors.As(codes[0], &code)
-	} else {
-		_ = errors.As(err, &code)
-	}
-	return code.Code == errcode.ErrorCodeUnauthorized || code.Code == errcode.ErrorCodeDenied
+	code := registryCode(err)
+	return code == errcode.ErrorCodeUnauthorized || code == errcode.ErrorCodeDenied
 }
 
 // authFiles names the credential files containers/image reads for sys: the one given, or else

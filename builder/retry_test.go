@@ -27,6 +27,7 @@ func TestTransient(t *testing.T) {
 		{docker.UnexpectedHTTPStatusError{StatusCode: http.StatusNotFound}, false},
 		{errcode.Errors{errcode.ErrorCodeUnavailable.WithMessage("down")}, true},
 		{errcode.Errors{errcode.ErrorCodeUnauthorized.WithMessage("who")}, false},
+		{fmt.Errorf("reading manifest: %w", errcode.ErrorCodeUnavailable), true},
 		{docker.ErrUnauthorizedForCredentials{Err: errors.New("no")}, false},
 		{context.Canceled, false},
 		{errors.New("manifest unknown"), false},

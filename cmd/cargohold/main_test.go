@@ -374,3 +374,23 @@ func TestSignalDuringAHungFetch(t *testing.T) {
 		t.Error("on-failure did not run")
 	}
 }
+
+// An authentication failure names the registry and the credential file consulted.
+func TestAuthFailureNamesRegistryAndFile(t *testing.T) {
+	locked := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`))
+	}))
+	defer locked.Close()
+	dir := t.TempDir()
+	auth := filepath.Join(dir, "auth.json")
+	if err := os.WriteFile(auth, []byte(`{"auths":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	registry := strings.TrimPrefix(locked.URL, "http://")
+	r := cargohold(t, "publish", "--store", filepath.Join(dir, "store"), "--insecure-policy", "--tls-verify=false",
+		"--authfile", auth, "--retry-times", "0", "docker://"+registry+"/team/app:1")
+	r.want(t, 1, "authentication to "+registry+" failed", auth)
+}
