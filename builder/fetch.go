@@ -25,6 +25,7 @@ type layerJob struct {
 	staged   *layout.StagedLayer
 	meta     layout.LayerMeta
 	fetched  int64 // compressed bytes read from the source
+	retries  int   // Options.RetryTimes: for the request of the blob (a broken stream is resumed by containers/image)
 	progress progress
 	opaque   []string // the layer's opaque dirs (unpack.Result.OpaqueDirs)
 }
@@ -43,11 +44,15 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		return err
 	}
 	uopts.Apply = j.staged.AppliesChanges()
-	blob, _, err := src.GetBlob(ctx, j.blob, none.NoCache)
+	var blob io.ReadCloser
+	err = retry(ctx, j.retries, "fetching layer "+j.blob.Digest.String(), func() (err error) {
+		blob, _, err = src.GetBlob(ctx, j.blob, none.NoCache)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("fetching layer %s: %w", j.blob.Digest, err)
 	}
-	defer blob.Close()
+	defer func() { _ = blob.Close() }() // a read stream: nothing to report on close
 
 	// Every compressed byte goes through the digester exactly once, whatever the decompressor buffers.
 	verifier := j.blob.Digest.Verifier()
@@ -62,7 +67,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		if err != nil {
 			return fmt.Errorf("layer %s: opening %s stream: %w", j.blob.Digest, algo.Name(), err)
 		}
-		defer d.Close()
+		defer func() { _ = d.Close() }()
 		tarStream = d
 	}
 	tarStream = faultpoint.Reader("layer-unpacking", tarStream) // crash tests: die mid-layer

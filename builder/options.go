@@ -5,8 +5,8 @@ package builder
 
 import (
 	"fmt"
-	"strings"
 
+	"github.com/cargohold/cargohold/internal/platform"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
 )
@@ -21,8 +21,10 @@ type Options struct {
 	PolicyPath     string // empty: /etc/containers/policy.json
 	InsecurePolicy bool   // accept every image without consulting policy.json (skopeo's --insecure-policy)
 	MaxLayerSize   int64  // limit on one layer's uncompressed size; 0: none
-	// Strict refuses what is otherwise published with a warning (Result.Warnings), e.g. an image
-	// with more layers than Podman 4.x can mount from the store's path.
+	// RetryTimes is how often a registry request that failed for a transient reason (network,
+	// 5xx, 429) is tried again, with a growing pause; 0: never (the CLI's default is 3, as podman's).
+	RetryTimes int
+	// Strict turns what would be a warning about an image into a failure of that image.
 	Strict bool
 }
 
@@ -38,14 +40,11 @@ func (o Options) systemContext() (*types.SystemContext, error) {
 		sys.DockerInsecureSkipTLSVerify = types.NewOptionalBool(!*o.TLSVerify)
 	}
 	if o.Platform != "" {
-		parts := strings.Split(o.Platform, "/")
-		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-			return nil, fmt.Errorf("platform %q: want os/arch or os/arch/variant, e.g. linux/arm64/v8", o.Platform)
+		p, err := platform.Parse(o.Platform)
+		if err != nil {
+			return nil, err
 		}
-		sys.OSChoice, sys.ArchitectureChoice = parts[0], parts[1]
-		if len(parts) == 3 {
-			sys.VariantChoice = parts[2]
-		}
+		sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = p.OS, p.Arch, p.Variant
 	}
 	return sys, nil
 }

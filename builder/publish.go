@@ -93,18 +93,18 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 		res.Err = err
 		return res
 	}
-	defer policy.Destroy()
+	defer func() { _ = policy.Destroy() }() // frees memory only
 
 	if img, names, ok := p.pinnedAndPresent(req); ok {
 		res.Names, res.ImageID, res.ManifestDigest, res.Action = names, img.ID, img.Digest, Unchanged
 		return res
 	}
-	src, err := resolve(ctx, req.Ref, sys, policy)
+	src, err := resolve(ctx, req.Ref, sys, policy, opts.RetryTimes)
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	defer src.Close()
+	defer func() { _ = src.Close() }() // a read-only source
 	if res.Names, err = imageNames(src.name(), req.Names); err != nil {
 		res.Err = err
 		return res
@@ -153,6 +153,9 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 	}
 
 	jobs := p.layerJobs(src, diffIDs, res.Ref)
+	for _, j := range jobs {
+		j.retries = opts.RetryTimes
+	}
 	uopts := unpack.Options{MaxSize: opts.MaxLayerSize, CopyHardlinksAcrossDirs: p.CopyHardlinksAcrossDirs}
 	if p.Store.CommitsInOrder() {
 		if err := p.fetchInOrder(ctx, src, jobs, uopts, res); err != nil {
@@ -256,7 +259,7 @@ func (p *Publisher) commit(jobs []*layerJob, res *Result) error {
 func discard(jobs []*layerJob) {
 	for _, j := range jobs {
 		if j.staged != nil {
-			j.staged.Discard()
+			_ = j.staged.Discard() // what is left is a leftover the next Open removes
 			j.staged = nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -379,12 +380,41 @@ func TestPlatformIsPickedFromAnIndex(t *testing.T) {
 		t.Errorf("default platform picked %s, want the host's (%s) %s", res.ImageID, runtime.GOARCH, want.Config.Encoded())
 	}
 	bad := &Publisher{Store: store, Options: Options{PolicyPath: policy, Platform: "linux/s390x"}}
-	if res := publish(t, bad, fx.ref("multi:1"), "localhost/cargotest/multi:s390x"); res.Err == nil {
+	res = publish(t, bad, fx.ref("multi:1"), "localhost/cargotest/multi:s390x")
+	if res.Err == nil {
 		t.Error("a platform the index lacks was published")
+	} else if msg := res.Err.Error(); !strings.Contains(msg, "no linux/s390x image (it has linux/amd64, linux/arm64)") {
+		t.Errorf("error %q does not say what was wanted and what the index has", msg)
 	}
 	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A single-platform image of another architecture fails (it would land in that architecture's store
+// under a name nodes of that architecture run); the store is left as it was.
+func TestSinglePlatformImageOfAnotherPlatformFails(t *testing.T) {
+	requireRoot(t)
+	store, _ := openStore(t)
+	other := "linux/arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "linux/amd64"
+	}
+	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t), Platform: other}}
+	res := publish(t, p, fixtures.ref("hello:1"), "localhost/cargotest/hello:other")
+	if res.Err == nil {
+		t.Fatalf("a linux/%s image was published for %s", runtime.GOARCH, other)
+	}
+	want := fmt.Sprintf("the image is linux/%s, not the wanted %s", runtime.GOARCH, other)
+	if msg := res.Err.Error(); !strings.Contains(msg, want) || !strings.Contains(msg, "hello") {
+		t.Errorf("error %q: want the image, %q", msg, want)
+	}
+	if n := len(store.Images()); n != 0 {
+		t.Errorf("the store holds %d images after the refusal", n)
+	}
+	// The image's own platform, named explicitly, is accepted.
+	p.Options.Platform = "linux/" + runtime.GOARCH
+	mustPublish(t, p, fixtures.ref("hello:1"), "localhost/cargotest/hello:own")
 }
 
 func TestTrustPolicyIsHonoured(t *testing.T) {

@@ -47,18 +47,23 @@ func (s *source) name() reference.Named {
 // resolve turns what a user typed into one image instance. A bare "name[:tag]" means docker://;
 // short names go through registries.conf (aliases, unqualified-search registries) like `podman pull`,
 // trying candidates in order. Other transports ("oci:", "docker-archive:", ...) are taken as written.
-func resolve(ctx context.Context, input string, sys *types.SystemContext, policy *signature.PolicyContext) (*source, error) {
+// A transient failure of a candidate is retried up to retries times.
+func resolve(ctx context.Context, input string, sys *types.SystemContext, policy *signature.PolicyContext, retries int) (*source, error) {
 	refs, resolved, err := candidates(input, sys)
 	if err != nil {
 		return nil, err
 	}
 	var errs []error
 	for _, ref := range refs {
-		s, err := open(ctx, ref, sys, policy)
+		var s *source
+		err := retry(ctx, retries, "reading "+transports.ImageName(ref), func() (err error) {
+			s, err = open(ctx, ref, sys, policy)
+			return err
+		})
 		if err == nil {
 			return s, nil
 		}
-		errs = append(errs, err)
+		errs = append(errs, explainAuth(err, ref, sys))
 	}
 	if resolved != nil {
 		return nil, resolved.FormatPullErrors(errs)
@@ -99,7 +104,7 @@ func open(ctx context.Context, ref types.ImageReference, sys *types.SystemContex
 	}
 	defer func() {
 		if err != nil {
-			src.Close()
+			_ = src.Close() // err says what went wrong
 		}
 	}()
 	top, mimeType, err := src.GetManifest(ctx, nil)
@@ -118,7 +123,7 @@ func open(ctx context.Context, ref types.ImageReference, sys *types.SystemContex
 		if err != nil {
 			return nil, fmt.Errorf("parsing the image index: %w", err)
 		}
-		chosen, err := list.ChooseInstance(sys)
+		chosen, err := chooseInstance(list, sys)
 		if err != nil {
 			return nil, err
 		}
@@ -130,6 +135,11 @@ func open(ctx context.Context, ref types.ImageReference, sys *types.SystemContex
 	}
 	if s.img, err = image.FromUnparsedImage(ctx, sys, image.UnparsedInstance(src, instance)); err != nil {
 		return nil, err
+	}
+	if instance == nil {
+		if err := checkPlatform(ctx, s.img, sys); err != nil {
+			return nil, err
+		}
 	}
 	if s.manifest, _, err = s.img.Manifest(ctx); err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ package hooks
 import (
 	"errors"
 	"fmt"
+	"github.com/cargohold/cargohold/internal/shell"
 	"io"
 	"os"
 	"os/exec"
@@ -97,7 +98,7 @@ func expand(command string, v *Values) (string, error) {
 			}
 		}
 		out.WriteString(command[last:start])
-		out.WriteString(shellQuote(value))
+		out.WriteString(shell.Quote(value))
 		last = end
 	}
 	out.WriteString(command[last:])
@@ -137,18 +138,6 @@ func quotedRegions(command string) []bool {
 		}
 	}
 	return in
-}
-
-// safeWord is what sh takes literally without quotes.
-var safeWord = regexp.MustCompile(`^[A-Za-z0-9_./:@%+=,-]+$`)
-
-// shellQuote returns s as one sh word: unchanged if it has no special characters, else in
-// single quotes (each single quote inside is closed, escaped and reopened).
-func shellQuote(s string) string {
-	if safeWord.MatchString(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Error is a hook that could not run or exited non-zero.

@@ -3,6 +3,7 @@ package hooks
 import (
 	"bytes"
 	"errors"
+	"github.com/cargohold/cargohold/internal/shell"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,7 +70,7 @@ func TestRepoFromStore(t *testing.T) {
 func recorder(t *testing.T) (*Set, string) {
 	log := filepath.Join(t.TempDir(), "calls")
 	rec := func(name string) string {
-		return "echo " + name + " {repo} {store} $CARGOHOLD_HOOK $CARGOHOLD_STORE >>" + shellQuote(log)
+		return "echo " + name + " {repo} {store} $CARGOHOLD_HOOK $CARGOHOLD_STORE >>" + shell.Quote(log)
 	}
 	return &Set{
 		Before: rec("before"), After: rec("after"), OnFailure: rec("on-failure"),

@@ -2,8 +2,9 @@ package recipe
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
+
+	"github.com/cargohold/cargohold/internal/platform"
 )
 
 // A name points to one image in a store, so the images of several platforms cannot share a tag in
@@ -43,25 +44,22 @@ func IsStoreTemplate(store string) bool {
 	return false
 }
 
-// StorePath expands a store path template for platform ("os/arch[/variant]"; "" is this host's).
+// StorePath expands a store path template for the platform name ("os/arch[/variant]"; "" is this host's).
 // A path without placeholders is returned as it is.
-func StorePath(template, platform string) (string, error) {
+func StorePath(template, name string) (string, error) {
 	if !IsStoreTemplate(template) {
 		return template, nil
 	}
-	osName, arch, variant := runtime.GOOS, runtime.GOARCH, ""
-	if platform != "" {
-		parts := strings.Split(platform, "/")
-		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-			return "", fmt.Errorf("platform %q: want os/arch or os/arch/variant", platform)
-		}
-		osName, arch = parts[0], parts[1]
-		if len(parts) == 3 {
-			variant = parts[2]
+	p := platform.Host()
+	if name != "" {
+		var err error
+		if p, err = platform.Parse(name); err != nil {
+			return "", err
 		}
 	}
+	osName, arch, variant := p.OS, p.Arch, p.Variant
 	if strings.Contains(template, placeholderVariant) && variant == "" {
-		return "", fmt.Errorf("store %q names {variant}, but platform %q has none", template, platform)
+		return "", fmt.Errorf("store %q names {variant}, but platform %q has none", template, name)
 	}
 	full := osName + "-" + arch
 	if variant != "" {

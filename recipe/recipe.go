@@ -95,16 +95,19 @@ type Image struct {
 }
 
 // Effective is the image's settings with the defaults filled in.
-func (i Image) Effective(defaults Settings) Settings {
-	s := i.Settings
-	if s.Platform == "" {
-		s.Platform = defaults.Platform
+func (i Image) Effective(defaults Settings) Settings { return i.Over(defaults) }
+
+// Over is s with the fields it leaves unset taken from base. A platform given either way
+// (platform or platforms) replaces both of base's.
+func (s Settings) Over(base Settings) Settings {
+	if s.Platform == "" && len(s.Platforms) == 0 {
+		s.Platform, s.Platforms = base.Platform, base.Platforms
 	}
 	if s.TLSVerify == nil {
-		s.TLSVerify = defaults.TLSVerify
+		s.TLSVerify = base.TLSVerify
 	}
 	if s.AuthFile == "" {
-		s.AuthFile = defaults.AuthFile
+		s.AuthFile = base.AuthFile
 	}
 	return s
 }

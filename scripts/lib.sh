@@ -119,7 +119,10 @@ setup_work() {
 # VCS stamp; apache2-utils: htpasswd for the registry that requires a login; systemd:
 # systemd-analyze for scripts/e2e-cvmfs (a minimal Debian may lack it).
 DEB_PACKAGES=(podman skopeo buildah docker-registry fuse-overlayfs runc catatonit uidmap
-	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git apache2-utils systemd)
+	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git apache2-utils systemd shellcheck)
+
+# GOLANGCI_LINT_VERSION: the linter scripts/test runs (configured by .golangci.yml).
+GOLANGCI_LINT_VERSION=v2.15.0
 
 # install_deps: make a fresh Debian 12 machine able to build and test cargohold.
 # Idempotent: installs only what is missing (apt-get update only then), and Go only
@@ -136,6 +139,14 @@ install_deps() {
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 	fi
 	command -v go >/dev/null || install_go
+	command -v golangci-lint >/dev/null || install_golangci_lint
+}
+
+# install_golangci_lint: built from source through the Go module proxy (the only network CI
+# has besides Debian's mirrors) into /usr/local/bin.
+install_golangci_lint() {
+	log "go install golangci-lint $GOLANGCI_LINT_VERSION"
+	GOBIN=/usr/local/bin go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
 }
 
 # install_go: Debian's golang is far older than go.mod's, and our machines have Go

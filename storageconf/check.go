@@ -2,6 +2,7 @@ package storageconf
 
 import (
 	"fmt"
+	"github.com/cargohold/cargohold/internal/shell"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,7 +43,7 @@ func Check(store, storeDriver string, l Lookup) (*Report, error) {
 		r.Problems = append(r.Problems, "the configuration does not list "+store+".")
 		r.Fix = fixFor(store, l, eff)
 	}
-	if eff.Driver != "" && eff.Driver != storeDriver && !(eff.Driver == "overlay2" && storeDriver == "overlay") {
+	if eff.Driver != "" && eff.Driver != storeDriver && (eff.Driver != "overlay2" || storeDriver != "overlay") {
 		r.Problems = append(r.Problems, fmt.Sprintf("the driver is %s: a %s store is read only with driver = %q.", eff.Driver, storeDriver, storeDriver))
 	}
 	if err := CheckStoreDir(store); err != nil {
@@ -64,15 +65,15 @@ func Check(store, storeDriver string, l Lookup) (*Report, error) {
 
 // fixFor suggests the command that makes the configuration list the store.
 func fixFor(store string, l Lookup, eff *Effective) string {
-	q := shellQuote(store)
+	q := shell.Quote(store)
 	env := os.Getenv("CONTAINERS_STORAGE_CONF")
 	switch {
 	case env != "":
-		return "cargohold conf patch --store " + q + " --file " + shellQuote(env)
+		return "cargohold conf patch --store " + q + " --file " + shell.Quote(env)
 	case l.Reader == Legacy && l.UID != 0:
 		return "cargohold conf user --store " + q
 	case l.Reader == Legacy && len(eff.Files) > 0:
-		return "cargohold conf patch --store " + q + " --file " + shellQuote(eff.Files[0])
+		return "cargohold conf patch --store " + q + " --file " + shell.Quote(eff.Files[0])
 	case l.Reader == Legacy:
 		return "cargohold conf patch --store " + q
 	case l.UID != 0:
@@ -80,7 +81,7 @@ func fixFor(store string, l Lookup, eff *Effective) string {
 		if err != nil {
 			return ""
 		}
-		return "cargohold conf dropin --store " + q + " --dir " + shellQuote(filepath.Join(dir, "storage.conf.d"))
+		return "cargohold conf dropin --store " + q + " --dir " + shell.Quote(filepath.Join(dir, "storage.conf.d"))
 	default:
 		return "cargohold conf dropin --store " + q
 	}

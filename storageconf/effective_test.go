@@ -20,7 +20,9 @@ func newSandbox(t *testing.T) *sandbox {
 	t.Setenv("HOME", s.home)
 	for _, env := range []string{"CONTAINERS_STORAGE_CONF", "CONTAINERS_STORAGE_CONF_OVERRIDE", "XDG_CONFIG_HOME", "STORAGE_DRIVER", "STORAGE_OPTS"} {
 		t.Setenv(env, "")
-		os.Unsetenv(env)
+		if err := os.Unsetenv(env); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return s
 }

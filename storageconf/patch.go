@@ -130,29 +130,8 @@ func parseDoc(name string, src []byte) (*doc, error) {
 		d.nl = "\r\n"
 	}
 	for i := range d.stmts {
-		st := &d.stmts[i]
-		p := st.path()
-		if err := d.checkSpelling(st, p); err != nil {
+		if err := d.note(&d.stmts[i]); err != nil {
 			return nil, err
-		}
-		switch {
-		case st.kind == stmtKeyValue && slices.Equal(p, storesPath):
-			d.list = st
-		case len(p) < len(storesPath) && slices.Equal(p, storesPath[:len(p)]) && st.kind != stmtTable:
-			what := "an array of tables"
-			if st.kind == stmtKeyValue && src[st.valStart] == '{' {
-				what = "an inline table"
-			} else if st.kind == stmtKeyValue {
-				what = "a value, not a table"
-			}
-			return nil, fmt.Errorf("%s:%d: %s is %s; cargohold edits only [storage.options] tables and dotted keys: "+
-				"rewrite it as a [storage.options] table, or add the store by hand", name, st.line, strings.Join(p, "."), what)
-		case st.kind == stmtTable && slices.Equal(p, storesPath[:2]):
-			d.optionsHeader = st
-		case st.kind == stmtKeyValue && len(p) > 2 && slices.Equal(p[:2], storesPath[:2]) && len(st.table) < 2:
-			d.dotted = st
-		case st.kind == stmtKeyValue && len(st.table) == 0 && len(p) > 1 && p[0] == storesPath[0]:
-			d.rootStorage = st
 		}
 	}
 	if d.stores, err = storesIn(tree); err != nil {
@@ -160,12 +139,42 @@ func parseDoc(name string, src []byte) (*doc, error) {
 		if d.list != nil {
 			line = d.list.line
 		}
-		return nil, fmt.Errorf("%s:%d: %v", name, line, err)
+		return nil, fmt.Errorf("%s:%d: %w", name, line, err)
 	}
 	if d.list != nil && d.src[d.list.valStart] != '[' {
 		return nil, fmt.Errorf("%s:%d: additionalimagestores is not written as an array", name, d.list.line)
 	}
 	return d, nil
+}
+
+// note records what statement st is to an edit of the store list (the list itself, the
+// [storage.options] header, a dotted key, a key of [storage] at the root), or refuses a shape
+// cargohold does not edit.
+func (d *doc) note(st *statement) error {
+	p := st.path()
+	if err := d.checkSpelling(st, p); err != nil {
+		return err
+	}
+	switch {
+	case st.kind == stmtKeyValue && slices.Equal(p, storesPath):
+		d.list = st
+	case len(p) < len(storesPath) && slices.Equal(p, storesPath[:len(p)]) && st.kind != stmtTable:
+		what := "an array of tables"
+		if st.kind == stmtKeyValue && d.src[st.valStart] == '{' {
+			what = "an inline table"
+		} else if st.kind == stmtKeyValue {
+			what = "a value, not a table"
+		}
+		return fmt.Errorf("%s:%d: %s is %s; cargohold edits only [storage.options] tables and dotted keys: "+
+			"rewrite it as a [storage.options] table, or add the store by hand", d.name, st.line, strings.Join(p, "."), what)
+	case st.kind == stmtTable && slices.Equal(p, storesPath[:2]):
+		d.optionsHeader = st
+	case st.kind == stmtKeyValue && len(p) > 2 && slices.Equal(p[:2], storesPath[:2]) && len(st.table) < 2:
+		d.dotted = st
+	case st.kind == stmtKeyValue && len(st.table) == 0 && len(p) > 1 && p[0] == storesPath[0]:
+		d.rootStorage = st
+	}
+	return nil
 }
 
 // checkSpelling refuses keys that differ from storage.options.additionalimagestores only
@@ -251,7 +260,7 @@ func tomlError(name string, err error) error {
 	if errors.As(err, &pe) {
 		return fmt.Errorf("%s:%d: not valid TOML: %s; fix that line first (nothing was changed)", name, pe.Position.Line, pe.Message)
 	}
-	return fmt.Errorf("%s: not valid TOML: %v; fix it first (nothing was changed)", name, err)
+	return fmt.Errorf("%s: not valid TOML: %w; fix it first (nothing was changed)", name, err)
 }
 
 // verify checks that after parses, and that it decodes to exactly what before decodes to

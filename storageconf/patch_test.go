@@ -3,6 +3,7 @@ package storageconf
 import (
 	"bytes"
 	"flag"
+	"github.com/BurntSushi/toml"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,7 +101,7 @@ func TestAddGolden(t *testing.T) {
 			if err != nil || changed || !bytes.Equal(again, out) {
 				t.Errorf("second add: changed=%v err=%v, want no change", changed, err)
 			}
-			again, changed, err = AddToText(tt.in+".conf", out, tt.store+"/")
+			_, changed, err = AddToText(tt.in+".conf", out, tt.store+"/")
 			if err != nil || changed {
 				t.Errorf("adding %s/ (same store): changed=%v err=%v, want no change", tt.store, changed, err)
 			}
@@ -222,6 +223,12 @@ func TestSnippetParses(t *testing.T) {
 		if !strings.Contains(s, driver+".imagestore=") {
 			t.Errorf("%s snippet lacks the command-line form:\n%s", driver, s)
 		}
+	}
+	var vfs struct {
+		Storage struct{ Driver string }
+	}
+	if _, err := toml.Decode(string(must(Snippet(store, "vfs"))), &vfs); err != nil || vfs.Storage.Driver != "vfs" {
+		t.Errorf("the vfs snippet sets [storage] driver = %q (%v), want vfs", vfs.Storage.Driver, err)
 	}
 	if _, err := Snippet(store, "btrfs"); err == nil {
 		t.Error("Snippet accepted driver btrfs")

@@ -2,6 +2,7 @@ package storageconf
 
 import (
 	"fmt"
+	"github.com/cargohold/cargohold/internal/shell"
 	"strings"
 )
 
@@ -37,8 +38,13 @@ func Snippet(store, driver string) (string, error) {
 	b.WriteString("# If the file already has a [storage.options] table, add the path to its\n")
 	b.WriteString("# additionalimagestores list instead (cargohold conf patch does that).\n")
 	fmt.Fprintf(&b, "# The store is read only by Podman using driver = %q in [storage].\n", driver)
-	fmt.Fprintf(&b, "# Command-line equivalent: --storage-driver %s --storage-opt %s\n", driver, shellQuote(driver+".imagestore="+store))
+	fmt.Fprintf(&b, "# Command-line equivalent: --storage-driver %s --storage-opt %s\n", driver, shell.Quote(driver+".imagestore="+store))
 	b.WriteString("# (command-line storage options replace every driver option of storage.conf).\n")
+	if driver != "overlay" {
+		// Podman's default driver is overlay: with any other it sees nothing of the store.
+		b.WriteString("[storage]\n")
+		b.WriteString("driver = " + quote(driver) + "\n")
+	}
 	b.WriteString("[storage.options]\n")
 	b.WriteString("additionalimagestores = [" + quote(store) + "]\n")
 	return b.String(), nil
@@ -100,12 +106,4 @@ func userTemplate(driver, mountProgram, graphRoot string) []byte {
 		b.WriteString("mount_program = " + quote(mountProgram) + "\n")
 	}
 	return []byte(b.String())
-}
-
-// shellQuote quotes s for a POSIX shell if it needs quoting.
-func shellQuote(s string) string {
-	if strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-=+:@") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -3,7 +3,6 @@ package storageconf
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -65,49 +64,63 @@ func openTarget(file string, makeDirs bool, beneath string, owner *Owner) (*targ
 	return &target{dir: dir, path: file, base: filepath.Base(file)}, nil
 }
 
+// openBeneath opens file's directory through an os.Root at beneath (as layout writes its store):
+// no path, symlink or ".." planted by beneath's owner leads the write out of it. Directories it
+// creates belong to owner.
 func openBeneath(file string, makeDirs bool, beneath string, owner *Owner) (*target, error) {
 	rel, err := filepath.Rel(beneath, file)
 	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
 		return nil, fmt.Errorf("%s is not inside %s", file, beneath)
 	}
 	// The home directory itself may be a symlink (/home -> /var/home); its owner cannot change that.
-	root, err := filepath.EvalSymlinks(beneath)
+	root, err := os.OpenRoot(beneath)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.Open(root)
-	if err != nil {
-		return nil, err
+	defer func() { _ = root.Close() }() // the directory opened below stays open
+	if makeDirs {
+		if err := mkdirsOwned(root, filepath.Dir(rel), owner); err != nil {
+			return nil, confined(err, beneath)
+		}
 	}
-	path := beneath
-	parts := strings.Split(filepath.Dir(rel), string(filepath.Separator))
-	for _, part := range parts {
+	dir, err := root.Open(filepath.Dir(rel))
+	if err != nil {
+		return nil, confined(err, beneath)
+	}
+	return &target{dir: dir, path: file, base: filepath.Base(file)}, nil
+}
+
+// mkdirsOwned creates the missing directories of rel in root (mode 0700), owned by owner.
+func mkdirsOwned(root *os.Root, rel string, owner *Owner) error {
+	path := ""
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
 		if part == "." {
 			continue
 		}
 		path = filepath.Join(path, part)
-		fd, err := unix.Openat(int(dir.Fd()), part, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOENT) && makeDirs {
-			if err = unix.Mkdirat(int(dir.Fd()), part, 0o700); err == nil && owner != nil {
-				err = unix.Fchownat(int(dir.Fd()), part, owner.UID, owner.GID, unix.AT_SYMLINK_NOFOLLOW)
+		err := root.Mkdir(path, 0o700)
+		switch {
+		case errors.Is(err, os.ErrExist):
+			continue
+		case err != nil:
+			return err
+		case owner != nil:
+			if err := root.Lchown(path, owner.UID, owner.GID); err != nil {
+				return err
 			}
-			if err == nil {
-				fd, err = unix.Openat(int(dir.Fd()), part, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			}
 		}
-		dir.Close()
-		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
-			return nil, fmt.Errorf("%s is a symlink or not a directory: refusing to follow it inside %s", path, beneath)
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: path, Err: err}
-		}
-		dir = os.NewFile(uintptr(fd), path)
 	}
-	return &target{dir: dir, path: filepath.Join(path, filepath.Base(file)), base: filepath.Base(file)}, nil
+	return nil
 }
 
-func (t *target) close() { t.dir.Close() }
+// confined says where the failed path was opened: os.Root's own error for a symlink that leads
+// out ("path escapes from parent") does not say why that matters.
+func confined(err error, beneath string) error {
+	return fmt.Errorf("%w (inside %s, where no symlink may lead out)", err, beneath)
+}
+
+// close closes the directory, which was only read (written entries are synced by write).
+func (t *target) close() { _ = t.dir.Close() }
 
 // existing describes the file as found: nil if it does not exist.
 type existing struct {
@@ -128,7 +141,7 @@ func (t *target) read() (*existing, error) {
 		return nil, &os.PathError{Op: "open", Path: t.path, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), t.path)
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, &os.PathError{Op: "stat", Path: t.path, Err: err}
@@ -156,7 +169,7 @@ func (t *target) read() (*existing, error) {
 // directory), giving it like's mode, owner and label. It first checks that the file is
 // still as read (was == nil: still absent), so a concurrent edit is not overwritten.
 func (t *target) write(name string, data []byte, like *existing, was *existing) error {
-	tmp := "." + name + ".cargohold-" + randomHex()
+	tmp := "." + name + ".cargohold-" + rand.Text()
 	fd, err := unix.Openat(int(t.dir.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("cannot write in %s: %w", filepath.Dir(t.path), err)
@@ -165,8 +178,9 @@ func (t *target) write(name string, data []byte, like *existing, was *existing) 
 	done := false
 	defer func() {
 		if !done {
-			f.Close()
-			unix.Unlinkat(int(t.dir.Fd()), tmp, 0)
+			// The write failed and says why; the temp file goes, as far as it can.
+			_ = f.Close()
+			_ = unix.Unlinkat(int(t.dir.Fd()), tmp, 0)
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
@@ -207,10 +221,4 @@ func (t *target) write(name string, data []byte, like *existing, was *existing) 
 		return fmt.Errorf("syncing %s: %w", filepath.Dir(t.path), err)
 	}
 	return nil
-}
-
-func randomHex() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -1,14 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"os"
 
 	"github.com/cargohold/cargohold/layout"
 	"github.com/urfave/cli/v2"
 )
 
-func checkCommand() *cli.Command {
+func newCheckCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "check",
 		Usage: "verify the store as Podman reads it; --repair makes the safe fixes",
@@ -25,67 +25,88 @@ func checkCommand() *cli.Command {
 			noWaitFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		},
-		Action: runCheck,
+		Action: func(c *cli.Context) error {
+			return runCheck(c.Context, checkOptions{out: outputOf(c), store: c.String("store"), deep: c.Bool("deep"),
+				repair: c.Bool("repair"), noWait: c.Bool("no-wait"), json: c.Bool("json")})
+		},
 	}
 }
 
-func runCheck(c *cli.Context) error {
-	dir := c.String("store")
-	var repaired []string
-	if c.Bool("repair") {
-		store, err := layout.OpenWithOptions(dir, withLock(c, dir, layout.Options{}))
-		if err != nil {
-			return cli.Exit(fmt.Errorf("opening store %s: %w", dir, err), exitStore)
-		}
-		for _, l := range store.Cleaned() {
-			repaired = append(repaired, "removed "+l.String())
-		}
-		done, err := store.Repair()
-		repaired = append(repaired, done...)
-		if cerr := store.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return cli.Exit(fmt.Errorf("repairing store %s: %w", dir, err), exitStore)
-		}
-	}
-	report, err := layout.Check(dir, layout.CheckOptions{Deep: c.Bool("deep")})
-	if err != nil {
-		return cli.Exit(fmt.Errorf("checking store %s: %w", dir, err), exitStore)
-	}
+type checkOptions struct {
+	out                        output
+	store                      string
+	deep, repair, noWait, json bool
+}
 
-	if c.Bool("json") {
+func runCheck(_ context.Context, opts checkOptions) error {
+	var repaired []string
+	if opts.repair {
+		var err error
+		if repaired, err = repairStore(opts); err != nil {
+			return err
+		}
+	}
+	report, err := layout.Check(opts.store, layout.CheckOptions{Deep: opts.deep})
+	if err != nil {
+		return storeError(fmt.Errorf("checking store %s: %w", opts.store, err))
+	}
+	if opts.json {
 		out := struct {
 			*layout.CheckReport
 			Repaired []string `json:"repaired,omitempty"`
 			OK       bool     `json:"ok"`
 		}{report, repaired, report.OK()}
-		if err := printJSON(out); err != nil {
+		if err := opts.out.printJSON(out); err != nil {
 			return err
 		}
 	} else {
-		for _, r := range repaired {
-			fmt.Println("repaired  ", r)
-		}
-		for _, p := range report.Problems {
-			fmt.Println("problem   ", p)
-		}
-		for _, l := range report.Leftovers {
-			fmt.Printf("leftover   %s; harmless, the next publish or check --repair removes it\n", l)
-		}
-		if report.WriterPID != 0 {
-			fmt.Printf("note       a publish (pid %d) is writing the store: its work in progress is not listed\n", report.WriterPID)
-		}
-		kind := "ok"
-		if !report.OK() {
-			kind = fmt.Sprintf("problems: %d", len(report.Problems))
-		}
-		fmt.Printf("%s: %d images, %d layers: %s\n", dir, report.Images, report.Layers, kind)
+		printCheck(opts.out, opts.store, report, repaired)
 	}
 	if !report.OK() {
-		return cli.Exit("", exitStore)
+		return reported(errStore)
 	}
 	return nil
+}
+
+// repairStore takes the writer lock and makes the safe fixes; it returns what it did.
+func repairStore(opts checkOptions) ([]string, error) {
+	store, err := openExistingStore(opts.out, opts.store, opts.noWait)
+	if err != nil {
+		return nil, err
+	}
+	var repaired []string
+	for _, l := range store.Cleaned() {
+		repaired = append(repaired, "removed "+l.String())
+	}
+	done, err := store.Repair()
+	repaired = append(repaired, done...)
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, storeError(fmt.Errorf("repairing store %s: %w", opts.store, err))
+	}
+	return repaired, nil
+}
+
+func printCheck(out output, dir string, report *layout.CheckReport, repaired []string) {
+	for _, r := range repaired {
+		out.println("repaired  ", r)
+	}
+	for _, p := range report.Problems {
+		out.println("problem   ", p)
+	}
+	for _, l := range report.Leftovers {
+		out.printf("leftover   %s; harmless, the next publish or check --repair removes it\n", l)
+	}
+	if report.WriterPID != 0 {
+		out.printf("note       a publish (pid %d) is writing the store: its work in progress is not listed\n", report.WriterPID)
+	}
+	kind := "ok"
+	if !report.OK() {
+		kind = fmt.Sprintf("problems: %d", len(report.Problems))
+	}
+	out.printf("%s: %d images, %d layers: %s\n", dir, report.Images, report.Layers, kind)
 }
 
 // noWaitFlag is shared by the commands that take the writer lock.
@@ -95,23 +116,23 @@ func noWaitFlag() cli.Flag {
 
 // withLock sets how opts's Open of dir waits for the writer lock: as --no-wait says, and with a line on
 // standard error while it waits, so that a cron job's log says why it sits there.
-func withLock(c *cli.Context, dir string, opts layout.Options) layout.Options {
+func withLock(out output, noWait bool, dir string, opts layout.Options) layout.Options {
 	opts.Lock = layout.LockOptions{
-		NoWait: c.Bool("no-wait"),
+		NoWait: noWait,
 		Waiting: func(pid int) {
 			holder := "another cargohold run"
 			if pid > 0 {
 				holder = fmt.Sprintf("another cargohold run (pid %d)", pid)
 			}
-			fmt.Fprintf(os.Stderr, "waiting: %s is writing the store %s; --no-wait fails instead\n", holder, dir)
+			out.errorf("waiting: %s is writing the store %s; --no-wait fails instead", holder, dir)
 		},
 	}
 	return opts
 }
 
 // reportCleaned says on standard error what Open removed that an interrupted run left behind.
-func reportCleaned(store *layout.Store) {
+func reportCleaned(out output, store *layout.Store) {
 	if n := len(store.Cleaned()); n > 0 {
-		fmt.Fprintf(os.Stderr, "removed %d leftovers of an interrupted run (staging dirs, temp files, unrecorded layers)\n", n)
+		out.errorf("removed %d leftovers of an interrupted run (staging dirs, temp files, unrecorded layers)", n)
 	}
 }

@@ -1,9 +1,8 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,7 +17,26 @@ func formatFlag() cli.Flag {
 	return &cli.StringFlag{Name: "format", Value: "table", Usage: "`table` or json"}
 }
 
-func lsCommand() *cli.Command {
+// readOptions are those of the commands that only read a store (ls, inspect).
+type readOptions struct {
+	out   output
+	store string
+	json  bool // --format json
+}
+
+func readOptionsOf(c *cli.Context) (readOptions, error) {
+	opts := readOptions{out: outputOf(c), store: c.String("store")}
+	switch f := c.String("format"); f {
+	case "table":
+	case "json":
+		opts.json = true
+	default:
+		return opts, usageErrorf("--format %q: want table or json", f)
+	}
+	return opts, nil
+}
+
+func newLsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list the store's images",
@@ -26,83 +44,103 @@ func lsCommand() *cli.Command {
 			"needs no write access.",
 		Flags: []cli.Flag{storeFlag(), formatFlag()},
 		Action: func(c *cli.Context) error {
-			snap, err := readStore(c)
+			opts, err := readOptionsOf(c)
 			if err != nil {
 				return err
 			}
-			infos, err := imageInfos(snap)
-			if err != nil {
-				return cli.Exit(err, exitStore)
-			}
-			if c.String("format") == "json" {
-				return printJSON(infos)
-			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tIMAGE ID\tSIZE\tPLATFORM\tPUBLISHED")
-			for _, info := range infos {
-				names := info.Names
-				if len(names) == 0 {
-					names = []string{"<none>"}
-				}
-				published := "-"
-				if info.Published != nil {
-					published = units.HumanDuration(time.Since(*info.Published)) + " ago"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", strings.Join(names, ","), shortID(info.ID),
-					units.HumanSize(float64(info.Size)), info.Platform, published)
-			}
-			return w.Flush()
+			return runLs(c.Context, opts)
 		},
 	}
 }
 
-func inspectCommand() *cli.Command {
+func runLs(_ context.Context, opts readOptions) error {
+	snap, err := readStore(opts.store)
+	if err != nil {
+		return err
+	}
+	infos, err := imageInfos(snap)
+	if err != nil {
+		return storeError(err)
+	}
+	if opts.json {
+		return opts.out.printJSON(infos)
+	}
+	w := tabwriter.NewWriter(opts.out.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tIMAGE ID\tSIZE\tPLATFORM\tPUBLISHED")
+	for _, info := range infos {
+		names := info.Names
+		if len(names) == 0 {
+			names = []string{"<none>"}
+		}
+		published := "-"
+		if info.Published != nil {
+			published = units.HumanDuration(time.Since(*info.Published)) + " ago"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", strings.Join(names, ","), shortID(info.ID),
+			units.HumanSize(float64(info.Size)), info.Platform, published)
+	}
+	return w.Flush()
+}
+
+func newInspectCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "inspect",
 		Usage:     "show one image: names, digests, platform, source, layers",
 		ArgsUsage: "IMAGE   (name, name without registry, or ID)",
 		Flags:     []cli.Flag{storeFlag(), formatFlag()},
 		Action: func(c *cli.Context) error {
-			if c.Args().Len() != 1 {
-				return cli.Exit("inspect takes one IMAGE", exitUsage)
-			}
-			snap, err := readStore(c)
+			opts, err := readOptionsOf(c)
 			if err != nil {
 				return err
 			}
-			img, err := snap.Find(c.Args().First())
-			if err != nil {
-				return cli.Exit(err, exitImageFailed)
+			if c.Args().Len() != 1 {
+				return usageErrorf("inspect takes one IMAGE")
 			}
-			info, err := snap.Info(img)
-			if err != nil {
-				return cli.Exit(err, exitStore)
-			}
-			if c.String("format") == "json" {
-				return printJSON(info)
-			}
-			fmt.Printf("ID:        %s\nNames:     %s\nDigest:    %s\nPlatform:  %s\nCreated:   %s\nSize:      %s\n",
-				info.ID, strings.Join(info.Names, ", "), info.Digest, info.Platform, info.Created.Format(time.RFC3339),
-				units.HumanSize(float64(info.Size)))
-			if info.Source != "" {
-				fmt.Printf("Source:    %s\n", info.Source)
-			}
-			if info.Published != nil {
-				fmt.Printf("Published: %s\n", info.Published.Format(time.RFC3339))
-			}
-			fmt.Println("Layers (base first):")
-			for _, l := range info.Layers {
-				fmt.Printf("  %s  %9s  from %s\n", l.DiffID, units.HumanSize(float64(l.Size)), l.CompressedDigest)
-			}
-			return nil
+			return runInspect(c.Context, opts, c.Args().First())
 		},
 	}
 }
 
-func readStore(c *cli.Context) (*layout.Snapshot, error) {
-	snap, err := layout.Read(c.String("store"))
+func runInspect(_ context.Context, opts readOptions, image string) error {
+	snap, err := readStore(opts.store)
 	if err != nil {
-		return nil, cli.Exit(err, exitStore)
+		return err
+	}
+	img, err := snap.Find(image)
+	if err != nil {
+		return &kindError{errFailed, err}
+	}
+	info, err := snap.Info(img)
+	if err != nil {
+		return storeError(err)
+	}
+	if opts.json {
+		return opts.out.printJSON(info)
+	}
+	printInfo(opts.out, info)
+	return nil
+}
+
+func printInfo(out output, info layout.ImageInfo) {
+	out.printf("ID:        %s\nNames:     %s\nDigest:    %s\nPlatform:  %s\nCreated:   %s\nSize:      %s\n",
+		info.ID, strings.Join(info.Names, ", "), info.Digest, info.Platform, info.Created.Format(time.RFC3339),
+		units.HumanSize(float64(info.Size)))
+	if info.Source != "" {
+		out.printf("Source:    %s\n", info.Source)
+	}
+	if info.Published != nil {
+		out.printf("Published: %s\n", info.Published.Format(time.RFC3339))
+	}
+	out.println("Layers (base first):")
+	for _, l := range info.Layers {
+		out.printf("  %s  %9s  from %s\n", l.DiffID, units.HumanSize(float64(l.Size)), l.CompressedDigest)
+	}
+}
+
+func readStore(dir string) (*layout.Snapshot, error) {
+	snap, err := layout.Read(dir)
+	if err != nil {
+		return nil, storeError(err)
 	}
 	return snap, nil
 }
@@ -117,10 +155,4 @@ func imageInfos(snap *layout.Snapshot) ([]layout.ImageInfo, error) {
 		infos = append(infos, info)
 	}
 	return infos, nil
-}
-
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -1,44 +1,71 @@
 // Command cargohold builds and publishes read-only Podman additional image stores.
-// This package only turns flags into calls and results into text; the work is in builder and layout.
+// This package only turns flags into calls and results into text; the work is in publish, builder
+// and layout. Each command is newXCommand (its flags), an options struct, and runX(ctx, opts).
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 )
 
-// Exit codes, documented in the README.
-const (
-	exitImageFailed = 1 // some image could not be published; the others were
-	exitUsage       = 2 // bad flags, recipe or configuration
-	exitStore       = 3 // the store could not be opened or locked
-)
-
 func main() {
-	app := &cli.App{
+	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
+}
+
+// run runs the command line args and returns its exit status; tests call it in-process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	routeLibraryLogs(stderr)
+	err := app.RunContext(ctx, reorderArgs(app, args))
+	if msg := errorText(err); msg != "" {
+		fmt.Fprintln(stderr, "cargohold:", msg)
+	}
+	return exitCode(err)
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	cli.VersionPrinter = printVersion
+	return &cli.App{
 		Name:  "cargohold",
 		Usage: "publish container images into a read-only Podman additional image store",
 		Description: "Nodes list and run the published images without pulling, by naming the store in\n" +
 			"storage.conf: [storage.options] additionalimagestores = [\"/srv/images\"].",
-		Commands:        []*cli.Command{publishCommand(), lsCommand(), inspectCommand(), rmCommand(), gcCommand(), checkCommand(), confCommand()},
-		HideHelpCommand: true,
-		ExitErrHandler: func(c *cli.Context, err error) {
-			if err == nil {
-				return
+		Version: version(),
+		Commands: []*cli.Command{newPublishCommand(), newLsCommand(), newInspectCommand(), newRmCommand(),
+			newGcCommand(), newCheckCommand(), newConfCommand()},
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Without it, urfave/cli answers an unknown command with its help and exit status 3.
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usageErrorf("unknown command %q (see cargohold help)", c.Args().First())
 			}
-			if coder, ok := err.(cli.ExitCoder); ok {
-				if msg := err.Error(); msg != "" {
-					fmt.Fprintln(os.Stderr, "cargohold:", msg)
-				}
-				os.Exit(coder.ExitCode())
-			}
-			fmt.Fprintln(os.Stderr, "cargohold:", err)
-			os.Exit(exitUsage)
+			return cli.ShowAppHelp(c)
 		},
+		// urfave/cli would print the error and exit by itself; run does both, from one place.
+		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	if err := app.Run(os.Args); err != nil {
-		app.ExitErrHandler(nil, err)
+}
+
+// routeLibraryLogs sends containers/image's own log lines (a blob read that reconnects, a retry)
+// to cargohold's standard error as "warning: ..." lines instead of logrus's raw "time=… level=…".
+func routeLibraryLogs(stderr io.Writer) {
+	logrus.SetOutput(stderr)
+	logrus.SetLevel(logrus.InfoLevel)
+	logrus.SetFormatter(libraryLogFormat{})
+}
+
+type libraryLogFormat struct{}
+
+func (libraryLogFormat) Format(e *logrus.Entry) ([]byte, error) {
+	level := "note"
+	if e.Level <= logrus.WarnLevel {
+		level = "warning"
 	}
+	return []byte(level + ": " + e.Message + "\n"), nil
 }

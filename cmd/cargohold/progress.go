@@ -7,7 +7,6 @@ import (
 
 	"github.com/cargohold/cargohold/builder"
 	"github.com/opencontainers/go-digest"
-	"github.com/urfave/cli/v2"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
@@ -21,12 +20,13 @@ import (
 // layerProgress returns a Publisher.Progress callback that draws the bars of one image, and a
 // function that ends the drawing, to call before the image's result line is printed. Both do
 // nothing when no bars are wanted.
-func layerProgress(c *cli.Context) (func(builder.ProgressEvent), func()) {
-	if c.Bool("quiet") || c.Bool("json") || !term.IsTerminal(int(os.Stderr.Fd())) {
+func layerProgress(out output, silent bool) (func(builder.ProgressEvent), func()) {
+	tty, ok := out.stderr.(*os.File)
+	if silent || !ok || !term.IsTerminal(int(tty.Fd())) {
 		return nil, func() {}
 	}
 	b := &layerBars{
-		pool: mpb.New(mpb.WithWidth(40), mpb.WithOutput(os.Stderr)),
+		pool: mpb.New(mpb.WithWidth(40), mpb.WithOutput(tty)),
 		bars: map[digest.Digest]*layerBar{},
 	}
 	return b.event, b.finish

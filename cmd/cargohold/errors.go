@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/cargohold/cargohold/hooks"
+	"github.com/cargohold/cargohold/layout"
+)
+
+// Exit statuses, documented in the README; exitCode is the one place that picks them.
+const (
+	exitOK          = 0
+	exitFailed      = 1 // some image failed (publish, rm, inspect); conf check: Podman will not see the store
+	exitUsage       = 2 // bad flags, recipe or configuration; not a store; missing privileges
+	exitStore       = 3 // the store could not be opened, locked or read; check found problems
+	exitHook        = 4 // a before/after hook failed
+	exitSignalsBase = 128
+)
+
+// Kinds of failure that are not an error of a library package.
+var (
+	errUsage  = errors.New("usage")
+	errStore  = errors.New("store")
+	errFailed = errors.New("failed")
+	// errNotSeen is conf check's answer "Podman will not see the store".
+	errNotSeen = errors.New("podman will not see the store")
+)
+
+// kindError gives err a kind for exitCode, keeping err's text and its own chain (errors.Is
+// still finds layout.ErrLocked inside a store error).
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+func usageError(err error) error { return &kindError{errUsage, err} }
+func storeError(err error) error { return &kindError{errStore, err} }
+
+func usageErrorf(format string, a ...any) error { return usageError(fmt.Errorf(format, a...)) }
+
+// reported is a failure whose details the command has printed already: only the status is left.
+func reported(kind error) error { return &kindError{kind, errors.New("")} }
+
+// interruptedError: a signal stopped the run; it exits 128 + the signal's number (130, 143).
+type interruptedError struct {
+	signal syscall.Signal
+	what   string // what was not done, for the message
+}
+
+func (e *interruptedError) Error() string {
+	return fmt.Sprintf("interrupted by %s: %s", signalName(e.signal), e.what)
+}
+
+func signalName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return s.String()
+}
+
+// exitCode maps an error to the exit status, by kind; an error of no kind is a usage error (the
+// flag parser's own errors have none).
+func exitCode(err error) int {
+	var interrupted *interruptedError
+	var hookErr *hooks.Error
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &interrupted):
+		return exitSignalsBase + int(interrupted.signal)
+	case errors.Is(err, errUsage), errors.Is(err, layout.ErrNotStore), errors.Is(err, layout.ErrNotPrivileged):
+		return exitUsage
+	case errors.Is(err, errStore), errors.Is(err, layout.ErrLocked), errors.Is(err, layout.ErrWrongDriver),
+		errors.Is(err, layout.ErrNewerFormat):
+		return exitStore
+	case errors.Is(err, errFailed), errors.Is(err, errNotSeen):
+		return exitFailed
+	case errors.As(err, &hookErr):
+		return exitHook
+	}
+	return exitUsage
+}
+
+// errorText is what run prints for err ("" for none: the command reported it).
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

@@ -1,0 +1,187 @@
+// Package publish plans a publish run from the command line and a recipe: which image goes into
+// which store with which builder.Options, what surrounds each store (hooks, CVMFS repository,
+// store options), and what becomes of the names a recipe no longer lists. It decides; builder
+// publishes and layout stores. Everything a plan can check is checked here, before anything runs.
+package publish
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/cargohold/cargohold/builder"
+	"github.com/cargohold/cargohold/hooks"
+	"github.com/cargohold/cargohold/internal/platform"
+	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/recipe"
+)
+
+// Input is what a run was asked to do: the command line's flags and arguments, and the recipe.
+type Input struct {
+	Store  string         // --store; "" takes the recipe's
+	Recipe *recipe.Recipe // nil without --recipe
+	Refs   []string       // IMAGE arguments
+	Names  []string       // --name: extra names of the one IMAGE argument
+	Prune  bool           // --prune
+
+	// Fetch settings given as flags: they override the recipe's [defaults]; an [[image]]'s own win.
+	Settings recipe.Settings
+	Options  builder.Options // the flag-only options (registries.conf, policy, retries, ...)
+
+	// Overrides are the [publish] keys given as flags; nil fields were not given.
+	Overrides Overrides
+}
+
+// Overrides are the flags that override the recipe's [publish] keys of the same name.
+type Overrides struct {
+	Before, After, OnFailure, CVMFSRepo, Hardlinks, Driver *string
+	CVMFSCatalogs                                          *bool
+}
+
+// Plan is a checked run: the stores in the order they are first named, each with its images.
+type Plan struct {
+	Stores []Store
+	Prune  bool
+	Recipe bool // the images come from a recipe: names it no longer lists are extras (see Extras)
+}
+
+// Store is one store of a run and what is published into it.
+type Store struct {
+	Dir      string // absolute
+	Requests []builder.Request
+	Hooks    hooks.Set
+	Options  layout.Options // CatalogMarkers, Driver, Create; the caller adds Lock
+	// CopyHardlinksAcrossDirs is builder.Publisher's field of the same name.
+	CopyHardlinksAcrossDirs bool
+}
+
+// target is one image for one platform, before it is put into its store.
+type target struct {
+	req      builder.Request
+	platform string
+}
+
+// New checks in and plans the run. Its errors are the user's to fix (bad flags or recipe).
+func New(in Input) (*Plan, error) {
+	template, targets, settings, err := gather(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInput(in, template, targets); err != nil {
+		return nil, err
+	}
+	plan := &Plan{Prune: in.Prune, Recipe: in.Recipe != nil}
+	for _, t := range targets {
+		if err := plan.add(template, t, settings); err != nil {
+			return nil, err
+		}
+	}
+	return plan, nil
+}
+
+// gather lists the targets of the recipe and of the arguments, the store template, and the merged
+// [publish] settings.
+func gather(in Input) (string, []target, recipe.Publish, error) {
+	template := in.Store
+	var settings recipe.Publish
+	var targets []target
+	if r := in.Recipe; r != nil {
+		if template == "" {
+			template = r.Store
+		}
+		settings = r.Publish
+		defaults := in.Settings.Over(r.Defaults)
+		for _, img := range r.Images {
+			for _, p := range img.PlatformList(defaults) {
+				targets = append(targets, newTarget(img.Ref, img.Names, img.Effective(defaults), p, in.Options))
+			}
+		}
+	}
+	for _, ref := range in.Refs {
+		targets = append(targets, newTarget(ref, in.Names, in.Settings, in.Settings.Platform, in.Options))
+	}
+	return template, targets, in.Overrides.apply(settings), nil
+}
+
+// newTarget makes the request of ref for one platform with settings over the flag-only options.
+func newTarget(ref string, names []string, s recipe.Settings, platformName string, base builder.Options) target {
+	opts := base
+	opts.Platform = platformName
+	opts.TLSVerify = s.TLSVerify
+	opts.AuthFile = s.AuthFile
+	return target{req: builder.Request{Ref: ref, Names: names, Options: &opts}, platform: platformName}
+}
+
+// checkInput refuses what makes no run: no store, nothing to publish, and flags that do not fit.
+func checkInput(in Input, template string, targets []target) error {
+	switch {
+	case template == "":
+		return errors.New("no store: give --store DIR or store = \"DIR\" in the recipe")
+	case len(targets) == 0:
+		return errors.New("nothing to publish: give IMAGE arguments or --recipe FILE")
+	case in.Prune && in.Recipe == nil:
+		return errors.New("--prune needs --recipe: it removes what the recipe no longer lists")
+	case len(in.Names) > 0 && len(in.Refs) != 1:
+		return fmt.Errorf("--name applies to exactly one IMAGE argument, got %d", len(in.Refs))
+	}
+	for _, t := range targets {
+		if err := t.req.Check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add puts t into the store its platform names in the template. In a platform template a target
+// without a platform gets the host's, so that an image of another platform fails instead of landing
+// in the host's store. A name points to one image in a store, so two platforms of one image cannot
+// share a store.
+func (p *Plan) add(template string, t target, settings recipe.Publish) error {
+	if recipe.IsStoreTemplate(template) && t.platform == "" {
+		t.platform = platform.Host().String()
+		t.req.Options.Platform = t.platform
+	}
+	dir, err := recipe.StorePath(template, t.platform)
+	if err != nil {
+		return err
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return err
+	}
+	s, err := p.store(dir, settings)
+	if err != nil {
+		return err
+	}
+	for _, other := range s.Requests {
+		if other.Ref == t.req.Ref && other.Options.Platform != t.platform {
+			return fmt.Errorf("%s is listed for platforms %s and %s, which would share store %s: put {arch} or {platform} into the store path (one store per platform)",
+				t.req.Ref, other.Options.Platform, t.platform, dir)
+		}
+	}
+	s.Requests = append(s.Requests, t.req)
+	return nil
+}
+
+// store returns the plan's store at dir, set up from settings when it is new to the plan.
+func (p *Plan) store(dir string, settings recipe.Publish) (*Store, error) {
+	for i := range p.Stores {
+		if p.Stores[i].Dir == dir {
+			return &p.Stores[i], nil
+		}
+	}
+	s, err := setUp(dir, settings)
+	if err != nil {
+		return nil, err
+	}
+	p.Stores = append(p.Stores, s)
+	return &p.Stores[len(p.Stores)-1], nil
+}
+
+// Refs lists a store's requests by reference, for messages about what was not published.
+func (s *Store) Refs() []string {
+	refs := make([]string, len(s.Requests))
+	for i, r := range s.Requests {
+		refs[i] = r.Ref
+	}
+	return refs
+}

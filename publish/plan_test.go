@@ -1,0 +1,248 @@
+package publish
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/cargohold/cargohold/builder"
+	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/recipe"
+)
+
+func mustRecipe(t *testing.T, text string) *recipe.Recipe {
+	t.Helper()
+	r, err := recipe.Parse(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// layoutOf is each store's requests as "ref@platform", for comparing plans.
+func layoutOf(p *Plan) map[string][]string {
+	out := map[string][]string{}
+	for _, s := range p.Stores {
+		for _, r := range s.Requests {
+			out[s.Dir] = append(out[s.Dir], r.Ref+"@"+r.Options.Platform)
+		}
+	}
+	return out
+}
+
+func TestStoresOfPlatforms(t *testing.T) {
+	host := runtime.GOOS + "/" + runtime.GOARCH
+	for _, tc := range []struct {
+		name  string
+		in    Input
+		want  map[string][]string
+		error string
+	}{{
+		name: "one store, host platform",
+		in:   Input{Store: "/s", Refs: []string{"alpine"}},
+		want: map[string][]string{"/s": {"alpine@"}},
+	}, {
+		name: "a template without platform takes the host's",
+		in:   Input{Store: "/s/{arch}", Refs: []string{"alpine"}},
+		want: map[string][]string{"/s/" + runtime.GOARCH: {"alpine@" + host}},
+	}, {
+		name: "recipe platforms into their stores",
+		in: Input{Recipe: mustRecipe(t, `store = "/s/{platform}"
+[defaults]
+platforms = ["linux/amd64", "linux/arm64/v8"]
+[[image]]
+ref = "alpine"
+[[image]]
+ref = "busybox"
+platform = "linux/arm64/v8"`)},
+		want: map[string][]string{
+			"/s/linux-amd64":    {"alpine@linux/amd64"},
+			"/s/linux-arm64-v8": {"alpine@linux/arm64/v8", "busybox@linux/arm64/v8"},
+		},
+	}, {
+		name: "--platform overrides the recipe's default platforms",
+		in: Input{Settings: recipe.Settings{Platform: "linux/s390x"}, Recipe: mustRecipe(t, `store = "/s/{arch}"
+[defaults]
+platforms = ["linux/amd64", "linux/arm64"]
+[[image]]
+ref = "alpine"`)},
+		want: map[string][]string{"/s/s390x": {"alpine@linux/s390x"}},
+	}, {
+		name: "two platforms may not share a store",
+		in: Input{Recipe: mustRecipe(t, `store = "/s"
+[[image]]
+ref = "alpine"
+platforms = ["linux/amd64", "linux/arm64"]`)},
+		error: "would share store /s",
+	}, {
+		name:  "{variant} needs a variant",
+		in:    Input{Store: "/s/{variant}", Refs: []string{"alpine"}, Settings: recipe.Settings{Platform: "linux/arm64"}},
+		error: "names {variant}",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := New(tc.in)
+			if tc.error != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.error) {
+					t.Fatalf("err = %v, want one saying %q", err, tc.error)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := layoutOf(p); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("stores %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// Flags override the recipe's [defaults]; an [[image]]'s own settings win over both.
+func TestFlagsOverRecipe(t *testing.T) {
+	no, yes := false, true
+	r := mustRecipe(t, `store = "/s"
+[defaults]
+tls-verify = true
+authfile = "/recipe/auth.json"
+[[image]]
+ref = "alpine"
+[[image]]
+ref = "busybox"
+tls-verify = true
+authfile = "/image/auth.json"`)
+	in := Input{Recipe: r, Settings: recipe.Settings{TLSVerify: &no, AuthFile: "/flag/auth.json"},
+		Options: builder.Options{RetryTimes: 5, Strict: true, PolicyPath: "/p.json"}}
+	targets := mustTargets(t, in)
+	want := []builder.Options{
+		{TLSVerify: &no, AuthFile: "/flag/auth.json", RetryTimes: 5, Strict: true, PolicyPath: "/p.json"},
+		{TLSVerify: &yes, AuthFile: "/image/auth.json", RetryTimes: 5, Strict: true, PolicyPath: "/p.json"},
+	}
+	for i, tg := range targets {
+		if !reflect.DeepEqual(*tg.req.Options, want[i]) {
+			t.Errorf("%s: options %+v, want %+v", tg.req.Ref, *tg.req.Options, want[i])
+		}
+	}
+}
+
+func mustTargets(t *testing.T, in Input) []target {
+	t.Helper()
+	_, targets, _, err := gather(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return targets
+}
+
+func TestInputRules(t *testing.T) {
+	r := mustRecipe(t, "store = \"/s\"\n[[image]]\nref = \"alpine\"\n")
+	bad := mustRecipe(t, "store = \"/s\"\n[[image]]\nref = \"alpine\"\n[[image]]\nref = \"Bad:Ref\"\n")
+	badName := mustRecipe(t, "store = \"/s\"\n[[image]]\nref = \"alpine\"\nnames = [\"x/Y\"]\n")
+	for _, tc := range []struct {
+		name  string
+		in    Input
+		error string // "" for none
+	}{
+		{"no store", Input{Refs: []string{"alpine"}}, "no store"},
+		{"nothing", Input{Store: "/s"}, "nothing to publish"},
+		{"prune without recipe", Input{Store: "/s", Refs: []string{"alpine"}, Prune: true}, "--prune needs --recipe"},
+		{"--name with one image", Input{Store: "/s", Refs: []string{"alpine"}, Names: []string{"site/a:1"}}, ""},
+		{"--name with two images", Input{Store: "/s", Refs: []string{"a", "b"}, Names: []string{"x"}}, "exactly one IMAGE argument, got 2"},
+		{"--name with a recipe only", Input{Recipe: r, Names: []string{"x"}}, "exactly one IMAGE argument, got 0"},
+		{"--name not a name", Input{Store: "/s", Refs: []string{"alpine"}, Names: []string{"Site/A"}}, `name "Site/A"`},
+		{"a bad reference in a recipe", Input{Recipe: bad}, `"Bad:Ref"`},
+		{"a bad name in a recipe", Input{Recipe: badName}, `"x/Y"`},
+		{"a missing auth file", Input{Store: "/s", Refs: []string{"alpine"}, Settings: recipe.Settings{AuthFile: "/nonexistent/auth.json"}}, "/nonexistent/auth.json"},
+		{"a bad driver", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Driver: ptr("btrfs")}}, "btrfs"},
+		{"a bad hardlinks mode", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Hardlinks: ptr("x")}}, "hardlinks"},
+		{"a bad hook placeholder", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Before: ptr("echo {nope}")}}, "{nope}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.in)
+			switch {
+			case tc.error == "" && err != nil:
+				t.Errorf("unexpected error %v", err)
+			case tc.error != "" && (err == nil || !strings.Contains(err.Error(), tc.error)):
+				t.Errorf("err = %v, want one saying %q", err, tc.error)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestStoreSetup(t *testing.T) {
+	r := mustRecipe(t, `store = "/cvmfs/sw.example.org/images"
+[publish]
+before = "cvmfs_server transaction {repo}"
+hardlinks = "copy-across-dirs"
+driver = "vfs"
+[[image]]
+ref = "alpine"`)
+	p, err := New(Input{Recipe: r, Overrides: Overrides{After: ptr("cvmfs_server publish {repo}"), CVMFSCatalogs: ptr(true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Stores[0]
+	if s.Hooks.Values.Repo != "sw.example.org" || s.Hooks.Before == "" || s.Hooks.After != "cvmfs_server publish {repo}" {
+		t.Errorf("hooks %+v", s.Hooks)
+	}
+	want := layout.Options{CatalogMarkers: true, Driver: layout.VFS, Create: true}
+	if !reflect.DeepEqual(s.Options, want) || !s.CopyHardlinksAcrossDirs {
+		t.Errorf("options %+v (copy links %v), want %+v and copies", s.Options, s.CopyHardlinksAcrossDirs, want)
+	}
+}
+
+func TestCVMFSRepo(t *testing.T) {
+	for _, tc := range []struct{ dir, configured, want, error string }{
+		{"/cvmfs/sw.example.org/images", "", "sw.example.org", ""},
+		{"/cvmfs/sw.example.org/images", "sw.example.org", "sw.example.org", ""},
+		{"/srv/images", "sw.example.org", "sw.example.org", ""},
+		{"/srv/images", "", "", ""},
+		{"/cvmfs/a.org/images", "b.org", "", "is in CVMFS repository a.org, not in b.org"},
+	} {
+		got, err := CVMFSRepo(tc.dir, tc.configured)
+		if tc.error != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.error) {
+				t.Errorf("CVMFSRepo(%s, %q) = %q, %v; want error %q", tc.dir, tc.configured, got, err, tc.error)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("CVMFSRepo(%s, %q) = %q, %v; want %q", tc.dir, tc.configured, got, err, tc.want)
+		}
+	}
+}
+
+func TestExtrasPolicy(t *testing.T) {
+	some := []string{"docker.io/library/old:1"}
+	for _, tc := range []struct {
+		extras []string
+		prune  bool
+		failed int
+		want   ExtrasAction
+	}{
+		{nil, true, 0, NoExtras},
+		{some, false, 0, ReportExtras},
+		{some, false, 2, ReportExtras},
+		{some, true, 0, RemoveExtras},
+		{some, true, 1, KeepForFailure},
+	} {
+		if got := Extras(tc.extras, tc.prune, tc.failed); got != tc.want {
+			t.Errorf("Extras(%v, prune %v, failed %d) = %v, want %v", tc.extras, tc.prune, tc.failed, got, tc.want)
+		}
+	}
+}
+
+func TestRelativeStoreIsMadeAbsolute(t *testing.T) {
+	wd, _ := os.Getwd()
+	p, err := New(Input{Store: "rel/store", Refs: []string{"alpine"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(wd, "rel/store"); p.Stores[0].Dir != want || p.Stores[0].Hooks.Values.Store != want {
+		t.Errorf("store %s, hooks' {store} %s; want %s", p.Stores[0].Dir, p.Stores[0].Hooks.Values.Store, want)
+	}
+}
