@@ -1,5 +1,6 @@
-// Package builder turns image references into images in a store: it resolves them with
-// containers/image, fetches and verifies their layers and hands the unpacked result to layout.
+// Package builder publishes images into a store: a Publisher resolves each reference with
+// containers/image, fetches and verifies the layers the store lacks, unpacks them (builder/unpack)
+// into layers the store stages, and hands the image to layout (CommitLayer, PutImage).
 // It knows registries and tar; it never names a file inside the store.
 package builder
 

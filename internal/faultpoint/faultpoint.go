@@ -9,8 +9,8 @@
 //
 // Points, in the order a publish passes them (see their call sites):
 //
-//	store-locked, leftovers-removing, leftovers-removed          layout.Open
-//	layer-staged, layer-unpacking, layer-unpacked                 builder fetch (per layer)
+//	store-locked, leftovers-removing, leftovers-removed          layout.OpenWithOptions
+//	layer-staged, layer-unpacking, layer-unpacked                 layout.StageLayer, builder fetch (per layer)
 //	layer-lowers-written, layer-renamed, layer-tarsplit-moved,
 //	layer-linked, layer-synced, layer-recorded                    layout.CommitLayer
 //	image-layers-committed, image-bigdata-written,

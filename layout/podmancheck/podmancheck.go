@@ -1,5 +1,6 @@
 // Package podmancheck reads a store the way Podman does, with go.podman.io/storage, and checks that
-// every image in it is usable: for tests of layout and builder, and for a "check" command.
+// every image in it is usable: for layout.Check (the "check" command) and for tests (through
+// testimage.VerifyStore).
 //
 // It is independent of package layout on purpose, and must stay so: it shares none of layout's code
 // (paths, chain IDs, record readers, permission walks), so that a mistake in how layout writes the
