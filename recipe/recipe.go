@@ -18,6 +18,11 @@
 //	on-failure = "cvmfs_server abort -f {repo}"
 //	cvmfs-catalogs = true            # a .cvmfscatalog in each layer dir
 //	hardlinks = "copy-across-dirs"   # or "keep" (the default)
+//	cvmfs-repo = "sw.example.org"    # {repo}; default: the directory below /cvmfs/ holding the store
+//	driver = "vfs"                   # a new store's driver: overlay (the default) or vfs
+//
+// The store path may hold {os}, {arch}, {variant} or {platform}, one store per platform
+// (platforms = [...] in [defaults] or an [[image]]); publish plans which image goes where.
 package recipe
 
 import (
