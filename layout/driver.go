@@ -32,7 +32,7 @@ func ParseDriver(name string) (Driver, error) {
 	return "", fmt.Errorf("unknown storage driver %q: cargohold writes overlay or vfs stores", name)
 }
 
-// ErrWrongDriver is returned by Open for a store of another driver than the one asked for.
+// ErrWrongDriver is returned by OpenWithOptions for a store of another driver than the one asked for.
 var ErrWrongDriver = errors.New("the store has another driver")
 
 func wrongDriver(dir string, have, want Driver) error {

@@ -14,15 +14,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrLocked is wrapped by the error of Open with LockOptions.NoWait when another process holds the
-// store's writer lock.
+// ErrLocked is wrapped by the error of OpenWithOptions with LockOptions.NoWait when another
+// process holds the store's writer lock.
 var ErrLocked = errors.New("another cargohold run is writing the store")
 
-// LockOptions say what Open does when another process holds the store's writer lock.
+// LockOptions say what OpenWithOptions does when another process holds the store's writer lock.
 type LockOptions struct {
 	NoWait bool // fail with ErrLocked instead of waiting
-	// Waiting, if set, is called once before Open starts waiting, with the pid of the holder
-	// (0 when unknown), so that a cron job's log says why it sits there.
+	// Waiting, if set, is called once before OpenWithOptions starts waiting, with the pid of the
+	// holder (0 when unknown), so that a cron job's log says why it sits there.
 	Waiting func(holderPID int)
 }
 

@@ -197,7 +197,7 @@ func (s *Store) removeLeftovers() error {
 	return nil
 }
 
-// Cleaned returns what Open (or Repair) removed that an earlier run had left behind.
+// Cleaned returns what OpenWithOptions (or Repair) removed that an earlier run had left behind.
 func (s *Store) Cleaned() []Leftover {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -165,7 +165,8 @@ func (s *Store) setUp() error {
 	return nil
 }
 
-// Close releases the writer lock. Staged layers not yet committed are removed by the next Open.
+// Close releases the writer lock. Staged layers not yet committed are removed by the next
+// OpenWithOptions.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
