@@ -35,9 +35,9 @@ func podman4LayerLimit(storeDir string) int {
 	return (mountOptionsPage - mountOptionsReserve) / (len(storeDir) + lowerEntryBytes)
 }
 
-// checkDepth returns a warning naming the image ref of n layers if Podman 4.x readers cannot mount
+// checkDepth returns a warning about an image of n layers if Podman 4.x readers cannot mount
 // it from the store (never for a vfs store, which mounts nothing), or with strict, an error instead.
-func checkDepth(store *layout.Store, ref string, n int, strict bool) (warning string, err error) {
+func checkDepth(store *layout.Store, n int, strict bool) (warning string, err error) {
 	if store.Driver() != layout.Overlay {
 		return "", nil
 	}
@@ -51,5 +51,5 @@ func checkDepth(store *layout.Store, ref string, n int, strict bool) (warning st
 	if strict {
 		return "", fmt.Errorf("refused in strict mode: the image has %s", problem) // Publish names the image
 	}
-	return ref + " has " + problem, nil
+	return "the image has " + problem, nil // the CLI prefixes the image reference
 }

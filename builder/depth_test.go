@@ -60,7 +60,7 @@ func TestTooDeepForPodman4(t *testing.T) {
 
 	p.Options.Strict = false
 	res = mustPublish(t, p, ref, "localhost/cargotest/app:1")
-	if len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], ref+" has 3 layers") ||
+	if len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], "the image has 3 layers") ||
 		!strings.Contains(res.Warnings[0], "more than "+limit+" layers from a store at "+dir) {
 		t.Errorf("warnings %q; want one naming %s, its 3 layers, the limit %s and the store path", res.Warnings, ref, limit)
 	}

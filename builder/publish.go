@@ -110,7 +110,7 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 		return res
 	}
 	res.ImageID, res.ManifestDigest = src.config.Digest.Encoded(), src.manifestDigest
-	if warning, err := checkDepth(p.Store, req.Ref, len(src.layers), opts.Strict); err != nil {
+	if warning, err := checkDepth(p.Store, len(src.layers), opts.Strict); err != nil {
 		res.Err = err
 		return res
 	} else if warning != "" {

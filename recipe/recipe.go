@@ -145,7 +145,7 @@ func Parse(text string) (*Recipe, error) {
 	if undecoded := md.Undecoded(); len(undecoded) > 0 {
 		k := undecoded[0]
 		return nil, fmt.Errorf("line %d: unknown key %q (known: store, [defaults] platform/platforms/tls-verify/authfile, "+
-			"[[image]] ref/names/platform/platforms/tls-verify/authfile, [publish] before/after/on-failure/cvmfs-repo/cvmfs-catalogs/hardlinks)",
+			"[[image]] ref/names/platform/platforms/tls-verify/authfile, [publish] before/after/on-failure/cvmfs-repo/cvmfs-catalogs/hardlinks/driver)",
 			keyLine(text, k), k.String())
 	}
 	if err := r.Publish.validate(text); err != nil {
