@@ -117,9 +117,10 @@ setup_work() {
 # rootless pause process, uidmap, fuse-overlayfs, slirp4netns) are what a real node
 # has. curl: registry health checks; unzip: the Go toolchain zip; git: go build's
 # VCS stamp; apache2-utils: htpasswd for the registry that requires a login; systemd:
-# systemd-analyze for scripts/e2e-cvmfs (a minimal Debian may lack it).
+# systemd-analyze for scripts/e2e-cvmfs (a minimal Debian may lack it); debootstrap:
+# the newer Podman versions scripts/e2e-matrix runs (scripts/lib-podman.sh).
 DEB_PACKAGES=(podman skopeo buildah docker-registry fuse-overlayfs runc catatonit uidmap
-	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git apache2-utils systemd)
+	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git apache2-utils systemd debootstrap)
 
 # install_deps: make a fresh Debian 12 machine able to build and test cargohold.
 # Idempotent: installs only what is missing (apt-get update only then), and Go only
