@@ -79,7 +79,7 @@ pm_chroot_build() {
 		_pm_stamp "$suite" >"$tmp/.cargohold-stamp"
 		[[ -d $dir ]] && _pm_remove_tree "$dir"
 		mv "$tmp" "$dir"
-		log "chroot $dir ready: $(chroot "$dir" podman --version)"
+		log "chroot $dir ready: podman $(chroot "$dir" dpkg-query -W -f '${Version}' podman)"
 	) 9>"$PM_CACHE/podman-$suite.lock"
 }
 
@@ -88,6 +88,8 @@ _pm_debootstrap() {
 	local suite=$1 tmp=$2 mirror rc=0
 	mirror=$(pm_mirror)
 	debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >&2 || return 1
+	# A mirror that is a dated snapshot serves sid's Release past its Valid-Until:
+	# apt-get then refuses it (debootstrap does not check).
 	# apt-get needs /proc, /dev and /sys; a private namespace unmounts them by itself.
 	unshare --mount --propagation private -- sh -ec '
 		mount -t proc proc "$1/proc"
@@ -95,11 +97,11 @@ _pm_debootstrap() {
 		mount --rbind /sys "$1/sys"
 		shift
 		exec chroot "$@"' sh "$tmp" "$tmp" env DEBIAN_FRONTEND=noninteractive \
-		sh -ec 'apt-get update -q && apt-get install -y -q --no-install-recommends "$@" && apt-get clean' sh \
+		sh -ec 'apt-get -o Acquire::Check-Valid-Until=false update -q && apt-get install -y -q --no-install-recommends "$@" && apt-get clean' sh \
 		"${PM_CHROOT_PACKAGES[@]}" >&2 || rc=1
 	# Nothing cached may name the mirror: apt's sources, lists and logs go.
 	rm -rf "$tmp"/etc/apt/sources.list "$tmp"/etc/apt/sources.list.d/* "$tmp"/var/lib/apt/lists \
-		"$tmp"/var/log/apt "$tmp"/var/cache/apt/*.bin "$tmp"/debootstrap
+		"$tmp"/var/log/apt "$tmp"/var/log/bootstrap.log "$tmp"/var/cache/apt/*.bin "$tmp"/debootstrap
 	mkdir -p "$tmp/var/lib/apt/lists/partial"
 	return "$rc"
 }
@@ -172,7 +174,10 @@ pm_exec() {
 }
 
 # pm_podman_version VERSION: what `podman --version` says for VERSION (a smoke test).
-pm_podman_version() { PM_ENV=() pm_exec "$1" root podman --version; }
+pm_podman_version() {
+	local PM_ENV=()
+	pm_exec "$1" root podman --version
+}
 
 # ---------------------------------------------------------------- readers
 # A reader is one Podman VERSION, MODE (root; fuse = rootless with fuse-overlayfs;

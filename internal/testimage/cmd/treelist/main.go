@@ -16,7 +16,7 @@
 // directories (a directory's count only repeats its subdirectories); RDEV as
 // major,minor for devices. MTIME is seconds.nanoseconds, except for DIR itself,
 // whose mtime is the time its layer was unpacked in every Podman version and so
-// never comparable. XATTRS is name=hex-value pairs, sorted, joined by commas.
+// never comparable; SHA256 is "unreadable" for a file the lister may not read. XATTRS is name=hex-value pairs, sorted, joined by commas.
 // A field that does not apply is "-".
 //
 // It is built static (CGO_ENABLED=0) so it runs unchanged inside any Podman
@@ -93,11 +93,17 @@ func line(path, rel string) (string, error) {
 	switch typ {
 	case "file":
 		size = strconv.FormatInt(st.Size, 10)
+		// A file the lister may not read (a rootless reader's view of another
+		// owner's 0600 file) is a difference to show, not a reason to stop.
 		h, err := hashFile(path)
-		if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			sum = "unreadable"
+		case err != nil:
 			return "", err
+		default:
+			sum = h
 		}
-		sum = h
 	case "symlink":
 		size = strconv.FormatInt(st.Size, 10)
 		t, err := os.Readlink(path)
