@@ -16,7 +16,8 @@
 // directories (a directory's count only repeats its subdirectories); RDEV as
 // major,minor for devices. MTIME is seconds.nanoseconds, except for DIR itself,
 // whose mtime is the time its layer was unpacked in every Podman version and so
-// never comparable; SHA256 is "unreadable" for a file the lister may not read. XATTRS is name=hex-value pairs, sorted, joined by commas.
+// never comparable; SHA256 is "unreadable" for a file the lister may not read,
+// and a directory it may not list gets a second line "PATH unreadable". XATTRS is name=hex-value pairs, sorted, joined by commas.
 // A field that does not apply is "-".
 //
 // It is built static (CGO_ENABLED=0) so it runs unchanged inside any Podman
@@ -63,13 +64,19 @@ func main() {
 // list walks root without following symlinks and returns the sorted lines.
 func list(root string) ([]string, error) {
 	var lines []string
-	err := filepath.WalkDir(root, func(path string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
+	err := filepath.WalkDir(root, func(path string, _ fs.DirEntry, walkErr error) error {
 		rel, err := filepath.Rel(root, path)
 		if err != nil {
 			return err
+		}
+		if walkErr != nil {
+			// A directory the lister may not read (a rootless reader's view of
+			// root's 0700 /root): its line is already out; say so and go on.
+			if errors.Is(walkErr, fs.ErrPermission) {
+				lines = append(lines, strconv.Quote(rel)+" unreadable")
+				return fs.SkipDir
+			}
+			return walkErr
 		}
 		l, err := line(path, rel)
 		if err != nil {
