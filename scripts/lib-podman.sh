@@ -198,7 +198,9 @@ pm_reader() {
 	PM_DIR=$WORK/pm/$key
 	PM_RUN=$PODMAN_RUNDIR/$key
 	PM_ENV=(CONTAINERS_STORAGE_CONF="$PM_DIR/storage.conf" CONTAINERS_CONF="$PM_DIR/containers.conf"
-		XDG_RUNTIME_DIR="$PM_RUN" TMPDIR="$PM_DIR/tmp")
+		XDG_RUNTIME_DIR="$PM_RUN" TMPDIR="$PM_DIR/tmp"
+		# 5.x warns on every command that this machine's cgroups v1 are deprecated.
+		PODMAN_IGNORE_CGROUPSV1_WARNING=1)
 	[[ -f $PM_DIR/storage.conf ]] && return 0
 	[[ $user == root ]] || ensure_rootless_user "$user"
 	mkdir -p "$PM_DIR/root" "$PM_DIR/tmp" "$PM_RUN"
@@ -225,8 +227,9 @@ _pm_storage_conf() {
 	echo "driver = \"$driver\""
 	echo "graphroot = \"$PM_DIR/root\""
 	echo "runroot = \"$PM_RUN/storage\""
-	# Rootless 4.3 and 5.4 ignore graphroot; 5.8 warns that this is deprecated.
-	[[ $mode == root ]] || echo "rootless_storage_path = \"$PM_DIR/root\""
+	# Rootless 4.3 and 5.4 ignore graphroot; 5.8 takes it and warns on every command
+	# that rootless_storage_path is deprecated.
+	[[ $mode == root || $PM_VERSION == 5.8 ]] || echo "rootless_storage_path = \"$PM_DIR/root\""
 	echo '[storage.options]'
 	[[ -z $store ]] || echo "additionalimagestores = [\"$store\"]"
 	[[ $mode == fuse && $driver == overlay ]] && printf '[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
