@@ -8,8 +8,8 @@
 #   pm_chroot_build SUITE     create or refresh $PM_CACHE/podman-SUITE (idempotent)
 #   pm_chroot_dir SUITE       its path
 #   pm_exec VERSION USER CMD...   run CMD as USER (root or the rootless test user) with
-#                             Podman VERSION (4.3 = the host, 5.4, 5.8), with $WORK and
-#                             $PODMAN_RUNDIR at the same paths as on the host
+#                             Podman VERSION (4.3 = the host, 5.4, 5.8), with $WORK,
+#                             $PODMAN_RUNDIR and PM_BINDS at the same paths as on the host
 #   pm_version_suite VERSION  the Debian suite of a version ("" for the host)
 #
 # PM_CACHE (default /var/cache/cargohold) holds the chroots; it survives between runs
@@ -24,6 +24,8 @@ PM_CHROOT_PACKAGES=(podman buildah skopeo fuse-overlayfs crun runc uidmap conmon
 PM_CHROOT_RECIPE=1
 # Extra NAME=VALUE environment for pm_exec (pm_reader sets it).
 PM_ENV=()
+# Host dirs besides $WORK and $PODMAN_RUNDIR that a chroot's Podman must see (same paths).
+PM_BINDS=()
 
 pm_version_suite() {
 	case $1 in
@@ -166,7 +168,7 @@ pm_exec() {
 		(cd / && "${cmd[@]}")
 		return
 	fi
-	local dir binds=("$WORK" "$PODMAN_RUNDIR")
+	local dir binds=("$WORK" "$PODMAN_RUNDIR" "${PM_BINDS[@]}")
 	dir=$(pm_chroot_dir "$suite")
 	[[ -f $dir/.cargohold-stamp ]] || die "no Podman $version chroot at $dir: call pm_chroot_build $suite first"
 	[[ $user == root ]] || binds+=("$(getent passwd "$user" | cut -d: -f6)")
