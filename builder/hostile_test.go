@@ -571,28 +571,16 @@ func TestHostileDeviceNodeWithoutPrivilege(t *testing.T) {
 // refuses to write: a regular file of that size is written and its type patched to 'x'.
 func hugePAXTar() []byte {
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	body := []byte(fmt.Sprintf("%d comment=%s\n", 2<<20+19, strings.Repeat("x", 2<<20)))
-	for _, e := range []struct {
-		name string
-		body []byte
-	}{{"etc/before", nil}, {"PaxHeaders/huge", body}, {"etc/huge", nil}} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: e.name, Mode: 0o644, Size: int64(len(e.body)), ModTime: testimage.Epoch}); err != nil {
-			panic(err)
-		}
-		tw.Write(e.body)
+	body := fmt.Sprintf("%d comment=%s\n", 2<<20+19, strings.Repeat("x", 2<<20))
+	if err := testimage.WriteTar(&buf, []testimage.Entry{
+		testimage.File("etc/before", 0o644, ""),
+		testimage.File("PaxHeaders/huge", 0o644, body),
+		testimage.File("etc/huge", 0o644, ""),
+	}); err != nil {
+		panic(err)
 	}
-	tw.Close()
-	data := buf.Bytes()
-	hdr := data[512:1024] // the second header block: the first entry has no body
-	hdr[156] = tar.TypeXHeader
-	copy(hdr[148:156], "        ")
-	sum := 0
-	for _, b := range hdr {
-		sum += int(b)
-	}
-	copy(hdr[148:156], fmt.Sprintf("%06o\x00 ", sum))
-	return data
+	// The second header block: the first entry has no body.
+	return testimage.PatchTypeflag(buf.Bytes(), 512, tar.TypeXHeader)
 }
 
 // The corpus's huge header must be what a reader sees: archive/tar refuses to read it.

@@ -16,6 +16,7 @@ import (
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/layout/podmancheck"
 	"github.com/opencontainers/go-digest"
+	"go.podman.io/storage/pkg/reexec"
 )
 
 // These tests publish OCI layouts written by testimage (no registry needed: the oci: transport goes
@@ -48,6 +49,11 @@ type fixtureSet struct {
 var fixtures fixtureSet
 
 func TestMain(m *testing.M) {
+	// The storage library's layer unpacking re-executes this binary (chrootarchive): the child
+	// does its work here and exits (corpus_test.go pulls with the storage library).
+	if reexec.Init() {
+		return
+	}
 	dir, err := os.MkdirTemp("", "cargohold-builder-fixtures-")
 	if err != nil {
 		panic(err)

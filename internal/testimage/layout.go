@@ -58,7 +58,10 @@ type Layer struct {
 	Entries []Entry
 	// Raw, if set, is the layer's uncompressed tar stream as is, instead of Entries: for streams
 	// that archive/tar refuses to write (crafted headers).
-	Raw         []byte
+	Raw []byte
+	// Trailer is written after the end-of-archive blocks, inside the blob: bytes a tar reader
+	// never sees but that count in the diff ID (some writers leave padding or garbage there).
+	Trailer     []byte
 	Compression Compression
 	// CreatedBy is the history entry's created_by text.
 	CreatedBy string
@@ -270,6 +273,10 @@ func writeLayerBlob(blobs string, l Layer) (LayerBlob, error) {
 	}
 	if err := write(); err != nil {
 		tmp.Close()
+		return lb, err
+	}
+	if _, err := diffCount.Write(l.Trailer); err != nil {
+		_ = tmp.Close() // the write error is the one to report
 		return lb, err
 	}
 	if err := comp.Close(); err != nil {

@@ -34,6 +34,10 @@ type Entry struct {
 	// Body, if set, streams the body of a large regular file; Header.Size
 	// must then be set. It is called once per write of the layer.
 	Body func() io.Reader
+	// Raw, if set, is written to the stream as is (whole 512-byte blocks: header and body) in
+	// place of Header: for headers archive/tar cannot write (V7File, GNUSparseFile). Header.Name
+	// still names the entry for error messages.
+	Raw []byte
 }
 
 // Owner returns a copy of e owned by uid:gid.
@@ -113,6 +117,11 @@ func CharDevice(name string, mode int64, major, minor int64) Entry {
 	return Entry{Header: tar.Header{Typeflag: tar.TypeChar, Name: name, Mode: mode, Devmajor: major, Devminor: minor}}
 }
 
+// BlockDevice is a block device node.
+func BlockDevice(name string, mode int64, major, minor int64) Entry {
+	return Entry{Header: tar.Header{Typeflag: tar.TypeBlock, Name: name, Mode: mode, Devmajor: major, Devminor: minor}}
+}
+
 // Whiteout deletes path (e.g. "data/deleted.txt") from the layers below: an
 // empty file named ".wh.<base>" in the same directory (OCI image spec).
 func Whiteout(path string) Entry {
@@ -134,8 +143,14 @@ func Opaque(dir string) Entry {
 func WriteTar(w io.Writer, entries []Entry) error {
 	tw := tar.NewWriter(w)
 	for _, e := range entries {
+		if e.Raw != nil {
+			if err := writeRaw(tw, w, e.Raw); err != nil {
+				return fmt.Errorf("tar entry %s: %w", e.Header.Name, err)
+			}
+			continue
+		}
 		h := e.Header
-		if h.ModTime.IsZero() {
+		if h.ModTime.IsZero() && h.Typeflag != tar.TypeXGlobalHeader { // a global header has records only
 			h.ModTime = Epoch
 		}
 		var body io.Reader
@@ -160,6 +175,19 @@ func WriteTar(w io.Writer, entries []Entry) error {
 		}
 	}
 	return tw.Close()
+}
+
+// writeRaw writes raw between two entries of tw: tw writes straight to w (no buffer), so once the
+// previous entry's padding is flushed, raw blocks land exactly where the next header would.
+func writeRaw(tw *tar.Writer, w io.Writer, raw []byte) error {
+	if len(raw)%blockSize != 0 {
+		return fmt.Errorf("raw entry of %d bytes is not whole %d-byte blocks", len(raw), blockSize)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := w.Write(raw)
+	return err
 }
 
 func splitPath(p string) (dir, base string) {

@@ -2,6 +2,9 @@
 //
 //	mkimages [-busybox /bin/busybox] [-only app:1,hello:1] OUTDIR
 //
+// Without -only it writes testimage.Fixtures; the differential corpus (testimage.CorpusFixtures:
+// corpus:1, corpus-zstd:1, corpus-big:1) is written only when -only names it.
+//
 // For each fixture NAME:TAG it writes the layout OUTDIR/NAME (several tags of
 // one name share a layout), ready for
 //
@@ -39,7 +42,7 @@ type record struct {
 
 func main() {
 	busyboxPath := flag.String("busybox", "/bin/busybox", "static busybox binary for the base layer")
-	only := flag.String("only", "", "comma-separated NAME:TAG list to write (default: all fixtures)")
+	only := flag.String("only", "", "comma-separated NAME:TAG list to write (default: all fixtures but the corpus)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags] OUTDIR\n", os.Args[0])
 		flag.PrintDefaults()
@@ -67,6 +70,7 @@ func run(outdir, busyboxPath, only string) error {
 
 	fixtures := testimage.Fixtures(busybox)
 	if only != "" {
+		fixtures = append(fixtures, testimage.CorpusFixtures(busybox)...)
 		want := map[string]bool{}
 		for _, r := range strings.Split(only, ",") {
 			want[strings.TrimSpace(r)] = true
