@@ -17,7 +17,8 @@
 // major,minor for devices. MTIME is seconds.nanoseconds, except for DIR itself,
 // whose mtime is the time its layer was unpacked in every Podman version and so
 // never comparable; SHA256 is "unreadable" for a file the lister may not read,
-// and a directory it may not list gets a second line "PATH unreadable". XATTRS is name=hex-value pairs, sorted, joined by commas.
+// and a directory it may not list gets a second line "PATH unreadable"; a name its
+// directory lists but lstat cannot find is "PATH listed-but-missing". XATTRS is name=hex-value pairs, sorted, joined by commas.
 // A field that does not apply is "-".
 //
 // It is built static (CGO_ENABLED=0) so it runs unchanged inside any Podman
@@ -79,6 +80,12 @@ func list(root string) ([]string, error) {
 			return walkErr
 		}
 		l, err := line(path, rel)
+		if errors.Is(err, fs.ErrNotExist) {
+			// Listed by its directory but not there (overlayfs shows a whiteout of a
+			// name that no lower layer has so): a difference to show.
+			lines = append(lines, strconv.Quote(rel)+" listed-but-missing")
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
