@@ -16,7 +16,10 @@
 // directories (a directory's count only repeats its subdirectories); RDEV as
 // major,minor for devices. MTIME is seconds.nanoseconds, except for DIR itself,
 // whose mtime is the time its layer was unpacked in every Podman version and so
-// never comparable; SHA256 is "unreadable" for a file the lister may not read,
+// never comparable. With -unpacked-after T, an mtime at or after T is "unpacked": a
+// directory that a layer implies (a parent no entry names) is created when the layer is
+// unpacked, by Podman and cargohold alike, so its mtime is never comparable either
+// (T is when the test started: no image holds a later mtime). SHA256 is "unreadable" for a file the lister may not read,
 // and a directory it may not list gets a second line "PATH unreadable"; a name its
 // directory lists but lstat cannot find is "PATH listed-but-missing". XATTRS is name=hex-value pairs, sorted, joined by commas.
 // A field that does not apply is "-".
@@ -30,6 +33,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -42,12 +46,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// unpackedAfter, when set, is a Unix time: mtimes from then on are printed as
+// "unpacked" (see the package comment).
+var unpackedAfter int64
+
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: treelist DIR")
+	flag.Int64Var(&unpackedAfter, "unpacked-after", 0,
+		"print mtimes at or after this Unix time as \"unpacked\" (dirs the unpacking created itself)")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: treelist [-unpacked-after UNIXTIME] DIR")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 1 {
+		flag.Usage()
 		os.Exit(2)
 	}
-	lines, err := list(os.Args[1])
+	lines, err := list(flag.Arg(0))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "treelist:", err)
 		os.Exit(1)
@@ -132,8 +147,11 @@ func line(path, rel string) (string, error) {
 		nlink = strconv.FormatUint(st.Nlink, 10)
 	}
 	mtime := fmt.Sprintf("%d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
-	if rel == "." {
+	switch {
+	case rel == ".":
 		mtime = "-"
+	case unpackedAfter != 0 && st.Mtim.Sec >= unpackedAfter:
+		mtime = "unpacked"
 	}
 	xattrs, err := xattrList(path)
 	if err != nil {
