@@ -20,7 +20,8 @@
 // directory that a layer implies (a parent no entry names) is created when the layer is
 // unpacked, by Podman and cargohold alike, so its mtime is never comparable either
 // (T is when the test started: no image holds a later mtime). SHA256 is "unreadable" for a file the lister may not read,
-// and a directory it may not list gets a second line "PATH unreadable"; a name its
+// a directory it may not list gets a second line "PATH unreadable", a path whose
+// attributes it may not read only that line; a name its
 // directory lists but lstat cannot find is "PATH listed-but-missing". XATTRS is name=hex-value pairs, sorted, joined by commas.
 // A field that does not apply is "-".
 //
@@ -95,6 +96,11 @@ func list(root string) ([]string, error) {
 			return walkErr
 		}
 		l, err := line(path, rel)
+		if errors.Is(err, fs.ErrPermission) {
+			// Not even its attributes are readable to the lister (rootless, native overlay).
+			lines = append(lines, strconv.Quote(rel)+" unreadable")
+			return nil
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			// Listed by its directory but not there (overlayfs shows a whiteout of a
 			// name that no lower layer has so): a difference to show.
