@@ -175,6 +175,17 @@ pm_exec() {
 	unshare --mount --propagation private -- sh -c "$_PM_ENTER" sh "$dir" "${binds[@]}" -- "${cmd[@]}"
 }
 
+# pm_stop_pauses: end the rootless pause processes (catatonit) the readers left, found
+# by their pid files under $PODMAN_RUNDIR (a reader's tmp_dir is there).
+pm_stop_pauses() {
+	local f pid
+	while IFS= read -r f; do
+		pid=$(cat "$f")
+		[[ $pid =~ ^[0-9]+$ ]] && kill "$pid" 2>/dev/null
+	done < <(find "$PODMAN_RUNDIR" -name pause.pid 2>/dev/null)
+	return 0
+}
+
 # pm_podman_version VERSION: what `podman --version` says for VERSION (a smoke test).
 pm_podman_version() {
 	local PM_ENV=()
