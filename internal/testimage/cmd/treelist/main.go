@@ -55,7 +55,7 @@ func main() {
 	flag.Int64Var(&unpackedAfter, "unpacked-after", 0,
 		"print mtimes at or after this Unix time as \"unpacked\" (dirs the unpacking created itself)")
 	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: treelist [-unpacked-after UNIXTIME] DIR")
+		fmt.Fprintln(os.Stderr, "usage: treelist [-unpacked-after UNIXTIME] DIR")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -68,14 +68,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "treelist:", err)
 		os.Exit(1)
 	}
-	w := bufio.NewWriter(os.Stdout)
-	for _, l := range lines {
-		fmt.Fprintln(w, l)
-	}
-	if err := w.Flush(); err != nil {
+	if err := write(lines); err != nil {
 		fmt.Fprintln(os.Stderr, "treelist:", err)
 		os.Exit(1)
 	}
+}
+
+func write(lines []string) error {
+	w := bufio.NewWriter(os.Stdout)
+	for _, l := range lines {
+		if _, err := fmt.Fprintln(w, l); err != nil {
+			return err
+		}
+	}
+	return w.Flush()
 }
 
 // list walks root without following symlinks and returns the sorted lines.
@@ -194,9 +200,12 @@ func hashFile(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	_, err = io.Copy(h, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
