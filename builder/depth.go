@@ -14,8 +14,9 @@ import (
 // 4.3.1 (Debian 12), rootful, from a store with a 21-character path and a 15-character graphroot: an
 // image of 65 layers ran and one of 66 did not (options of 4117 bytes, as the error shows them);
 // rootless with native overlay and the graphroot in the user's home (47 characters), 64 ran and 65
-// did not. Podman's own pulled store in the same role fails alike. Newer Podman versions are measured
-// separately (see the README's table).
+// did not. Podman's own pulled store in the same role fails alike. Podman 5.4 and 5.8 have no such page
+// limit; what stops them (and 4.3 with fuse-overlayfs, at 128) is the library's depth limit, "max
+// depth exceeded" past maxLayers (scripts/podman-layer-limit, docs/PODMAN-MATRIX.md).
 const (
 	mountOptionsPage = 4096
 	// lowerEntryBytes is what each lower layer adds besides the store path: "/overlay/l/", the link
@@ -27,6 +28,8 @@ const (
 	// /var/lib/containers/storage, about 290 with a rootless one in a home directory. 300 bytes
 	// puts the limit at 64 layers for the measured 21-character path, as measured rootless.
 	mountOptionsReserve = 300
+	// maxLayers is the most layers any Podman version (4.3, 5.4, 5.8) mounts: 500 ran, 501 did not.
+	maxLayers = 500
 )
 
 // podman4LayerLimit is how many layers an image may have for Podman 4.x to mount it from an
@@ -35,19 +38,24 @@ func podman4LayerLimit(storeDir string) int {
 	return (mountOptionsPage - mountOptionsReserve) / (len(storeDir) + lowerEntryBytes)
 }
 
-// checkDepth returns a warning about an image of n layers if Podman 4.x readers cannot mount
+// checkDepth returns a warning about an image of n layers if Podman 4.x readers (or, past maxLayers, any
+// reader) cannot mount
 // it from the store (never for a vfs store, which mounts nothing), or with strict, an error instead.
 func checkDepth(store *layout.Store, n int, strict bool) (warning string, err error) {
 	if store.Driver() != layout.Overlay {
 		return "", nil
 	}
-	limit := podman4LayerLimit(store.Dir())
+	limit, readers := podman4LayerLimit(store.Dir()), "Podman 4.x cannot"
+	if n > maxLayers {
+		limit, readers = maxLayers, "no Podman version (4.3 to 5.8) can"
+	}
 	if n <= limit {
 		return "", nil
 	}
-	problem := fmt.Sprintf("%d layers, but Podman 4.x cannot run an image of more than %d layers from a store at %s "+
-		"(each layer's path in the store goes into one overlay mount's options, at most 4096 bytes): "+
-		"publish it into a store with a shorter path, or rebuild the image with fewer layers", n, limit, store.Dir())
+	problem := fmt.Sprintf("%d layers, but %s run an image of more than %d layers from a store at %s "+
+		"(each layer's path in the store goes into one overlay mount's options, at most 4096 bytes, and the "+
+		"storage library refuses more than %d): publish it into a store with a shorter path, or rebuild the "+
+		"image with fewer layers", n, readers, limit, store.Dir(), maxLayers)
 	if strict {
 		return "", fmt.Errorf("refused in strict mode: the image has %s", problem) // Publish names the image
 	}

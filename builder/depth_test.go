@@ -68,3 +68,25 @@ func TestTooDeepForPodman4(t *testing.T) {
 		t.Errorf("without strict: %s, want added", res.Action)
 	}
 }
+
+// Past the storage library's depth limit no Podman version runs the image, whatever the store path.
+func TestDeeperThanAnyPodman(t *testing.T) {
+	requireRoot(t)
+	store, _ := openStore(t)
+	for _, tt := range []struct {
+		layers int
+		want   string // in the warning; "" for none
+	}{
+		{3, ""},
+		{podman4LayerLimit(store.Dir()) + 1, "Podman 4.x cannot run"},
+		{maxLayers + 1, "no Podman version (4.3 to 5.8) can run"},
+	} {
+		warning, err := checkDepth(store, tt.layers, false)
+		if err != nil || !strings.Contains(warning, tt.want) || (tt.want == "") != (warning == "") {
+			t.Errorf("%d layers: warning %q, error %v; want a warning saying %q", tt.layers, warning, err, tt.want)
+		}
+		if _, err := checkDepth(store, tt.layers, true); (err != nil) != (tt.want != "") {
+			t.Errorf("%d layers, strict: error %v", tt.layers, err)
+		}
+	}
+}
