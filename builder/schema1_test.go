@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cargohold/cargohold/internal/testimage"
+	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/storage"
@@ -153,4 +154,37 @@ func imageAndLayers(t *testing.T, s storage.Store, name string) string {
 	keys := slices.Sorted(slices.Values(img.BigDataNames))
 	return fmt.Sprintf("%s manifest %s created %s top %s big data %v diff IDs %v",
 		img.ID, img.Digest, img.Created.UTC().Format(time.RFC3339), img.TopLayer, keys, diffIDs)
+}
+
+// In a vfs store (layers unpacked onto a copy of their parent, so committed in order) a schema 1
+// image shares the layers of the schema 2 image with the same content: unpacking reveals they are
+// there, and nothing is added but the image.
+func TestSchema1SharesLayersInVFSStore(t *testing.T) {
+	requireRoot(t)
+	dir := filepath.Join(t.TempDir(), "store")
+	store, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.VFS, Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
+	app := mustPublish(t, p, fixtures.ref("app:1"), "localhost/cargotest/app:1")
+	res := mustPublish(t, p, writeSchema1Dir(t), "localhost/cargotest/schema1:1")
+	if res.Action != Added || res.LayersFetched != 0 {
+		t.Errorf("publish: %s with %d layers committed; want added with none", res.Action, res.LayersFetched)
+	}
+	snap, err := layout.Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(fixtures.written["app:1"].Layers); len(snap.Layers) != n {
+		t.Errorf("the store has %d layers; want app:1's %d", len(snap.Layers), n)
+	}
+	appImg, _ := store.Image(app.ImageID)
+	if old, _ := store.Image(res.ImageID); old.TopLayer != appImg.TopLayer {
+		t.Errorf("the schema 1 image's top layer is %q, app:1's %q", old.TopLayer, appImg.TopLayer)
+	}
+	if err := testimage.VerifyStore(dir, "vfs"); err != nil {
+		t.Fatalf("the storage library (vfs) does not accept the store: %v", err)
+	}
 }

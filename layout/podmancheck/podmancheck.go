@@ -78,9 +78,10 @@ func (p Problem) String() string {
 //   - it lists exactly the images of images.json (a store Podman cannot read shows none), each name
 //     resolving to its image;
 //   - the image library opens and inspects each image (manifest, metadata, config) and the config's
-//     diff IDs lead, as chain IDs, to the recorded layers;
-//   - every big-data item reads back with its recorded size and digest, and the config and a manifest
-//     are there;
+//     diff IDs lead, as chain IDs, to the recorded layers (a Docker schema 1 image has no config: the
+//     image ID must be the one the image library derives from its manifest and its layers' diff IDs);
+//   - every big-data item reads back with its recorded size and digest, and the config (but for
+//     schema 1) and a manifest are there;
 //   - every layer of every image exists, has its tar-split data, and (overlay) its link, lower and
 //     overlay/l/ symlinks resolve as older Podman (4.3, whose storage library predates lower-layers)
 //     follows them to mount the image;
