@@ -28,9 +28,9 @@ type Image struct {
 	Config   []byte          // the image config blob; its sha256 is the image ID; nil for schema 1
 	DiffIDs  []digest.Digest // schema 1 only: the diff IDs of the non-throwaway layers, base first
 	Manifest []byte          // the image's manifest
-	List     []byte   // the manifest list or OCI index the manifest was chosen from; nil if none
-	Names    []string // full names like "docker.io/library/alpine:3.20"
-	Source   string   // the reference it was published from, e.g. "docker://reg/x:1"
+	List     []byte          // the manifest list or OCI index the manifest was chosen from; nil if none
+	Names    []string        // full names like "docker.io/library/alpine:3.20"
+	Source   string          // the reference it was published from, e.g. "docker://reg/x:1"
 }
 
 // ImageID is the ID the store gives an image with this config: the config digest's hex.
