@@ -19,8 +19,8 @@ import (
 // layerJob is one layer of an image that the store does not have yet.
 type layerJob struct {
 	blob     types.BlobInfo // as the manifest describes it
-	diffID   digest.Digest  // as the config describes it
-	id       string         // chain ID
+	diffID   digest.Digest  // as the config describes it; "" for schema 1 until fetched
+	id       string         // chain ID; "" for schema 1 until fetched
 	parent   string         // parent's chain ID, "" for a base layer
 	staged   *layout.StagedLayer
 	meta     layout.LayerMeta
@@ -87,7 +87,9 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 	if j.blob.Size > 0 && counted.n != j.blob.Size {
 		return fmt.Errorf("layer %s: the manifest says %d bytes, the registry sent %d", j.blob.Digest, j.blob.Size, counted.n)
 	}
-	if result.DiffID != j.diffID {
+	if j.diffID == "" { // schema 1: no config lists the diff ID, so the content names the layer
+		j.diffID, j.id = result.DiffID, layout.ChainID(j.parent, result.DiffID)
+	} else if result.DiffID != j.diffID {
 		return fmt.Errorf("layer %s: uncompressed content has digest %s, but the image config lists diff_id %s", j.blob.Digest, result.DiffID, j.diffID)
 	}
 	j.meta = layout.LayerMeta{

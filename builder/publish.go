@@ -109,7 +109,14 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 		res.Err = err
 		return res
 	}
-	res.ImageID, res.ManifestDigest = src.config.Digest.Encoded(), src.manifestDigest
+	res.ManifestDigest = src.manifestDigest
+	if src.schema1 {
+		// The ID derives from the diff IDs, which only unpacking reveals; an image already holding
+		// this manifest has it.
+		res.ImageID = p.imageWithManifest(src.manifestDigest)
+	} else {
+		res.ImageID = src.config.Digest.Encoded()
+	}
 	if warning, err := checkDepth(p.Store, len(src.layers), opts.Strict); err != nil {
 		res.Err = err
 		return res
@@ -119,7 +126,7 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 
 	// Already there, with this manifest and all its names: nothing to fetch, not even the config.
 	_, existed := p.Store.Image(res.ImageID)
-	if p.Store.HasManifest(res.ImageID, src.manifestDigest, res.Names) {
+	if res.ImageID != "" && p.Store.HasManifest(res.ImageID, src.manifestDigest, res.Names) {
 		res.Action = Unchanged
 		return res
 	}
@@ -135,6 +142,9 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 
 // publish fetches what the store lacks of src and records the image.
 func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts Options) error {
+	if src.schema1 {
+		return p.publishSchema1(ctx, src, res, opts)
+	}
 	config, err := src.img.ConfigBlob(ctx)
 	if err != nil {
 		return fmt.Errorf("fetching config %s: %w", src.config.Digest, err)
@@ -182,6 +192,60 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 		res.Action = Unchanged
 	}
 	return nil
+}
+
+// publishSchema1 publishes a Docker schema 1 image as Podman pulls one: the manifest as it is, no
+// config, and a layer for each layer that is not throwaway. Schema 1 lists no diff IDs, so a layer's
+// chain ID is known only once it is unpacked, and its child can be staged only then: the layers are
+// fetched one after another, all of them (a layer the store turns out to hold is discarded).
+func (p *Publisher) publishSchema1(ctx context.Context, src *source, res *Result, opts Options) error {
+	if len(src.layers) == 0 {
+		return errors.New("the image has no layers; Podman cannot run it from an additional store")
+	}
+	uopts := unpack.Options{MaxSize: opts.MaxLayerSize, CopyHardlinksAcrossDirs: p.CopyHardlinksAcrossDirs}
+	var diffIDs []digest.Digest
+	parent := ""
+	for _, blob := range src.layers {
+		j := &layerJob{blob: blob, parent: parent, retries: opts.RetryTimes,
+			progress: progress{fn: p.Progress, ref: res.Ref, layer: blob.Digest, size: blob.Size}}
+		if err := j.fetch(ctx, src.src, p.Store, uopts); err != nil {
+			discard([]*layerJob{j})
+			return err
+		}
+		if p.Store.HasLayer(j.id) {
+			discard([]*layerJob{j})
+		} else if err := p.commit([]*layerJob{j}, res); err != nil {
+			return err
+		}
+		diffIDs = append(diffIDs, j.meta.DiffID)
+		parent = j.id
+	}
+	faultpoint.Hit("image-layers-committed")
+
+	img := layout.Image{DiffIDs: diffIDs, Manifest: src.manifest, List: src.list, Names: res.Names, Source: transports.ImageName(src.ref)}
+	var err error
+	if res.ImageID, err = img.ID(); err != nil {
+		return err
+	}
+	changed, err := p.Store.PutImage(img)
+	if err != nil {
+		return err
+	}
+	faultpoint.Hit("image-published")
+	if !changed {
+		res.Action = Unchanged
+	}
+	return nil
+}
+
+// imageWithManifest is the ID of an image of the store that holds the manifest d, "" if none does.
+func (p *Publisher) imageWithManifest(d digest.Digest) string {
+	for _, img := range p.Store.Images() {
+		if p.Store.HasManifest(img.ID, d, nil) {
+			return img.ID
+		}
+	}
+	return ""
 }
 
 // layerJobs lists the image's layers the store lacks, in order from the base up.

@@ -28,8 +28,9 @@ type source struct {
 	manifestDigest digest.Digest
 	list           []byte // the manifest list (image index) it was chosen from, if any
 	listDigest     digest.Digest
-	config         types.BlobInfo
-	layers         []types.BlobInfo
+	config         types.BlobInfo   // Digest "" for a Docker schema 1 image
+	layers         []types.BlobInfo // the layers the store holds (schema 1: not the throwaway ones)
+	schema1        bool             // a Docker schema 1 image: no config, diff IDs learned while unpacking
 }
 
 func (s *source) Close() error { return s.src.Close() }
@@ -148,12 +149,33 @@ func open(ctx context.Context, ref types.ImageReference, sys *types.SystemContex
 		return nil, err
 	}
 	s.config = s.img.ConfigInfo()
-	if s.config.Digest == "" {
-		// Podman still pulls these (keeping the manifest, deriving a config); cargohold does not
-		// publish them (see the README).
-		return nil, errors.New("the image has a Docker schema 1 manifest (deprecated since 2017), which cargohold does not publish; " +
-			"copy it into schema 2 and publish the copy, e.g. skopeo copy --format v2s2 docker://SOURCE docker://COPY")
-	}
 	s.layers = s.img.LayerInfos()
+	if s.config.Digest == "" {
+		if err := s.readSchema1(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// readSchema1 prepares a Docker schema 1 image, the only kind without a config: its manifest is kept
+// as it is, as Podman keeps it, and only its layers that are not throwaway are fetched, as Podman
+// creates no layer for the others.
+func (s *source) readSchema1() error {
+	mt := manifest.GuessMIMEType(s.manifest)
+	if mt != manifest.DockerV2Schema1SignedMediaType && mt != manifest.DockerV2Schema1MediaType {
+		return fmt.Errorf("the image has no config and its manifest (%s) is not Docker schema 1", mt)
+	}
+	m, err := manifest.Schema1FromManifest(s.manifest)
+	if err != nil {
+		return fmt.Errorf("parsing the schema 1 manifest: %w", err)
+	}
+	s.schema1 = true
+	s.layers = nil
+	for _, l := range m.LayerInfos() {
+		if !l.EmptyLayer {
+			s.layers = append(s.layers, l.BlobInfo)
+		}
+	}
+	return nil
 }

@@ -20,16 +20,30 @@ import (
 
 // Image is what an image is. PutImage derives from it everything the store records: the image ID,
 // top layer and creation date from the config, the big-data keys and the metadata JSON.
+//
+// A Docker schema 1 image has no config: Config is nil, Manifest is the schema 1 manifest and DiffIDs
+// lists the diff IDs of its layers that are not throwaway (schema 1 records none; they are learned
+// while unpacking). It is recorded as the image library records it (see schema1MetaOf).
 type Image struct {
-	Config   []byte   // the image config blob; its sha256 is the image ID
-	Manifest []byte   // the image's manifest
-	List     []byte   // the manifest list or OCI index the manifest was chosen from; nil if none
-	Names    []string // full names like "docker.io/library/alpine:3.20"
-	Source   string   // the reference it was published from, e.g. "docker://reg/x:1"
+	Config   []byte          // the image config blob; its sha256 is the image ID; nil for schema 1
+	DiffIDs  []digest.Digest // schema 1 only: the diff IDs of the non-throwaway layers, base first
+	Manifest []byte          // the image's manifest
+	List     []byte          // the manifest list or OCI index the manifest was chosen from; nil if none
+	Names    []string        // full names like "docker.io/library/alpine:3.20"
+	Source   string          // the reference it was published from, e.g. "docker://reg/x:1"
 }
 
 // ImageID is the ID the store gives an image with this config: the config digest's hex.
 func ImageID(config []byte) string { return digest.Canonical.FromBytes(config).Encoded() }
+
+// ID is the ID the store gives img (see ImageID and schema1MetaOf).
+func (img Image) ID() (string, error) {
+	if img.Config != nil {
+		return ImageID(img.Config), nil
+	}
+	meta, err := schema1MetaOf(img)
+	return meta.ID, err
+}
 
 // HasManifest reports whether the store holds the image id (any image for "") reachable by the
 // manifest (or list) digest d under every one of names: what publishing it again would not change.
@@ -70,6 +84,9 @@ func (s *Store) PutImage(img Image) (changed bool, err error) {
 
 // imageMetaOf is what the store records about img.
 func imageMetaOf(img Image) (imageMeta, error) {
+	if img.Config == nil {
+		return schema1MetaOf(img)
+	}
 	id := ImageID(img.Config)
 	var config v1.Image
 	if err := json.Unmarshal(img.Config, &config); err != nil {
@@ -97,15 +114,80 @@ func imageMetaOf(img Image) (imageMeta, error) {
 	if config.Created != nil {
 		meta.Created = *config.Created
 	}
+	return withListAndMetadata(meta, img)
+}
+
+// schema1MetaOf is what the image library's containers-storage destination records for a Docker
+// schema 1 image (storage_dest.go, CommitWithOptions): the manifest as it is, under both manifest
+// keys, and no config item; the image ID is the digest of the schema 2 config the image library
+// derives from the manifest and the layers' diff IDs (Schema1.ImageID, as computeID), the creation
+// date is the one of the manifest's top history entry (Schema1.Inspect), and throwaway layers have no
+// layer in the store.
+func schema1MetaOf(img Image) (imageMeta, error) {
+	if mt := manifest.GuessMIMEType(img.Manifest); mt != manifest.DockerV2Schema1SignedMediaType && mt != manifest.DockerV2Schema1MediaType {
+		return imageMeta{}, fmt.Errorf("an image without a config must have a Docker schema 1 manifest, not %q", mt)
+	}
+	m, err := manifest.Schema1FromManifest(img.Manifest)
+	if err != nil {
+		return imageMeta{}, fmt.Errorf("parsing its schema 1 manifest: %w", err)
+	}
+	if want := Schema1LayerCount(m); len(img.DiffIDs) != want {
+		return imageMeta{}, fmt.Errorf("the schema 1 manifest has %d layers that are not throwaway, but %d diff IDs were given", want, len(img.DiffIDs))
+	}
+	if len(img.DiffIDs) == 0 {
+		return imageMeta{}, errors.New("the image has no layers; Podman cannot run it from an additional store")
+	}
+	id, err := m.ImageID(img.DiffIDs)
+	if err != nil {
+		return imageMeta{}, fmt.Errorf("computing its image ID: %w", err)
+	}
+	inspect, err := m.Inspect(nil)
+	if err != nil {
+		return imageMeta{}, fmt.Errorf("image %s: reading its schema 1 history: %w", id, err)
+	}
+	manifestDigest, err := manifest.Digest(img.Manifest) // without the signatures, as the image library digests it
+	if err != nil {
+		return imageMeta{}, fmt.Errorf("image %s: digesting its manifest: %w", id, err)
+	}
+	ids := ChainIDs(img.DiffIDs)
+	meta := imageMeta{
+		ID:       id,
+		Digest:   manifestDigest,
+		TopLayer: ids[len(ids)-1],
+		Names:    img.Names,
+		Created:  *inspect.Created,
+		BigData: []bigData{
+			{Key: manifestKey(manifestDigest), Data: img.Manifest},
+			{Key: storage.ImageDigestBigDataKey, Data: img.Manifest},
+		},
+	}
+	return withListAndMetadata(meta, img)
+}
+
+// Schema1LayerCount is the number of layers of a schema 1 image that the store holds: those not
+// marked throwaway, which the image library does not create (storage_dest.go, commitLayer).
+func Schema1LayerCount(m *manifest.Schema1) int {
+	n := 0
+	for _, l := range m.LayerInfos() {
+		if !l.EmptyLayer {
+			n++
+		}
+	}
+	return n
+}
+
+// withListAndMetadata adds img's manifest list, if any, and cargohold's metadata to meta.
+func withListAndMetadata(meta imageMeta, img Image) (imageMeta, error) {
 	if img.List != nil {
 		// As Podman does: the index is kept too, so "name@<index digest>" finds the image.
 		listDigest, err := manifest.Digest(img.List)
 		if err != nil {
-			return imageMeta{}, fmt.Errorf("image %s: digesting its manifest list: %w", id, err)
+			return imageMeta{}, fmt.Errorf("image %s: digesting its manifest list: %w", meta.ID, err)
 		}
 		meta.BigData = append(meta.BigData, bigData{Key: manifestKey(listDigest), Data: img.List})
 	}
-	if meta.Metadata, err = imageMetadataJSON(manifestDigest, Metadata{Source: img.Source, Published: time.Now().UTC()}); err != nil {
+	var err error
+	if meta.Metadata, err = imageMetadataJSON(meta.Digest, Metadata{Source: img.Source, Published: time.Now().UTC()}); err != nil {
 		return imageMeta{}, err
 	}
 	return meta, nil

@@ -12,6 +12,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
 	"go.podman.io/storage"
 )
 
@@ -155,16 +156,41 @@ func (s *Snapshot) Info(img storage.Image) (ImageInfo, error) {
 	}
 	slices.Reverse(info.Layers)
 
+	platform, err := s.platform(img)
+	if err != nil {
+		return info, fmt.Errorf("image %s: %w", img.ID, err)
+	}
+	info.Platform = strings.Join(slices.DeleteFunc(platform, func(s string) bool { return s == "" }), "/")
+	return info, nil
+}
+
+// platform is img's OS, architecture and variant, from its config, or for a Docker schema 1 image
+// (which has none) from its manifest.
+func (s *Snapshot) platform(img storage.Image) ([]string, error) {
+	if !slices.Contains(img.BigDataNames, configKey(img.ID)) {
+		data, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(s.paths.bigDataPath(img.ID, storage.ImageDigestBigDataKey))))
+		if err != nil {
+			return nil, fmt.Errorf("reading its manifest: %w", err)
+		}
+		m, err := manifest.Schema1FromManifest(data)
+		if err != nil {
+			return nil, fmt.Errorf("it has no config and its manifest is not a Docker schema 1 manifest: %w", err)
+		}
+		inspect, err := m.Inspect(nil)
+		if err != nil {
+			return nil, fmt.Errorf("reading its schema 1 history: %w", err)
+		}
+		return []string{inspect.Os, inspect.Architecture, inspect.Variant}, nil
+	}
 	config, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(s.paths.bigDataPath(img.ID, configKey(img.ID)))))
 	if err != nil {
-		return info, fmt.Errorf("image %s: reading its config: %w", img.ID, err)
+		return nil, fmt.Errorf("reading its config: %w", err)
 	}
 	var c v1.Image
 	if err := json.Unmarshal(config, &c); err != nil {
-		return info, fmt.Errorf("image %s: parsing its config: %w", img.ID, err)
+		return nil, fmt.Errorf("parsing its config: %w", err)
 	}
-	info.Platform = strings.Join(slices.DeleteFunc([]string{c.OS, c.Architecture, c.Variant}, func(s string) bool { return s == "" }), "/")
-	return info, nil
+	return []string{c.OS, c.Architecture, c.Variant}, nil
 }
 
 // Find returns the image that a user's word names: a full or short ID, an exact name, or a name

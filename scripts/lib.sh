@@ -218,6 +218,8 @@ free_port() {
 # combined format; the registry writes it to stdout) goes to $REGISTRY_ACCESS_LOG so
 # tests can count blob downloads; its own log goes to $REGISTRY_LOG. With
 # REGISTRY_HTPASSWD set (a bcrypt htpasswd file) every request needs those credentials.
+# With REGISTRY_SCHEMA1=1 it also accepts pushes of Docker schema 1 manifests (distribution
+# 2.8 refuses them by default).
 start_registry() {
 	require_cmds docker-registry curl
 	local dir=$WORK/registry
@@ -248,6 +250,9 @@ start_registry() {
 	EOF
 	if [[ -n ${REGISTRY_HTPASSWD:-} ]]; then
 		printf 'auth:\n  htpasswd:\n    realm: cargohold-test\n    path: %s\n' "$REGISTRY_HTPASSWD" >>"$dir/config.yml"
+	fi
+	if [[ ${REGISTRY_SCHEMA1:-} == 1 ]]; then
+		printf 'compatibility:\n  schema1:\n    enabled: true\n' >>"$dir/config.yml"
 	fi
 	docker-registry serve "$dir/config.yml" >"$REGISTRY_ACCESS_LOG" 2>"$REGISTRY_LOG" &
 	REGISTRY_PID=$!

@@ -24,6 +24,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/manifest"
 	istorage "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
 )
@@ -78,9 +79,10 @@ func (p Problem) String() string {
 //   - it lists exactly the images of images.json (a store Podman cannot read shows none), each name
 //     resolving to its image;
 //   - the image library opens and inspects each image (manifest, metadata, config) and the config's
-//     diff IDs lead, as chain IDs, to the recorded layers;
-//   - every big-data item reads back with its recorded size and digest, and the config and a manifest
-//     are there;
+//     diff IDs lead, as chain IDs, to the recorded layers (a Docker schema 1 image has no config: the
+//     image ID must be the one the image library derives from its manifest and its layers' diff IDs);
+//   - every big-data item reads back with its recorded size and digest, and the config (but for
+//     schema 1) and a manifest are there;
 //   - every layer of every image exists, has its tar-split data, and (overlay) its link, lower and
 //     overlay/l/ symlinks resolve as older Podman (4.3, whose storage library predates lower-layers)
 //     follows them to mount the image;
@@ -191,7 +193,7 @@ func (c *checker) checkImage(store storage.Store, img storage.Image) {
 			fail("%v", err)
 		}
 	}
-	if !slices.Contains(img.BigDataNames, "sha256:"+img.ID) {
+	if !slices.Contains(img.BigDataNames, "sha256:"+img.ID) && !isSchema1(store, img) {
 		fail("the image config (big data \"sha256:<image ID>\") is missing")
 	}
 	if !slices.Contains(img.BigDataNames, storage.ImageDigestBigDataKey) &&
@@ -254,6 +256,17 @@ func checkBigData(store storage.Store, img storage.Image, key string) error {
 	return nil
 }
 
+// isSchema1 says whether img's manifest is a Docker schema 1 manifest: such an image has no config
+// item in a store, as the image library records it (storage_dest.go).
+func isSchema1(store storage.Store, img storage.Image) bool {
+	data, err := store.ImageBigData(img.ID, storage.ImageDigestBigDataKey)
+	if err != nil {
+		return false // reported as a missing manifest
+	}
+	mt := manifest.GuessMIMEType(data)
+	return mt == manifest.DockerV2Schema1SignedMediaType || mt == manifest.DockerV2Schema1MediaType
+}
+
 // checkAsImage opens the image through the image library's storage transport, as Podman does to
 // inspect, run or push it (manifest, metadata and config are parsed there), and checks that the
 // config's diff IDs lead, as chain IDs, to exactly the recorded layers.
@@ -271,13 +284,18 @@ func checkAsImage(store storage.Store, img storage.Image, chain []*storage.Layer
 	if _, err := ic.Inspect(ctx); err != nil {
 		return fmt.Errorf("inspecting it as Podman does: %w", err)
 	}
-	config, err := ic.OCIConfig(ctx)
+	data, mimeType, err := ic.Manifest(ctx)
 	if err != nil {
-		return fmt.Errorf("parsing its config: %w", err)
+		return fmt.Errorf("reading its manifest: %w", err)
 	}
-	diffIDs := config.RootFS.DiffIDs
-	if n := len(ic.LayerInfos()); n != len(diffIDs) || n != len(chain) {
-		return fmt.Errorf("the manifest lists %d layers, the config %d diff IDs, the store %d layers", n, len(diffIDs), len(chain))
+	var diffIDs []digest.Digest
+	if mimeType == manifest.DockerV2Schema1SignedMediaType || mimeType == manifest.DockerV2Schema1MediaType {
+		diffIDs, err = schema1DiffIDs(img, data, chain)
+	} else {
+		diffIDs, err = configDiffIDs(ctx, ic, chain)
+	}
+	if err != nil {
+		return err
 	}
 	parent := ""
 	for i, diffID := range diffIDs {
@@ -293,6 +311,44 @@ func checkAsImage(store storage.Store, img storage.Image, chain []*storage.Layer
 		parent = id
 	}
 	return nil
+}
+
+// configDiffIDs are the diff IDs of the image's config, which lists as many as the manifest has
+// layers and the store has layers in the image's chain.
+func configDiffIDs(ctx context.Context, ic types.ImageCloser, chain []*storage.Layer) ([]digest.Digest, error) {
+	config, err := ic.OCIConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("parsing its config: %w", err)
+	}
+	diffIDs := config.RootFS.DiffIDs
+	if n := len(ic.LayerInfos()); n != len(diffIDs) || n != len(chain) {
+		return nil, fmt.Errorf("the manifest lists %d layers, the config %d diff IDs, the store %d layers", n, len(diffIDs), len(chain))
+	}
+	return diffIDs, nil
+}
+
+// schema1DiffIDs are the diff IDs of a Docker schema 1 image's layers. Schema 1 records none, so
+// they are the store's (base first); the image library derives the image ID from them
+// (Schema1.ImageID), and the store holds a layer for every manifest layer that is not throwaway.
+func schema1DiffIDs(img storage.Image, data []byte, chain []*storage.Layer) ([]digest.Digest, error) {
+	m, err := manifest.Schema1FromManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("parsing its schema 1 manifest: %w", err)
+	}
+	layers := slices.DeleteFunc(m.LayerInfos(), func(l manifest.LayerInfo) bool { return l.EmptyLayer })
+	if len(layers) != len(chain) {
+		return nil, fmt.Errorf("the schema 1 manifest lists %d layers that are not throwaway, the store %d layers", len(layers), len(chain))
+	}
+	var diffIDs []digest.Digest
+	for _, layer := range slices.Backward(chain) {
+		diffIDs = append(diffIDs, layer.UncompressedDigest)
+	}
+	if id, err := m.ImageID(diffIDs); err != nil {
+		return nil, fmt.Errorf("deriving its image ID from the schema 1 manifest: %w", err)
+	} else if id != img.ID {
+		return nil, fmt.Errorf("the image library derives image ID %s from the schema 1 manifest and the layers' diff IDs", id)
+	}
+	return diffIDs, nil
 }
 
 func (c *checker) checkLayer(store storage.Store, layer *storage.Layer) []error {
