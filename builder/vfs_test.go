@@ -22,7 +22,7 @@ func TestPublishVFSStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer closeStore(t, store)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	for _, nt := range []string{"app:1", "app-zstd:1", "other:1"} {
 		mustPublish(t, p, fx.ref(nt), "localhost/cargotest/"+nt)
@@ -64,11 +64,11 @@ func TestPublishVFSStore(t *testing.T) {
 	}
 
 	// Opening it again without a driver keeps vfs; asking for overlay is refused.
-	store.Close()
+	closeStore(t, store)
 	if s, err := layout.OpenWithOptions(dir, layout.Options{}); err != nil || s.Driver() != layout.VFS {
 		t.Errorf("reopened: driver %v, %v; want vfs", s.Driver(), err)
 	} else {
-		s.Close()
+		closeStore(t, s)
 	}
 	if _, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.Overlay}); err == nil {
 		t.Error("a vfs store opened as overlay")
