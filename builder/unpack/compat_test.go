@@ -22,8 +22,7 @@ import (
 // applier (what "podman pull" does for the overlay driver) and compares the two trees.
 func TestMatchesContainersStorage(t *testing.T) {
 	requireRoot(t)
-	ping := testimage.File("usr/bin/ping", 0o4755, "ping")
-	ping.Header.Uid, ping.Header.Gid = 1000, 1000
+	ping := testimage.File("usr/bin/ping", 0o4755, "ping").Owner(1000, 1000)
 	ping.Header.PAXRecords = map[string]string{
 		"SCHILY.xattr.security.capability": string(capNetBindService()),
 		"SCHILY.xattr.user.origin":         "test",
@@ -111,11 +110,9 @@ func compareWithStorage(t *testing.T, stream []byte, apply bool) *env {
 // drops security.capability on chown. GNU tar --xattrs writes exactly this.
 func TestHardlinkKeepsCapability(t *testing.T) {
 	requireRoot(t)
-	ping := testimage.File("usr/bin/ping", 0o755, "ping")
-	ping.Header.Uid, ping.Header.Gid = 0, 0
+	ping := testimage.File("usr/bin/ping", 0o755, "ping").Owner(0, 0)
 	ping.Header.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(capNetBindService())}
-	owned := testimage.File("usr/bin/arping", 0o755, "arping")
-	owned.Header.Uid, owned.Header.Gid = 1000, 1000
+	owned := testimage.File("usr/bin/arping", 0o755, "arping").Owner(1000, 1000)
 	owned.Header.PAXRecords = ping.Header.PAXRecords
 	link, ownedLink := testimage.Hardlink("usr/bin/ping4", "usr/bin/ping"), testimage.Hardlink("usr/sbin/arping", "usr/bin/arping")
 	link.Header.Mode, ownedLink.Header.Mode = 0o755, 0o755

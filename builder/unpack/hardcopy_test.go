@@ -17,8 +17,7 @@ import (
 // times), links within one directory stay links, and the layer still reassembles byte for byte.
 func TestHardlinksAcrossDirsBecomeCopies(t *testing.T) {
 	requireRoot(t)
-	file := testimage.File("a/file", 0o4755, "one inode, many names")
-	file.Header.Uid, file.Header.Gid = 1000, 1001
+	file := testimage.File("a/file", 0o4755, "one inode, many names").Owner(1000, 1001)
 	file.Header.PAXRecords = map[string]string{
 		"SCHILY.xattr.security.capability": string(capNetBindService()),
 		"SCHILY.xattr.user.note":           "kept",

@@ -216,14 +216,11 @@ func TestEntryTypes(t *testing.T) {
 	passwd := testimage.File("etc/passwd", 0o644, "root:x:0:0::/root:/bin/sh\n")
 	passwd.Header.ModTime = fileTime
 	passwd.Header.AccessTime = fileTime.Add(time.Hour)
-	suid := testimage.File("usr/bin/su", 0o4755, "#!su")
-	suid.Header.Uid, suid.Header.Gid = 1000, 1001
+	suid := testimage.File("usr/bin/su", 0o4755, "#!su").Owner(1000, 1001)
 	sgid := testimage.File("usr/bin/wall", 0o2755, "#!wall")
 	sgid.Header.Gid = 5
-	setgidDir := testimage.Dir("srv/shared/", 0o2775)
-	setgidDir.Header.Uid, setgidDir.Header.Gid = 33, 33
-	ping := testimage.File("usr/bin/ping", 0o755, "#!ping")
-	ping.Header.Uid, ping.Header.Gid = 1000, 1000 // chown after setting the capability would drop it
+	setgidDir := testimage.Dir("srv/shared/", 0o2775).Owner(33, 33)
+	ping := testimage.File("usr/bin/ping", 0o755, "#!ping").Owner(1000, 1000) // chown after setting the capability would drop it
 	ping.Header.PAXRecords = map[string]string{
 		"SCHILY.xattr.security.capability": string(capNetBindService()),
 		"SCHILY.xattr.user.comment":        "pong",
@@ -401,8 +398,7 @@ func TestEmptyXattrIsNotWritten(t *testing.T) {
 func TestWhiteouts(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	wh := testimage.File("etc/.wh.motd", 0o644, "")
-	wh.Header.Uid, wh.Header.Gid = 12, 34
+	wh := testimage.File("etc/.wh.motd", 0o644, "").Owner(12, 34)
 	opq := testimage.File("var/cache/.wh..wh..opq", 0o644, "")
 	rootOpq := testimage.File(".wh..wh..opq", 0o644, "")
 	res, _ := e.mustUnpack(t, makeTar(t,
@@ -505,12 +501,9 @@ func TestSparse(t *testing.T) {
 func TestDiffIDSizeAndOwners(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	a := testimage.File("a", 0o644, "a")
-	a.Header.Uid, a.Header.Gid = 1000, 50
-	b := testimage.File("b", 0o644, "b")
-	b.Header.Uid, b.Header.Gid = 33, 1000
-	c := testimage.Dir("c/", 0o755)
-	c.Header.Uid, c.Header.Gid = 1000, 1000
+	a := testimage.File("a", 0o644, "a").Owner(1000, 50)
+	b := testimage.File("b", 0o644, "b").Owner(33, 1000)
+	c := testimage.Dir("c/", 0o755).Owner(1000, 1000)
 	stream := makeTar(t, a, b, c, testimage.File("d", 0o644, "d"))
 	stream = append(stream, make([]byte, 9*512)...) // extra padding up to a 10 KiB record, as GNU tar writes
 	res, ts := e.mustUnpack(t, stream)
@@ -601,8 +594,7 @@ func TestTarSplitRoundTrip(t *testing.T) {
 func TestReplacingEntries(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	explicit := testimage.Dir("p/", 0o700)
-	explicit.Header.Uid, explicit.Header.Gid = 7, 7
+	explicit := testimage.Dir("p/", 0o700).Owner(7, 7)
 	e.mustUnpack(t, makeTar(t,
 		testimage.File("p/f", 0o644, "f"), explicit, // implicit parent, then its own entry: merged
 		testimage.File("/dup", 0o644, "one"), testimage.Dir("dup/", 0o711), testimage.File("dup/inside", 0o644, "in"), // same path, other spelling: last wins
