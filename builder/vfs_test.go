@@ -45,15 +45,7 @@ func TestPublishVFSStore(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(top, "data/deleted.txt")); !os.IsNotExist(err) {
 		t.Errorf("the whiteout was not applied: data/deleted.txt: %v", err)
 	}
-	entries, err := os.ReadDir(filepath.Join(top, "data/opq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if !slices.Equal(names, []string{"new"}) {
+	if names := dirNames(t, filepath.Join(top, "data/opq")); !slices.Equal(names, []string{"new"}) {
 		t.Errorf("the opaque dir holds %v, want only [new]", names)
 	}
 	if data, err := os.ReadFile(filepath.Join(top, "data/keep.txt")); err != nil || string(data) != testimage.KeepV3 {
