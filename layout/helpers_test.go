@@ -224,8 +224,16 @@ func openStore(t *testing.T, dir string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(func() { closeStore(t, s) })
 	return s
+}
+
+// closeStore closes a store the test opened; a lock it cannot release is a bug to report.
+func closeStore(t *testing.T, s *Store) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Error(err)
+	}
 }
 
 func putImage(t *testing.T, s *Store, img imageMeta) bool {

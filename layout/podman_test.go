@@ -23,7 +23,7 @@ func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []i
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = s.Close() }()
+	defer closeStore(t, s)
 	base := commitTestLayer(t, s, "", baseEntries)
 	child := commitTestLayer(t, s, base.meta.ID, childEntries)
 	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
@@ -148,7 +148,7 @@ func TestWriteAndVerifyInOneProcess(t *testing.T) {
 	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify with the writer open: %v", err)
 	}
-	_ = s.Close()
+	closeStore(t, s)
 	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify after reopening: %v", err)
 	}
