@@ -44,7 +44,7 @@ func TestTooDeepForPodman4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = store.Close() }()
+	defer closeStore(t, store)
 	ref := fx.ref("app:1")
 	limit := strconv.Itoa(podman4LayerLimit(dir))
 

@@ -397,7 +397,7 @@ func TestHostileCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer closeStore(t, store)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: policy}}
 
 	good := testimage.Image{Cmd: []string{"/bin/cat", "/etc/motd"}, Layers: []testimage.Layer{goodBase(),
@@ -486,7 +486,7 @@ func TestHostileNameCollision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer closeStore(t, store)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	var ids []string
 	for i, motd := range []string{"first\n", "second\n"} {
@@ -527,7 +527,7 @@ func TestHostileDeviceNodeWithoutPrivilege(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		store.Close()
+		closeStore(t, store)
 		cmd := exec.Command(setpriv, "--inh-caps=-mknod", "--bounding-set=-mknod", "--",
 			os.Args[0], "-test.run=^TestHostileDeviceNodeWithoutPrivilege$", "-test.v")
 		cmd.Env = append(os.Environ(), "CARGOHOLD_TEST_NO_MKNOD="+root)
@@ -551,7 +551,7 @@ func TestHostileDeviceNodeWithoutPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer closeStore(t, store)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	goodDir := filepath.Join(e.layouts, "good")
 	if _, err := testimage.WriteLayout(goodDir, "1", testimage.Image{Layers: []testimage.Layer{goodBase()}}); err != nil {

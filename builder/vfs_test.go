@@ -22,7 +22,7 @@ func TestPublishVFSStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer closeStore(t, store)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	for _, nt := range []string{"app:1", "app-zstd:1", "other:1"} {
 		mustPublish(t, p, fx.ref(nt), "localhost/cargotest/"+nt)
@@ -45,15 +45,7 @@ func TestPublishVFSStore(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(top, "data/deleted.txt")); !os.IsNotExist(err) {
 		t.Errorf("the whiteout was not applied: data/deleted.txt: %v", err)
 	}
-	entries, err := os.ReadDir(filepath.Join(top, "data/opq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if !slices.Equal(names, []string{"new"}) {
+	if names := dirNames(t, filepath.Join(top, "data/opq")); !slices.Equal(names, []string{"new"}) {
 		t.Errorf("the opaque dir holds %v, want only [new]", names)
 	}
 	if data, err := os.ReadFile(filepath.Join(top, "data/keep.txt")); err != nil || string(data) != testimage.KeepV3 {
@@ -64,11 +56,11 @@ func TestPublishVFSStore(t *testing.T) {
 	}
 
 	// Opening it again without a driver keeps vfs; asking for overlay is refused.
-	store.Close()
+	closeStore(t, store)
 	if s, err := layout.OpenWithOptions(dir, layout.Options{}); err != nil || s.Driver() != layout.VFS {
 		t.Errorf("reopened: driver %v, %v; want vfs", s.Driver(), err)
 	} else {
-		s.Close()
+		closeStore(t, s)
 	}
 	if _, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.Overlay}); err == nil {
 		t.Error("a vfs store opened as overlay")

@@ -117,7 +117,7 @@ func TestOpenRemovesOrphans(t *testing.T) {
 			t.Errorf("image %s lost", img.ID)
 		}
 	}
-	_ = s.Close()
+	closeStore(t, s)
 	if err := os.RemoveAll(filepath.Join(dir, "overlay/not-a-layer-id")); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestNoWaitFailsWhileLocked(t *testing.T) {
 	go func() {
 		s2, err := OpenWithOptions(dir, Options{Lock: LockOptions{Waiting: func(pid int) { waiting <- pid }}})
 		if err == nil {
-			_ = s2.Close()
+			closeStore(t, s2)
 		}
 		opened <- err
 	}()
@@ -162,7 +162,7 @@ func TestNoWaitFailsWhileLocked(t *testing.T) {
 	case err := <-opened:
 		t.Fatalf("second Open did not wait: %v", err)
 	}
-	_ = s.Close()
+	closeStore(t, s)
 	if err := <-opened; err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func repairAndCheck(t *testing.T, dir string) {
 	for _, d := range done {
 		t.Logf("repaired: %s", d)
 	}
-	_ = s.Close()
+	closeStore(t, s)
 	if r, err := Check(dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
 		t.Errorf("after Repair: %v (%v)", r.Problems, err)
 	}

@@ -29,7 +29,7 @@ func TestCatalogMarkers(t *testing.T) {
 	// A layer of a plain store has no marker, and its diff/ never gets one.
 	s := openStore(t, dir)
 	base := commitTestLayer(t, s, "", baseEntries)
-	_ = s.Close()
+	closeStore(t, s)
 	if _, err := os.Lstat(filepath.Join(dir, "overlay", base.meta.ID, catalogMarkerName)); !os.IsNotExist(err) {
 		t.Fatalf("plain store: want no marker, got %v", err)
 	}
@@ -49,14 +49,14 @@ func TestCatalogMarkers(t *testing.T) {
 		}
 	}
 	putImage(t, s, testImageMeta(t, []testLayer{base, child}, []string{"example.com/app:1"}, "one"))
-	_ = s.Close()
+	closeStore(t, s)
 
 	// Opening again rewrites nothing: CVMFS republishes what changed.
 	s, err = OpenWithOptions(dir, Options{CatalogMarkers: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = s.Close()
+	closeStore(t, s)
 	for id, before := range map[string]unix.Stat_t{base.meta.ID: baseMarker, child.meta.ID: childMarker} {
 		after := markerStat(t, dir, id)
 		if after.Ino != before.Ino || after.Ctim != before.Ctim {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/tar/asm"
 	tsstorage "github.com/vbatts/tar-split/tar/storage"
@@ -50,24 +51,18 @@ var testMtime = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 // makeTar writes entries as a tar owned by the current user (so that the same files can be made on
 // disk without privileges).
 func makeTar(entries []testEntry) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{
-			Name: e.name, Mode: e.mode, ModTime: testMtime, Typeflag: tar.TypeReg, Size: int64(len(e.data)),
-			Uid: os.Getuid(), Gid: os.Getgid(), Format: tar.FormatPAX,
-		}
+	tarEntries := make([]testimage.Entry, len(entries))
+	for i, e := range entries {
+		te := testimage.File(e.name, e.mode, e.data)
 		if e.dir {
-			h.Typeflag, h.Size = tar.TypeDir, 0
+			te = testimage.Dir(e.name, e.mode)
 		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if _, err := io.WriteString(tw, e.data); err != nil {
-			return nil, err
-		}
+		te = te.Owner(os.Getuid(), os.Getgid())
+		te.Header.ModTime, te.Header.Format = testMtime, tar.FormatPAX
+		tarEntries[i] = te
 	}
-	err := tw.Close()
+	var buf bytes.Buffer
+	err := testimage.WriteTar(&buf, tarEntries)
 	return buf.Bytes(), err
 }
 
@@ -229,8 +224,16 @@ func openStore(t *testing.T, dir string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(func() { closeStore(t, s) })
 	return s
+}
+
+// closeStore closes a store the test opened; a lock it cannot release is a bug to report.
+func closeStore(t *testing.T, s *Store) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Error(err)
+	}
 }
 
 func putImage(t *testing.T, s *Store, img imageMeta) bool {

@@ -159,11 +159,10 @@ func openAndClose(dir string, opts Options, then func(*Store) error) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = s.Close() }()
 	if then != nil {
-		return then(s)
+		err = then(s)
 	}
-	return nil
+	return errors.Join(err, s.Close())
 }
 
 // Every command's library call on a path that is not a cargohold store is refused with ErrNotStore,
@@ -213,7 +212,7 @@ func TestOtherDriverStoreIsNeverWritten(t *testing.T) {
 		}
 		base := commitTestLayer(t, s, "", baseEntries)
 		putImage(t, s, testImageMeta(t, []testLayer{base}, []string{"example.com/app:1"}, "1"))
-		_ = s.Close()
+		closeStore(t, s)
 		for _, ep := range entryPoints {
 			if ep.name != "publish (OpenWithOptions Create)" && !strings.Contains(ep.name, "Read") &&
 				!strings.Contains(ep.name, "Check") && !strings.Contains(ep.name, "Identify") {
@@ -242,7 +241,7 @@ func TestOtherDriverStoreIsNeverWritten(t *testing.T) {
 // (Podman's files keep Podman's format).
 func TestNewerFormatIsNotWritten(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
-	_ = openStore(t, dir).Close()
+	closeStore(t, openStore(t, dir))
 	if err := os.WriteFile(filepath.Join(dir, markerName), []byte(`{"format":99,"driver":"overlay"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +266,7 @@ func TestStoreWithoutMarkerGetsOne(t *testing.T) {
 	s := openStore(t, dir)
 	base := commitTestLayer(t, s, "", baseEntries)
 	putImage(t, s, testImageMeta(t, []testLayer{base}, []string{"example.com/app:1"}, "1"))
-	_ = s.Close()
+	closeStore(t, s)
 	if err := os.Remove(filepath.Join(dir, markerName)); err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +276,7 @@ func TestStoreWithoutMarkerGetsOne(t *testing.T) {
 	if snap, err := Read(dir); err != nil || len(snap.Images) != 1 {
 		t.Fatalf("Read of a store without marker: %v", err)
 	}
-	_ = openStore(t, dir).Close()
+	closeStore(t, openStore(t, dir))
 	var m marker
 	readJSONFile(t, filepath.Join(dir, markerName), &m)
 	if m != (marker{Format: formatVersion, Driver: Overlay}) {
@@ -296,7 +295,7 @@ func TestRepairKeepsImageModes(t *testing.T) {
 	})
 	img := testImageMeta(t, []testLayer{base}, []string{"example.com/app:1"}, "1")
 	putImage(t, s, img)
-	_ = s.Close()
+	closeStore(t, s)
 	diff := filepath.Join(dir, "overlay", base.meta.ID, "diff")
 	imagesJSON := filepath.Join(dir, "overlay-images", "images.json")
 	if err := os.Chmod(imagesJSON, 0o600); err != nil {
@@ -307,7 +306,7 @@ func TestRepairKeepsImageModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = s.Close()
+	closeStore(t, s)
 	if len(done) != 1 || !strings.Contains(done[0], "images.json") {
 		t.Errorf("Repair did %q, want images.json only", done)
 	}

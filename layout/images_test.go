@@ -156,7 +156,7 @@ func TestPutImageTwiceIsNoop(t *testing.T) {
 		t.Error("second PutImage of the same image reported a change")
 	}
 	// Also across a reopen, as a second cargohold run would see it.
-	_ = s.Close()
+	closeStore(t, s)
 	s = openStore(t, dir)
 	if putImage(t, s, img) {
 		t.Error("PutImage after reopening reported a change")
@@ -406,7 +406,7 @@ func TestGCRemovesNamelessImages(t *testing.T) {
 	nameless := testImageMeta(t, []testLayer{base, child}, []string{"example.com/gone:1"}, "nameless")
 	putImage(t, s, named)
 	putImage(t, s, nameless)
-	_ = s.Close()
+	closeStore(t, s)
 	editFile(t, filepath.Join(dir, "overlay-images", "images.json"), `"names":["example.com/gone:1"],`, "")
 
 	s = openStore(t, dir)
@@ -424,7 +424,7 @@ func TestGCRemovesNamelessImages(t *testing.T) {
 	if _, waiting := report.Waiting[child.meta.ID]; !waiting {
 		t.Errorf("its layer is not in its grace period: %+v", report)
 	}
-	_ = s.Close()
+	closeStore(t, s)
 	snap, err := Read(dir)
 	if err != nil {
 		t.Fatal(err)

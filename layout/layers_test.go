@@ -340,15 +340,7 @@ func TestConcurrentStaging(t *testing.T) {
 // mode on a child (which, with the layer's "./" entry ignored, is 0555 again). The storage library's
 // own vfs driver is asked for comparison.
 func TestLayerRootMode(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the storage library writes layers only as root (it chowns and chroots)")
-	}
-	refRoot := t.TempDir()
-	ref, err := storage.GetStore(storage.StoreOptions{RunRoot: t.TempDir(), GraphRoot: refRoot, GraphDriverName: "vfs"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = ref.Shutdown(true) }) // a test store: nothing to report
+	ref, refRoot := referenceStore(t)
 
 	overlayDir, vfsDir := t.TempDir(), t.TempDir()
 	overlay, vfs := openStore(t, overlayDir), openVFSStore(t, vfsDir)

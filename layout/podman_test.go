@@ -23,7 +23,7 @@ func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []i
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = s.Close() }()
+	defer closeStore(t, s)
 	base := commitTestLayer(t, s, "", baseEntries)
 	child := commitTestLayer(t, s, base.meta.ID, childEntries)
 	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
@@ -148,7 +148,7 @@ func TestWriteAndVerifyInOneProcess(t *testing.T) {
 	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify with the writer open: %v", err)
 	}
-	_ = s.Close()
+	closeStore(t, s)
 	if err := testimage.VerifyStore(dir, "overlay"); err != nil {
 		t.Fatalf("Verify after reopening: %v", err)
 	}
@@ -223,20 +223,28 @@ func TestVerifyReportsDamage(t *testing.T) {
 	}
 }
 
+// referenceStore opens a writable store of the storage library itself in a temp dir (vfs driver: no
+// mounts), to compare what layout writes with; root is its graph root.
+func referenceStore(t *testing.T) (ref storage.Store, root string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the storage library writes layers only as root (it chowns and chroots)")
+	}
+	root = t.TempDir()
+	ref, err := storage.GetStore(storage.StoreOptions{RunRoot: t.TempDir(), GraphRoot: root, GraphDriverName: "vfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = ref.Shutdown(true) }) // a test store: nothing to report
+	return ref, root
+}
+
 // What layout records is what the storage library itself records for the same pull: its own writable
 // store (vfs driver: no mounts) is fed the same blobs and image the way the image library does
 // (PutLayer, CreateImage with big data, AddNames), and the JSON records must be equal, field by field,
 // apart from the layers' creation times.
 func TestRecordsMatchStorageLibrary(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the storage library writes layers only as root (it chowns and chroots)")
-	}
-	refRoot := t.TempDir()
-	ref, err := storage.GetStore(storage.StoreOptions{RunRoot: t.TempDir(), GraphRoot: refRoot, GraphDriverName: "vfs"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = ref.Shutdown(true) })
+	ref, refRoot := referenceStore(t)
 	dir := t.TempDir()
 	s := openStore(t, dir)
 

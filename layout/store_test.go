@@ -56,7 +56,7 @@ func TestCreateMakesParents(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "missing", "store")
 	if s, err := OpenWithOptions(dir, Options{}); !errors.Is(err, ErrNotStore) {
 		if err == nil {
-			_ = s.Close()
+			closeStore(t, s)
 		}
 		t.Fatalf("opening a missing path without Create: %v, want ErrNotStore", err)
 	}
@@ -133,7 +133,7 @@ func TestLockFilesAreLastWriteTokens(t *testing.T) {
 	}
 
 	// Reopening keeps existing tokens (readers would reload for nothing otherwise).
-	_ = s.Close()
+	closeStore(t, s)
 	layersAfter := lastWrite(layersLock)
 	openStore(t, dir)
 	if modified(layersLock, layersAfter) {
@@ -148,7 +148,7 @@ func TestOpenRemovesLeftovers(t *testing.T) {
 	img := testImageMeta(t, []testLayer{base}, []string{"example.com/a:1"}, "a")
 	putImage(t, s, img)
 	staged, _ := stageTar(t, s, childEntries) // never committed: the run "crashed"
-	_ = s.Close()
+	closeStore(t, s)
 
 	leftovers := []string{
 		"overlay-layers/.tmp-layers.json-0123",
@@ -206,6 +206,6 @@ func TestWriterLockExcludesSecondOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s2 := <-opened; s2 != nil {
-		_ = s2.Close()
+		closeStore(t, s2)
 	}
 }

@@ -15,7 +15,7 @@ func openVFSStore(t *testing.T, dir string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(func() { closeStore(t, s) })
 	return s
 }
 
@@ -69,13 +69,13 @@ func TestVFSDriverIsKeptAndChecked(t *testing.T) {
 	dir := t.TempDir()
 	s := openVFSStore(t, dir)
 	commitTestLayer(t, s, "", baseEntries)
-	_ = s.Close()
+	closeStore(t, s)
 
 	s2 := openStore(t, dir) // no driver asked for: the store's own
 	if s2.Driver() != VFS {
 		t.Errorf("reopened as %s", s2.Driver())
 	}
-	_ = s2.Close()
+	closeStore(t, s2)
 	_, err := OpenWithOptions(dir, Options{Driver: Overlay})
 	if !errors.Is(err, ErrWrongDriver) || !strings.Contains(err.Error(), "--driver vfs") {
 		t.Errorf("opening a vfs store as overlay: %v, want ErrWrongDriver with a hint", err)
@@ -98,7 +98,7 @@ func TestVFSLeftoversRemoveAndGC(t *testing.T) {
 	base := commitTestLayer(t, s, "", baseEntries)
 	img := testImageMeta(t, []testLayer{base}, []string{"example.com/a:1"}, "a")
 	putImage(t, s, img)
-	_ = s.Close()
+	closeStore(t, s)
 
 	orphan := "vfs/dir/" + strings.Repeat("ab", 32)
 	if err := os.MkdirAll(filepath.Join(dir, orphan, "etc"), 0o755); err != nil {

@@ -116,7 +116,7 @@ func TestAddStoreThroughSymlink(t *testing.T) {
 	golden(t, "oneline-add.conf", readFile(t, link))
 
 	dangling := filepath.Join(dir, "dangling.conf")
-	os.Symlink("missing/storage.conf", dangling)
+	setUp(t, os.Symlink("missing/storage.conf", dangling))
 	if _, err := AddStore(dangling, store, Options{}); err == nil || !strings.Contains(err.Error(), "symlink to a missing file") {
 		t.Errorf("dangling symlink: %v", err)
 	}
@@ -136,7 +136,7 @@ func TestAddStoreRefusesAndLeavesFileUntouched(t *testing.T) {
 			dir := t.TempDir()
 			file := writeFile(t, dir, "storage.conf", []byte(tt.conf), 0o644)
 			old := time.Now().Add(-time.Hour)
-			os.Chtimes(file, old, old)
+			setUp(t, os.Chtimes(file, old, old))
 			_, err := AddStore(file, tt.store, Options{Backup: true})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error = %v, want one containing %q", err, tt.want)
@@ -158,8 +158,8 @@ func TestAddStoreUnwritableDirectory(t *testing.T) {
 	}
 	dir := t.TempDir()
 	file := writeFile(t, dir, "storage.conf", input(t, "debian"), 0o644)
-	os.Chmod(dir, 0o555)
-	defer os.Chmod(dir, 0o755)
+	setUp(t, os.Chmod(dir, 0o555))
+	t.Cleanup(func() { setUp(t, os.Chmod(dir, 0o755)) }) // else t.TempDir cannot remove it
 	if _, err := AddStore(file, store, Options{}); err == nil || !strings.Contains(err.Error(), "cannot write in "+dir) {
 		t.Errorf("error = %v", err)
 	}
@@ -295,16 +295,16 @@ func TestUserFileRefusesSymlinks(t *testing.T) {
 	elsewhere := t.TempDir()
 	owner := &Owner{UID: os.Geteuid(), GID: os.Getegid()}
 
-	os.Symlink(elsewhere, filepath.Join(home, ".config"))
+	setUp(t, os.Symlink(elsewhere, filepath.Join(home, ".config")))
 	_, err := AddUserStore(UserFile(home), store, UserOptions{Home: home, Owner: owner})
 	if err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Errorf("symlinked ~/.config: %v", err)
 	}
-	os.Remove(filepath.Join(home, ".config"))
+	setUp(t, os.Remove(filepath.Join(home, ".config")))
 
 	victim := writeFile(t, elsewhere, "victim", []byte("precious\n"), 0o644)
-	os.MkdirAll(filepath.Join(home, ".config", "containers"), 0o700)
-	os.Symlink(victim, UserFile(home))
+	setUp(t, os.MkdirAll(filepath.Join(home, ".config", "containers"), 0o700))
+	setUp(t, os.Symlink(victim, UserFile(home)))
 	_, err = AddUserStore(UserFile(home), store, UserOptions{Home: home, Owner: owner})
 	if err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Errorf("symlinked storage.conf: %v", err)
@@ -329,5 +329,13 @@ func TestRegister(t *testing.T) {
 	}
 	if _, err := Register(file, filepath.Join(dir, "missing"), "overlay"); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing store: %v", err)
+	}
+}
+
+// setUp stops the test when preparing its files failed: what follows would test something else.
+func setUp(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@ package storageconf
 import (
 	"fmt"
 	"github.com/cargohold/cargohold/internal/shell"
+	"github.com/cargohold/cargohold/layout"
 	"strings"
 )
 
@@ -12,15 +13,6 @@ const (
 	defaultRunRoot   = "/run/containers/storage"
 )
 
-// CheckDriver accepts the drivers cargohold stores come in.
-func CheckDriver(driver string) error {
-	switch driver {
-	case "overlay", "vfs":
-		return nil
-	}
-	return fmt.Errorf("unknown store driver %q: use overlay or vfs", driver)
-}
-
 // Snippet returns the storage.conf lines that register store, ready to paste into a file
 // that has no [storage.options] table yet, with comments saying where they go.
 func Snippet(store, driver string) (string, error) {
@@ -28,7 +20,7 @@ func Snippet(store, driver string) (string, error) {
 	if err := CheckStorePath(store); err != nil {
 		return "", err
 	}
-	if err := CheckDriver(driver); err != nil {
+	if _, err := layout.ParseDriver(driver); err != nil {
 		return "", err
 	}
 	var b strings.Builder

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
 )
@@ -17,22 +18,22 @@ func TestApplyOntoLowerTree(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
 	lower := makeTar(t,
-		dir("etc/", 0o755), reg("etc/motd", 0o644, "hello"), reg("etc/keep", 0o644, "keep"),
-		dir("var/", 0o755), dir("var/cache/", 0o755), reg("var/cache/old1", 0o644, "1"),
-		dir("var/cache/sub/", 0o755), reg("var/cache/sub/old2", 0o644, "2"),
-		dir("opt/", 0o755), dir("opt/tree/", 0o755), reg("opt/tree/leaf", 0o644, "leaf"),
+		testimage.Dir("etc/", 0o755), testimage.File("etc/motd", 0o644, "hello"), testimage.File("etc/keep", 0o644, "keep"),
+		testimage.Dir("var/", 0o755), testimage.Dir("var/cache/", 0o755), testimage.File("var/cache/old1", 0o644, "1"),
+		testimage.Dir("var/cache/sub/", 0o755), testimage.File("var/cache/sub/old2", 0o644, "2"),
+		testimage.Dir("opt/", 0o755), testimage.Dir("opt/tree/", 0o755), testimage.File("opt/tree/leaf", 0o644, "leaf"),
 	)
 	if _, _, err := e.unpack(t, lower, Options{Apply: true}); err != nil {
 		t.Fatal(err)
 	}
 	upper := makeTar(t,
-		dir("etc/", 0o755), reg("etc/.wh.motd", 0o644, ""),
-		dir("var/", 0o755), dir("var/cache/", 0o700),
-		reg("var/cache/new", 0o644, "new"), // written before the marker: it must survive it
-		reg("var/cache/.wh..wh..opq", 0o644, ""),
-		reg("var/cache/deep/file", 0o644, "deep"), // parents created on the way survive too
-		reg(".wh.opt", 0o644, ""),
-		reg(".wh.never-there", 0o644, ""),
+		testimage.Dir("etc/", 0o755), testimage.File("etc/.wh.motd", 0o644, ""),
+		testimage.Dir("var/", 0o755), testimage.Dir("var/cache/", 0o700),
+		testimage.File("var/cache/new", 0o644, "new"), // written before the marker: it must survive it
+		testimage.File("var/cache/.wh..wh..opq", 0o644, ""),
+		testimage.File("var/cache/deep/file", 0o644, "deep"), // parents created on the way survive too
+		testimage.File(".wh.opt", 0o644, ""),
+		testimage.File(".wh.never-there", 0o644, ""),
 	)
 	if _, _, err := e.unpack(t, upper, Options{Apply: true}); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,13 @@
 package unpack
 
 import (
-	"archive/tar"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cargohold/cargohold/internal/testimage"
 )
 
 const (
@@ -18,40 +19,22 @@ const (
 // writeBenchLayer writes a synthetic layer: benchSmallFiles small files in 40 directories, a
 // random file and a zero file (a preallocated image, which must become a hole).
 func writeBenchLayer(w io.Writer, random []byte) error {
-	tw := tar.NewWriter(w)
-	add := func(hdr *tar.Header, body []byte) error {
-		hdr.ModTime = testTime
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		_, err := tw.Write(body)
-		return err
-	}
+	var entries []testimage.Entry
 	for d := 0; d < 40; d++ {
 		dir := fmt.Sprintf("usr/share/pkg%02d/", d)
-		if err := add(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755}, nil); err != nil {
-			return err
-		}
+		entries = append(entries, testimage.Dir(dir, 0o755))
 		for f := 0; f < benchSmallFiles/40; f++ {
 			n := 200 + (d*131+f*977)%8000
-			if err := add(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("%sfile%03d.txt", dir, f), Mode: 0o644, Size: int64(n)}, random[f*n:f*n+n]); err != nil {
-				return err
-			}
+			entries = append(entries, testimage.BinaryFile(fmt.Sprintf("%sfile%03d.txt", dir, f), 0o644, random[f*n:f*n+n]))
 		}
 	}
-	if err := add(&tar.Header{Typeflag: tar.TypeReg, Name: "opt/random.bin", Mode: 0o644, Size: benchRandomSize}, random); err != nil {
-		return err
+	entries = append(entries,
+		testimage.BinaryFile("opt/random.bin", 0o644, random),
+		testimage.SparseFile("var/lib/disk.img", 0o600, benchZeroSize, 0, nil))
+	for i := range entries {
+		entries[i].Header.ModTime = testTime
 	}
-	if err := add(&tar.Header{Typeflag: tar.TypeReg, Name: "var/lib/disk.img", Mode: 0o600, Size: benchZeroSize}, nil); err != nil {
-		return err
-	}
-	zeros := make([]byte, 1<<20)
-	for written := 0; written < benchZeroSize; written += len(zeros) {
-		if _, err := tw.Write(zeros); err != nil {
-			return err
-		}
-	}
-	return tw.Close()
+	return testimage.WriteTar(w, entries)
 }
 
 type countWriter struct{ n int64 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
 )
@@ -21,33 +22,32 @@ import (
 // applier (what "podman pull" does for the overlay driver) and compares the two trees.
 func TestMatchesContainersStorage(t *testing.T) {
 	requireRoot(t)
-	ping := reg("usr/bin/ping", 0o4755, "ping")
-	ping.hdr.Uid, ping.hdr.Gid = 1000, 1000
-	ping.hdr.PAXRecords = map[string]string{
+	ping := testimage.File("usr/bin/ping", 0o4755, "ping").Owner(1000, 1000)
+	ping.Header.PAXRecords = map[string]string{
 		"SCHILY.xattr.security.capability": string(capNetBindService()),
 		"SCHILY.xattr.user.origin":         "test",
 	}
 	older := time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC)
-	oldFile := reg("usr/share/old", 0o444, "old")
-	oldFile.hdr.ModTime = older
-	shared := dir("srv/", 0o2775)
-	shared.hdr.Gid = 50
+	oldFile := testimage.File("usr/share/old", 0o444, "old")
+	oldFile.Header.ModTime = older
+	shared := testimage.Dir("srv/", 0o2775)
+	shared.Header.Gid = 50
 	stream := makeTar(t,
-		dir("./", 0o755),
-		dir("usr/", 0o755), dir("usr/bin/", 0o755), dir("usr/share/", 0o755),
+		testimage.Dir("./", 0o755),
+		testimage.Dir("usr/", 0o755), testimage.Dir("usr/bin/", 0o755), testimage.Dir("usr/share/", 0o755),
 		ping, oldFile,
-		hardlink("usr/bin/ping6", "usr/bin/ping"),
-		symlink("usr/bin/sh", "dash"),
-		symlink("lib", "usr/lib"),
-		dir("tmp/", 0o1777),
-		shared, reg("srv/f", 0o664, "f"),
-		dir("etc/", 0o755), reg("etc/.wh.motd", 0o644, ""),
-		dir("var/", 0o755), dir("var/cache/", 0o755), reg("var/cache/.wh..wh..opq", 0o644, ""),
-		dir("dev/", 0o755),
-		entry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/console", Mode: 0o600, Devmajor: 5, Devminor: 1}},
-		entry{hdr: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/sda", Mode: 0o660, Gid: 6, Devmajor: 8, Devminor: 0}},
-		entry{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "dev/fifo", Mode: 0o644}},
-		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "var/lib.img", Mode: 0o600}, body: append(make([]byte, 1<<20), 'x')},
+		testimage.Hardlink("usr/bin/ping6", "usr/bin/ping"),
+		testimage.Symlink("usr/bin/sh", "dash"),
+		testimage.Symlink("lib", "usr/lib"),
+		testimage.Dir("tmp/", 0o1777),
+		shared, testimage.File("srv/f", 0o664, "f"),
+		testimage.Dir("etc/", 0o755), testimage.File("etc/.wh.motd", 0o644, ""),
+		testimage.Dir("var/", 0o755), testimage.Dir("var/cache/", 0o755), testimage.File("var/cache/.wh..wh..opq", 0o644, ""),
+		testimage.Dir("dev/", 0o755),
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeChar, Name: "dev/console", Mode: 0o600, Devmajor: 5, Devminor: 1}},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/sda", Mode: 0o660, Gid: 6, Devmajor: 8, Devminor: 0}},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeFifo, Name: "dev/fifo", Mode: 0o644}},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "var/lib.img", Mode: 0o600}, Data: append(make([]byte, 1<<20), 'x')},
 	)
 
 	ours := newEnv(t)
@@ -110,16 +110,14 @@ func compareWithStorage(t *testing.T, stream []byte, apply bool) *env {
 // drops security.capability on chown. GNU tar --xattrs writes exactly this.
 func TestHardlinkKeepsCapability(t *testing.T) {
 	requireRoot(t)
-	ping := reg("usr/bin/ping", 0o755, "ping")
-	ping.hdr.Uid, ping.hdr.Gid = 0, 0
-	ping.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(capNetBindService())}
-	owned := reg("usr/bin/arping", 0o755, "arping")
-	owned.hdr.Uid, owned.hdr.Gid = 1000, 1000
-	owned.hdr.PAXRecords = ping.hdr.PAXRecords
-	link, ownedLink := hardlink("usr/bin/ping4", "usr/bin/ping"), hardlink("usr/sbin/arping", "usr/bin/arping")
-	link.hdr.Mode, ownedLink.hdr.Mode = 0o755, 0o755
-	ownedLink.hdr.Uid, ownedLink.hdr.Gid = 1000, 1000
-	stream := makeTar(t, dir("usr/", 0o755), dir("usr/bin/", 0o755), ping, link, owned, dir("usr/sbin/", 0o755), ownedLink)
+	ping := testimage.File("usr/bin/ping", 0o755, "ping").Owner(0, 0)
+	ping.Header.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(capNetBindService())}
+	owned := testimage.File("usr/bin/arping", 0o755, "arping").Owner(1000, 1000)
+	owned.Header.PAXRecords = ping.Header.PAXRecords
+	link, ownedLink := testimage.Hardlink("usr/bin/ping4", "usr/bin/ping"), testimage.Hardlink("usr/sbin/arping", "usr/bin/arping")
+	link.Header.Mode, ownedLink.Header.Mode = 0o755, 0o755
+	ownedLink.Header.Uid, ownedLink.Header.Gid = 1000, 1000
+	stream := makeTar(t, testimage.Dir("usr/", 0o755), testimage.Dir("usr/bin/", 0o755), ping, link, owned, testimage.Dir("usr/sbin/", 0o755), ownedLink)
 	for _, apply := range []bool{false, true} {
 		e := compareWithStorage(t, stream, apply)
 		for _, p := range []string{"usr/bin/ping4", "usr/sbin/arping"} {
@@ -134,13 +132,13 @@ func TestHardlinkKeepsCapability(t *testing.T) {
 // nor its times from the link entry.
 func TestHardlinkToSymlinkKeepsItsTimes(t *testing.T) {
 	requireRoot(t)
-	sym := symlink("bin/sh", "dash")
-	sym.hdr.ModTime = time.Date(2003, 3, 3, 3, 3, 3, 0, time.UTC)
-	link := hardlink("bin/sh.link", "bin/sh")
-	link.hdr.ModTime = time.Date(2020, 2, 2, 2, 2, 2, 0, time.UTC)
+	sym := testimage.Symlink("bin/sh", "dash")
+	sym.Header.ModTime = time.Date(2003, 3, 3, 3, 3, 3, 0, time.UTC)
+	link := testimage.Hardlink("bin/sh.link", "bin/sh")
+	link.Header.ModTime = time.Date(2020, 2, 2, 2, 2, 2, 0, time.UTC)
 	for _, apply := range []bool{false, true} {
-		e := compareWithStorage(t, makeTar(t, dir("bin/", 0o755), sym, link), apply)
-		checkMtime(t, e.path("bin/sh"), sym.hdr.ModTime)
+		e := compareWithStorage(t, makeTar(t, testimage.Dir("bin/", 0o755), sym, link), apply)
+		checkMtime(t, e.path("bin/sh"), sym.Header.ModTime)
 	}
 }
 
@@ -149,9 +147,9 @@ func TestHardlinkToSymlinkKeepsItsTimes(t *testing.T) {
 // root:root; vfs: the group the kernel passes down too).
 func TestImplicitDirsLikeStorageLibrary(t *testing.T) {
 	requireRoot(t)
-	shared := dir("srv/", 0o2775)
-	shared.hdr.Gid = 50
-	stream := makeTar(t, shared, reg("srv/a/b/f", 0o644, "f"), reg("opt/x/y", 0o644, "y"))
+	shared := testimage.Dir("srv/", 0o2775)
+	shared.Header.Gid = 50
+	stream := makeTar(t, shared, testimage.File("srv/a/b/f", 0o644, "f"), testimage.File("opt/x/y", 0o644, "y"))
 	for _, apply := range []bool{false, true} {
 		e := compareWithStorage(t, stream, apply)
 		checkMode(t, e.path("srv/a/b"), unix.S_IFDIR, 0o2755)
@@ -164,12 +162,12 @@ func TestImplicitDirsLikeStorageLibrary(t *testing.T) {
 func TestOutOfRangeTimesLikeStorageLibrary(t *testing.T) {
 	requireRoot(t)
 	before, after := time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
-	var entries []entry
+	var entries []testimage.Entry
 	for i, mtime := range []time.Time{before, after} {
-		d, f, l := dir(fmt.Sprintf("d%d/", i), 0o755), reg(fmt.Sprintf("f%d", i), 0o644, "x"), symlink(fmt.Sprintf("l%d", i), "f0")
-		fifo := entry{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: fmt.Sprintf("p%d", i), Mode: 0o644}}
-		for _, e := range []*entry{&d, &f, &l, &fifo} {
-			e.hdr.ModTime, e.hdr.AccessTime = mtime, mtime
+		d, f, l := testimage.Dir(fmt.Sprintf("d%d/", i), 0o755), testimage.File(fmt.Sprintf("f%d", i), 0o644, "x"), testimage.Symlink(fmt.Sprintf("l%d", i), "f0")
+		fifo := testimage.Entry{Header: tar.Header{Typeflag: tar.TypeFifo, Name: fmt.Sprintf("p%d", i), Mode: 0o644}}
+		for _, e := range []*testimage.Entry{&d, &f, &l, &fifo} {
+			e.Header.ModTime, e.Header.AccessTime = mtime, mtime
 		}
 		entries = append(entries, d, f, l, fifo)
 	}

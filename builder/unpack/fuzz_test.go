@@ -7,6 +7,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -47,22 +48,22 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	seeds := [][]byte{
 		{},
 		make([]byte, 1024), // just the end-of-archive marker
-		makeTar(f, dir("a/", 0o755), reg("a/f", 0o644, "hello"), symlink("a/l", "f"), hardlink("a/h", "a/f"),
-			reg("a/.wh.gone", 0o644, ""), dir("o/", 0o755), reg("o/.wh..wh..opq", 0o644, ""),
-			entry{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "p", Mode: 0o600}},
-			entry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "c", Mode: 0o600, Devmajor: 1, Devminor: 3}},
-			entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "x", Mode: 0o4755,
-				PAXRecords: map[string]string{"SCHILY.xattr.user.k": "v"}}, body: []byte("suid")}),
-		makeTar(f, reg("../outside/victim", 0o644, "escape")),
-		makeTar(f, symlink("up", "../outside"), reg("up/victim", 0o644, "through a symlink")),
-		makeTar(f, symlink("abs", "/"), reg("abs/etc/x", 0o644, "absolute")),
-		makeTar(f, hardlink("h", "../outside/victim")),
-		makeTar(f, hardlink("early", "late"), reg("late", 0o644, "")),
-		makeTar(f, reg("a/.wh...", 0o644, "")),
-		makeTar(f, reg("d", 0o644, "file"), dir("d/", 0o755), reg("d/f", 0o644, "replaced")),
-		makeTar(f, symlink("loop1", "loop2"), symlink("loop2", "loop1"), reg("loop1/x", 0o644, "")),
+		makeTar(f, testimage.Dir("a/", 0o755), testimage.File("a/f", 0o644, "hello"), testimage.Symlink("a/l", "f"), testimage.Hardlink("a/h", "a/f"),
+			testimage.File("a/.wh.gone", 0o644, ""), testimage.Dir("o/", 0o755), testimage.File("o/.wh..wh..opq", 0o644, ""),
+			testimage.Entry{Header: tar.Header{Typeflag: tar.TypeFifo, Name: "p", Mode: 0o600}},
+			testimage.Entry{Header: tar.Header{Typeflag: tar.TypeChar, Name: "c", Mode: 0o600, Devmajor: 1, Devminor: 3}},
+			testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "x", Mode: 0o4755,
+				PAXRecords: map[string]string{"SCHILY.xattr.user.k": "v"}}, Data: []byte("suid")}),
+		makeTar(f, testimage.File("../outside/victim", 0o644, "escape")),
+		makeTar(f, testimage.Symlink("up", "../outside"), testimage.File("up/victim", 0o644, "through a symlink")),
+		makeTar(f, testimage.Symlink("abs", "/"), testimage.File("abs/etc/x", 0o644, "absolute")),
+		makeTar(f, testimage.Hardlink("h", "../outside/victim")),
+		makeTar(f, testimage.Hardlink("early", "late"), testimage.File("late", 0o644, "")),
+		makeTar(f, testimage.File("a/.wh...", 0o644, "")),
+		makeTar(f, testimage.File("d", 0o644, "file"), testimage.Dir("d/", 0o755), testimage.File("d/f", 0o644, "replaced")),
+		makeTar(f, testimage.Symlink("loop1", "loop2"), testimage.Symlink("loop2", "loop1"), testimage.File("loop1/x", 0o644, "")),
 	}
-	full := makeTar(f, reg("f", 0o644, "some content to cut"))
+	full := makeTar(f, testimage.File("f", 0o644, "some content to cut"))
 	seeds = append(seeds, full[:700], full[:len(full)-1])
 	var gz bytes.Buffer // a compressed layer where a tar one is expected
 	zw := gzip.NewWriter(&gz)

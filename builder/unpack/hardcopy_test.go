@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -16,32 +17,31 @@ import (
 // times), links within one directory stay links, and the layer still reassembles byte for byte.
 func TestHardlinksAcrossDirsBecomeCopies(t *testing.T) {
 	requireRoot(t)
-	file := reg("a/file", 0o4755, "one inode, many names")
-	file.hdr.Uid, file.hdr.Gid = 1000, 1001
-	file.hdr.PAXRecords = map[string]string{
+	file := testimage.File("a/file", 0o4755, "one inode, many names").Owner(1000, 1001)
+	file.Header.PAXRecords = map[string]string{
 		"SCHILY.xattr.security.capability": string(capNetBindService()),
 		"SCHILY.xattr.user.note":           "kept",
 	}
-	link := func(name, target string) entry { // as tar writers record a link: the target's metadata
-		h := file.hdr
+	link := func(name, target string) testimage.Entry { // as tar writers record a link: the target's metadata
+		h := file.Header
 		h.Typeflag, h.Name, h.Linkname, h.Size = tar.TypeLink, name, target, 0
-		return entry{hdr: h}
+		return testimage.Entry{Header: h}
 	}
 	big := make([]byte, 8<<20)
 	copy(big[4<<20:], "middle")
-	fifo := entry{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "a/fifo", Mode: 0o640}}
-	tty := entry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "a/tty", Mode: 0o620, Devmajor: 5, Gid: 5}}
+	fifo := testimage.Entry{Header: tar.Header{Typeflag: tar.TypeFifo, Name: "a/fifo", Mode: 0o640}}
+	tty := testimage.Entry{Header: tar.Header{Typeflag: tar.TypeChar, Name: "a/tty", Mode: 0o620, Devmajor: 5, Gid: 5}}
 	stream := makeTar(t,
-		dir("a", 0o755), file,
+		testimage.Dir("a", 0o755), file,
 		link("a/same-dir", "a/file"),
 		link("b/other-dir", "a/file"),
-		link("b/second", "a/file"),                                 // links to b/other-dir, the copy already in b/
-		symlink("via", "a"), link("via/through-symlink", "a/file"), // resolves to a/: the same directory
-		reg("top", 0o600, "at the root"), hardlinkAs("c/from-root", "top", 0o600),
-		symlink("a/sym", "file"), hardlinkAs("c/sym", "a/sym", 0o777),
+		link("b/second", "a/file"),                                           // links to b/other-dir, the copy already in b/
+		testimage.Symlink("via", "a"), link("via/through-symlink", "a/file"), // resolves to a/: the same directory
+		testimage.File("top", 0o600, "at the root"), hardlinkAs("c/from-root", "top", 0o600),
+		testimage.Symlink("a/sym", "file"), hardlinkAs("c/sym", "a/sym", 0o777),
 		fifo, hardlinkAs("c/fifo", "a/fifo", 0o640),
 		tty, hardlinkAs("c/tty", "a/tty", 0o620),
-		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "a/big", Mode: 0o644}, body: big},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "a/big", Mode: 0o644}, Data: big},
 		hardlinkAs("c/big", "a/big", 0o644),
 	)
 
@@ -150,8 +150,8 @@ func checkRecordedAsLinks(t *testing.T, root string, stream []byte, res Result, 
 func TestCopiedHardlinkReplacesEarlierEntry(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	stream := makeTar(t, reg("a/file", 0o644, "the target"), reg("b/copy/inner", 0o644, "gone"), hardlink("b/copy", "a/file"),
-		hardlink("b/gone", "a/file"), reg("b/.wh.gone", 0o644, ""), hardlink("b/later", "a/file"))
+	stream := makeTar(t, testimage.File("a/file", 0o644, "the target"), testimage.File("b/copy/inner", 0o644, "gone"), testimage.Hardlink("b/copy", "a/file"),
+		testimage.Hardlink("b/gone", "a/file"), testimage.File("b/.wh.gone", 0o644, ""), testimage.Hardlink("b/later", "a/file"))
 	if _, _, err := e.unpack(t, stream, Options{CopyHardlinksAcrossDirs: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -164,11 +164,11 @@ func TestCopiedHardlinkReplacesEarlierEntry(t *testing.T) {
 	}
 }
 
-func hardlinkAs(name, target string, mode int64) entry {
-	e := hardlink(name, target)
-	e.hdr.Mode = mode
+func hardlinkAs(name, target string, mode int64) testimage.Entry {
+	e := testimage.Hardlink(name, target)
+	e.Header.Mode = mode
 	if target == "a/tty" {
-		e.hdr.Gid = 5
+		e.Header.Gid = 5
 	}
 	return e
 }

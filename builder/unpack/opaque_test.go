@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,32 +20,32 @@ func opaqueStack(t *testing.T) []string {
 	requireRoot(t)
 	base := newEnv(t)
 	base.mustUnpack(t, makeTar(t,
-		dir("a/", 0o755), reg("a/x", 0o644, "x"),
-		dir("a/y/", 0o755), reg("a/y/z", 0o644, "z"), dir("a/y/deeper/", 0o755), reg("a/y/deeper/f", 0o644, "f"),
-		dir("a/d/", 0o755), reg("a/d/inside", 0o644, "inside"),
-		dir("a/e/", 0o755), reg("a/e/kept-below", 0o644, "kept-below"),
-		dir("a/q/", 0o755), reg("a/q/z", 0o644, "z"),
-		dir("r/", 0o755), reg("r/old", 0o644, "old"),
-		dir("s/", 0o755), reg("s/old", 0o644, "old"),
-		reg("top", 0o644, "top"),
+		testimage.Dir("a/", 0o755), testimage.File("a/x", 0o644, "x"),
+		testimage.Dir("a/y/", 0o755), testimage.File("a/y/z", 0o644, "z"), testimage.Dir("a/y/deeper/", 0o755), testimage.File("a/y/deeper/f", 0o644, "f"),
+		testimage.Dir("a/d/", 0o755), testimage.File("a/d/inside", 0o644, "inside"),
+		testimage.Dir("a/e/", 0o755), testimage.File("a/e/kept-below", 0o644, "kept-below"),
+		testimage.Dir("a/q/", 0o755), testimage.File("a/q/z", 0o644, "z"),
+		testimage.Dir("r/", 0o755), testimage.File("r/old", 0o644, "old"),
+		testimage.Dir("s/", 0o755), testimage.File("s/old", 0o644, "old"),
+		testimage.File("top", 0o644, "top"),
 	))
 	middle := newEnv(t)
 	middle.mustUnpack(t, makeTar(t,
-		dir("a/", 0o755), reg("a/w", 0o644, "w"), reg("a/.wh.x", 0o644, ""),
-		reg("a/q", 0o644, "a file over the dir a/q below"),
+		testimage.Dir("a/", 0o755), testimage.File("a/w", 0o644, "w"), testimage.File("a/.wh.x", 0o644, ""),
+		testimage.File("a/q", 0o644, "a file over the dir a/q below"),
 	))
 	upper := newEnv(t)
 	res, _ := upper.mustUnpack(t, makeTar(t,
-		dir("a/", 0o750),
-		reg("a/early", 0o644, "written before the marker"),
-		reg("a/.wh..wh..opq", 0o644, ""),
-		dir("a/y/", 0o755), reg("a/y/new", 0o644, "new"), // a dir the lower layers have too
-		dir("a/q/", 0o755), reg("a/q/mine", 0o644, "mine"), // a dir where the lower layers show a file
-		reg("a/d", 0o644, "a file where the lower layers have a dir"),
-		dir("a/fresh/", 0o755), reg("a/fresh/.wh..wh..opq", 0o644, ""), // opaque, nothing below
-		reg("r/.wh..wh..opq", 0o644, ""), reg("r", 0o644, "replaced by a file later in the layer"),
-		symlink("link", "s"), reg("link/.wh..wh..opq", 0o644, ""), // opaque through a symlink: s itself
-		reg("./.wh.top", 0o644, ""),
+		testimage.Dir("a/", 0o750),
+		testimage.File("a/early", 0o644, "written before the marker"),
+		testimage.File("a/.wh..wh..opq", 0o644, ""),
+		testimage.Dir("a/y/", 0o755), testimage.File("a/y/new", 0o644, "new"), // a dir the lower layers have too
+		testimage.Dir("a/q/", 0o755), testimage.File("a/q/mine", 0o644, "mine"), // a dir where the lower layers show a file
+		testimage.File("a/d", 0o644, "a file where the lower layers have a dir"),
+		testimage.Dir("a/fresh/", 0o755), testimage.File("a/fresh/.wh..wh..opq", 0o644, ""), // opaque, nothing below
+		testimage.File("r/.wh..wh..opq", 0o644, ""), testimage.File("r", 0o644, "replaced by a file later in the layer"),
+		testimage.Symlink("link", "s"), testimage.File("link/.wh..wh..opq", 0o644, ""), // opaque through a symlink: s itself
+		testimage.File("./.wh.top", 0o644, ""),
 	))
 	if want := []string{"a", "a/fresh", "r", "s"}; !slices.Equal(res.OpaqueDirs, want) {
 		t.Errorf("OpaqueDirs = %q, want %q", res.OpaqueDirs, want)
@@ -163,7 +164,7 @@ func listTree(t *testing.T, root string) string {
 func TestHideLowerNothingBelow(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	res, _ := e.mustUnpack(t, makeTar(t, dir("a/", 0o755), reg("a/.wh..wh..opq", 0o644, "")))
+	res, _ := e.mustUnpack(t, makeTar(t, testimage.Dir("a/", 0o755), testimage.File("a/.wh..wh..opq", 0o644, "")))
 	if err := HideLower(e.root, res.OpaqueDirs, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -171,9 +172,9 @@ func TestHideLowerNothingBelow(t *testing.T) {
 		t.Errorf("a holds %q with no lower layers", got)
 	}
 	lower := newEnv(t)
-	lower.mustUnpack(t, makeTar(t, dir("a/", 0o755), reg("a/x", 0o644, "x")))
+	lower.mustUnpack(t, makeTar(t, testimage.Dir("a/", 0o755), testimage.File("a/x", 0o644, "x")))
 	rootOpaque := newEnv(t)
-	res, _ = rootOpaque.mustUnpack(t, makeTar(t, reg(".wh..wh..opq", 0o644, ""), reg("b", 0o644, "b")))
+	res, _ = rootOpaque.mustUnpack(t, makeTar(t, testimage.File(".wh..wh..opq", 0o644, ""), testimage.File("b", 0o644, "b")))
 	if err := HideLower(rootOpaque.root, res.OpaqueDirs, []string{lower.root}); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestHideLowerNothingBelow(t *testing.T) {
 		t.Errorf("root: %s=%q, want y as the layer has it", opaqueXattr, v)
 	}
 	plain := newEnv(t)
-	res, _ = plain.mustUnpack(t, makeTar(t, dir("a/", 0o755), entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "a/y", Mode: 0o644}}))
+	res, _ = plain.mustUnpack(t, makeTar(t, testimage.Dir("a/", 0o755), testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "a/y", Mode: 0o644}}))
 	if err := HideLower(plain.root, res.OpaqueDirs, []string{lower.root}); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
 )
@@ -49,15 +50,15 @@ func TestTarSplitMatchesAsm(t *testing.T) {
 	big := make([]byte, 5*holeBlock+17)
 	copy(big[2*holeBlock+5:], "data between zero blocks")
 	stream := makeTar(t,
-		dir("./", 0o755),
-		dir("data/", 0o755),
-		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "data/big.img", Mode: 0o644}, body: big},
-		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "data/random", Mode: 0o644}, body: randomBytes(holeBlock+3, 4)},
-		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "data/.wh.gone", Mode: 0o644}, body: []byte("whiteouts may carry a body")},
-		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "data/empty", Mode: 0o644}},
-		hardlink("data/link", "data/random"),
-		symlink("data/sym", "random"),
-		reg(long, 0o600, "long"),
+		testimage.Dir("./", 0o755),
+		testimage.Dir("data/", 0o755),
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "data/big.img", Mode: 0o644}, Data: big},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "data/random", Mode: 0o644}, Data: randomBytes(holeBlock+3, 4)},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "data/.wh.gone", Mode: 0o644}, Data: []byte("whiteouts may carry a body")},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "data/empty", Mode: 0o644}},
+		testimage.Hardlink("data/link", "data/random"),
+		testimage.Symlink("data/sym", "random"),
+		testimage.File(long, 0o600, "long"),
 	)
 	stream = append(stream, make([]byte, 3*512)...)
 

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -38,51 +39,19 @@ func requireRoot(t testing.TB) {
 
 var testTime = time.Date(2021, 3, 4, 5, 6, 7, 123456789, time.UTC)
 
-// entry is one tar entry of a hand-made layer; Size is set from body.
-type entry struct {
-	hdr  tar.Header
-	body []byte
-}
-
-func reg(name string, mode int64, body string) entry {
-	return entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode}, body: []byte(body)}
-}
-
-func dir(name string, mode int64) entry {
-	return entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: mode}}
-}
-
-func symlink(name, target string) entry {
-	return entry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}}
-}
-
-func hardlink(name, target string) entry {
-	return entry{hdr: tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, Mode: 0o644}}
-}
-
-// makeTar writes entries as a tar stream (PAX, so times keep nanoseconds) with the usual
-// end-of-archive marker.
-func makeTar(t testing.TB, entries ...entry) []byte {
+// makeTar writes entries as a tar stream in PAX format (so times keep nanoseconds), dated testTime
+// unless an entry has its own time.
+func makeTar(t testing.TB, entries ...testimage.Entry) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		hdr := e.hdr
-		if hdr.Typeflag == tar.TypeReg {
-			hdr.Size = int64(len(e.body))
-		}
-		if hdr.ModTime.IsZero() {
-			hdr.ModTime = testTime
-		}
-		hdr.Format = tar.FormatPAX
-		if err := tw.WriteHeader(&hdr); err != nil {
-			t.Fatalf("writing header %q: %v", hdr.Name, err)
-		}
-		if _, err := tw.Write(e.body); err != nil {
-			t.Fatalf("writing %q: %v", hdr.Name, err)
+	entries = slices.Clone(entries)
+	for i := range entries {
+		entries[i].Header.Format = tar.FormatPAX
+		if entries[i].Header.ModTime.IsZero() {
+			entries[i].Header.ModTime = testTime
 		}
 	}
-	if err := tw.Close(); err != nil {
+	var buf bytes.Buffer
+	if err := testimage.WriteTar(&buf, entries); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -240,42 +209,39 @@ func TestEntryTypes(t *testing.T) {
 	fileTime := time.Date(2001, 2, 3, 4, 5, 6, 789000000, time.UTC)
 	linkTime := time.Date(2005, 6, 7, 8, 9, 10, 0, time.UTC)
 
-	etc := dir("etc/", 0o755)
-	etc.hdr.ModTime = dirTime
-	tmp := dir("tmp/", 0o1777)
-	tmp.hdr.ModTime = dirTime
-	passwd := reg("etc/passwd", 0o644, "root:x:0:0::/root:/bin/sh\n")
-	passwd.hdr.ModTime = fileTime
-	passwd.hdr.AccessTime = fileTime.Add(time.Hour)
-	suid := reg("usr/bin/su", 0o4755, "#!su")
-	suid.hdr.Uid, suid.hdr.Gid = 1000, 1001
-	sgid := reg("usr/bin/wall", 0o2755, "#!wall")
-	sgid.hdr.Gid = 5
-	setgidDir := dir("srv/shared/", 0o2775)
-	setgidDir.hdr.Uid, setgidDir.hdr.Gid = 33, 33
-	ping := reg("usr/bin/ping", 0o755, "#!ping")
-	ping.hdr.Uid, ping.hdr.Gid = 1000, 1000 // chown after setting the capability would drop it
-	ping.hdr.PAXRecords = map[string]string{
+	etc := testimage.Dir("etc/", 0o755)
+	etc.Header.ModTime = dirTime
+	tmp := testimage.Dir("tmp/", 0o1777)
+	tmp.Header.ModTime = dirTime
+	passwd := testimage.File("etc/passwd", 0o644, "root:x:0:0::/root:/bin/sh\n")
+	passwd.Header.ModTime = fileTime
+	passwd.Header.AccessTime = fileTime.Add(time.Hour)
+	suid := testimage.File("usr/bin/su", 0o4755, "#!su").Owner(1000, 1001)
+	sgid := testimage.File("usr/bin/wall", 0o2755, "#!wall")
+	sgid.Header.Gid = 5
+	setgidDir := testimage.Dir("srv/shared/", 0o2775).Owner(33, 33)
+	ping := testimage.File("usr/bin/ping", 0o755, "#!ping").Owner(1000, 1000) // chown after setting the capability would drop it
+	ping.Header.PAXRecords = map[string]string{
 		"SCHILY.xattr.security.capability": string(capNetBindService()),
 		"SCHILY.xattr.user.comment":        "pong",
 		"SCHILY.xattr.security.selinux":    "system_u:object_r:bin_t:s0", // ignored, as containers/storage does
 	}
-	sh := symlink("bin/sh", "/usr/bin/dash")
-	sh.hdr.ModTime = linkTime
-	sh.hdr.Uid, sh.hdr.Gid = 7, 8
-	sh.hdr.PAXRecords = map[string]string{"SCHILY.xattr.trusted.note": "on a symlink"}
-	link := hardlink("etc/passwd-", "etc/passwd")
-	link.hdr.Mode = 0o644
-	link.hdr.ModTime = fileTime
-	link.hdr.AccessTime = fileTime.Add(time.Hour) // the same inode: tar writers repeat its stat
-	null := entry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}}
-	loop := entry{hdr: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/loop0", Mode: 0o660, Gid: 6, Devmajor: 7, Devminor: 0}}
-	big := entry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/big", Mode: 0o600, Devmajor: 4095, Devminor: 1<<20 - 1}}
-	fifo := entry{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "run/initctl", Mode: 0o4600, Uid: 3}}
-	empty := reg("empty", 0o600, "")
+	sh := testimage.Symlink("bin/sh", "/usr/bin/dash")
+	sh.Header.ModTime = linkTime
+	sh.Header.Uid, sh.Header.Gid = 7, 8
+	sh.Header.PAXRecords = map[string]string{"SCHILY.xattr.trusted.note": "on a symlink"}
+	link := testimage.Hardlink("etc/passwd-", "etc/passwd")
+	link.Header.Mode = 0o644
+	link.Header.ModTime = fileTime
+	link.Header.AccessTime = fileTime.Add(time.Hour) // the same inode: tar writers repeat its stat
+	null := testimage.Entry{Header: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}}
+	loop := testimage.Entry{Header: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/loop0", Mode: 0o660, Gid: 6, Devmajor: 7, Devminor: 0}}
+	big := testimage.Entry{Header: tar.Header{Typeflag: tar.TypeChar, Name: "dev/big", Mode: 0o600, Devmajor: 4095, Devminor: 1<<20 - 1}}
+	fifo := testimage.Entry{Header: tar.Header{Typeflag: tar.TypeFifo, Name: "run/initctl", Mode: 0o4600, Uid: 3}}
+	empty := testimage.File("empty", 0o600, "")
 
 	e.mustUnpack(t, makeTar(t, etc, tmp, passwd, suid, sgid, setgidDir, ping, sh, link, null, loop, big, fifo, empty,
-		reg("srv/shared/inherits", 0o640, "x")))
+		testimage.File("srv/shared/inherits", 0o640, "x")))
 
 	checkMode(t, e.path("etc"), unix.S_IFDIR, 0o755)
 	checkMtime(t, e.path("etc"), dirTime) // even though children were added after it
@@ -347,8 +313,8 @@ func TestEntryTypes(t *testing.T) {
 func TestSELinuxLabelIsNotCopied(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	f := reg("f", 0o644, "x")
-	f.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.selinux": "system_u:object_r:bogus_t:s0"}
+	f := testimage.File("f", 0o644, "x")
+	f.Header.PAXRecords = map[string]string{"SCHILY.xattr.security.selinux": "system_u:object_r:bogus_t:s0"}
 	e.mustUnpack(t, makeTar(t, f))
 	buf := make([]byte, 256)
 	if n, err := unix.Lgetxattr(e.path("f"), "security.selinux", buf); err == nil && strings.Contains(string(buf[:n]), "bogus_t") {
@@ -363,11 +329,11 @@ func TestSELinuxLabelIsNotCopied(t *testing.T) {
 // no Podman release does that yet, so it cannot be the reference here.)
 func TestRootEntry(t *testing.T) {
 	requireRoot(t)
-	root := dir("./", 0o700) // a tarball made from a mktemp -d directory
-	root.hdr.Uid, root.hdr.Gid = 10, 20
-	root.hdr.ModTime = time.Date(2015, 5, 5, 5, 5, 5, 0, time.UTC)
-	root.hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.origin": "mktemp"}
-	stream := makeTar(t, root, reg("./a", 0o644, "a"))
+	root := testimage.Dir("./", 0o700) // a tarball made from a mktemp -d directory
+	root.Header.Uid, root.Header.Gid = 10, 20
+	root.Header.ModTime = time.Date(2015, 5, 5, 5, 5, 5, 0, time.UTC)
+	root.Header.PAXRecords = map[string]string{"SCHILY.xattr.user.origin": "mktemp"}
+	stream := makeTar(t, root, testimage.File("./a", 0o644, "a"))
 	start := time.Now().Add(-time.Second) // file times come from a coarser clock
 
 	e := newEnv(t)
@@ -385,7 +351,7 @@ func TestRootEntry(t *testing.T) {
 
 	// Skipped too when it is not a directory.
 	e = newEnv(t)
-	e.mustUnpack(t, makeTar(t, reg(".", 0o600, ""), reg("b", 0o644, "b")))
+	e.mustUnpack(t, makeTar(t, testimage.File(".", 0o600, ""), testimage.File("b", 0o644, "b")))
 	checkMode(t, e.root, unix.S_IFDIR, 0o755)
 	checkContent(t, e.path("b"), "b")
 
@@ -398,7 +364,7 @@ func TestRootEntry(t *testing.T) {
 	}
 	checkUnpackTime(t, e.root, start)
 	e = newEnv(t)
-	if _, _, err := e.unpack(t, makeTar(t, reg(".", 0o644, "")), Options{Apply: true}); err == nil {
+	if _, _, err := e.unpack(t, makeTar(t, testimage.File(".", 0o644, "")), Options{Apply: true}); err == nil {
 		t.Error("vfs: a file standing for the layer root was accepted")
 	}
 }
@@ -418,8 +384,8 @@ func checkUnpackTime(t testing.TB, p string, start time.Time) {
 func TestEmptyXattrIsNotWritten(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	f := reg("f", 0o644, "x")
-	f.hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.empty": "", "SCHILY.xattr.user.full": "v"}
+	f := testimage.File("f", 0o644, "x")
+	f.Header.PAXRecords = map[string]string{"SCHILY.xattr.user.empty": "", "SCHILY.xattr.user.full": "v"}
 	e.mustUnpack(t, makeTar(t, f))
 	if _, err := unix.Lgetxattr(e.path("f"), "user.empty", nil); err == nil {
 		t.Error("user.empty was written")
@@ -432,18 +398,17 @@ func TestEmptyXattrIsNotWritten(t *testing.T) {
 func TestWhiteouts(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	wh := reg("etc/.wh.motd", 0o644, "")
-	wh.hdr.Uid, wh.hdr.Gid = 12, 34
-	opq := reg("var/cache/.wh..wh..opq", 0o644, "")
-	rootOpq := reg(".wh..wh..opq", 0o644, "")
+	wh := testimage.File("etc/.wh.motd", 0o644, "").Owner(12, 34)
+	opq := testimage.File("var/cache/.wh..wh..opq", 0o644, "")
+	rootOpq := testimage.File(".wh..wh..opq", 0o644, "")
 	res, _ := e.mustUnpack(t, makeTar(t,
-		dir("etc/", 0o755), wh,
-		dir("var/", 0o755), dir("var/cache/", 0o700), opq, reg("var/cache/new", 0o644, "new"),
-		reg("gone/deeper/.wh.x", 0o644, ""), // parents created on the way
-		reg(".wh.opt", 0o644, ""),
-		reg("opt/.wh.y", 0o644, ""), // below a whiteout: nothing to hide, ignored
-		reg("opt/.wh..wh..opq", 0o644, ""),
-		reg("newdir/.wh..wh..opq", 0o644, ""),
+		testimage.Dir("etc/", 0o755), wh,
+		testimage.Dir("var/", 0o755), testimage.Dir("var/cache/", 0o700), opq, testimage.File("var/cache/new", 0o644, "new"),
+		testimage.File("gone/deeper/.wh.x", 0o644, ""), // parents created on the way
+		testimage.File(".wh.opt", 0o644, ""),
+		testimage.File("opt/.wh.y", 0o644, ""), // below a whiteout: nothing to hide, ignored
+		testimage.File("opt/.wh..wh..opq", 0o644, ""),
+		testimage.File("newdir/.wh..wh..opq", 0o644, ""),
 		rootOpq,
 	))
 
@@ -491,7 +456,7 @@ func TestInvalidWhiteouts(t *testing.T) {
 	for _, name := range []string{".wh..", "a/.wh..", ".wh.", "a/.wh."} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
-			_, _, err := e.unpack(t, makeTar(t, reg(name, 0o644, "")), Options{})
+			_, _, err := e.unpack(t, makeTar(t, testimage.File(name, 0o644, "")), Options{})
 			if err == nil || !strings.Contains(err.Error(), "whiteout") || !strings.Contains(err.Error(), name) {
 				t.Errorf("error %v, want an invalid whiteout error naming %q", err, name)
 			}
@@ -511,10 +476,10 @@ func TestSparse(t *testing.T) {
 	rnd := randomBytes(3<<20+7, 1)
 	mixed := append(append(slices.Clone(rnd), make([]byte, 2<<20)...), rnd[:1000]...)
 	e.mustUnpack(t, makeTar(t,
-		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "holey", Mode: 0o644}, body: holey},
-		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "zeros", Mode: 0o644}, body: zeros},
-		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "random", Mode: 0o644}, body: rnd},
-		entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "mixed", Mode: 0o644}, body: mixed},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "holey", Mode: 0o644}, Data: holey},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "zeros", Mode: 0o644}, Data: zeros},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "random", Mode: 0o644}, Data: rnd},
+		testimage.Entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: "mixed", Mode: 0o644}, Data: mixed},
 	))
 	for name, want := range map[string][]byte{"holey": holey, "zeros": zeros, "random": rnd, "mixed": mixed} {
 		got, err := os.ReadFile(e.path(name))
@@ -536,13 +501,10 @@ func TestSparse(t *testing.T) {
 func TestDiffIDSizeAndOwners(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	a := reg("a", 0o644, "a")
-	a.hdr.Uid, a.hdr.Gid = 1000, 50
-	b := reg("b", 0o644, "b")
-	b.hdr.Uid, b.hdr.Gid = 33, 1000
-	c := dir("c/", 0o755)
-	c.hdr.Uid, c.hdr.Gid = 1000, 1000
-	stream := makeTar(t, a, b, c, reg("d", 0o644, "d"))
+	a := testimage.File("a", 0o644, "a").Owner(1000, 50)
+	b := testimage.File("b", 0o644, "b").Owner(33, 1000)
+	c := testimage.Dir("c/", 0o755).Owner(1000, 1000)
+	stream := makeTar(t, a, b, c, testimage.File("d", 0o644, "d"))
 	stream = append(stream, make([]byte, 9*512)...) // extra padding up to a 10 KiB record, as GNU tar writes
 	res, ts := e.mustUnpack(t, stream)
 	if want := digest.FromBytes(stream); res.DiffID != want {
@@ -590,40 +552,30 @@ func TestTarSplitRoundTrip(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
 	long := strings.Repeat("long-directory-name/", 12) + "file-with-a-long-name"
-	caps := reg("usr/sbin/ping", 0o4755, "ping")
-	caps.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(capNetBindService())}
+	caps := testimage.File("usr/sbin/ping", 0o4755, "ping")
+	caps.Header.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(capNetBindService())}
 	rnd := randomBytes(200_001, 2)
-	gnu := reg("gnu-format", 0o644, "gnu")
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	write := func(hdr tar.Header, body []byte) {
-		if hdr.ModTime.IsZero() {
-			hdr.ModTime = testTime.Truncate(time.Second) // USTAR has whole seconds only
-		}
-		if hdr.Typeflag == tar.TypeReg {
-			hdr.Size = int64(len(body))
-		}
-		if err := tw.WriteHeader(&hdr); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gnu := testimage.File("gnu-format", 0o644, "gnu")
 	// A mix of formats, as real layers have.
-	write(tar.Header{Typeflag: tar.TypeDir, Name: "./", Mode: 0o755, Format: tar.FormatUSTAR}, nil)
-	write(tar.Header{Typeflag: tar.TypeDir, Name: "usr/", Mode: 0o755, Format: tar.FormatGNU}, nil)
-	write(caps.hdr, caps.body)
-	write(tar.Header{Typeflag: tar.TypeReg, Name: long, Mode: 0o600, Uid: 1000, Uname: "someone"}, []byte("long"))
-	write(tar.Header{Typeflag: tar.TypeReg, Name: "random.bin", Mode: 0o644, Format: tar.FormatPAX}, rnd)
-	write(tar.Header{Typeflag: tar.TypeReg, Name: "zeros.img", Mode: 0o644}, make([]byte, 3<<20))
-	write(tar.Header{Typeflag: tar.TypeLink, Name: "usr/sbin/ping6", Linkname: "usr/sbin/ping", Mode: 0o4755}, nil)
-	write(tar.Header{Typeflag: tar.TypeSymlink, Name: "usr/bin", Linkname: "sbin", Mode: 0o777}, nil)
-	write(tar.Header{Typeflag: tar.TypeChar, Name: "dev/tty", Mode: 0o620, Devmajor: 5, Devminor: 0, Gid: 5}, nil)
-	write(tar.Header{Typeflag: tar.TypeFifo, Name: "fifo", Mode: 0o600}, nil)
-	write(tar.Header{Typeflag: tar.TypeReg, Name: "ünïcödé-名前", Mode: 0o644}, []byte("utf8"))
-	write(gnu.hdr, gnu.body)
-	if err := tw.Close(); err != nil {
+	entries := []testimage.Entry{
+		{Header: tar.Header{Typeflag: tar.TypeDir, Name: "./", Mode: 0o755, Format: tar.FormatUSTAR}},
+		{Header: tar.Header{Typeflag: tar.TypeDir, Name: "usr/", Mode: 0o755, Format: tar.FormatGNU}},
+		caps,
+		{Header: tar.Header{Typeflag: tar.TypeReg, Name: long, Mode: 0o600, Uid: 1000, Uname: "someone"}, Data: []byte("long")},
+		{Header: tar.Header{Typeflag: tar.TypeReg, Name: "random.bin", Mode: 0o644, Format: tar.FormatPAX}, Data: rnd},
+		testimage.BinaryFile("zeros.img", 0o644, make([]byte, 3<<20)),
+		{Header: tar.Header{Typeflag: tar.TypeLink, Name: "usr/sbin/ping6", Linkname: "usr/sbin/ping", Mode: 0o4755}},
+		testimage.Symlink("usr/bin", "sbin"),
+		testimage.CharDevice("dev/tty", 0o620, 5, 0).Owner(0, 5),
+		testimage.Fifo("fifo", 0o600),
+		testimage.File("ünïcödé-名前", 0o644, "utf8"),
+		gnu,
+	}
+	for i := range entries {
+		entries[i].Header.ModTime = testTime.Truncate(time.Second) // USTAR has whole seconds only
+	}
+	var buf bytes.Buffer
+	if err := testimage.WriteTar(&buf, entries); err != nil {
 		t.Fatal(err)
 	}
 	stream := append(buf.Bytes(), make([]byte, 4096)...)
@@ -642,14 +594,13 @@ func TestTarSplitRoundTrip(t *testing.T) {
 func TestReplacingEntries(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	explicit := dir("p/", 0o700)
-	explicit.hdr.Uid, explicit.hdr.Gid = 7, 7
+	explicit := testimage.Dir("p/", 0o700).Owner(7, 7)
 	e.mustUnpack(t, makeTar(t,
-		reg("p/f", 0o644, "f"), explicit, // implicit parent, then its own entry: merged
-		reg("/dup", 0o644, "one"), dir("dup/", 0o711), reg("dup/inside", 0o644, "in"), // same path, other spelling: last wins
-		dir("/d2/", 0o755), reg("d2/child", 0o644, "c"), symlink("d2", "p"), // a directory replaced by a symlink
-		symlink("/s", "/p/f"), reg("s", 0o600, "not through the link"), // a symlink replaced by a file, not followed
-		reg("/x", 0o644, "old"), hardlink("x", "p/f"), // a file replaced by a hardlink
+		testimage.File("p/f", 0o644, "f"), explicit, // implicit parent, then its own entry: merged
+		testimage.File("/dup", 0o644, "one"), testimage.Dir("dup/", 0o711), testimage.File("dup/inside", 0o644, "in"), // same path, other spelling: last wins
+		testimage.Dir("/d2/", 0o755), testimage.File("d2/child", 0o644, "c"), testimage.Symlink("d2", "p"), // a directory replaced by a symlink
+		testimage.Symlink("/s", "/p/f"), testimage.File("s", 0o600, "not through the link"), // a symlink replaced by a file, not followed
+		testimage.File("/x", 0o644, "old"), testimage.Hardlink("x", "p/f"), // a file replaced by a hardlink
 	))
 	checkMode(t, e.path("p"), unix.S_IFDIR, 0o700)
 	checkOwner(t, e.path("p"), 7, 7)
@@ -671,7 +622,7 @@ func TestReplacingEntries(t *testing.T) {
 func TestDuplicateEntry(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	_, _, err := e.unpack(t, makeTar(t, reg("a/b", 0o644, "1"), reg("./a/b", 0o644, "2")), Options{})
+	_, _, err := e.unpack(t, makeTar(t, testimage.File("a/b", 0o644, "1"), testimage.File("./a/b", 0o644, "2")), Options{})
 	if err == nil || !strings.Contains(err.Error(), `"./a/b"`) || !strings.Contains(err.Error(), "duplicate") {
 		t.Errorf("error %v, want a duplicate-entry error naming ./a/b", err)
 	}
@@ -681,10 +632,10 @@ func TestSymlinksInParents(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
 	e.mustUnpack(t, makeTar(t,
-		dir("real/", 0o755), symlink("lnk", "real"), reg("lnk/f", 0o644, "via link"),
-		symlink("abs", "/real"), reg("abs/g", 0o644, "via absolute link"),
-		symlink("dangling", "made/by/link"), reg("dangling/h", 0o644, "created target"),
-		symlink("chain", "dangling"), reg("chain/i", 0o644, "two hops"),
+		testimage.Dir("real/", 0o755), testimage.Symlink("lnk", "real"), testimage.File("lnk/f", 0o644, "via link"),
+		testimage.Symlink("abs", "/real"), testimage.File("abs/g", 0o644, "via absolute link"),
+		testimage.Symlink("dangling", "made/by/link"), testimage.File("dangling/h", 0o644, "created target"),
+		testimage.Symlink("chain", "dangling"), testimage.File("chain/i", 0o644, "two hops"),
 	))
 	checkContent(t, e.path("real/f"), "via link")
 	checkContent(t, e.path("real/g"), "via absolute link")
@@ -693,7 +644,7 @@ func TestSymlinksInParents(t *testing.T) {
 	checkMode(t, e.path("made/by"), unix.S_IFDIR, 0o755)
 
 	e = newEnv(t)
-	_, _, err := e.unpack(t, makeTar(t, symlink("loop1", "loop2"), symlink("loop2", "loop1"), reg("loop1/x", 0o644, "")), Options{})
+	_, _, err := e.unpack(t, makeTar(t, testimage.Symlink("loop1", "loop2"), testimage.Symlink("loop2", "loop1"), testimage.File("loop1/x", 0o644, "")), Options{})
 	if err == nil || !strings.Contains(err.Error(), "loop1/x") {
 		t.Errorf("symlink loop: error %v, want one naming loop1/x", err)
 	}
@@ -708,74 +659,78 @@ func TestHostile(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		entries func(e *env) []entry
+		entries func(e *env) []testimage.Entry
 		wantErr string // "" if the layer is fine (but contained)
 		check   check
 	}{
-		{"dotdot", func(*env) []entry { return []entry{reg("../x", 0o644, "x")} }, `layer entry "../x" escapes the layer directory`, nil},
-		{"dotdot inside", func(*env) []entry { return []entry{reg("a/../../x", 0o644, "x")} }, "escapes the layer directory", nil},
-		{"absolute dotdot", func(*env) []entry { return []entry{reg("/../outside/victim", 0o644, "x")} }, "escapes the layer directory", nil},
-		{"dotdot dir", func(*env) []entry { return []entry{dir("../", 0o755)} }, "escapes the layer directory", nil},
-		{"absolute", func(*env) []entry { return []entry{reg("/x", 0o644, "abs")} }, "", landed("x", "abs")},
-		{"symlink to outside dir", func(e *env) []entry {
-			return []entry{symlink("evil", e.outside), reg("evil/pwned", 0o644, "p"), reg("evil/victim", 0o644, "p")}
+		{"dotdot", func(*env) []testimage.Entry { return []testimage.Entry{testimage.File("../x", 0o644, "x")} }, `layer entry "../x" escapes the layer directory`, nil},
+		{"dotdot inside", func(*env) []testimage.Entry { return []testimage.Entry{testimage.File("a/../../x", 0o644, "x")} }, "escapes the layer directory", nil},
+		{"absolute dotdot", func(*env) []testimage.Entry {
+			return []testimage.Entry{testimage.File("/../outside/victim", 0o644, "x")}
+		}, "escapes the layer directory", nil},
+		{"dotdot dir", func(*env) []testimage.Entry { return []testimage.Entry{testimage.Dir("../", 0o755)} }, "escapes the layer directory", nil},
+		{"absolute", func(*env) []testimage.Entry { return []testimage.Entry{testimage.File("/x", 0o644, "abs")} }, "", landed("x", "abs")},
+		{"symlink to outside dir", func(e *env) []testimage.Entry {
+			return []testimage.Entry{testimage.Symlink("evil", e.outside), testimage.File("evil/pwned", 0o644, "p"), testimage.File("evil/victim", 0o644, "p")}
 		}, "", func(t *testing.T, e *env) {
 			checkContent(t, e.path(filepath.Join(e.outside, "pwned")), "p")
 			checkContent(t, e.path(filepath.Join(e.outside, "victim")), "p")
 		}},
-		{"relative symlink up", func(*env) []entry {
-			return []entry{symlink("up", "../../.."), reg("up/x", 0o644, "up")}
+		{"relative symlink up", func(*env) []testimage.Entry {
+			return []testimage.Entry{testimage.Symlink("up", "../../.."), testimage.File("up/x", 0o644, "up")}
 		}, "", landed("x", "up")},
-		{"symlink to root", func(*env) []entry {
-			return []entry{symlink("r", "/"), reg("r/etc/passwd", 0o644, "mine")}
+		{"symlink to root", func(*env) []testimage.Entry {
+			return []testimage.Entry{testimage.Symlink("r", "/"), testimage.File("r/etc/passwd", 0o644, "mine")}
 		}, "", landed("etc/passwd", "mine")},
-		{"dir through outside symlink", func(e *env) []entry {
-			return []entry{symlink("d", e.outside), dir("d/sub/", 0o755)}
+		{"dir through outside symlink", func(e *env) []testimage.Entry {
+			return []testimage.Entry{testimage.Symlink("d", e.outside), testimage.Dir("d/sub/", 0o755)}
 		}, "", func(t *testing.T, e *env) { checkMode(t, e.path(e.outside+"/sub"), unix.S_IFDIR, 0o755) }},
-		{"file replacing symlink to victim", func(e *env) []entry {
-			return []entry{symlink("v", filepath.Join(e.outside, "victim")), reg("/v", 0o644, "mine")}
+		{"file replacing symlink to victim", func(e *env) []testimage.Entry {
+			return []testimage.Entry{testimage.Symlink("v", filepath.Join(e.outside, "victim")), testimage.File("/v", 0o644, "mine")}
 		}, "", landed("v", "mine")},
-		{"symlink to victim then hardlink", func(e *env) []entry {
-			return []entry{symlink("v", filepath.Join(e.outside, "victim")), hardlink("h", "v")}
+		{"symlink to victim then hardlink", func(e *env) []testimage.Entry {
+			return []testimage.Entry{testimage.Symlink("v", filepath.Join(e.outside, "victim")), testimage.Hardlink("h", "v")}
 		}, "", func(t *testing.T, e *env) {
 			if target, err := os.Readlink(e.path("h")); err != nil || target != filepath.Join(e.outside, "victim") {
 				t.Errorf("h -> %q, %v; want a hardlink of the symlink itself", target, err)
 			}
 		}},
-		{"hardlink to /etc/passwd", func(*env) []entry { return []entry{hardlink("p", "/etc/passwd")} },
+		{"hardlink to /etc/passwd", func(*env) []testimage.Entry { return []testimage.Entry{testimage.Hardlink("p", "/etc/passwd")} },
 			`hardlink points to "/etc/passwd", which is not earlier in the same layer`, nil},
-		{"hardlink escaping", func(*env) []entry { return []entry{hardlink("p", "../outside/victim")} },
+		{"hardlink escaping", func(*env) []testimage.Entry { return []testimage.Entry{testimage.Hardlink("p", "../outside/victim")} },
 			"escapes the layer directory", nil},
-		{"hardlink through symlink", func(e *env) []entry {
-			return []entry{symlink("o", e.outside), hardlink("p", "o/victim")}
+		{"hardlink through symlink", func(e *env) []testimage.Entry {
+			return []testimage.Entry{testimage.Symlink("o", e.outside), testimage.Hardlink("p", "o/victim")}
 		}, "not earlier in the same layer", nil},
-		{"hardlink to later entry", func(*env) []entry { return []entry{hardlink("early", "late"), reg("late", 0o644, "")} },
+		{"hardlink to later entry", func(*env) []testimage.Entry {
+			return []testimage.Entry{testimage.Hardlink("early", "late"), testimage.File("late", 0o644, "")}
+		},
 			`layer entry "early": hardlink points to "late", which is not earlier in the same layer`, nil},
-		{"hardlink to itself", func(*env) []entry { return []entry{hardlink("self", "self")} }, "not earlier", nil},
-		{"whiteout of dotdot", func(*env) []entry { return []entry{reg("a/.wh..", 0o644, "")} }, "invalid whiteout", nil},
-		{"whiteout through symlink", func(e *env) []entry {
-			return []entry{symlink("o", e.outside), reg("o/.wh.victim", 0o644, "")}
+		{"hardlink to itself", func(*env) []testimage.Entry { return []testimage.Entry{testimage.Hardlink("self", "self")} }, "not earlier", nil},
+		{"whiteout of dotdot", func(*env) []testimage.Entry { return []testimage.Entry{testimage.File("a/.wh..", 0o644, "")} }, "invalid whiteout", nil},
+		{"whiteout through symlink", func(e *env) []testimage.Entry {
+			return []testimage.Entry{testimage.Symlink("o", e.outside), testimage.File("o/.wh.victim", 0o644, "")}
 		}, "", func(t *testing.T, e *env) { checkMode(t, e.path(e.outside+"/victim"), unix.S_IFCHR, 0) }},
-		{"opaque through symlink", func(e *env) []entry {
-			return []entry{symlink("o", e.outside), reg("o/.wh..wh..opq", 0o644, "")}
+		{"opaque through symlink", func(e *env) []testimage.Entry {
+			return []testimage.Entry{testimage.Symlink("o", e.outside), testimage.File("o/.wh..wh..opq", 0o644, "")}
 		}, "", func(t *testing.T, e *env) {
 			if got := getxattr(t, e.path(e.outside), "trusted.overlay.opaque"); string(got) != "y" {
 				t.Errorf("opaque marker not set inside the root: %q", got)
 			}
 		}},
-		{"magic link", func(*env) []entry {
-			return []entry{symlink("m", "/proc/self/root"), reg("m/x", 0o644, "")}
+		{"magic link", func(*env) []testimage.Entry {
+			return []testimage.Entry{testimage.Symlink("m", "/proc/self/root"), testimage.File("m/x", 0o644, "")}
 		}, "", landed("proc/self/root/x", "")},
-		{"uid -1", func(*env) []entry {
-			f := reg("f", 0o644, "")
-			f.hdr.Uid = -1
-			return []entry{f}
+		{"uid -1", func(*env) []testimage.Entry {
+			f := testimage.File("f", 0o644, "")
+			f.Header.Uid = -1
+			return []testimage.Entry{f}
 		}, "out of range", nil},
-		{"device number too large", func(*env) []entry {
-			return []entry{{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "c", Devmajor: 1 << 12}}}
+		{"device number too large", func(*env) []testimage.Entry {
+			return []testimage.Entry{{Header: tar.Header{Typeflag: tar.TypeChar, Name: "c", Devmajor: 1 << 12}}}
 		}, "out of range", nil},
-		{"unknown type", func(*env) []entry {
-			return []entry{{hdr: tar.Header{Typeflag: tar.TypeCont, Name: "cont"}}}
+		{"unknown type", func(*env) []testimage.Entry {
+			return []testimage.Entry{{Header: tar.Header{Typeflag: tar.TypeCont, Name: "cont"}}}
 		}, `layer entry "cont": unsupported entry type '7'`, nil},
 	}
 	for _, tt := range tests {
@@ -799,7 +754,7 @@ func TestHostile(t *testing.T) {
 func TestSizeLimit(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	stream := makeTar(t, reg("a", 0o644, strings.Repeat("a", 5000)), reg("b", 0o644, strings.Repeat("b", 5000)))
+	stream := makeTar(t, testimage.File("a", 0o644, strings.Repeat("a", 5000)), testimage.File("b", 0o644, strings.Repeat("b", 5000)))
 
 	if _, _, err := e.unpack(t, stream, Options{MaxSize: int64(len(stream))}); err != nil {
 		t.Fatalf("a layer of exactly MaxSize bytes: %v", err)
@@ -817,7 +772,7 @@ func TestSizeLimit(t *testing.T) {
 
 func TestTruncatedStream(t *testing.T) {
 	requireRoot(t)
-	stream := makeTar(t, reg("a", 0o644, strings.Repeat("a", 3000)), reg("b", 0o644, strings.Repeat("b", 1000)))
+	stream := makeTar(t, testimage.File("a", 0o644, strings.Repeat("a", 3000)), testimage.File("b", 0o644, strings.Repeat("b", 1000)))
 	// In the first header, in the first body, in the second body. (A cut at an entry boundary
 	// or in padding looks like a complete archive to any tar reader; the caller's diff ID check
 	// catches those.)
@@ -842,7 +797,7 @@ func TestTruncatedStream(t *testing.T) {
 func TestStreamReadToEOF(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
-	stream := append(makeTar(t, reg("a", 0o644, "a")), make([]byte, 3<<20)...)
+	stream := append(makeTar(t, testimage.File("a", 0o644, "a")), make([]byte, 3<<20)...)
 	r := bytes.NewReader(stream)
 	var ts bytes.Buffer
 	res, err := Layer(r, e.root, &ts, Options{})
@@ -871,10 +826,10 @@ func TestParentCacheInvalidation(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t)
 	e.mustUnpack(t, makeTar(t,
-		dir("c/", 0o755), dir("c/b/", 0o755),
-		reg("a/b/f1", 0o644, "1"),
-		symlink("a", "c"), // top level: does not touch the cached "a/b"
-		reg("a/b/f2", 0o644, "2"),
+		testimage.Dir("c/", 0o755), testimage.Dir("c/b/", 0o755),
+		testimage.File("a/b/f1", 0o644, "1"),
+		testimage.Symlink("a", "c"), // top level: does not touch the cached "a/b"
+		testimage.File("a/b/f2", 0o644, "2"),
 	))
 	if exists(e.path("c/b/f1")) {
 		t.Error("c/b/f1 exists")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -44,7 +45,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if err := os.RemoveAll(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "removing the test fixtures:", err)
+	}
 	os.Exit(code)
 }
 
@@ -329,7 +332,11 @@ func TestLockedStoreExits3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer held.Close()
+	defer func() {
+		if err := held.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	cargohold(t, "gc", "--store", store, "--no-wait").want(t, 3, "another cargohold run is writing the store")
 	cargohold(t, publishArgs(store, "--no-wait")...).want(t, 3, "another cargohold run is writing the store")
 }

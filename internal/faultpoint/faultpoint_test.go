@@ -2,6 +2,7 @@ package faultpoint
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -40,7 +41,7 @@ func TestHitKillsAtTheNthPass(t *testing.T) {
 		for i := 1; i <= 3; i++ {
 			Hit("other")
 			Hit("p")
-			os.Stdout.WriteString("after " + string(rune('0'+i)) + "\n")
+			fmt.Printf("after %d\n", i)
 		}
 		os.Exit(0)
 	}

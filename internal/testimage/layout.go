@@ -1,6 +1,7 @@
 package testimage
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -245,25 +246,36 @@ func writeLayerBlob(blobs string, l Layer) (LayerBlob, error) {
 	if err != nil {
 		return lb, err
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-
 	blobHash := sha256.New()
 	blobCount := &countWriter{w: io.MultiWriter(tmp, blobHash)}
+	lb.DiffID, lb.DiffSize, err = compressLayer(blobCount, l)
+	if err == nil {
+		err = tmp.Chmod(0o644) // CreateTemp makes 0600
+	}
+	lb.Digest = digestOf(blobHash)
+	lb.Size = blobCount.n
+	return lb, finishTemp(tmp, filepath.Join(blobs, lb.Digest.Encoded()), err)
+}
+
+// compressLayer writes the layer's tar (and its trailer) through its compressor to w, and returns
+// the tar's digest (the diff ID) and size.
+func compressLayer(w io.Writer, l Layer) (digest.Digest, int64, error) {
 	var comp io.WriteCloser
 	switch l.Compression {
 	case Uncompressed:
-		comp = nopCloser{blobCount}
+		comp = nopCloser{w}
 	case Gzip:
 		// Default level, no name, zero mtime in the header: reproducible.
-		comp = gzip.NewWriter(blobCount)
+		comp = gzip.NewWriter(w)
 	case Zstd:
 		// One goroutine so the frame layout never depends on scheduling.
-		comp, err = zstd.NewWriter(blobCount, zstd.WithEncoderConcurrency(1))
+		var err error
+		comp, err = zstd.NewWriter(w, zstd.WithEncoderConcurrency(1))
 		if err != nil {
-			return lb, err
+			return "", 0, err
 		}
 	default:
-		return lb, fmt.Errorf("unknown compression %v", l.Compression)
+		return "", 0, fmt.Errorf("unknown compression %v", l.Compression)
 	}
 	diffHash := sha256.New()
 	diffCount := &countWriter{w: io.MultiWriter(comp, diffHash)}
@@ -272,29 +284,15 @@ func writeLayerBlob(blobs string, l Layer) (LayerBlob, error) {
 		write = func() error { _, err := diffCount.Write(l.Raw); return err }
 	}
 	if err := write(); err != nil {
-		tmp.Close()
-		return lb, err
+		return "", 0, err
 	}
 	if _, err := diffCount.Write(l.Trailer); err != nil {
-		_ = tmp.Close() // the write error is the one to report
-		return lb, err
+		return "", 0, err
 	}
 	if err := comp.Close(); err != nil {
-		tmp.Close()
-		return lb, err
+		return "", 0, err
 	}
-	if err := tmp.Chmod(0o644); err != nil { // CreateTemp makes 0600
-		tmp.Close()
-		return lb, err
-	}
-	if err := tmp.Close(); err != nil {
-		return lb, err
-	}
-	lb.Digest = digestOf(blobHash)
-	lb.Size = blobCount.n
-	lb.DiffID = digestOf(diffHash)
-	lb.DiffSize = diffCount.n
-	return lb, os.Rename(tmp.Name(), filepath.Join(blobs, lb.Digest.Encoded()))
+	return digestOf(diffHash), diffCount.n, nil
 }
 
 func writeBlob(blobs string, b []byte) (v1.Descriptor, error) {
@@ -307,20 +305,25 @@ func writeFileAtomic(path string, b []byte) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
+	_, err = tmp.Write(b)
+	if err == nil {
+		// CreateTemp makes 0600 files; layouts are read by other users' skopeo.
+		err = tmp.Chmod(0o644)
 	}
-	// CreateTemp makes 0600 files; layouts are read by other users' skopeo.
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
+	return finishTemp(tmp, path, err)
+}
+
+// finishTemp closes tmp and, if writing it went well (werr is nil), renames it to path. Otherwise,
+// or if closing or renaming fails, it removes tmp and returns the first error.
+func finishTemp(tmp *os.File, path string, werr error) error {
+	err := cmp.Or(werr, tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	if err != nil {
+		_ = os.Remove(tmp.Name()) // the error above is the one to report
 	}
-	return os.Rename(tmp.Name(), path)
+	return err
 }
 
 func mustJSON(v any) []byte {

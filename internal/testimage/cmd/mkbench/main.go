@@ -225,7 +225,7 @@ func hostLayer(listFile string, comp testimage.Compression, createdBy string) (t
 	if err != nil {
 		return testimage.Layer{}, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: closing cannot lose anything
 	paths := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -317,7 +317,7 @@ func (r *fileReader) Read(p []byte) (int, error) {
 	}
 	n, err := r.f.Read(p)
 	if err != nil {
-		r.f.Close()
+		_ = r.f.Close() // read only, and the read's error (or EOF) is the one to return
 		r.done = true
 	}
 	return n, err
