@@ -166,7 +166,7 @@ func TestSchema1SharesLayersInVFSStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer closeStore(t, store)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	app := mustPublish(t, p, fixtures.ref("app:1"), "localhost/cargotest/app:1")
 	res := mustPublish(t, p, writeSchema1Dir(t), "localhost/cargotest/schema1:1")
