@@ -73,6 +73,11 @@ func confOptionsOf(c *cli.Context, registers bool) (confOptions, error) {
 	if _, err := layout.ParseDriver(opts.driver); err != nil {
 		return opts, usageError(err)
 	}
+	// A store read with the other driver shows nothing, and Podman 5.8 then writes its own dirs into it.
+	if identityErr == nil && opts.driver != found && !opts.remove {
+		return opts, fmt.Errorf("%s is a %s store; Podman with driver %q cannot read it (leave --driver out): %w",
+			store, found, opts.driver, layout.ErrWrongDriver)
+	}
 	switch {
 	case identityErr == nil, opts.remove, c.Bool("allow-missing-store"):
 	case registers:
