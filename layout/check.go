@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -44,6 +45,11 @@ func (r *CheckReport) OK() bool { return len(r.Problems) == 0 }
 // recorded parent, and then everything podmancheck.Check verifies through the storage library (lock
 // files, permissions, each image's names, big data, config, layers, links and lower files, and
 // with opts.Deep every layer's content). The error is for a store that cannot be checked at all.
+//
+// A check that overlaps a publish or gc reads the metadata several times, as a Podman reader does, and
+// may see a name or layer move between two reads. When it finds problems and images.json or
+// layers.json changed while it ran, it runs again on the new state (up to checkAttempts times), so
+// that what it reports are problems of one state of the store.
 func Check(dir string, opts CheckOptions) (*CheckReport, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -53,6 +59,31 @@ func Check(dir string, opts CheckOptions) (*CheckReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	for attempt := 1; ; attempt++ {
+		before := readRecordFiles(dir, paths)
+		r, err := checkOnce(dir, paths, opts)
+		if err != nil || r.OK() || attempt == checkAttempts {
+			return r, err
+		}
+		if bytes.Equal(before, readRecordFiles(dir, paths)) {
+			return r, nil // the problems are the store's, not a write seen halfway
+		}
+	}
+}
+
+// checkAttempts bounds how often Check starts again because a writer changed the store meanwhile.
+const checkAttempts = 5
+
+// readRecordFiles returns the bytes of images.json and layers.json (what a writer replaces when it
+// changes the store), to tell whether they changed; a file that cannot be read counts as empty.
+func readRecordFiles(dir string, p storePaths) []byte {
+	images, _ := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p.imagesJSON)))
+	layers, _ := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p.layersJSON)))
+	return append(append(images, 0), layers...)
+}
+
+// checkOnce is one run of Check's checks over the store at dir.
+func checkOnce(dir string, paths storePaths, opts CheckOptions) (*CheckReport, error) {
 	r := &CheckReport{Problems: []Problem{}, Leftovers: []Leftover{}}
 	problem := func(format string, args ...any) {
 		r.Problems = append(r.Problems, Problem{Message: fmt.Sprintf(format, args...)})

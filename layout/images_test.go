@@ -350,6 +350,11 @@ func TestPutImageDerivesRecord(t *testing.T) {
 	if err != nil || info.Source != "docker://example.com/app:1" || info.Published == nil {
 		t.Errorf("info %+v, %v: want the source and publication time recorded", info, err)
 	}
+	for _, l := range info.Layers {
+		if want := filepath.Join(dir, "overlay", l.ID, "diff"); l.Dir != want {
+			t.Errorf("layer %s: dir %s, want %s", l.ID, l.Dir, want)
+		}
+	}
 	if !s.HasManifest(want.ID, listDigest, []string{"example.com/app:1"}) || s.HasManifest("", listDigest, []string{"example.com/app:2"}) {
 		t.Error("HasManifest does not find the image by its list digest and names only")
 	}

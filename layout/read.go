@@ -122,6 +122,9 @@ type LayerInfo struct {
 	CompressedDigest string `json:"compressed-digest,omitempty"`
 	CompressedSize   int64  `json:"compressed-size,omitempty"`
 	Size             int64  `json:"size"`
+	// Dir is the directory holding the layer's files (overlay/<id>/diff, vfs/dir/<id>), below the
+	// store's path as given: for tests and people who look at the on-disk format itself.
+	Dir string `json:"dir"`
 }
 
 // Info describes img from its record, its layers and its config.
@@ -150,7 +153,8 @@ func (s *Snapshot) Info(img storage.Image) (ImageInfo, error) {
 		}
 		l := s.Layers[i]
 		info.Layers = append(info.Layers, LayerInfo{ID: l.ID, DiffID: l.UncompressedDigest.String(),
-			CompressedDigest: l.CompressedDigest.String(), CompressedSize: l.CompressedSize, Size: l.UncompressedSize})
+			CompressedDigest: l.CompressedDigest.String(), CompressedSize: l.CompressedSize, Size: l.UncompressedSize,
+			Dir: filepath.Join(s.dir, filepath.FromSlash(s.paths.layerDir(l.ID)), s.paths.diffInLayer())})
 		info.Size += l.UncompressedSize
 		id = l.Parent
 	}

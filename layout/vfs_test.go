@@ -62,6 +62,8 @@ func TestVFSStoreLayout(t *testing.T) {
 		t.Error(err)
 	} else if info, err := snap.Info(img); err != nil || len(info.Layers) != 2 {
 		t.Errorf("info %+v, %v", info, err)
+	} else if want := filepath.Join(dir, "vfs", "dir", info.Layers[1].ID); info.Layers[1].Dir != want {
+		t.Errorf("top layer's dir %s, want %s", info.Layers[1].Dir, want)
 	}
 }
 
