@@ -2,83 +2,31 @@ package layout
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testimage"
 	"golang.org/x/sys/unix"
 )
 
-// fileState is what a run must not change about one path.
-type fileState struct {
-	mode     fs.FileMode
-	uid, gid uint32
-	mtime    time.Time
-	sum      [32]byte // content of a regular file
-	target   string   // of a symlink
-}
-
-// treeState records every path under root (root included) by its path relative to root's parent,
-// so that a path created beside root shows too.
-func treeState(t *testing.T, root string) map[string]fileState {
+// treeState is testimage.TreeState of root, for tests: every path under root and beside it.
+func treeState(t *testing.T, root string) map[string]testimage.FileState {
 	t.Helper()
-	state := map[string]fileState{}
-	top := filepath.Dir(root)
-	err := filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		s := fileState{mode: fi.Mode(), uid: st.Uid, gid: st.Gid, mtime: fi.ModTime()}
-		switch {
-		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			s.sum = sha256.Sum256(data)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			if s.target, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		rel, _ := filepath.Rel(top, p)
-		state[rel] = s
-		return nil
-	})
+	state, err := testimage.TreeState(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return state
 }
 
-func diffTree(before, after map[string]fileState) []string {
-	var diffs []string
-	for p, b := range before {
-		if a, ok := after[p]; !ok {
-			diffs = append(diffs, p+": removed")
-		} else if a != b {
-			diffs = append(diffs, fmt.Sprintf("%s: %+v -> %+v", p, b, a))
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			diffs = append(diffs, p+": created")
-		}
-	}
-	return diffs
+func diffTree(before, after map[string]testimage.FileState) []string {
+	return testimage.DiffTrees(before, after)
 }
 
 // writeTree makes files (path → content; a trailing "/" makes a dir) with the given modes.

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/cargohold/cargohold/internal/testimage"
 )
 
 // Every command, pointed at what is not a store it may write (a user's home, Podman's own graphroot,
@@ -38,17 +35,12 @@ func TestEveryCommandLeavesWhatIsNotItsStoreAlone(t *testing.T) {
 	confDir := t.TempDir() // where the conf commands may write their own files
 
 	for name, target := range targets {
-		// What the typo'd path's parent holds stands for the path itself: nothing may appear there.
-		watched := target
-		if name == "typo" {
-			watched = filepath.Dir(target)
-		}
-		before := treeSums(t, watched)
+		before := treeState(t, target) // the target and what is beside it: a typo'd path must not appear
 		for _, args := range harmlessRuns(name, target, confDir) {
 			r := cargohold(t, args...)
-			if after := treeSums(t, watched); !slices.Equal(before, after) {
-				t.Fatalf("%s: cargohold %s changed %s (exit %d, stderr %s):\nbefore %q\nafter  %q",
-					name, strings.Join(args, " "), watched, r.code, r.stderr, before, after)
+			if diffs := testimage.DiffTrees(before, treeState(t, target)); len(diffs) > 0 {
+				t.Fatalf("%s: cargohold %s changed %s (exit %d, stderr %s):\n%s",
+					name, strings.Join(args, " "), target, r.code, r.stderr, strings.Join(diffs, "\n"))
 			}
 			if writes(args) && r.code == 0 {
 				t.Errorf("%s: cargohold %s exited 0; want a refusal", name, strings.Join(args, " "))
@@ -120,47 +112,11 @@ func makeTree(t *testing.T, root string, files map[string]string) string {
 	return root
 }
 
-// treeSums lists every path under root with its type, mode, owner, size, mtime, link target and
-// content digest, sorted: two listings are equal only if nothing under root changed.
-func treeSums(t *testing.T, root string) []string {
+func treeState(t *testing.T, root string) map[string]testimage.FileState {
 	t.Helper()
-	var lines []string
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		var extra string
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			extra, err = os.Readlink(path)
-		case fi.Mode().IsRegular():
-			extra, err = fileDigest(path)
-		}
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		lines = append(lines, fmt.Sprintf("%s %v %d:%d %d %d.%d %s", rel, fi.Mode(), st.Uid, st.Gid, fi.Size(),
-			st.Mtim.Sec, st.Mtim.Nsec, extra))
-		return nil
-	})
+	state, err := testimage.TreeState(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(lines)
-	return lines
-}
-
-func fileDigest(path string) (string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:]), nil
+	return state
 }
