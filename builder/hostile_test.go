@@ -357,8 +357,7 @@ func hostileCases() []hostileCase {
 		{name: "layer-root-as-file",
 			image: func(*hostileEnv) testimage.Image { return onBase(testimage.Gzip, file(".", 0o644, "")) },
 			contained: func(t *testing.T, e *hostileEnv, w testimage.Written) {
-				top := layout.ChainIDs([]digest.Digest{w.Layers[0].DiffID, w.Layers[1].DiffID})[1]
-				root := filepath.Join(e.store, "overlay", top, "diff")
+				root := layerDirs(t, e.store, w.Config.Encoded())[1]
 				if fi, err := os.Lstat(root); err != nil || fi.Mode() != fs.ModeDir|0o555 {
 					t.Errorf("%s: %v, %v; want the layer root as the driver makes it, a 0555 directory", root, fi, err)
 				}
@@ -382,8 +381,7 @@ func gzipped(t *testing.T, data []byte) []byte {
 // checkInLayer: the hostile image's top layer holds name (relative to the layer root) with content.
 func checkInLayer(t *testing.T, e *hostileEnv, w testimage.Written, name, content string) {
 	t.Helper()
-	top := layout.ChainIDs([]digest.Digest{w.Layers[0].DiffID, w.Layers[1].DiffID})[1]
-	p := filepath.Join(e.store, "overlay", top, "diff", name)
+	p := filepath.Join(layerDirs(t, e.store, w.Config.Encoded())[1], name)
 	if data, err := os.ReadFile(p); err != nil || string(data) != content {
 		t.Errorf("%s: %q, %v; want %q inside the layer", p, data, err, content)
 	}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cargohold/cargohold/layout"
-	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,14 +21,10 @@ func TestOpaqueDirIsOpaqueForEveryReader(t *testing.T) {
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	mustPublish(t, p, fx.ref("app:1"), "localhost/cargotest/app:1")
 
-	var diffIDs []digest.Digest
-	for _, l := range fx.written["app:1"].Layers {
-		diffIDs = append(diffIDs, l.DiffID)
-	}
-	ids := layout.ChainIDs(diffIDs)
+	dirs := layerDirs(t, dir, fx.written["app:1"].Config.Encoded())
 	var lowers []string // the mount's lowerdir: top layer first
-	for i := len(ids) - 1; i >= 0; i-- {
-		lowers = append(lowers, filepath.Join(dir, "overlay", ids[i], "diff"))
+	for i := len(dirs) - 1; i >= 0; i-- {
+		lowers = append(lowers, dirs[i])
 	}
 	for _, opt := range []string{"", ",userxattr"} {
 		mnt := t.TempDir()

@@ -1,12 +1,11 @@
 package builder
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -151,26 +150,41 @@ func mustPublish(t *testing.T, p *Publisher, ref string, names ...string) Result
 
 func layerIDs(t *testing.T, storeDir string) []string {
 	t.Helper()
-	var layers []struct {
-		ID string `json:"id"`
-	}
-	readJSON(t, filepath.Join(storeDir, "overlay-layers", "layers.json"), &layers)
 	var ids []string
-	for _, l := range layers {
+	for _, l := range storeView(t, storeDir).Layers {
 		ids = append(ids, l.ID)
 	}
 	return ids
 }
 
-func readJSON(t *testing.T, path string, v any) {
+// storeView reads the store at dir as ls and inspect do.
+func storeView(t *testing.T, dir string) *layout.Snapshot {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	s, err := layout.Read(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
+	return s
+}
+
+// layerDirs are the directories holding the files of image id's layers, base first, as inspect
+// reports them.
+func layerDirs(t *testing.T, dir, id string) []string {
+	t.Helper()
+	snap := storeView(t, dir)
+	img, err := snap.Find(id)
+	if err != nil {
+		t.Fatal(err)
 	}
+	info, err := snap.Info(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, l := range info.Layers {
+		dirs = append(dirs, l.Dir)
+	}
+	return dirs
 }
 
 func TestPublishEveryCompressionAndReadBackAsPodman(t *testing.T) {
@@ -260,16 +274,21 @@ func TestPublishTwiceIsANoOp(t *testing.T) {
 	store, dir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	mustPublish(t, p, fx.ref("other:1"), "localhost/cargotest/other:1")
-	images := filepath.Join(dir, "overlay-images", "images.json")
-	before, _ := os.ReadFile(images)
+	before, err := testimage.TreeState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	res := mustPublish(t, p, fx.ref("other:1"), "localhost/cargotest/other:1")
 	if res.Action != Unchanged || res.LayersFetched != 0 {
 		t.Errorf("second publish: %+v, want unchanged with nothing fetched", res)
 	}
-	after, _ := os.ReadFile(images)
-	if !bytes.Equal(before, after) {
-		t.Error("images.json changed on a no-op publish")
+	after, err := testimage.TreeState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diffs := testimage.DiffTrees(before, after); len(diffs) > 0 {
+		t.Errorf("a no-op publish changed the store:\n%s", strings.Join(diffs, "\n"))
 	}
 }
 
@@ -286,12 +305,7 @@ func TestNewTagMovesTheName(t *testing.T) {
 	}
 
 	holders := 0
-	var images []struct {
-		ID    string   `json:"id"`
-		Names []string `json:"names"`
-	}
-	readJSON(t, filepath.Join(dir, "overlay-images", "images.json"), &images)
-	for _, img := range images {
+	for _, img := range storeView(t, dir).Images {
 		if slices.Contains(img.Names, latest) {
 			holders++
 			if img.ID != fx.written["app:2"].Config.Encoded() {
@@ -336,7 +350,7 @@ func TestBadImagesLeaveTheStoreAsItWas(t *testing.T) {
 			store, dir := openStore(t)
 			p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 			mustPublish(t, p, fixtures.ref("other:1"), "localhost/cargotest/other:1")
-			imagesBefore, _ := os.ReadFile(filepath.Join(dir, "overlay-images", "images.json"))
+			imagesBefore := storeView(t, dir).Images
 			layersBefore := layerIDs(t, dir)
 
 			tc.break_(t, filepath.Join(fx.dir, "app"), fx.written["app:1"])
@@ -348,9 +362,8 @@ func TestBadImagesLeaveTheStoreAsItWas(t *testing.T) {
 			if msg := res.Err.Error(); !strings.Contains(msg, ref) || !strings.Contains(msg, tc.want) {
 				t.Errorf("error %q should name the image %s and %q", msg, ref, tc.want)
 			}
-			imagesAfter, _ := os.ReadFile(filepath.Join(dir, "overlay-images", "images.json"))
-			if !bytes.Equal(imagesBefore, imagesAfter) || !slices.Equal(layersBefore, layerIDs(t, dir)) {
-				t.Error("a failed publish changed images.json or layers.json")
+			if !reflect.DeepEqual(imagesBefore, storeView(t, dir).Images) || !slices.Equal(layersBefore, layerIDs(t, dir)) {
+				t.Error("a failed publish changed the store's images or layers")
 			}
 			assertNoStrayLayerDirs(t, dir)
 			if err := testimage.VerifyStore(dir, "overlay"); err != nil {
