@@ -162,11 +162,8 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 		return errors.New("the image has no layers; Podman cannot run it from an additional store")
 	}
 
-	jobs := p.layerJobs(src, diffIDs, res.Ref)
-	for _, j := range jobs {
-		j.retries = opts.RetryTimes
-	}
-	uopts := unpack.Options{MaxSize: opts.MaxLayerSize, CopyHardlinksAcrossDirs: p.CopyHardlinksAcrossDirs}
+	jobs := p.layerJobs(src, diffIDs, res.Ref, opts.RetryTimes)
+	uopts := p.unpackOptions(opts)
 	if p.Store.CommitsInOrder() {
 		if err := p.fetchInOrder(ctx, src, jobs, uopts, res); err != nil {
 			return err
@@ -181,8 +178,12 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 		}
 	}
 	faultpoint.Hit("image-layers-committed")
+	return p.record(layout.Image{Config: config, Manifest: src.manifest, List: src.list, Names: res.Names,
+		Source: transports.ImageName(src.ref)}, res)
+}
 
-	img := layout.Image{Config: config, Manifest: src.manifest, List: src.list, Names: res.Names, Source: transports.ImageName(src.ref)}
+// record makes the image, whose layers are all committed, visible under its names.
+func (p *Publisher) record(img layout.Image, res *Result) error {
 	changed, err := p.Store.PutImage(img)
 	if err != nil {
 		return err
@@ -194,6 +195,11 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 	return nil
 }
 
+// unpackOptions are how this publisher unpacks every layer of an image.
+func (p *Publisher) unpackOptions(opts Options) unpack.Options {
+	return unpack.Options{MaxSize: opts.MaxLayerSize, CopyHardlinksAcrossDirs: p.CopyHardlinksAcrossDirs}
+}
+
 // publishSchema1 publishes a Docker schema 1 image as Podman pulls one: the manifest as it is, no
 // config, and a layer for each layer that is not throwaway. Schema 1 lists no diff IDs, so a layer's
 // chain ID is known only once it is unpacked, and its child can be staged only then: the layers are
@@ -202,7 +208,7 @@ func (p *Publisher) publishSchema1(ctx context.Context, src *source, res *Result
 	if len(src.layers) == 0 {
 		return errors.New("the image has no layers; Podman cannot run it from an additional store")
 	}
-	uopts := unpack.Options{MaxSize: opts.MaxLayerSize, CopyHardlinksAcrossDirs: p.CopyHardlinksAcrossDirs}
+	uopts := p.unpackOptions(opts)
 	var diffIDs []digest.Digest
 	parent := ""
 	for _, blob := range src.layers {
@@ -227,15 +233,7 @@ func (p *Publisher) publishSchema1(ctx context.Context, src *source, res *Result
 	if res.ImageID, err = img.ID(); err != nil {
 		return err
 	}
-	changed, err := p.Store.PutImage(img)
-	if err != nil {
-		return err
-	}
-	faultpoint.Hit("image-published")
-	if !changed {
-		res.Action = Unchanged
-	}
-	return nil
+	return p.record(img, res)
 }
 
 // imageWithManifest is the ID of an image of the store that holds the manifest d, "" if none does.
@@ -249,7 +247,7 @@ func (p *Publisher) imageWithManifest(d digest.Digest) string {
 }
 
 // layerJobs lists the image's layers the store lacks, in order from the base up.
-func (p *Publisher) layerJobs(src *source, diffIDs []digest.Digest, ref string) []*layerJob {
+func (p *Publisher) layerJobs(src *source, diffIDs []digest.Digest, ref string, retries int) []*layerJob {
 	ids := layout.ChainIDs(diffIDs)
 	var jobs []*layerJob
 	for i, id := range ids {
@@ -258,7 +256,7 @@ func (p *Publisher) layerJobs(src *source, diffIDs []digest.Digest, ref string) 
 			progress.send(LayerSkipped, 0)
 			continue
 		}
-		j := &layerJob{blob: src.layers[i], diffID: diffIDs[i], id: id, progress: progress}
+		j := &layerJob{blob: src.layers[i], diffID: diffIDs[i], id: id, retries: retries, progress: progress}
 		if i > 0 {
 			j.parent = ids[i-1]
 		}
