@@ -153,20 +153,22 @@ func Identify(dir string) (Driver, error) {
 	if f.kind != kindStore {
 		return "", f.why
 	}
-	return storeDriver(abs, f.marker)
+	d, err := recordedDriver(os.DirFS(abs), abs, f.marker)
+	if d == "" && err == nil {
+		d = Overlay
+	}
+	return d, err
 }
 
-// storeDriver is the driver of a store: its marker's, else the one its records have.
-func storeDriver(dir string, m *marker) (Driver, error) {
+// recordedDriver is the driver of the store dir (read through fsys): its marker's, else the one its
+// records have; "" for a store written before markers that holds no records yet.
+func recordedDriver(fsys fs.FS, dir string, m *marker) (Driver, error) {
 	if m != nil {
 		return m.Driver, nil
 	}
-	d, err := DetectDriver(os.DirFS(dir))
+	d, err := DetectDriver(fsys)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", dir, err)
-	}
-	if d == "" {
-		return Overlay, nil
 	}
 	return d, nil
 }

@@ -198,13 +198,9 @@ func (s *Store) Driver() Driver { return s.paths.driver }
 // driverFor returns the driver to open the store with: the one it has (by its marker m, else by its
 // records), else want (default overlay). A store of another driver than want is an ErrWrongDriver.
 func (s *Store) driverFor(m *marker, want Driver) (Driver, error) {
-	var have Driver
-	if m != nil {
-		have = m.Driver
-	} else if d, err := DetectDriver(s.root.FS()); err != nil {
-		return "", fmt.Errorf("%s: %w", s.dir, err)
-	} else {
-		have = d
+	have, err := recordedDriver(s.root.FS(), s.dir, m)
+	if err != nil {
+		return "", err
 	}
 	switch {
 	case have == "" && want == "":
