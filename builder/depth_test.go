@@ -40,11 +40,7 @@ func TestTooDeepForPodman4(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir = filepath.Join(dir, "store")
-	store, err := layout.OpenWithOptions(dir, layout.Options{Create: true}) // as openStore does
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeStore(t, store)
+	store := openStoreAt(t, dir, layout.Options{})
 	ref := fx.ref("app:1")
 	limit := strconv.Itoa(podman4LayerLimit(dir))
 

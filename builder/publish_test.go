@@ -115,15 +115,24 @@ func acceptAnythingPolicy(t *testing.T) string {
 	return path
 }
 
+// openStore creates an overlay store in a new temp dir, as publish does; it is closed when the test ends.
 func openStore(t *testing.T) (*layout.Store, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
-	s, err := layout.OpenWithOptions(dir, layout.Options{Create: true})
+	return openStoreAt(t, dir, layout.Options{}), dir
+}
+
+// openStoreAt creates (as publish does, opts.Create) or opens the store at dir with opts; it is
+// closed when the test ends.
+func openStoreAt(t *testing.T, dir string, opts layout.Options) *layout.Store {
+	t.Helper()
+	opts.Create = true
+	s, err := layout.OpenWithOptions(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { closeStore(t, s) })
-	return s, dir
+	return s
 }
 
 // closeStore closes a store the test opened; a lock it cannot release is a bug to report.

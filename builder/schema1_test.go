@@ -162,11 +162,7 @@ func imageAndLayers(t *testing.T, s storage.Store, name string) string {
 func TestSchema1SharesLayersInVFSStore(t *testing.T) {
 	requireRoot(t)
 	dir := filepath.Join(t.TempDir(), "store")
-	store, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.VFS, Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeStore(t, store)
+	store := openStoreAt(t, dir, layout.Options{Driver: layout.VFS})
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	app := mustPublish(t, p, fixtures.ref("app:1"), "localhost/cargotest/app:1")
 	res := mustPublish(t, p, writeSchema1Dir(t), "localhost/cargotest/schema1:1")

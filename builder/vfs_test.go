@@ -18,11 +18,7 @@ func TestPublishVFSStore(t *testing.T) {
 	requireRoot(t)
 	fx := fixtures
 	dir := filepath.Join(t.TempDir(), "store")
-	store, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.VFS, Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeStore(t, store)
+	store := openStoreAt(t, dir, layout.Options{Driver: layout.VFS})
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	for _, nt := range []string{"app:1", "app-zstd:1", "other:1"} {
 		mustPublish(t, p, fx.ref(nt), "localhost/cargotest/"+nt)

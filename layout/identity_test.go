@@ -25,10 +25,6 @@ func treeState(t *testing.T, root string) map[string]testimage.FileState {
 	return state
 }
 
-func diffTree(before, after map[string]testimage.FileState) []string {
-	return testimage.DiffTrees(before, after)
-}
-
 // writeTree makes files (path → content; a trailing "/" makes a dir) with the given modes.
 func writeTree(t *testing.T, root string, files map[string]string, modes map[string]fs.FileMode) {
 	t.Helper()
@@ -140,7 +136,7 @@ func TestNotAStoreIsNeverWritten(t *testing.T) {
 				if want := dir + " " + tc.says; !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not say %q", err, want)
 				}
-				if diffs := diffTree(before, treeState(t, dir)); len(diffs) > 0 {
+				if diffs := testimage.DiffTrees(before, treeState(t, dir)); len(diffs) > 0 {
 					t.Errorf("changed: %v", diffs)
 				}
 			})
@@ -174,7 +170,7 @@ func TestOtherDriverStoreIsNeverWritten(t *testing.T) {
 				} else if !ep.create && err != nil {
 					t.Errorf("reading a %s store: %v", have, err)
 				}
-				if diffs := diffTree(before, treeState(t, dir)); len(diffs) > 0 {
+				if diffs := testimage.DiffTrees(before, treeState(t, dir)); len(diffs) > 0 {
 					t.Errorf("changed: %v", diffs)
 				}
 			})
@@ -203,7 +199,7 @@ func TestNewerFormatIsNotWritten(t *testing.T) {
 			t.Errorf("%s: %v, want it read", ep.name, err)
 		}
 	}
-	if diffs := diffTree(before, treeState(t, dir)); len(diffs) > 0 {
+	if diffs := testimage.DiffTrees(before, treeState(t, dir)); len(diffs) > 0 {
 		t.Errorf("changed: %v", diffs)
 	}
 }
@@ -290,7 +286,7 @@ func TestCreateNeedsPrivileges(t *testing.T) {
 	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestCreateNeedsPrivileges")) {
 		t.Fatalf("the test without CAP_CHOWN failed: %v", err)
 	}
-	if diffs := diffTree(before, treeState(t, filepath.Dir(dir))); len(diffs) > 0 {
+	if diffs := testimage.DiffTrees(before, treeState(t, filepath.Dir(dir))); len(diffs) > 0 {
 		t.Errorf("changed: %v", diffs)
 	}
 }
