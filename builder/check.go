@@ -3,13 +3,16 @@ package builder
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cargohold/cargohold/internal/platform"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/pkg/shortnames"
 	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/transports/alltransports"
+	"go.podman.io/image/v5/types"
 )
 
 // Check finds what is wrong with a request without any network access: its reference, names,
@@ -39,6 +42,62 @@ func (r Request) Check() error {
 		}
 	}
 	return nil
+}
+
+// Claims lists the names the request's image will have in the store, as far as they are known
+// without network access, normalised as the store records them ("site/bb:stable" is
+// "docker.io/site/bb:stable"): the reference's own name and the extra names. A short name claims
+// every name registries.conf may resolve it to (an alias, or one per unqualified-search
+// registry); a reference of a transport that carries no name (oci:DIR) claims only its extra
+// names. The request must have passed Check.
+func (r Request) Claims() []string {
+	var names []string
+	for _, own := range r.ownNames() {
+		names = appendNew(names, reference.TagNameOnly(own).String())
+	}
+	for _, e := range r.Names {
+		if named, err := reference.ParseNormalizedNamed(e); err == nil {
+			names = appendNew(names, reference.TagNameOnly(named).String())
+		}
+	}
+	return names
+}
+
+// ownNames are the names the reference itself may give the image.
+func (r Request) ownNames() []reference.Named {
+	if transport, _, ok := strings.Cut(r.Ref, ":"); ok && transport != docker.Transport.Name() && transports.Get(transport) != nil {
+		ref, err := alltransports.ParseImageName(r.Ref)
+		if err != nil || ref.DockerReference() == nil {
+			return nil
+		}
+		return []reference.Named{ref.DockerReference()}
+	}
+	opts := Options{}
+	if r.Options != nil {
+		opts = *r.Options
+	}
+	sys, err := opts.systemContext()
+	if err != nil {
+		return nil
+	}
+	disabled := types.ShortNameModeDisabled // all candidates, and never a prompt
+	sys.ShortNameMode = &disabled
+	resolved, err := shortnames.Resolve(sys, strings.TrimPrefix(r.Ref, docker.Transport.Name()+"://"))
+	if err != nil {
+		return nil // resolving fails again when the image is published, and says why
+	}
+	var names []reference.Named
+	for _, c := range resolved.PullCandidates {
+		names = append(names, c.Value)
+	}
+	return names
+}
+
+func appendNew(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
 }
 
 // checkRef parses a reference as resolve will: another transport as written, else a docker

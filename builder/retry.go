@@ -113,10 +113,7 @@ func authFiles(sys *types.SystemContext) string {
 	if sys.AuthFilePath != "" {
 		return sys.AuthFilePath
 	}
-	var candidates []string
-	if env := os.Getenv("REGISTRY_AUTH_FILE"); env != "" {
-		candidates = append(candidates, env)
-	}
+	var candidates []string // containers/image's search; REGISTRY_AUTH_FILE is the caller's (publish.Input)
 	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
 		candidates = append(candidates, filepath.Join(dir, "containers", "auth.json"))
 	} else {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 
 	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/publish"
@@ -25,7 +26,7 @@ func newPublishCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "name", Usage: "extra `NAME` for the image (only with one IMAGE)"},
 			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from multi-platform images (default: this host's)"},
 			&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "verify registry TLS certificates and require HTTPS (--tls-verify=false for plain-http test registries)"},
-			&cli.StringFlag{Name: "authfile", EnvVars: []string{"REGISTRY_AUTH_FILE"}, Usage: "registry credentials `FILE` (as written by podman login); must exist"},
+			&cli.StringFlag{Name: "authfile", Usage: "registry credentials `FILE` (as written by podman login); must exist (default: the recipe's, else $REGISTRY_AUTH_FILE, else podman login's)"},
 			&cli.StringFlag{Name: "registries-conf", Usage: "registries.conf `FILE` for short names and mirrors (default: the system's)"},
 			&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)"},
 			&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy"},
@@ -67,7 +68,8 @@ func publishOptionsOf(c *cli.Context) (publishOptions, error) {
 		Options: builder.Options{RegistriesConf: c.String("registries-conf"), PolicyPath: c.String("policy"),
 			InsecurePolicy: c.Bool("insecure-policy"), MaxLayerSize: c.Int64("max-layer-size"),
 			RetryTimes: c.Int("retry-times"), Strict: c.Bool("strict")},
-		Overrides: hookOverrides(c),
+		Overrides:   hookOverrides(c),
+		EnvAuthFile: os.Getenv("REGISTRY_AUTH_FILE"),
 	}
 	if c.IsSet("tls-verify") {
 		v := c.Bool("tls-verify")
@@ -97,7 +99,7 @@ func runPublish(ctx context.Context, opts publishOptions) error {
 	defer stop()
 	var first error
 	for i, s := range plan.Stores {
-		err := publishStore(ctx, opts, plan, s, len(plan.Stores) > 1)
+		err := publishStore(ctx, opts, plan, s, plan.NamesStores())
 		var interrupted *interruptedError
 		if errors.As(err, &interrupted) {
 			return interrupted.notPublished(plan.Stores[i+1:])

@@ -41,14 +41,14 @@ func publishStore(ctx context.Context, opts publishOptions, plan *publish.Plan, 
 		}
 		return fmt.Errorf("stopped (%w): not published: %s", ctx.Err(), strings.Join(notDone, ", "))
 	}
-	return endStore(opts, store, plan, &report)
+	return endStore(opts, store, plan, &s, &report)
 }
 
 // endStore ends a store's publish: extras (with a recipe), the JSON report, --register, and the
 // exit status of the images.
-func endStore(opts publishOptions, store *layout.Store, plan *publish.Plan, report *publishReport) error {
+func endStore(opts publishOptions, store *layout.Store, plan *publish.Plan, s *publish.Store, report *publishReport) error {
 	if plan.Recipe {
-		if err := handleExtras(opts, store, plan.Prune, report); err != nil {
+		if err := handleExtras(opts, store, s, plan.Prune, report); err != nil {
 			return err
 		}
 	}
@@ -106,9 +106,10 @@ func printResult(opts publishOptions, res builder.Result, where string) {
 }
 
 // handleExtras reports the names the recipe no longer lists, and with --prune removes them when
-// every image succeeded (publish.Extras decides).
-func handleExtras(opts publishOptions, store *layout.Store, prune bool, report *publishReport) error {
-	var keep []string
+// every image succeeded (publish.Extras decides). A name the recipe lists is kept even when its
+// image failed in this run.
+func handleExtras(opts publishOptions, store *layout.Store, s *publish.Store, prune bool, report *publishReport) error {
+	keep := s.Listed()
 	for _, img := range report.Images {
 		keep = append(keep, img.Names...)
 	}
