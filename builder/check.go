@@ -35,6 +35,16 @@ func (r Request) Check() error {
 			return fmt.Errorf("%s: %w", r.Ref, err)
 		}
 	}
+	if r.Options.Creds != "" {
+		if _, _, err := splitCreds(r.Options.Creds); err != nil {
+			return err
+		}
+	}
+	if d := r.Options.CertDir; d != "" {
+		if _, err := os.ReadDir(d); err != nil {
+			return fmt.Errorf("--cert-dir: %w", err)
+		}
+	}
 	// containers/image ignores a missing auth file; the user meant one, so it is an error here.
 	if f := r.Options.AuthFile; f != "" {
 		if _, err := os.Stat(f); err != nil {

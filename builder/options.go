@@ -5,7 +5,9 @@
 package builder
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cargohold/cargohold/internal/platform"
 	"go.podman.io/image/v5/signature"
@@ -18,6 +20,11 @@ type Options struct {
 	Platform       string // "os/arch[/variant]"; empty: the host's
 	TLSVerify      *bool  // nil: the registries.conf default (verify)
 	AuthFile       string // empty: containers' default auth file locations
+	// Creds is "USER:PASSWORD" for every registry that asks (skopeo's --creds); it wins over AuthFile.
+	Creds string
+	// CertDir holds the client certificates and CA certificates (*.crt, *.cert, *.key) for TLS;
+	// empty: /etc/containers/certs.d/HOST/ and /etc/docker/certs.d/HOST/.
+	CertDir        string
 	RegistriesConf string // empty: /etc/containers/registries.conf (and drop-ins)
 	PolicyPath     string // empty: /etc/containers/policy.json
 	InsecurePolicy bool   // accept every image without consulting policy.json (skopeo's --insecure-policy)
@@ -33,9 +40,17 @@ type Options struct {
 func (o Options) systemContext() (*types.SystemContext, error) {
 	sys := &types.SystemContext{
 		AuthFilePath:             o.AuthFile,
+		DockerCertPath:           o.CertDir,
 		SystemRegistriesConfPath: o.RegistriesConf,
 		SignaturePolicyPath:      o.PolicyPath,
 		DockerRegistryUserAgent:  "cargohold",
+	}
+	if o.Creds != "" {
+		user, password, err := splitCreds(o.Creds)
+		if err != nil {
+			return nil, err
+		}
+		sys.DockerAuthConfig = &types.DockerAuthConfig{Username: user, Password: password}
 	}
 	if o.TLSVerify != nil {
 		sys.DockerInsecureSkipTLSVerify = types.NewOptionalBool(!*o.TLSVerify)
@@ -48,6 +63,15 @@ func (o Options) systemContext() (*types.SystemContext, error) {
 		sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = p.OS, p.Arch, p.Variant
 	}
 	return sys, nil
+}
+
+// splitCreds splits "USER:PASSWORD" (the password may hold colons).
+func splitCreds(creds string) (user, password string, err error) {
+	user, password, ok := strings.Cut(creds, ":")
+	if !ok || user == "" {
+		return "", "", errors.New("--creds: want USER:PASSWORD")
+	}
+	return user, password, nil
 }
 
 // policyContext decides which images may be published, exactly as Podman decides which it may pull.

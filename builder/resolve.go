@@ -64,7 +64,7 @@ func resolve(ctx context.Context, input string, sys *types.SystemContext, policy
 		if err == nil {
 			return s, nil
 		}
-		errs = append(errs, explainAuth(err, ref, sys))
+		errs = append(errs, explainTLS(explainAuth(err, ref, sys), ref))
 	}
 	if resolved != nil {
 		return nil, resolved.FormatPullErrors(errs)

@@ -21,7 +21,10 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	routeLibraryLogs(stderr)
-	err := app.RunContext(ctx, reorderArgs(app, args))
+	args, err := reorderArgs(app, args)
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
 	if msg := errorText(err); msg != "" {
 		fmt.Fprintln(stderr, "cargohold:", msg)
 	}

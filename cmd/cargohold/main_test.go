@@ -158,7 +158,11 @@ func TestReorderArgs(t *testing.T) {
 		{"help publish", "help publish"},
 		{"frobnicate --x y", "frobnicate --x y"},
 	} {
-		got := strings.Join(reorderArgs(app, append([]string{"cargohold"}, strings.Fields(tc.in)...))[1:], " ")
+		args, err := reorderArgs(app, append([]string{"cargohold"}, strings.Fields(tc.in)...))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		got := strings.Join(args[1:], " ")
 		if got != tc.want {
 			t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
 		}

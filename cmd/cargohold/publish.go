@@ -27,6 +27,8 @@ func newPublishCommand() *cli.Command {
 			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from multi-platform images (default: this host's)"},
 			&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "verify registry TLS certificates and require HTTPS (--tls-verify=false for plain-http test registries)"},
 			&cli.StringFlag{Name: "authfile", Usage: "registry credentials `FILE` (as written by podman login); must exist (default: the recipe's, else $REGISTRY_AUTH_FILE, else podman login's)"},
+			&cli.StringFlag{Name: "creds", Usage: "`USER:PASSWORD` for every registry that asks (as skopeo's; wins over auth files; shows in ps: prefer --authfile)"},
+			&cli.StringFlag{Name: "cert-dir", Usage: "`DIR` of CA certificates (*.crt) and client certificates (*.cert, *.key) for the registries (default: /etc/containers/certs.d/HOST/)"},
 			&cli.StringFlag{Name: "registries-conf", Usage: "registries.conf `FILE` for short names and mirrors (default: the system's)"},
 			&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)"},
 			&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy"},
@@ -65,7 +67,8 @@ func publishOptionsOf(c *cli.Context) (publishOptions, error) {
 	in := publish.Input{
 		Store: c.String("store"), Refs: c.Args().Slice(), Names: c.StringSlice("name"), Prune: c.Bool("prune"),
 		Settings: recipe.Settings{Platform: c.String("platform"), AuthFile: c.String("authfile")},
-		Options: builder.Options{RegistriesConf: c.String("registries-conf"), PolicyPath: c.String("policy"),
+		Options: builder.Options{Creds: c.String("creds"), CertDir: c.String("cert-dir"),
+			RegistriesConf: c.String("registries-conf"), PolicyPath: c.String("policy"),
 			InsecurePolicy: c.Bool("insecure-policy"), MaxLayerSize: c.Int64("max-layer-size"),
 			RetryTimes: c.Int("retry-times"), Strict: c.Bool("strict")},
 		Overrides:   hookOverrides(c),
