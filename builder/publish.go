@@ -55,7 +55,7 @@ type Result struct {
 type Publisher struct {
 	Store   *layout.Store
 	Options Options
-	Jobs    int // layers fetched and unpacked at once; 0: defaultJobs
+	Jobs    int // layers fetched and unpacked at once; 0: DefaultJobs
 	// CopyHardlinksAcrossDirs unpacks hard links into another directory as copies (a store on
 	// CVMFS; see unpack.Options).
 	CopyHardlinksAcrossDirs bool
@@ -64,8 +64,8 @@ type Publisher struct {
 	Progress func(ProgressEvent)
 }
 
-// defaultJobs overlaps network waits with unpacking without flooding a registry.
-const defaultJobs = 4
+// DefaultJobs overlaps network waits with unpacking without flooding a registry.
+const DefaultJobs = 4
 
 // Publish makes the image named by req available in the store under its names. On any error the store
 // is left as it was for this image: staged layers are discarded, nothing is recorded.
@@ -271,7 +271,7 @@ func (p *Publisher) fetchAll(ctx context.Context, src *source, jobs []*layerJob,
 	g, gctx := errgroup.WithContext(ctx)
 	limit := p.Jobs
 	if limit <= 0 {
-		limit = defaultJobs
+		limit = DefaultJobs
 	}
 	g.SetLimit(limit)
 	for _, j := range jobs {

@@ -178,9 +178,14 @@ install_go() {
 }
 
 # ---------------------------------------------------------------- builds
-go_build() { # OUT PKG
-	(cd "$CARGOHOLD_ROOT" && CGO_ENABLED=0 go build -tags "$GO_BUILD_TAGS" -o "$1" "$2") ||
+go_build() { # OUT PKG [GO BUILD FLAGS...]
+	(cd "$CARGOHOLD_ROOT" && CGO_ENABLED=0 go build -tags "$GO_BUILD_TAGS" "${@:3}" -o "$1" "$2") ||
 		die "go build $2 failed"
+}
+# cargohold_version: what the README's install command stamps (git describe of the checkout), or
+# nothing where git cannot say (no checkout). safe.directory: CI's checkout may belong to another user.
+cargohold_version() {
+	git -c safe.directory='*' -C "$CARGOHOLD_ROOT" describe --tags --always --dirty 2>/dev/null || true
 }
 # build_cargohold: build ./cmd/cargohold into $WORK/bin and set $CARGOHOLD, unless
 # CARGOHOLD already names a binary to test (a release build, or a stand-in).
@@ -191,7 +196,7 @@ build_cargohold() {
 		return 0
 	fi
 	log "building cargohold"
-	go_build "$WORK/bin/cargohold" ./cmd/cargohold
+	go_build "$WORK/bin/cargohold" ./cmd/cargohold -ldflags "-X main.buildVersion=$(cargohold_version)"
 	export CARGOHOLD=$WORK/bin/cargohold
 }
 build_mkimages() {

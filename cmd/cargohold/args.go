@@ -7,6 +7,15 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// helpArgs turns "help CMD [SUBCMD...]" into "CMD [SUBCMD...] --help": urfave/cli's help command
+// shows a command's own help without its subcommands, and no help for a subcommand at all.
+func helpArgs(app *cli.App, args []string) []string {
+	if len(args) < 3 || (args[1] != "help" && args[1] != "h") || findCommand(app.Commands, args[2]) == nil {
+		return args
+	}
+	return append(append([]string{args[0]}, args[2:]...), "--help")
+}
+
 // reorderArgs moves a command's flags before its arguments, so that "publish REF --store S" works
 // as in podman and skopeo: urfave/cli v2 (Go's flag package) stops parsing flags at the first
 // argument and would take "--store" for an image. Everything after "--" stays an argument.

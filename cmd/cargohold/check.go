@@ -19,15 +19,21 @@ func newCheckCommand() *cli.Command {
 			"Without --repair it needs no write access and takes no lock (it works while a publish runs).\n" +
 			"Leftovers of interrupted runs are listed but are no problem: readers never see them.\n" +
 			"Exit status: 0 no problems, 3 problems found (or the store cannot be read or locked).",
-		Flags: []cli.Flag{storeFlag(),
+		Flags: append([]cli.Flag{storeFlag(), platformFlag(),
 			&cli.BoolFlag{Name: "deep", Usage: "also regenerate every layer's diff and compare it with its diff ID (reads everything)"},
 			&cli.BoolFlag{Name: "repair", Usage: "take the writer lock and remove leftovers, restore permissions and missing l/ links first"},
 			noWaitFlag(),
-			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-		},
+		}, formatFlags()...),
 		Action: func(c *cli.Context) error {
-			return runCheck(c.Context, checkOptions{out: outputOf(c), store: c.String("store"), deep: c.Bool("deep"),
-				repair: c.Bool("repair"), noWait: c.Bool("no-wait"), json: c.Bool("json")})
+			opts := checkOptions{out: outputOf(c), deep: c.Bool("deep"), repair: c.Bool("repair"), noWait: c.Bool("no-wait")}
+			var err error
+			if opts.store, err = storeOf(c); err != nil {
+				return err
+			}
+			if opts.json, err = jsonWanted(c); err != nil {
+				return err
+			}
+			return runCheck(c.Context, opts)
 		},
 	}
 }
@@ -106,7 +112,7 @@ func printCheck(out output, dir string, report *layout.CheckReport, repaired []s
 	if !report.OK() {
 		kind = fmt.Sprintf("problems: %d", len(report.Problems))
 	}
-	out.printf("%s: %d images, %d layers: %s\n", dir, report.Images, report.Layers, kind)
+	out.printf("%s: %s, %s: %s\n", dir, plural(report.Images, "image"), plural(report.Layers, "layer"), kind)
 }
 
 // noWaitFlag is shared by the commands that take the writer lock.

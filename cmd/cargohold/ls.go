@@ -12,11 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// formatFlag is shared by the read commands (a fresh value each: a cli.Flag keeps state).
-func formatFlag() cli.Flag {
-	return &cli.StringFlag{Name: "format", Value: "table", Usage: "`table` or json"}
-}
-
 // readOptions are those of the commands that only read a store (ls, inspect).
 type readOptions struct {
 	out   output
@@ -25,15 +20,13 @@ type readOptions struct {
 }
 
 func readOptionsOf(c *cli.Context) (readOptions, error) {
-	opts := readOptions{out: outputOf(c), store: c.String("store")}
-	switch f := c.String("format"); f {
-	case "table":
-	case "json":
-		opts.json = true
-	default:
-		return opts, usageErrorf("--format %q: want table or json", f)
+	opts := readOptions{out: outputOf(c)}
+	var err error
+	if opts.store, err = storeOf(c); err != nil {
+		return opts, err
 	}
-	return opts, nil
+	opts.json, err = jsonWanted(c)
+	return opts, err
 }
 
 func newLsCommand() *cli.Command {
@@ -42,7 +35,7 @@ func newLsCommand() *cli.Command {
 		Usage: "list the store's images",
 		Description: "Reads the store without locking it, as Podman does: it works while a publish runs and\n" +
 			"needs no write access.",
-		Flags: []cli.Flag{storeFlag(), formatFlag()},
+		Flags: append([]cli.Flag{storeFlag(), platformFlag()}, formatFlags()...),
 		Action: func(c *cli.Context) error {
 			opts, err := readOptionsOf(c)
 			if err != nil {
@@ -87,7 +80,7 @@ func newInspectCommand() *cli.Command {
 		Name:      "inspect",
 		Usage:     "show one image: names, digests, platform, source, layers",
 		ArgsUsage: "IMAGE   (name, name without registry, or ID)",
-		Flags:     []cli.Flag{storeFlag(), formatFlag()},
+		Flags:     append([]cli.Flag{storeFlag(), platformFlag()}, formatFlags()...),
 		Action: func(c *cli.Context) error {
 			opts, err := readOptionsOf(c)
 			if err != nil {

@@ -21,7 +21,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	routeLibraryLogs(stderr)
-	args, err := reorderArgs(app, args)
+	args, err := reorderArgs(app, helpArgs(app, args))
 	if err == nil {
 		err = app.RunContext(ctx, args)
 	}
@@ -43,12 +43,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			newGcCommand(), newCheckCommand(), newConfCommand()},
 		Writer:    stdout,
 		ErrWriter: stderr,
-		// Without it, urfave/cli answers an unknown command with its help and exit status 3.
+		// Without it, urfave/cli answers an unknown command with its help and exit status 3. Without
+		// a command nothing was done: the help goes to standard error and the status is 2.
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return usageErrorf("unknown command %q (see cargohold help)", c.Args().First())
 			}
-			return cli.ShowAppHelp(c)
+			cli.HelpPrinter(c.App.ErrWriter, cli.AppHelpTemplate, c.App)
+			return reported(errUsage)
 		},
 		// urfave/cli would print the error and exit by itself; run does both, from one place.
 		ExitErrHandler: func(*cli.Context, error) {},

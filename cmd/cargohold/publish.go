@@ -32,16 +32,15 @@ func newPublishCommand() *cli.Command {
 			&cli.StringFlag{Name: "registries-conf", Usage: "registries.conf `FILE` for short names and mirrors (default: the system's)"},
 			&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)"},
 			&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy"},
-			&cli.IntFlag{Name: "jobs", Value: 0, Usage: "layers fetched and unpacked at once (default 4)"},
+			&cli.IntFlag{Name: "jobs", Value: builder.DefaultJobs, Usage: "layers fetched and unpacked at once"},
 			&cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retry a registry request that failed for a transient reason (network, 429, 5xx) `N` times, waiting 1s, 2s, 4s, ..."},
 			&cli.Int64Flag{Name: "max-layer-size", Usage: "refuse layers larger than `BYTES` uncompressed (0: no limit)"},
 			&cli.BoolFlag{Name: "strict", Usage: "fail an image that would only get a warning"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON report of every image at the end (see README)"},
 			&cli.StringFlag{Name: "register", Usage: "add the store to this storage.conf `FILE` (as conf patch does) after publishing"},
 			&cli.BoolFlag{Name: "prune", Usage: "with --recipe: remove the names the recipe no longer lists (their layers go at a later gc)"},
 			noWaitFlag(),
-		}, publishHookFlags()...),
+		}, append(formatFlags(), publishHookFlags()...)...),
 		Action: func(c *cli.Context) error {
 			opts, err := publishOptionsOf(c)
 			if err != nil {
@@ -78,6 +77,10 @@ func publishOptionsOf(c *cli.Context) (publishOptions, error) {
 		v := c.Bool("tls-verify")
 		in.Settings.TLSVerify = &v
 	}
+	json, err := jsonWanted(c)
+	if err != nil {
+		return publishOptions{}, err
+	}
 	if path := c.String("recipe"); path != "" {
 		r, err := recipe.Load(path)
 		if err != nil {
@@ -86,7 +89,7 @@ func publishOptionsOf(c *cli.Context) (publishOptions, error) {
 		in.Recipe = r
 	}
 	return publishOptions{out: outputOf(c), input: in, jobs: c.Int("jobs"), quiet: c.Bool("quiet"),
-		json: c.Bool("json"), register: c.String("register"), noWait: c.Bool("no-wait")}, nil
+		json: json, register: c.String("register"), noWait: c.Bool("no-wait")}, nil
 }
 
 // runPublish publishes into each store of the plan: one, or one per platform when the store path

@@ -62,7 +62,7 @@ func endStore(opts publishOptions, store *layout.Store, plan *publish.Plan, s *p
 		return err
 	}
 	if report.Failed > 0 {
-		return &kindError{errFailed, fmt.Errorf("%d of %d images failed; the store %s holds the others", report.Failed, len(report.Images), store.Dir())}
+		return &kindError{errFailed, fmt.Errorf("%d of %s failed; the store %s holds the others", report.Failed, plural(len(report.Images), "image"), store.Dir())}
 	}
 	return nil
 }
@@ -100,8 +100,8 @@ func printResult(opts publishOptions, res builder.Result, where string) {
 		return
 	}
 	if !opts.quiet && !opts.json {
-		opts.out.printf("%-9s %s  %s  %d layers, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","),
-			shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
+		opts.out.printf("%-9s %s  %s  %s, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","),
+			shortID(res.ImageID), plural(res.LayersFetched, "layer"), units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
 	}
 }
 
@@ -125,7 +125,7 @@ func handleExtras(opts publishOptions, store *layout.Store, s *publish.Store, pr
 		return nil
 	case publish.KeepForFailure:
 		report.Extra = extras
-		opts.out.errorf("not pruning %s: %d images of the recipe failed", strings.Join(extras, ","), report.Failed)
+		opts.out.errorf("not pruning %s: %s of the recipe failed", strings.Join(extras, ","), plural(report.Failed, "image"))
 		return nil
 	}
 	for _, name := range extras {

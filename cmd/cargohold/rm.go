@@ -15,10 +15,14 @@ func newRmCommand() *cli.Command {
 		Name:      "rm",
 		Usage:     "take names or images out of the store (their layers stay until gc)",
 		ArgsUsage: "IMAGE...   (a name removes that name, and the image once it has none left; an ID removes the image)",
-		Flags: []cli.Flag{storeFlag(), noWaitFlag(), dryRunFlag("removed"), quietFlag(),
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}},
+		Flags: append([]cli.Flag{storeFlag(), platformFlag(), noWaitFlag(), dryRunFlag("removed"), quietFlag()},
+			formatFlags()...),
 		Action: func(c *cli.Context) error {
-			return runRm(c.Context, rmOptions{writeOptions: writeOptionsOf(c), words: c.Args().Slice(), json: c.Bool("json")})
+			opts, err := writeOptionsOf(c)
+			if err != nil {
+				return err
+			}
+			return runRm(c.Context, rmOptions{writeOptions: opts, words: c.Args().Slice()})
 		},
 	}
 }
@@ -30,17 +34,22 @@ type writeOptions struct {
 	noWait bool
 	dryRun bool
 	quiet  bool // print nothing on success
+	json   bool // --format json
 }
 
-func writeOptionsOf(c *cli.Context) writeOptions {
-	return writeOptions{out: outputOf(c), store: c.String("store"), noWait: c.Bool("no-wait"),
-		dryRun: c.Bool("dry-run"), quiet: c.Bool("quiet")}
+func writeOptionsOf(c *cli.Context) (writeOptions, error) {
+	opts := writeOptions{out: outputOf(c), noWait: c.Bool("no-wait"), dryRun: c.Bool("dry-run"), quiet: c.Bool("quiet")}
+	var err error
+	if opts.store, err = storeOf(c); err != nil {
+		return opts, err
+	}
+	opts.json, err = jsonWanted(c)
+	return opts, err
 }
 
 type rmOptions struct {
 	writeOptions
 	words []string // names or IDs
-	json  bool
 }
 
 func runRm(_ context.Context, opts rmOptions) (err error) {
@@ -90,11 +99,15 @@ func newGcCommand() *cli.Command {
 		Description: "A layer of a removed image may still be mounted by containers running on nodes, so it is\n" +
 			"deleted only when it has been unused for --grace (the time it became unused is recorded in the\n" +
 			"store by the first gc that sees it unused).",
-		Flags: []cli.Flag{storeFlag(), noWaitFlag(), dryRunFlag("deleted"), quietFlag(),
-			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long an unused layer is kept"},
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}},
+		Flags: append([]cli.Flag{storeFlag(), platformFlag(), noWaitFlag(), dryRunFlag("deleted"), quietFlag(),
+			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long an unused layer is kept"}},
+			formatFlags()...),
 		Action: func(c *cli.Context) error {
-			return runGc(c.Context, gcOptions{writeOptions: writeOptionsOf(c), grace: c.Duration("grace"), json: c.Bool("json")})
+			opts, err := writeOptionsOf(c)
+			if err != nil {
+				return err
+			}
+			return runGc(c.Context, gcOptions{writeOptions: opts, grace: c.Duration("grace")})
 		},
 	}
 }
@@ -102,7 +115,6 @@ func newGcCommand() *cli.Command {
 type gcOptions struct {
 	writeOptions
 	grace time.Duration
-	json  bool
 }
 
 func runGc(_ context.Context, opts gcOptions) (err error) {
