@@ -95,7 +95,10 @@ var entryPoints = []struct {
 		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Repair(context.Background()); return err })
 	}},
 	{"ls/inspect (Read)", false, func(dir string, _ Driver) error { _, err := Read(dir); return err }},
-	{"check (Check)", false, func(dir string, _ Driver) error { _, err := Check(context.Background(), dir, CheckOptions{Deep: true}); return err }},
+	{"check (Check)", false, func(dir string, _ Driver) error {
+		_, err := Check(context.Background(), dir, CheckOptions{Deep: true})
+		return err
+	}},
 	{"conf (Identify)", false, func(dir string, _ Driver) error { _, err := Identify(dir); return err }},
 }
 
@@ -309,6 +312,26 @@ func TestReadOnlyFilesystem(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "read-only file") || strings.Count(err.Error(), mnt) != 1 {
 			t.Errorf("%s: %q, want one mention of the path and the read-only filesystem", dir, err)
+		}
+	}
+}
+
+// Only the host's own ID map counts as real root: under unshare -r or rootless Podman the process
+// has every capability, but not over the host's files.
+func TestHostUIDMap(t *testing.T) {
+	for _, tc := range []struct {
+		uidMap string
+		host   bool
+	}{
+		{"         0          0 4294967295\n", true},
+		{"         0          0          1\n", false}, // unshare -r as root
+		{"         0       1000          1\n", false}, // unshare -r as a user
+		{"0 1000 1\n1 100000 65536\n", false},         // rootless Podman
+		{"         0     100000      65536\n", false}, // a remapped container
+		{"", false},
+	} {
+		if got := hostUIDMap(tc.uidMap); got != tc.host {
+			t.Errorf("hostUIDMap(%q) = %v, want %v", tc.uidMap, got, tc.host)
 		}
 	}
 }
