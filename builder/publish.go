@@ -49,6 +49,9 @@ type Result struct {
 	// Warnings are things readers may trip over although the publish succeeded (an image too deep
 	// for Podman 4.x to mount from this store path); the CLI prints each as "warning: ...".
 	Warnings []string
+	// Retries are the transient failures that were tried again ("reading … failed (…); trying
+	// again in 1s (1 of 3)"), whether or not the image then succeeded.
+	Retries []string
 }
 
 // Publisher publishes images into one store, holding its writer lock.
@@ -62,6 +65,9 @@ type Publisher struct {
 	// Progress, if set, receives progress events of every layer (see ProgressEvent). It is called
 	// from the goroutines that fetch layers, so it must be safe for concurrent use, and quick.
 	Progress func(ProgressEvent)
+	// OnRetry, if set, hears of each retry as it happens (ref is the Request's Ref), for someone
+	// watching; Result.Retries has them all. Called concurrently, like Progress.
+	OnRetry func(ref, msg string)
 }
 
 // DefaultJobs overlaps network waits with unpacking without flooding a registry.
@@ -72,7 +78,13 @@ const DefaultJobs = 4
 func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 	start := time.Now()
 	res = Result{Ref: req.Ref}
+	retries := &retryNotes{}
+	if p.OnRetry != nil {
+		retries.live = func(msg string) { p.OnRetry(req.Ref, msg) }
+	}
+	ctx = withRetryNotes(ctx, retries)
 	defer func() {
+		res.Retries = retries.list()
 		res.Duration = time.Since(start)
 		if res.Err != nil {
 			res.Action = Failed

@@ -57,10 +57,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 }
 
-// routeLibraryLogs sends containers/image's own log lines (a blob read that reconnects, a retry)
-// to cargohold's standard error as "warning: ..." lines instead of logrus's raw "time=… level=…".
+// libraryLogs is where the image library's log lines go (see routeLibraryLogs).
+var libraryLogs = &heldLog{}
+
+// routeLibraryLogs sends containers/image's own log lines (a blob read that reconnects) to
+// cargohold's standard error as "warning: ..." lines instead of logrus's raw "time=… level=…".
 func routeLibraryLogs(stderr io.Writer) {
-	logrus.SetOutput(stderr)
+	libraryLogs.reset(stderr)
+	logrus.SetOutput(libraryLogs)
 	logrus.SetLevel(logrus.InfoLevel)
 	logrus.SetFormatter(libraryLogFormat{})
 }

@@ -76,11 +76,11 @@ func publishImages(ctx context.Context, opts publishOptions, store *layout.Store
 	if multi {
 		where = "  [" + store.Dir() + "]" // a run writing several stores names each line's
 	}
+	if !opts.quiet {
+		p.OnRetry = func(ref, msg string) { opts.out.errorf("warning: %s: %s%s", ref, msg, where) }
+	}
 	for i, req := range s.Requests {
-		var endBars func()
-		p.Progress, endBars = layerProgress(opts.out, opts.quiet || opts.json)
-		res := p.Publish(ctx, req)
-		endBars()
+		res := publishOne(ctx, opts, &p, req)
 		if ctx.Err() != nil && res.Err != nil {
 			return report, s.Refs()[i:]
 		}
@@ -90,12 +90,35 @@ func publishImages(ctx context.Context, opts publishOptions, store *layout.Store
 	return report, nil
 }
 
-// printResult prints one image's line, its warnings and its error.
+// publishOne publishes one image, drawing its progress bars. With --quiet, what happened on the
+// way (retries, the image library's notes) is shown only if the image fails: a retry that worked
+// is no news to a cron job.
+func publishOne(ctx context.Context, opts publishOptions, p *builder.Publisher, req builder.Request) builder.Result {
+	var endBars func()
+	p.Progress, endBars = layerProgress(opts.out, opts.quiet || opts.json)
+	if opts.quiet {
+		libraryLogs.hold()
+	}
+	res := p.Publish(ctx, req)
+	endBars()
+	if opts.quiet {
+		libraryLogs.release(res.Err != nil)
+	}
+	return res
+}
+
+// printResult prints one image's line, its warnings and its error (with --quiet, after the
+// retries that came before it; without, those were printed as they happened).
 func printResult(opts publishOptions, res builder.Result, where string) {
 	for _, w := range res.Warnings {
 		opts.out.errorf("warning: %s: %s%s", res.Ref, w, where)
 	}
 	if res.Err != nil {
+		if opts.quiet {
+			for _, r := range res.Retries {
+				opts.out.errorf("warning: %s: %s%s", res.Ref, r, where)
+			}
+		}
 		opts.out.errorf("error: %v%s", res.Err, where)
 		return
 	}
@@ -177,12 +200,13 @@ type imageReport struct {
 	Seconds       float64  `json:"seconds"`
 	Error         string   `json:"error,omitempty"`
 	Warnings      []string `json:"warnings,omitempty"`
+	Retries       []string `json:"retries,omitempty"`
 }
 
 func (r *publishReport) add(res builder.Result) {
 	ir := imageReport{Reference: res.Ref, Names: res.Names, ID: res.ImageID, Digest: res.ManifestDigest.String(),
 		Action: string(res.Action), LayersFetched: res.LayersFetched, BytesFetched: res.BytesFetched,
-		Seconds: res.Duration.Seconds(), Warnings: res.Warnings}
+		Seconds: res.Duration.Seconds(), Warnings: res.Warnings, Retries: res.Retries}
 	if ir.Names == nil {
 		ir.Names = []string{}
 	}
