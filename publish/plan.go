@@ -1,7 +1,9 @@
-// Package publish plans a publish run from the command line and a recipe: which image goes into
-// which store with which builder.Options, what surrounds each store (hooks, CVMFS repository,
-// store options), and what becomes of the names a recipe no longer lists. It decides; builder
-// publishes and layout stores. Everything a plan can check is checked here, before anything runs.
+// Package publish is a whole publish run, usable without the CLI. New plans it from the command line
+// and a recipe: which image goes into which store with which builder.Options, what surrounds each
+// store (hooks, CVMFS repository, store options), and what becomes of the names a recipe no longer
+// lists; everything a plan can check is checked there, before anything runs. Run executes the plan:
+// before hook, store lock, the images (builder), extras and prune, registration (storageconf), after
+// or on-failure hook, and interruption, reporting each step to an Observer.
 package publish
 
 import (
@@ -30,6 +32,10 @@ type Input struct {
 
 	// Overrides are the [publish] keys given as flags; nil fields were not given.
 	Overrides Overrides
+
+	Jobs     int    // layers fetched and unpacked at once per image; 0: builder's default
+	NoWait   bool   // fail (layout.ErrLocked) instead of waiting for another run's writer lock
+	Register string // a storage.conf to add each store to after its publish ("": none)
 }
 
 // Overrides are the flags that override the recipe's [publish] keys of the same name.
@@ -38,11 +44,16 @@ type Overrides struct {
 	CVMFSCatalogs                                          *bool
 }
 
-// Plan is a checked run: the stores in the order they are first named, each with its images.
+// Plan is a checked run: the stores in the order they are first named, each with its images, and
+// how Run goes about them.
 type Plan struct {
 	Stores []Store
 	Prune  bool
 	Recipe bool // the images come from a recipe: names it no longer lists are extras (see Extras)
+
+	Jobs     int    // Input.Jobs
+	NoWait   bool   // Input.NoWait
+	Register string // Input.Register
 }
 
 // Store is one store of a run and what is published into it.
@@ -70,7 +81,7 @@ func New(in Input) (*Plan, error) {
 	if err := checkInput(in, template, targets); err != nil {
 		return nil, err
 	}
-	plan := &Plan{Prune: in.Prune, Recipe: in.Recipe != nil}
+	plan := &Plan{Prune: in.Prune, Recipe: in.Recipe != nil, Jobs: in.Jobs, NoWait: in.NoWait, Register: in.Register}
 	for _, t := range targets {
 		if err := plan.add(template, t, settings); err != nil {
 			return nil, err

@@ -117,22 +117,15 @@ func noWaitFlag() cli.Flag {
 // withLock sets how opts's Open of dir waits for the writer lock: as --no-wait says, and with a line on
 // standard error while it waits, so that a cron job's log says why it sits there.
 func withLock(out output, noWait bool, dir string, opts layout.Options) layout.Options {
-	opts.Lock = layout.LockOptions{
-		NoWait: noWait,
-		Waiting: func(pid int) {
-			holder := "another cargohold run"
-			if pid > 0 {
-				holder = fmt.Sprintf("another cargohold run (pid %d)", pid)
-			}
-			out.errorf("waiting: %s is writing the store %s; --no-wait fails instead", holder, dir)
-		},
-	}
+	opts.Lock = layout.LockOptions{NoWait: noWait, Waiting: func(pid int) { out.errorf("%s", waitingLine(pid, dir)) }}
 	return opts
 }
 
-// reportCleaned says on standard error what Open removed that an interrupted run left behind.
-func reportCleaned(out output, store *layout.Store) {
-	if n := len(store.Cleaned()); n > 0 {
-		out.errorf("removed %d leftovers of an interrupted run (staging dirs, temp files, unrecorded layers)", n)
+// waitingLine says why a run sits there: another run (pid, if known) holds the lock of the store at dir.
+func waitingLine(pid int, dir string) string {
+	holder := "another cargohold run"
+	if pid > 0 {
+		holder = fmt.Sprintf("another cargohold run (pid %d)", pid)
 	}
+	return fmt.Sprintf("waiting: %s is writing the store %s; --no-wait fails instead", holder, dir)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 
 	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/publish"
@@ -51,13 +50,10 @@ func newPublishCommand() *cli.Command {
 
 // publishOptions is everything a publish run was asked for.
 type publishOptions struct {
-	out      output
-	input    publish.Input
-	jobs     int
-	quiet    bool
-	json     bool
-	register string // storage.conf to register the store in
-	noWait   bool
+	out   output
+	input publish.Input
+	quiet bool
+	json  bool
 }
 
 func publishOptionsOf(c *cli.Context) (publishOptions, error) {
@@ -68,6 +64,7 @@ func publishOptionsOf(c *cli.Context) (publishOptions, error) {
 			InsecurePolicy: c.Bool("insecure-policy"), MaxLayerSize: c.Int64("max-layer-size"),
 			RetryTimes: c.Int("retry-times"), Strict: c.Bool("strict")},
 		Overrides: hookOverrides(c),
+		Jobs:      c.Int("jobs"), NoWait: c.Bool("no-wait"), Register: c.String("register"),
 	}
 	if c.IsSet("tls-verify") {
 		v := c.Bool("tls-verify")
@@ -80,14 +77,11 @@ func publishOptionsOf(c *cli.Context) (publishOptions, error) {
 		}
 		in.Recipe = r
 	}
-	return publishOptions{out: outputOf(c), input: in, jobs: c.Int("jobs"), quiet: c.Bool("quiet"),
-		json: c.Bool("json"), register: c.String("register"), noWait: c.Bool("no-wait")}, nil
+	return publishOptions{out: outputOf(c), input: in, quiet: c.Bool("quiet"), json: c.Bool("json")}, nil
 }
 
-// runPublish publishes into each store of the plan: one, or one per platform when the store path
-// is a template ({arch}, {platform}). Everything is checked before the first store's hooks run. A
-// failure in one store does not stop the others; the first error decides the exit status. A
-// signal stops the run after cleaning up (see interruptible).
+// runPublish plans the run (everything is checked before the first store's hooks run) and runs it
+// (publish.Run), printing its events. A signal stops the run after cleaning up (see interruptible).
 func runPublish(ctx context.Context, opts publishOptions) error {
 	plan, err := publish.New(opts.input)
 	if err != nil {
@@ -95,16 +89,9 @@ func runPublish(ctx context.Context, opts publishOptions) error {
 	}
 	ctx, stop := interruptible(ctx)
 	defer stop()
-	var first error
-	for i, s := range plan.Stores {
-		err := publishStore(ctx, opts, plan, s, len(plan.Stores) > 1)
-		var interrupted *interruptedError
-		if errors.As(err, &interrupted) {
-			return interrupted.notPublished(plan.Stores[i+1:])
-		}
-		if err != nil && first == nil {
-			first = err
-		}
+	r := &publishRenderer{out: opts.out, quiet: opts.quiet, json: opts.json, multi: len(plan.Stores) > 1}
+	if err := publish.Run(ctx, plan, r.observer()); err != nil {
+		return err
 	}
-	return first
+	return r.err
 }

@@ -37,18 +37,3 @@ func hookOverrides(c *cli.Context) publish.Overrides {
 	}
 	return o
 }
-
-// finishHooks runs the after hook if err (what the publish returned) is nil, else the on-failure
-// hook; the store must be closed by then. A failing hook makes a successful publish exit 4; a
-// failed publish keeps its own exit status, and the hook's error is printed beside it.
-func finishHooks(out output, s publish.Store, err error) error {
-	herr := s.Hooks.Finish(err != nil)
-	switch {
-	case herr == nil:
-		return err
-	case err != nil:
-		out.errorf("error: %v", herr)
-		return err
-	}
-	return herr
-}
