@@ -171,7 +171,6 @@ func hookLog(t *testing.T) (func(name string) string, func() []string) {
 	return cmd, read
 }
 
-
 // The hooks run in order around the store: before first (nothing is written if it fails), then after
 // on success or on-failure when anything failed (the after hook included); a failing after hook fails
 // a good run, a failing on-failure hook is reported beside the publish's own error.

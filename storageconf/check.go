@@ -1,6 +1,7 @@
 package storageconf
 
 import (
+	"context"
 	"fmt"
 	"github.com/cargohold/cargohold/internal/shell"
 	"os"
@@ -87,9 +88,10 @@ func fixFor(store string, l Lookup, eff *Effective) string {
 	}
 }
 
-// DetectReader runs `podman --version` and returns how that Podman reads storage.conf.
-func DetectReader() (Reader, string, error) {
-	out, err := exec.Command("podman", "--version").Output()
+// DetectReader runs `podman --version` (killed when ctx ends) and returns how that Podman reads
+// storage.conf.
+func DetectReader(ctx context.Context) (Reader, string, error) {
+	out, err := exec.CommandContext(ctx, "podman", "--version").Output()
 	if err != nil {
 		return Legacy, "", fmt.Errorf("podman --version: %w", err)
 	}

@@ -13,47 +13,53 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+type dropinOptions struct {
+	confOptions
+	dir, name string
+}
+
 func newConfDropinCommand() *cli.Command {
+	o := &dropinOptions{}
 	return &cli.Command{
 		Name:  "dropin",
 		Usage: "write a storage.conf.d drop-in that adds the store to the others (Podman 6+)",
 		Description: "The list is written with {append = true}, so it extends the stores of storage.conf and of\n" +
 			"earlier drop-ins instead of replacing them. Podman up to 5.x ignores drop-ins: use patch or user.\n" +
 			"Rootless users only: --dir /etc/containers/storage.rootless.conf.d.",
-		Flags: []cli.Flag{storeFlag(), removeFlag(), backupFlag(), missingOKFlag(),
-			&cli.StringFlag{Name: "dir", Value: storageconf.DefaultDropInDir, Usage: "the drop-in `DIR` (created if missing)"},
-			&cli.StringFlag{Name: "name", Value: storageconf.DefaultDropInName, Usage: "the drop-in's file `NAME` (*.conf; later names win)"},
-		},
+		Flags: append(confFlags(&o.confOptions, "remove", "backup", "allow-missing-store"),
+			&cli.StringFlag{Name: "dir", Value: storageconf.DefaultDropInDir, Usage: "the drop-in `DIR` (created if missing)", Destination: &o.dir},
+			&cli.StringFlag{Name: "name", Value: storageconf.DefaultDropInName, Usage: "the drop-in's file `NAME` (*.conf; later names win)", Destination: &o.name},
+		),
 		Action: func(c *cli.Context) error {
-			opts, err := confOptionsOf(c, !c.Bool("remove"))
-			if err != nil {
-				return err
-			}
-			return runConfDropin(c.Context, opts, c.String("dir"), c.String("name"))
+			o.out = outputOf(c)
+			return runConfDropin(c.Context, *o)
 		},
 	}
 }
 
-func runConfDropin(_ context.Context, opts confOptions, dir, name string) error {
+func runConfDropin(ctx context.Context, opts dropinOptions) error {
+	if err := opts.prepare(ctx, !opts.remove); err != nil {
+		return err
+	}
 	var r storageconf.Result
 	var err error
 	if opts.remove {
-		r, err = storageconf.RemoveDropIn(dir, name, opts.store, opts.backup)
+		r, err = storageconf.RemoveDropIn(opts.dir, opts.name, opts.store, opts.backup)
 	} else {
-		r, err = storageconf.AddDropIn(dir, name, opts.store, opts.backup)
+		r, err = storageconf.AddDropIn(opts.dir, opts.name, opts.store, opts.backup)
 	}
-	if err := printChange(opts, r, err); err != nil {
+	if err := printChange(opts.confOptions, r, err); err != nil {
 		return err
 	}
 	if !opts.remove {
-		opts.out.errorf("%s", dropinNote())
+		opts.out.errorf("%s", dropinNote(ctx))
 	}
 	return nil
 }
 
 // dropinNote says which Podman reads the drop-in: the installed one's version decides.
-func dropinNote() string {
-	reader, version, err := storageconf.DetectReader()
+func dropinNote(ctx context.Context) string {
+	reader, version, err := storageconf.DetectReader(ctx)
 	switch {
 	case err != nil:
 		return "note: drop-ins are read by Podman 6 and later; older Podman needs conf patch or conf user"
@@ -64,7 +70,14 @@ func dropinNote() string {
 		"use conf patch (rootful) or conf user (rootless) for it", version)
 }
 
+type userOptions struct {
+	confOptions
+	user, file   string
+	mountProgram *string // nil: fuse-overlayfs if installed
+}
+
 func newConfUserCommand() *cli.Command {
+	o := &userOptions{}
 	return &cli.Command{
 		Name:  "user",
 		Usage: "add the store to a rootless user's own storage.conf (created if missing)",
@@ -73,34 +86,23 @@ func newConfUserCommand() *cli.Command {
 			"fuse-overlayfs mount program, and leaves graphroot and runroot to the user's defaults.\n" +
 			"As root: --user NAME writes that user's file, owned by them. --file FILE writes a file to share\n" +
 			"(e.g. exported as CONTAINERS_STORAGE_CONF from /etc/profile.d; see the README).",
-		Flags: []cli.Flag{storeFlag(), driverFlag(), removeFlag(), backupFlag(), missingOKFlag(),
-			&cli.StringFlag{Name: "user", Usage: "the user `NAME` whose ~/.config/containers/storage.conf to write (root only)"},
-			&cli.StringFlag{Name: "file", Usage: "the `FILE` to write (default: the user's; for yourself $CONTAINERS_STORAGE_CONF if set)"},
-			&cli.StringFlag{Name: "mount-program", Usage: "overlay mount `PROGRAM` for a new file (default: fuse-overlayfs if installed; \"\" for none)"},
-		},
+		Flags: append(confFlags(&o.confOptions, "driver", "remove", "backup", "allow-missing-store"),
+			&cli.StringFlag{Name: "user", Usage: "the user `NAME` whose ~/.config/containers/storage.conf to write (root only)", Destination: &o.user},
+			&cli.StringFlag{Name: "file", Usage: "the `FILE` to write (default: the user's; for yourself $CONTAINERS_STORAGE_CONF if set)", Destination: &o.file},
+			&cli.StringFlag{Name: "mount-program", Usage: "overlay mount `PROGRAM` for a new file (default: fuse-overlayfs if installed; \"\" for none)",
+				Action: setPtr(&o.mountProgram)},
+		),
 		Action: func(c *cli.Context) error {
-			opts, err := confOptionsOf(c, !c.Bool("remove"))
-			if err != nil {
-				return err
-			}
-			u := userOptions{confOptions: opts, user: c.String("user"), file: c.String("file")}
-			if c.IsSet("mount-program") {
-				u.mountProgram = ptrTo(c.String("mount-program"))
-			}
-			return runConfUser(c.Context, u)
+			o.out = outputOf(c)
+			return runConfUser(c.Context, *o)
 		},
 	}
 }
 
-type userOptions struct {
-	confOptions
-	user, file   string
-	mountProgram *string // nil: fuse-overlayfs if installed
-}
-
-func ptrTo[T any](v T) *T { return &v }
-
-func runConfUser(_ context.Context, opts userOptions) error {
+func runConfUser(ctx context.Context, opts userOptions) error {
+	if err := opts.prepare(ctx, !opts.remove); err != nil {
+		return err
+	}
 	o := storageconf.UserOptions{Driver: opts.driver, Backup: opts.backup}
 	if opts.mountProgram != nil {
 		o.MountProgram = *opts.mountProgram
@@ -147,32 +149,39 @@ func userFile(opts userOptions, o *storageconf.UserOptions) (string, error) {
 	return opts.file, nil
 }
 
+type confCheckOptions struct {
+	confOptions
+	podmanVersion string
+	sysroot       string // for tests: look for /etc and /usr/share files under it
+}
+
 func newConfCheckCommand() *cli.Command {
+	o := &confCheckOptions{}
 	return &cli.Command{
 		Name:  "check",
 		Usage: "tell whether the current user's Podman will see the store, and why not",
 		Description: "Reads the storage.conf files as containers/storage does for this user and environment\n" +
 			"(CONTAINERS_STORAGE_CONF, the user's file, /etc, /usr/share, drop-ins for Podman 6+).\n" +
 			"Exit status 0: Podman will see the store; 1: it will not; 2: bad flags or unreadable files.",
-		Flags: []cli.Flag{storeFlag(), driverFlag(), missingOKFlag(),
-			&cli.StringFlag{Name: "podman-version", Usage: "assume this Podman `VERSION` (default: ask podman --version)"},
-			// For tests: look for /etc and /usr/share files under DIR.
-			&cli.StringFlag{Name: "sysroot", Hidden: true}},
+		Flags: append(confFlags(&o.confOptions, "driver", "allow-missing-store"),
+			&cli.StringFlag{Name: "podman-version", Usage: "assume this Podman `VERSION` (default: ask podman --version)", Destination: &o.podmanVersion},
+			&cli.StringFlag{Name: "sysroot", Hidden: true, Destination: &o.sysroot}),
 		Action: func(c *cli.Context) error {
-			opts, err := confOptionsOf(c, false)
-			if err != nil {
-				return err
-			}
-			return runConfCheck(c.Context, opts, c.String("podman-version"), c.String("sysroot"))
+			o.out = outputOf(c)
+			return runConfCheck(c.Context, *o)
 		},
 	}
 }
 
-func runConfCheck(_ context.Context, opts confOptions, version, sysroot string) error {
+func runConfCheck(ctx context.Context, opts confCheckOptions) error {
+	if err := opts.prepare(ctx, false); err != nil {
+		return err
+	}
+	version, sysroot := opts.podmanVersion, opts.sysroot
 	reader := storageconf.ReaderFor(version)
 	if version == "" {
 		var err error
-		if reader, version, err = storageconf.DetectReader(); err != nil {
+		if reader, version, err = storageconf.DetectReader(ctx); err != nil {
 			opts.out.errorf("warning: %v; assuming Podman up to 5.x", err)
 			version = "unknown"
 		}

@@ -17,10 +17,13 @@ func main() {
 	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
 }
 
-// run runs the command line args and returns its exit status; tests call it in-process.
+// run runs the command line args and returns its exit status; tests call it in-process. A signal
+// cancels the command's context (see interruptible): every runX stops on it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	routeLibraryLogs(stderr)
+	ctx, stop := interruptible(ctx)
+	defer stop()
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	if msg := errorText(err); msg != "" {
 		fmt.Fprintln(stderr, "cargohold:", msg)

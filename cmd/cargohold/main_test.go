@@ -341,6 +341,27 @@ func TestLockedStoreExits3(t *testing.T) {
 	cargohold(t, publishArgs(store, "--no-wait")...).want(t, 3, "another cargohold run is writing the store")
 }
 
+// SIGTERM while gc waits for another run's lock ends the wait: exit 143, saying why.
+func TestSignalEndsALockWait(t *testing.T) {
+	requireRoot(t)
+	store := filepath.Join(t.TempDir(), "store")
+	cargohold(t, publishArgs(store)...).want(t, 0)
+	held, err := layout.OpenWithOptions(t.Context(), store, layout.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = held.Close() }()
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	}()
+	start := time.Now()
+	cargohold(t, "gc", "--store", store).want(t, 143, "waiting: another cargohold run", "interrupted by SIGTERM")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("gc took %s to stop", d)
+	}
+}
+
 // containers/image's own log lines come out as cargohold's, not as logrus's "time=… level=…".
 func TestLibraryLogLines(t *testing.T) {
 	var buf bytes.Buffer
