@@ -26,9 +26,9 @@ type Input struct {
 	Names  []string       // --name: extra names of the one IMAGE argument
 	Prune  bool           // --prune
 
-	// Fetch settings given as flags: they override the recipe's [defaults]; an [[image]]'s own win.
+	// Settings are how to fetch each image, as the flags give it: they override the recipe's
+	// [defaults]; an [[image]]'s own win (see fetchSettings).
 	Settings recipe.Settings
-	Options  builder.Options // the flag-only options (registries.conf, policy, retries, ...)
 
 	// Overrides are the [publish] keys given as flags; nil fields were not given.
 	Overrides Overrides
@@ -101,25 +101,28 @@ func gather(in Input) (string, []target, recipe.Publish, error) {
 			template = r.Store
 		}
 		settings = r.Publish
-		defaults := in.Settings.Over(r.Defaults)
 		for _, img := range r.Images {
-			for _, p := range img.PlatformList(defaults) {
-				targets = append(targets, newTarget(img.Ref, img.Names, img.Effective(defaults), p, in.Options))
+			s := fetchSettings(img, in.Settings, r.Defaults)
+			for _, p := range s.PlatformList() {
+				targets = append(targets, newTarget(img.Ref, img.Names, s.Options, p))
 			}
 		}
 	}
 	for _, ref := range in.Refs {
-		targets = append(targets, newTarget(ref, in.Names, in.Settings, in.Settings.Platform, in.Options))
+		targets = append(targets, newTarget(ref, in.Names, in.Settings.Options, in.Settings.Platform))
 	}
 	return template, targets, in.Overrides.apply(settings), nil
 }
 
-// newTarget makes the request of ref for one platform with settings over the flag-only options.
-func newTarget(ref string, names []string, s recipe.Settings, platformName string, base builder.Options) target {
-	opts := base
+// fetchSettings is how an image of a recipe is fetched: its own settings, over the flags, over the
+// recipe's [defaults]. The one place of that order.
+func fetchSettings(img recipe.Image, flags, defaults recipe.Settings) recipe.Settings {
+	return img.Over(flags.Over(defaults)) // recipe.Settings.Over
+}
+
+// newTarget makes the request of ref for one platform ("": the host's).
+func newTarget(ref string, names []string, opts builder.Options, platformName string) target {
 	opts.Platform = platformName
-	opts.TLSVerify = s.TLSVerify
-	opts.AuthFile = s.AuthFile
 	return target{req: builder.Request{Ref: ref, Names: names, Options: &opts}, platform: platformName}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/cargohold/cargohold/internal/shell"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/recipe"
 )
 
 // These tests run whole publish runs without the CLI, into real stores in temp dirs, from OCI
@@ -74,7 +75,7 @@ func recipeInput(t *testing.T, store string, prune bool, names ...string) Input 
 	for _, n := range names {
 		text += fmt.Sprintf("[[image]]\nref = %q\nnames = [%q]\n", ociRef(n), nameOf(n))
 	}
-	return Input{Recipe: mustRecipe(t, text), Prune: prune, Options: builder.Options{InsecurePolicy: true}}
+	return Input{Recipe: mustRecipe(t, text), Prune: prune, Settings: recipe.Settings{Options: builder.Options{InsecurePolicy: true}}}
 }
 
 // recorder collects a run's events (all but layer progress) and can act on one of them.

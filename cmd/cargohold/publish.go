@@ -58,17 +58,17 @@ func publishFlags(o *publishOptions) []cli.Flag {
 
 // fetchFlags are the flags that say how to fetch each image, bound to in's fields.
 func fetchFlags(in *publish.Input) []cli.Flag {
-	s, opts := &in.Settings, &in.Options
+	s := &in.Settings
 	return []cli.Flag{
 		&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from multi-platform images (default: this host's)", Destination: &s.Platform},
 		&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "verify registry TLS certificates and require HTTPS (--tls-verify=false for plain-http test registries)", Action: setPtr(&s.TLSVerify)},
 		&cli.StringFlag{Name: "authfile", EnvVars: []string{"REGISTRY_AUTH_FILE"}, Usage: "registry credentials `FILE` (as written by podman login); must exist", Destination: &s.AuthFile},
-		&cli.StringFlag{Name: "registries-conf", Usage: "registries.conf `FILE` for short names and mirrors (default: the system's)", Destination: &opts.RegistriesConf},
-		&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)", Destination: &opts.PolicyPath},
-		&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy", Destination: &opts.InsecurePolicy},
-		&cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retry a registry request that failed for a transient reason (network, 429, 5xx) `N` times, waiting 1s, 2s, 4s, ...", Destination: &opts.RetryTimes},
-		&cli.Int64Flag{Name: "max-layer-size", Usage: "refuse layers larger than `BYTES` uncompressed (0: no limit)", Destination: &opts.MaxLayerSize},
-		&cli.BoolFlag{Name: "strict", Usage: "fail an image that would only get a warning", Destination: &opts.Strict},
+		&cli.StringFlag{Name: "registries-conf", Usage: "registries.conf `FILE` for short names and mirrors (default: the system's)", Destination: &s.RegistriesConf},
+		&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)", Destination: &s.PolicyPath},
+		&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy", Destination: &s.InsecurePolicy},
+		&cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retry a registry request that failed for a transient reason (network, 429, 5xx) `N` times, waiting 1s, 2s, 4s, ...", Destination: &s.RetryTimes},
+		&cli.Int64Flag{Name: "max-layer-size", Usage: "refuse layers larger than `BYTES` uncompressed (0: no limit)", Destination: &s.MaxLayerSize},
+		&cli.BoolFlag{Name: "strict", Usage: "fail an image that would only get a warning", Destination: &s.Strict},
 	}
 }
 
