@@ -13,8 +13,8 @@ import (
 // Exit statuses, documented in the README; exitCode is the one place that picks them.
 const (
 	exitOK          = 0
-	exitFailed      = 1 // some image failed (publish, rm, inspect); conf check: Podman will not see the store
-	exitUsage       = 2 // bad flags, recipe or configuration; not a store; missing privileges
+	exitFailed      = 1 // some image failed (publish, rm, inspect); conf check: Podman will not see the store; any error of no other kind
+	exitUsage       = 2 // what the user typed: bad flags, recipe or configuration; not a store; missing privileges
 	exitStore       = 3 // the store could not be opened, locked or read; check found problems
 	exitHook        = 4 // a before/after hook failed
 	exitSignalsBase = 128
@@ -65,8 +65,8 @@ func signalName(s syscall.Signal) string {
 	return s.String()
 }
 
-// exitCode maps an error to the exit status, by kind; an error of no kind is a usage error (the
-// flag parser's own errors have none).
+// exitCode maps an error to the exit status, by kind; an error of no kind is a failure (1). The flag
+// parser's own errors are marked as usage errors by run (see markRun).
 func exitCode(err error) int {
 	var interrupted *signalError
 	var hookErr *hooks.Error
@@ -86,7 +86,7 @@ func exitCode(err error) int {
 	case errors.As(err, &hookErr):
 		return exitHook
 	}
-	return exitUsage
+	return exitFailed
 }
 
 // errorText is what run prints for err ("" for none: the command reported it).
