@@ -34,17 +34,8 @@ func TestMain(m *testing.M) {
 	}
 	layouts = dir
 	busybox := []byte("#!/bin/sh\necho not really busybox\n")
-	for _, f := range testimage.Fixtures(busybox) {
-		var err error
-		switch f.Name {
-		case "hello", "other":
-			_, err = testimage.WriteLayout(filepath.Join(dir, f.Name), f.Tag, f.Image)
-		case "multi":
-			_, _, err = testimage.WriteMultiPlatform(filepath.Join(dir, f.Name), f.Tag, f.Platforms)
-		}
-		if err != nil {
-			panic(err)
-		}
+	if err := testimage.WriteFixtureLayouts(dir, busybox, "hello", "other", "multi"); err != nil {
+		panic(err)
 	}
 	code := m.Run()
 	if err := os.RemoveAll(dir); err != nil {
