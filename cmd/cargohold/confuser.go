@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/user"
 	"strconv"
 	"strings"
 
+	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/storageconf"
 	"github.com/urfave/cli/v2"
 )
@@ -73,7 +73,7 @@ func dropinNote(ctx context.Context) string {
 type userOptions struct {
 	confOptions
 	user, file   string
-	mountProgram *string // nil: fuse-overlayfs if installed
+	mountProgram *string // nil: as the user's storage was made, else fuse-overlayfs if installed
 }
 
 func newConfUserCommand() *cli.Command {
@@ -89,8 +89,8 @@ func newConfUserCommand() *cli.Command {
 		Flags: append(confFlags(&o.confOptions, "driver", "remove", "backup", "allow-missing-store"),
 			&cli.StringFlag{Name: "user", Usage: "the user `NAME` whose ~/.config/containers/storage.conf to write (root only)", Destination: &o.user},
 			&cli.StringFlag{Name: "file", Usage: "the `FILE` to write (default: the user's; for yourself $CONTAINERS_STORAGE_CONF if set)", Destination: &o.file},
-			&cli.StringFlag{Name: "mount-program", Usage: "overlay mount `PROGRAM` for a new file (default: fuse-overlayfs if installed; \"\" for none)",
-				Action: setPtr(&o.mountProgram)},
+			&cli.StringFlag{Name: "mount-program", Usage: "overlay mount `PROGRAM` for a new file (default: the one the user's storage " +
+				"was made with; for new storage fuse-overlayfs if installed; \"\" for none)", Action: setPtr(&o.mountProgram)},
 		),
 		Action: func(c *cli.Context) error {
 			o.out = outputOf(c)
@@ -103,12 +103,7 @@ func runConfUser(ctx context.Context, opts userOptions) error {
 	if err := opts.prepare(ctx, !opts.remove); err != nil {
 		return err
 	}
-	o := storageconf.UserOptions{Driver: opts.driver, Backup: opts.backup}
-	if opts.mountProgram != nil {
-		o.MountProgram = *opts.mountProgram
-	} else if p, err := exec.LookPath("fuse-overlayfs"); err == nil {
-		o.MountProgram = p
-	}
+	o := storageconf.UserOptions{Driver: opts.driver, Backup: opts.backup, MountProgram: opts.mountProgram}
 	file, err := userFile(opts, &o)
 	if err != nil {
 		return err
@@ -122,49 +117,75 @@ func runConfUser(ctx context.Context, opts userOptions) error {
 	return printChange(opts.confOptions, r, err)
 }
 
-// userFile is the file conf user writes, and for --user NAME that user's home and ownership in o.
+// userFile is the file conf user writes and, in o, whose Podman reads it: for --user NAME that
+// user's home, ownership and storage; for a user writing their own file, theirs; for a file root
+// shares with many users, no one's.
 func userFile(opts userOptions, o *storageconf.UserOptions) (string, error) {
 	switch {
 	case opts.user != "":
-		u, err := user.Lookup(opts.user)
+		l, err := lookupUser(opts.user)
 		if err != nil {
-			return "", usageError(err)
+			return "", err
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		o.Home, o.Owner = u.HomeDir, &storageconf.Owner{UID: uid, GID: gid}
+		o.Home, o.Owner, o.User = l.Home, &storageconf.Owner{UID: l.UID, GID: l.GIDs[0]}, &l
 		if opts.file == "" {
-			return storageconf.UserFile(u.HomeDir), nil
+			return storageconf.UserFile(l.Home), nil
 		}
 	case opts.file == "" && os.Geteuid() == 0:
 		return "", usageErrorf("conf user writes a rootless user's file: give --user NAME, or --file FILE for a file to share; " +
 			"root's own Podman reads " + storageconf.SystemFile + " (use conf patch)")
-	case opts.file == "":
-		file, err := storageconf.CurrentUserFile()
-		if err != nil {
-			return "", usageError(err)
+	case os.Geteuid() != 0:
+		o.User = &storageconf.Lookup{UID: os.Geteuid()}
+		if u, err := user.Current(); err == nil {
+			o.User.Name = u.Username
 		}
-		return file, nil
+		if opts.file == "" {
+			file, err := storageconf.CurrentUserFile()
+			if err != nil {
+				return "", usageError(err)
+			}
+			return file, nil
+		}
 	}
 	return opts.file, nil
 }
 
-type confCheckOptions struct {
+// lookupUser is another user's view of the configuration (root acting for them): home, name, groups.
+func lookupUser(name string) (storageconf.Lookup, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return storageconf.Lookup{}, usageError(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	l := storageconf.Lookup{UID: uid, Home: u.HomeDir, Name: u.Username, GIDs: []int{gid}}
+	groups, _ := u.GroupIds() // without them only the primary group counts for reading the store
+	for _, g := range groups {
+		if id, err := strconv.Atoi(g); err == nil && id != gid {
+			l.GIDs = append(l.GIDs, id)
+		}
+	}
+	return l, nil
+}
+
+type checkConfOptions struct {
 	confOptions
-	podmanVersion string
+	version, user string
 	sysroot       string // for tests: look for /etc and /usr/share files under it
 }
 
 func newConfCheckCommand() *cli.Command {
-	o := &confCheckOptions{}
+	o := &checkConfOptions{}
 	return &cli.Command{
 		Name:  "check",
-		Usage: "tell whether the current user's Podman will see the store, and why not",
+		Usage: "tell whether the current user's (or --user NAME's) Podman will work and see the store, and why not",
 		Description: "Reads the storage.conf files as containers/storage does for this user and environment\n" +
-			"(CONTAINERS_STORAGE_CONF, the user's file, /etc, /usr/share, drop-ins for Podman 6+).\n" +
-			"Exit status 0: Podman will see the store; 1: it will not; 2: bad flags or unreadable files.",
+			"(CONTAINERS_STORAGE_CONF, the user's file, /etc, /usr/share, drop-ins for Podman 6+) and looks at\n" +
+			"the user's own Podman storage, whose recorded driver Podman keeps.\n" +
+			"Exit status 0: Podman will see the store; 1: it will not, or will fail; 2: bad flags or unreadable files.",
 		Flags: append(confFlags(&o.confOptions, "driver", "allow-missing-store"),
-			&cli.StringFlag{Name: "podman-version", Usage: "assume this Podman `VERSION` (default: ask podman --version)", Destination: &o.podmanVersion},
+			&cli.StringFlag{Name: "podman-version", Usage: "assume this Podman `VERSION` (default: ask podman --version)", Destination: &o.version},
+			&cli.StringFlag{Name: "user", Usage: "check for the user `NAME` (root only; without their environment variables)", Destination: &o.user},
 			&cli.StringFlag{Name: "sysroot", Hidden: true, Destination: &o.sysroot}),
 		Action: func(c *cli.Context) error {
 			o.out = outputOf(c)
@@ -173,38 +194,73 @@ func newConfCheckCommand() *cli.Command {
 	}
 }
 
-func runConfCheck(ctx context.Context, opts confCheckOptions) error {
+func runConfCheck(ctx context.Context, opts checkConfOptions) error {
 	if err := opts.prepare(ctx, false); err != nil {
 		return err
 	}
-	version, sysroot := opts.podmanVersion, opts.sysroot
-	reader := storageconf.ReaderFor(version)
-	if version == "" {
-		var err error
-		if reader, version, err = storageconf.DetectReader(ctx); err != nil {
-			opts.out.errorf("warning: %v; assuming Podman up to 5.x", err)
-			version = "unknown"
-		}
+	l, version, err := checkLookup(ctx, opts)
+	if err != nil {
+		return err
 	}
-	uid := os.Geteuid()
-	r, err := storageconf.Check(opts.store, opts.driver, storageconf.Lookup{UID: uid, Reader: reader, Root: sysroot})
+	r, err := storageconf.Check(opts.store, opts.driver, l)
 	if err != nil {
 		return usageError(err)
 	}
 	mode := "rootful"
-	if uid != 0 {
+	if l.UID != 0 {
 		mode = "rootless"
 	}
 	out := opts.out
-	out.printf("podman:  %s, %s\n", version, reader)
-	out.printf("user:    uid %d (%s)\n", uid, mode)
+	out.printf("podman:  %s, %s\n", version, l.Reader)
+	out.printf("user:    %s (%s)\n", strings.TrimSpace(l.Name+" uid "+strconv.Itoa(l.UID)), mode)
 	out.printf("read:    %s\n", orNone(strings.Join(r.Files, ", ")))
 	out.printf("driver:  %s\n", orNone(r.Driver))
+	out.printf("storage: %s (%s)\n", r.GraphRoot, storageState(r.Storage))
 	out.printf("stores:  %s\n", orNone(strings.Join(r.Stores, ", ")))
 	return printVerdict(out, opts.store, r)
 }
 
-// printVerdict prints conf check's notes and result; Podman not seeing the store is an errNotSeen.
+// checkLookup is whose view conf check computes, and how (version) their Podman reads storage.conf.
+func checkLookup(ctx context.Context, opts checkConfOptions) (storageconf.Lookup, string, error) {
+	l := storageconf.Lookup{UID: os.Geteuid(), Reader: storageconf.ReaderFor(opts.version), Root: opts.sysroot}
+	if opts.user != "" {
+		if os.Geteuid() != 0 {
+			return l, "", usageErrorf("conf check --user is for root: run conf check as %s instead", opts.user)
+		}
+		u, err := lookupUser(opts.user)
+		if err != nil {
+			return l, "", err
+		}
+		u.Reader, u.Root = l.Reader, l.Root
+		l = u
+	}
+	if opts.version != "" {
+		return l, opts.version, nil
+	}
+	reader, version, err := storageconf.DetectReader(ctx)
+	if err != nil {
+		opts.out.errorf("warning: %v; assuming Podman up to 5.x", err)
+		version = "unknown"
+	}
+	l.Reader = reader
+	return l, version, nil
+}
+
+// storageState says what conf check found in the user's own Podman storage.
+func storageState(p layout.PodmanStorage) string {
+	switch {
+	case p.Fresh():
+		return "not made yet: Podman's first run records the driver it uses"
+	case p.Driver() != "":
+		return "made with the " + p.Driver() + " driver, which Podman keeps"
+	case len(p.Drivers) > 1:
+		return "records of the drivers " + strings.Join(p.Drivers, ", ")
+	}
+	return "a database without records"
+}
+
+// printVerdict prints conf check's notes and result; Podman not seeing the store, or failing, is an
+// errNotSeen.
 func printVerdict(out output, store string, r *storageconf.Report) error {
 	for _, n := range r.Notes {
 		out.printf("note:    %s\n", n)
@@ -216,9 +272,17 @@ func printVerdict(out output, store string, r *storageconf.Report) error {
 		out.printf("result:  Podman will see %s\n", store)
 		return nil
 	}
-	out.printf("result:  Podman will NOT see %s:\n", store)
-	for _, p := range r.Problems {
-		out.printf("  - %s\n", p)
+	if len(r.Failures) > 0 {
+		out.printf("result:  Podman will FAIL: every podman command of this user exits with an error:\n")
+		for _, f := range r.Failures {
+			out.printf("  - %s\n", f)
+		}
+	}
+	if len(r.Problems) > 0 {
+		out.printf("result:  Podman will NOT see %s:\n", store)
+		for _, p := range r.Problems {
+			out.printf("  - %s\n", p)
+		}
 	}
 	if r.Fix != "" {
 		out.printf("fix:     %s\n", r.Fix)
