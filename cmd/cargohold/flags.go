@@ -12,7 +12,7 @@ import (
 func storeFlag(dst *string, required bool) cli.Flag {
 	usage := "the store `DIR` (made absolute)"
 	if !required {
-		usage = "the store `DIR` (default: the recipe's store)"
+		usage = "store directory (default: the recipe's store)"
 	}
 	return &cli.StringFlag{Name: "store", Required: required, Usage: usage, Destination: dst}
 }

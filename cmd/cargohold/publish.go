@@ -46,7 +46,6 @@ func publishFlags(o *publishOptions) []cli.Flag {
 	}
 	flags = append(flags, fetchFlags(&o.input)...)
 	flags = append(flags,
-		&cli.IntFlag{Name: "jobs", Value: 0, Usage: "layers fetched and unpacked at once (default 4)", Destination: &o.input.Jobs},
 		quietFlag(&o.quiet, "print only errors"),
 		jsonFlag(&o.json, "print one JSON report of every image at the end (see README)"),
 		&cli.StringFlag{Name: "register", Usage: "add the store to this storage.conf `FILE` (as conf patch does) after publishing", Destination: &o.input.Register},
@@ -66,6 +65,7 @@ func fetchFlags(in *publish.Input) []cli.Flag {
 		&cli.StringFlag{Name: "registries-conf", Usage: "registries.conf `FILE` for short names and mirrors (default: the system's)", Destination: &s.RegistriesConf},
 		&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)", Destination: &s.PolicyPath},
 		&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy", Destination: &s.InsecurePolicy},
+		&cli.IntFlag{Name: "jobs", Value: 0, Usage: "layers fetched and unpacked at once (default 4)", Destination: &in.Jobs},
 		&cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retry a registry request that failed for a transient reason (network, 429, 5xx) `N` times, waiting 1s, 2s, 4s, ...", Destination: &s.RetryTimes},
 		&cli.Int64Flag{Name: "max-layer-size", Usage: "refuse layers larger than `BYTES` uncompressed (0: no limit)", Destination: &s.MaxLayerSize},
 		&cli.BoolFlag{Name: "strict", Usage: "fail an image that would only get a warning", Destination: &s.Strict},

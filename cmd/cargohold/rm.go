@@ -20,10 +20,12 @@ type writeOptions struct {
 	json   bool
 }
 
-// writeFlags are rm's and gc's shared flags, bound to o; what says what a dry run reports.
-func writeFlags(o *writeOptions, what string) []cli.Flag {
-	return []cli.Flag{storeFlag(&o.store, true), noWaitFlag(&o.noWait), dryRunFlag(&o.dryRun, what),
-		quietFlag(&o.quiet, "print nothing on success (errors only)"), jsonFlag(&o.json, "print a JSON report")}
+// writeFlags are rm's and gc's shared flags, bound to o, with the command's own before --json; what
+// says what a dry run reports.
+func writeFlags(o *writeOptions, what string, own ...cli.Flag) []cli.Flag {
+	flags := []cli.Flag{storeFlag(&o.store, true), noWaitFlag(&o.noWait), dryRunFlag(&o.dryRun, what),
+		quietFlag(&o.quiet, "print nothing on success (errors only)")}
+	return append(append(flags, own...), jsonFlag(&o.json, "print a JSON report"))
 }
 
 type rmOptions struct {
@@ -98,7 +100,7 @@ func newGcCommand() *cli.Command {
 		Description: "A layer of a removed image may still be mounted by containers running on nodes, so it is\n" +
 			"deleted only when it has been unused for --grace (the time it became unused is recorded in the\n" +
 			"store by the first gc that sees it unused).",
-		Flags: append(writeFlags(&o.writeOptions, "deleted"),
+		Flags: writeFlags(&o.writeOptions, "deleted",
 			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long an unused layer is kept", Destination: &o.grace}),
 		Action: func(c *cli.Context) error {
 			o.out = outputOf(c)
