@@ -14,44 +14,41 @@ import (
 
 // readOptions are those of the commands that only read a store (ls, inspect).
 type readOptions struct {
-	out   output
-	store string
-	json  bool // --format json
+	out      output
+	store    string
+	platform string // what --store's placeholders stand for
+	json     bool   // --format json
 }
 
-func readOptionsOf(c *cli.Context) (readOptions, error) {
-	opts := readOptions{out: outputOf(c)}
-	var err error
-	if opts.store, err = storeOf(c); err != nil {
-		return opts, err
-	}
-	opts.json, err = jsonWanted(c)
-	return opts, err
+// readFlags are ls's and inspect's flags, bound to o.
+func readFlags(o *readOptions) []cli.Flag {
+	return append([]cli.Flag{storeFlag(&o.store, true), platformFlag(&o.platform)}, formatFlags(&o.json)...)
 }
 
 func newLsCommand() *cli.Command {
+	o := &readOptions{}
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list the store's images",
 		Description: "Reads the store without locking it, as Podman does: it works while a publish runs and\n" +
 			"needs no write access.",
-		Flags: append([]cli.Flag{storeFlag(), platformFlag()}, formatFlags()...),
+		Flags: readFlags(o),
 		Action: func(c *cli.Context) error {
-			opts, err := readOptionsOf(c)
-			if err != nil {
+			o.out = outputOf(c)
+			if err := expandStore(&o.store, o.platform); err != nil {
 				return err
 			}
-			return runLs(c.Context, opts)
+			return runLs(c.Context, *o)
 		},
 	}
 }
 
-func runLs(_ context.Context, opts readOptions) error {
+func runLs(ctx context.Context, opts readOptions) error {
 	snap, err := readStore(opts.store)
 	if err != nil {
 		return err
 	}
-	infos, err := imageInfos(snap)
+	infos, err := imageInfos(ctx, snap)
 	if err != nil {
 		return storeError(err)
 	}
@@ -75,31 +72,40 @@ func runLs(_ context.Context, opts readOptions) error {
 	return w.Flush()
 }
 
+type inspectOptions struct {
+	readOptions
+	images []string // the IMAGE arguments: exactly one
+}
+
 func newInspectCommand() *cli.Command {
+	o := &inspectOptions{}
 	return &cli.Command{
 		Name:      "inspect",
 		Usage:     "show one image: names, digests, platform, source, layers",
 		ArgsUsage: "IMAGE   (name, name without registry, or ID)",
-		Flags:     append([]cli.Flag{storeFlag(), platformFlag()}, formatFlags()...),
+		Flags:     readFlags(&o.readOptions),
 		Action: func(c *cli.Context) error {
-			opts, err := readOptionsOf(c)
-			if err != nil {
+			o.out, o.images = outputOf(c), c.Args().Slice()
+			if err := expandStore(&o.store, o.platform); err != nil {
 				return err
 			}
-			if c.Args().Len() != 1 {
-				return usageErrorf("inspect takes one IMAGE")
-			}
-			return runInspect(c.Context, opts, c.Args().First())
+			return runInspect(c.Context, *o)
 		},
 	}
 }
 
-func runInspect(_ context.Context, opts readOptions, image string) error {
+func runInspect(ctx context.Context, opts inspectOptions) error {
+	if len(opts.images) != 1 {
+		return usageErrorf("inspect takes one IMAGE")
+	}
+	if err := context.Cause(ctx); err != nil {
+		return err // a signal: inspect is quick, it stops before it starts
+	}
 	snap, err := readStore(opts.store)
 	if err != nil {
 		return err
 	}
-	img, err := snap.Find(image)
+	img, err := snap.Find(opts.images[0])
 	if err != nil {
 		return &kindError{errFailed, err}
 	}
@@ -138,9 +144,13 @@ func readStore(dir string) (*layout.Snapshot, error) {
 	return snap, nil
 }
 
-func imageInfos(snap *layout.Snapshot) ([]layout.ImageInfo, error) {
+// imageInfos reads the details of every image (a file per image), until ctx ends.
+func imageInfos(ctx context.Context, snap *layout.Snapshot) ([]layout.ImageInfo, error) {
 	infos := []layout.ImageInfo{}
 	for _, img := range snap.Images {
+		if err := context.Cause(ctx); err != nil {
+			return nil, err
+		}
 		info, err := snap.Info(img)
 		if err != nil {
 			return nil, err

@@ -78,29 +78,6 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// formatFlags are --format and its older spelling --json, on every command that prints a report
-// (fresh values each: a cli.Flag keeps state).
-func formatFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "format", Value: "table", Usage: "`table` (lines for people) or json (one report; see README)"},
-		&cli.BoolFlag{Name: "json", Usage: "the same as --format json"},
-	}
-}
-
-// jsonWanted says whether --format (or --json) asks for JSON.
-func jsonWanted(c *cli.Context) (bool, error) {
-	switch f := c.String("format"); {
-	case c.Bool("json") && c.IsSet("format") && f != "json":
-		return false, usageErrorf("--json and --format %s contradict each other", f)
-	case c.Bool("json"), f == "json":
-		return true, nil
-	case f == "table":
-		return false, nil
-	default:
-		return false, usageErrorf("--format %q: want table or json", f)
-	}
-}
-
 func shortID(id string) string {
 	if len(id) > 12 {
 		return id[:12]

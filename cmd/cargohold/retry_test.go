@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cargohold/cargohold/publish"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -69,7 +70,7 @@ func TestQuietRetries(t *testing.T) {
 	var unavailable atomic.Int32
 	srv := layoutRegistry(t, filepath.Join(layouts, "hello"), &unavailable)
 	ref := "docker://" + strings.TrimPrefix(srv.URL, "http://") + "/team/hello:1"
-	publish := func(extra ...string) result {
+	publishRef := func(extra ...string) result {
 		args := []string{"publish", "--store", filepath.Join(t.TempDir(), "store"), "--insecure-policy", "--tls-verify=false",
 			"--retry-times", "1", ref}
 		return cargohold(t, append(args, extra...)...)
@@ -77,30 +78,30 @@ func TestQuietRetries(t *testing.T) {
 	retried := "reading " + ref + " failed"
 
 	unavailable.Store(1)
-	r := publish("--quiet")
+	r := publishRef("--quiet")
 	r.want(t, 0)
 	if r.stdout+r.stderr != "" {
 		t.Errorf("--quiet printed something for an image that succeeded on a retry:\n%s%s", r.stdout, r.stderr)
 	}
 
 	unavailable.Store(1)
-	r = publish()
+	r = publishRef()
 	r.want(t, 0, "warning: "+ref+": "+retried, "trying again in 1s (1 of 1)")
 	if !strings.HasPrefix(r.stdout, "added ") {
 		t.Errorf("stdout: %s", r.stdout)
 	}
 
 	unavailable.Store(1)
-	r = publish("--format", "json")
+	r = publishRef("--format", "json")
 	r.want(t, 0)
-	var report publishReport
+	var report publish.Report
 	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || len(report.Images) != 1 || len(report.Images[0].Retries) != 1 ||
 		!strings.Contains(report.Images[0].Retries[0], retried) {
 		t.Errorf("the JSON report does not list the retry (%v):\n%s", err, r.stdout)
 	}
 
 	unavailable.Store(2)
-	r = publish("--quiet")
+	r = publishRef("--quiet")
 	r.want(t, 1, "warning: "+ref+": "+retried, "error: "+ref)
 	if w, e := strings.Index(r.stderr, "warning:"), strings.Index(r.stderr, "error:"); w > e {
 		t.Errorf("the retry is not told before the error:\n%s", r.stderr)

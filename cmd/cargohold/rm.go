@@ -10,46 +10,45 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func newRmCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "rm",
-		Usage:     "take names or images out of the store (their layers stay until gc)",
-		ArgsUsage: "IMAGE...   (a name removes that name, and the image once it has none left; an ID removes the image)",
-		Flags: append([]cli.Flag{storeFlag(), platformFlag(), noWaitFlag(), dryRunFlag("removed"), quietFlag()},
-			formatFlags()...),
-		Action: func(c *cli.Context) error {
-			opts, err := writeOptionsOf(c)
-			if err != nil {
-				return err
-			}
-			return runRm(c.Context, rmOptions{writeOptions: opts, words: c.Args().Slice()})
-		},
-	}
-}
-
 // writeOptions are those of the commands that change a store (rm, gc).
 type writeOptions struct {
-	out    output
-	store  string
-	noWait bool
-	dryRun bool
-	quiet  bool // print nothing on success
-	json   bool // --format json
+	out      output
+	store    string
+	platform string // what --store's placeholders stand for
+	noWait   bool
+	dryRun   bool
+	quiet    bool // print nothing on success
+	json     bool
 }
 
-func writeOptionsOf(c *cli.Context) (writeOptions, error) {
-	opts := writeOptions{out: outputOf(c), noWait: c.Bool("no-wait"), dryRun: c.Bool("dry-run"), quiet: c.Bool("quiet")}
-	var err error
-	if opts.store, err = storeOf(c); err != nil {
-		return opts, err
-	}
-	opts.json, err = jsonWanted(c)
-	return opts, err
+// writeFlags are rm's and gc's shared flags, bound to o, with the command's own before --format;
+// what says what a dry run reports.
+func writeFlags(o *writeOptions, what string, own ...cli.Flag) []cli.Flag {
+	flags := []cli.Flag{storeFlag(&o.store, true), platformFlag(&o.platform), noWaitFlag(&o.noWait), dryRunFlag(&o.dryRun, what),
+		quietFlag(&o.quiet, "print nothing on success (errors only)")}
+	return append(append(flags, own...), formatFlags(&o.json)...)
 }
 
 type rmOptions struct {
 	writeOptions
-	words []string // names or IDs
+	words []string // the IMAGE arguments: names or IDs
+}
+
+func newRmCommand() *cli.Command {
+	o := &rmOptions{}
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "take names or images out of the store (their layers stay until gc)",
+		ArgsUsage: "IMAGE...   (a name removes that name, and the image once it has none left; an ID removes the image)",
+		Flags:     writeFlags(&o.writeOptions, "removed"),
+		Action: func(c *cli.Context) error {
+			o.out, o.words = outputOf(c), c.Args().Slice()
+			if err := expandStore(&o.store, o.platform); err != nil {
+				return err
+			}
+			return runRm(c.Context, *o)
+		},
+	}
 }
 
 func runRm(ctx context.Context, opts rmOptions) (err error) {
@@ -92,29 +91,29 @@ func runRm(ctx context.Context, opts rmOptions) (err error) {
 	return nil
 }
 
+type gcOptions struct {
+	writeOptions
+	grace time.Duration
+}
+
 func newGcCommand() *cli.Command {
+	o := &gcOptions{}
 	return &cli.Command{
 		Name:  "gc",
 		Usage: "delete layers no image has used for longer than the grace period",
 		Description: "A layer of a removed image may still be mounted by containers running on nodes, so it is\n" +
 			"deleted only when it has been unused for --grace (the time it became unused is recorded in the\n" +
 			"store by the first gc that sees it unused).",
-		Flags: append([]cli.Flag{storeFlag(), platformFlag(), noWaitFlag(), dryRunFlag("deleted"), quietFlag(),
-			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long an unused layer is kept"}},
-			formatFlags()...),
+		Flags: writeFlags(&o.writeOptions, "deleted",
+			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long an unused layer is kept", Destination: &o.grace}),
 		Action: func(c *cli.Context) error {
-			opts, err := writeOptionsOf(c)
-			if err != nil {
+			o.out = outputOf(c)
+			if err := expandStore(&o.store, o.platform); err != nil {
 				return err
 			}
-			return runGc(c.Context, gcOptions{writeOptions: opts, grace: c.Duration("grace")})
+			return runGc(c.Context, *o)
 		},
 	}
-}
-
-type gcOptions struct {
-	writeOptions
-	grace time.Duration
 }
 
 func runGc(ctx context.Context, opts gcOptions) (err error) {
@@ -143,14 +142,6 @@ func runGc(ctx context.Context, opts gcOptions) (err error) {
 		opts.out.printf("unused layer %s is kept until %s\n", id, after)
 	}
 	return nil
-}
-
-func dryRunFlag(what string) cli.Flag {
-	return &cli.BoolFlag{Name: "dry-run", Usage: "say what would be " + what + ", change nothing"}
-}
-
-func quietFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success (errors only)"}
 }
 
 // openExistingStore opens the store at dir for writing, waiting for (or with --no-wait refusing)
