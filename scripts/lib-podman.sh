@@ -266,21 +266,23 @@ pm_reader() {
 
 # _pm_reader_setup MODE DRIVER STORE: the selected reader's chroot, user, dirs and configs.
 _pm_reader_setup() {
-	local suite user=$PM_RUN_AS
+	local suite user=$PM_RUN_AS tmp=.tmp.$BASHPID
 	suite=$(pm_version_suite "$PM_VERSION")
 	[[ -z $suite ]] || pm_chroot_build "$suite"
 	[[ $user == root ]] || ensure_rootless_user "$user"
 	mkdir -p "$PM_DIR/root" "$PM_DIR/tmp" "$PM_RUN"
-	_pm_storage_conf "$@" >"$PM_DIR/storage.conf.tmp"
-	pm_containers_conf "$PM_VERSION" "$PM_RUN/tmp" >"$PM_DIR/containers.conf"
 	if [[ $user != root ]]; then
 		# XDG_RUNTIME_DIR must belong to the user, mode 0700 (no systemd user session
 		# here makes /run/user/UID for us).
 		chmod 0700 "$PM_RUN"
 		chown -R "$user:" "$PM_DIR" "$PM_RUN"
 	fi
-	# Last: a reader whose storage.conf exists is complete (readers run in parallel loops).
-	mv "$PM_DIR/storage.conf.tmp" "$PM_DIR/storage.conf"
+	# Readers of one store may start in parallel loops: each writes its own temp files and
+	# renames them into place, storage.conf last (a reader whose storage.conf exists is complete).
+	pm_containers_conf "$PM_VERSION" "$PM_RUN/tmp" >"$PM_DIR/containers.conf$tmp"
+	_pm_storage_conf "$@" >"$PM_DIR/storage.conf$tmp"
+	mv "$PM_DIR/containers.conf$tmp" "$PM_DIR/containers.conf"
+	mv "$PM_DIR/storage.conf$tmp" "$PM_DIR/storage.conf"
 }
 
 # _pm_storage_conf MODE DRIVER STORE: a reader's storage.conf, the way a site writes one.
