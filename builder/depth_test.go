@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/layout"
 )
 
@@ -29,7 +30,7 @@ func TestPodman4LayerLimit(t *testing.T) {
 // An image deeper than Podman 4.x can mount from the store's path is published with a warning, or
 // with Strict refused before anything is fetched.
 func TestTooDeepForPodman4(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	// A path long enough that the limit drops below app:1's 3 layers.
 	dir := t.TempDir()
@@ -67,7 +68,7 @@ func TestTooDeepForPodman4(t *testing.T) {
 
 // Past the storage library's depth limit no Podman version runs the image, whatever the store path.
 func TestDeeperThanAnyPodman(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store, _ := openStore(t)
 	for _, tt := range []struct {
 		layers int

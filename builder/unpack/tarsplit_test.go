@@ -10,6 +10,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -45,7 +46,7 @@ func TestCRCUpdateMatchesHashCRC64(t *testing.T) {
 // padding after the end-of-archive marker. Equal metadata means equal crc64s, so Podman's
 // reassembly (TestTarSplitRoundTrip) accepts the files.
 func TestTarSplitMatchesAsm(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	long := strings.Repeat("long-directory-name/", 12) + "file"
 	big := make([]byte, 5*holeBlock+17)
 	copy(big[2*holeBlock+5:], "data between zero blocks")

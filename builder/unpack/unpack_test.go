@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/tar/asm"
@@ -24,18 +25,6 @@ import (
 	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
 )
-
-// requireRoot skips tests that need root, except in CI (CI set), where not being root is a failure.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "" {
-		t.Skip("needs root (ownership, device nodes, trusted.* xattrs)")
-	}
-	t.Fatal("needs root, and CI is set: run the tests as root")
-}
 
 var testTime = time.Date(2021, 3, 4, 5, 6, 7, 123456789, time.UTC)
 
@@ -203,7 +192,7 @@ func capNetBindService() []byte {
 }
 
 func TestEntryTypes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	dirTime := time.Date(2010, 1, 2, 3, 4, 5, 6000, time.UTC)
 	fileTime := time.Date(2001, 2, 3, 4, 5, 6, 789000000, time.UTC)
@@ -311,7 +300,7 @@ func TestEntryTypes(t *testing.T) {
 }
 
 func TestSELinuxLabelIsNotCopied(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	f := testimage.File("f", 0o644, "x")
 	f.Header.PAXRecords = map[string]string{"SCHILY.xattr.security.selinux": "system_u:object_r:bogus_t:s0"}
@@ -328,7 +317,7 @@ func TestSELinuxLabelIsNotCopied(t *testing.T) {
 // unpacking. (Storage 1.65, which this module builds with, no longer skips it in archive.Unpack;
 // no Podman release does that yet, so it cannot be the reference here.)
 func TestRootEntry(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	root := testimage.Dir("./", 0o700) // a tarball made from a mktemp -d directory
 	root.Header.Uid, root.Header.Gid = 10, 20
 	root.Header.ModTime = time.Date(2015, 5, 5, 5, 5, 5, 0, time.UTC)
@@ -382,7 +371,7 @@ func checkUnpackTime(t testing.TB, p string, start time.Time) {
 // Header.Xattrs, which is what Podman 4.3's storage library applies (verified). Storage 1.57 and
 // later (Podman 5.x) apply Header.PAXRecords and would write it.
 func TestEmptyXattrIsNotWritten(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	f := testimage.File("f", 0o644, "x")
 	f.Header.PAXRecords = map[string]string{"SCHILY.xattr.user.empty": "", "SCHILY.xattr.user.full": "v"}
@@ -396,7 +385,7 @@ func TestEmptyXattrIsNotWritten(t *testing.T) {
 }
 
 func TestWhiteouts(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	wh := testimage.File("etc/.wh.motd", 0o644, "").Owner(12, 34)
 	opq := testimage.File("var/cache/.wh..wh..opq", 0o644, "")
@@ -452,7 +441,7 @@ func TestWhiteouts(t *testing.T) {
 }
 
 func TestInvalidWhiteouts(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, name := range []string{".wh..", "a/.wh..", ".wh.", "a/.wh."} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
@@ -466,7 +455,7 @@ func TestInvalidWhiteouts(t *testing.T) {
 }
 
 func TestSparse(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	const size = 16 << 20
 	holey := make([]byte, size)
@@ -499,7 +488,7 @@ func TestSparse(t *testing.T) {
 }
 
 func TestDiffIDSizeAndOwners(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	a := testimage.File("a", 0o644, "a").Owner(1000, 50)
 	b := testimage.File("b", 0o644, "b").Owner(33, 1000)
@@ -549,7 +538,7 @@ func reassemble(t testing.TB, root string, tarSplit []byte) []byte {
 }
 
 func TestTarSplitRoundTrip(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	long := strings.Repeat("long-directory-name/", 12) + "file-with-a-long-name"
 	caps := testimage.File("usr/sbin/ping", 0o4755, "ping")
@@ -592,7 +581,7 @@ func TestTarSplitRoundTrip(t *testing.T) {
 }
 
 func TestReplacingEntries(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	explicit := testimage.Dir("p/", 0o700).Owner(7, 7)
 	e.mustUnpack(t, makeTar(t,
@@ -620,7 +609,7 @@ func TestReplacingEntries(t *testing.T) {
 }
 
 func TestDuplicateEntry(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	_, _, err := e.unpack(t, makeTar(t, testimage.File("a/b", 0o644, "1"), testimage.File("./a/b", 0o644, "2")), Options{})
 	if err == nil || !strings.Contains(err.Error(), `"./a/b"`) || !strings.Contains(err.Error(), "duplicate") {
@@ -629,7 +618,7 @@ func TestDuplicateEntry(t *testing.T) {
 }
 
 func TestSymlinksInParents(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	e.mustUnpack(t, makeTar(t,
 		testimage.Dir("real/", 0o755), testimage.Symlink("lnk", "real"), testimage.File("lnk/f", 0o644, "via link"),
@@ -652,7 +641,7 @@ func TestSymlinksInParents(t *testing.T) {
 }
 
 func TestHostile(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	type check func(t *testing.T, e *env)
 	landed := func(p, content string) check {
 		return func(t *testing.T, e *env) { checkContent(t, e.path(p), content) }
@@ -752,7 +741,7 @@ func TestHostile(t *testing.T) {
 }
 
 func TestSizeLimit(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	stream := makeTar(t, testimage.File("a", 0o644, strings.Repeat("a", 5000)), testimage.File("b", 0o644, strings.Repeat("b", 5000)))
 
@@ -771,7 +760,7 @@ func TestSizeLimit(t *testing.T) {
 }
 
 func TestTruncatedStream(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	stream := makeTar(t, testimage.File("a", 0o644, strings.Repeat("a", 3000)), testimage.File("b", 0o644, strings.Repeat("b", 1000)))
 	// In the first header, in the first body, in the second body. (A cut at an entry boundary
 	// or in padding looks like a complete archive to any tar reader; the caller's diff ID check
@@ -795,7 +784,7 @@ func TestTruncatedStream(t *testing.T) {
 
 // TestStreamReadToEOF checks that everything after the end-of-archive marker is read too.
 func TestStreamReadToEOF(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	stream := append(makeTar(t, testimage.File("a", 0o644, "a")), make([]byte, 3<<20)...)
 	r := bytes.NewReader(stream)
@@ -823,7 +812,7 @@ func TestBadRoot(t *testing.T) {
 // parent, an implicit directory) by a symlink; the next entry in the same directory must follow
 // the symlink rather than land in the removed directory.
 func TestParentCacheInvalidation(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	e.mustUnpack(t, makeTar(t,
 		testimage.Dir("c/", 0o755), testimage.Dir("c/b/", 0o755),

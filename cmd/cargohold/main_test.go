@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/sirupsen/logrus"
@@ -82,13 +83,6 @@ func (r result) want(t *testing.T, code int, stderrHas ...string) {
 	}
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("publishing needs root (ownership, device nodes, xattrs)")
-	}
-}
-
 // publishArgs publishes hello:1 as localhost/test/hello:1 into store.
 func publishArgs(store string, extra ...string) []string {
 	return append([]string{"publish", "--store", store, "--insecure-policy", "--name", "localhost/test/hello:1",
@@ -136,7 +130,7 @@ func TestVersionNamesTheLibraries(t *testing.T) {
 
 // Flags may follow the image arguments, as in podman and skopeo.
 func TestFlagsAfterArguments(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, "publish", ociRef("hello:1"), "--store", store, "--insecure-policy", "--name", "localhost/test/hello:1").want(t, 0)
 	r := cargohold(t, "ls", "--store", store, "--format", "json")
@@ -167,7 +161,7 @@ func TestReorderArgs(t *testing.T) {
 
 // The --json report's schema, as the README documents it.
 func TestPublishJSONSchema(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	r := cargohold(t, publishArgs(store, "--json")...)
 	r.want(t, 0)
@@ -216,7 +210,7 @@ func recipeOf(store string, refs ...string) string {
 // Names the recipe no longer lists are reported; --prune removes them, but not after a run in
 // which an image failed.
 func TestPrunePolicy(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	both := writeRecipe(t, recipeOf(store, "hello:1", "other:1"))
 	cargohold(t, "publish", "--insecure-policy", "--recipe", both).want(t, 0)
@@ -245,7 +239,7 @@ func TestPrunePolicy(t *testing.T) {
 // A recipe's platforms go into the stores its template names; a single-platform image fails for
 // the other platform's store (exit 1) and never lands there; each line names its store.
 func TestPlatformTemplates(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	base := t.TempDir()
 	path := writeRecipe(t, `store = "`+base+`/{arch}"
 [defaults]
@@ -280,7 +274,7 @@ names = ["localhost/test/hello:1"]
 
 // A failed before hook exits 4 and publishes nothing; a failed after hook makes a good run exit 4.
 func TestHookExitCodes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store, "--before", "exit 7")...).want(t, 4, "before hook failed")
 	if _, err := os.Stat(store); err == nil {
@@ -292,7 +286,7 @@ func TestHookExitCodes(t *testing.T) {
 // SIGTERM while a run is under way: on-failure runs, the message says what was not published, the
 // exit status is 143 and the store holds nothing of the interrupted image.
 func TestSignalStopsThePublish(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	store, marker := filepath.Join(dir, "store"), filepath.Join(dir, "on-failure-ran")
 	// The before hook's shell is our child: it signals this process as systemd stopping the unit would.
@@ -308,7 +302,7 @@ func TestSignalStopsThePublish(t *testing.T) {
 
 // gc and rm --quiet print nothing on success.
 func TestQuiet(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
 	for _, args := range [][]string{
@@ -325,7 +319,7 @@ func TestQuiet(t *testing.T) {
 
 // A store another run holds: --no-wait exits 3 at once, naming the reason.
 func TestLockedStoreExits3(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
 	held, err := layout.OpenWithOptions(store, layout.Options{})
@@ -356,7 +350,7 @@ func TestLibraryLogLines(t *testing.T) {
 // SIGTERM while the registry hangs (systemd's stop timeout, a cancelled CI job): the fetch stops,
 // on-failure runs, and the run exits 143 saying what was not published.
 func TestSignalDuringAHungFetch(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v2/" {
 			return // 200: no authentication

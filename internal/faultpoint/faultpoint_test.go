@@ -64,6 +64,7 @@ func TestHitKillsAtTheNthPass(t *testing.T) {
 
 func TestHitWithoutFaultIsFree(t *testing.T) {
 	if target.name != "" {
+		// Not a missing tool: this binary is the child of a fault test, run with a fault configured.
 		t.Skip(EnvVar + " is set")
 	}
 	if n := testing.AllocsPerRun(100, func() { Hit("layer-renamed") }); n != 0 {
