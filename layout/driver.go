@@ -90,6 +90,18 @@ func pathsFor(d Driver) storePaths {
 	return p
 }
 
+// OverlayLowerLen is how long the lowerdir list of a reader's overlay mount gets for an image of n
+// layers from the overlay store at dir (its absolute path, as readers name it): Podman names each
+// layer of an additional store by its short link, "<dir>/overlay/l/<26 characters>", and joins them
+// with ":". What that means for how deep an image may be is builder's (depth.go): readers' limits.
+func OverlayLowerLen(dir string, n int) int {
+	if n <= 0 {
+		return 0
+	}
+	link := len(dir + "/" + pathsFor(Overlay).linkDir + "/")
+	return n*(link+linkLength) + (n - 1)
+}
+
 // layerDir is a layer's dir: overlay/<id> (diff/, link, lower, ...) or vfs/dir/<id> (the tree itself).
 func (p storePaths) layerDir(id string) string { return path.Join(p.layerRoot, id) }
 

@@ -424,3 +424,48 @@ func TestChainIDs(t *testing.T) {
 		t.Errorf("child layer ID %s, want %s", ids[1], want)
 	}
 }
+
+// OverlayLowerLen is the length of what a reader's overlay mount lists for an image's layers: the
+// top layer's short link and its lower file's, each as an absolute path in the store.
+func TestOverlayLowerLen(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
+	lowerdir := func(top testLayer) string {
+		layerDir := filepath.Join(dir, "overlay", top.meta.ID)
+		link, err := os.ReadFile(filepath.Join(layerDir, "link"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries := []string{"l/" + string(link)}
+		if lower, err := os.ReadFile(filepath.Join(layerDir, "lower")); err == nil {
+			entries = append(entries, strings.Split(string(lower), ":")...)
+		}
+		for i, e := range entries {
+			entries[i] = filepath.Join(dir, "overlay", e)
+		}
+		return strings.Join(entries, ":")
+	}
+	for _, tt := range []struct {
+		name string
+		top  *testLayer // nil: no layer
+		n    int
+	}{
+		{"no layer", nil, 0},
+		{"a base layer", &base, 1},
+		{"two layers", &child, 2},
+		{"three layers", &grandchild, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			want := 0
+			if tt.top != nil {
+				want = len(lowerdir(*tt.top))
+			}
+			if got := OverlayLowerLen(dir, tt.n); got != want {
+				t.Errorf("OverlayLowerLen(%d chars, %d) = %d, want %d", len(dir), tt.n, got, want)
+			}
+		})
+	}
+}
