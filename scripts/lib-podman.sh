@@ -14,7 +14,7 @@
 #                             (driver $PODMAN_DRIVER, default overlay); the selection stays
 #   podman_user USER STORE ARGS...   the same as the rootless USER (fuse-overlayfs)
 #   podman_store_conf STORE   the storage.conf podman_root uses (for skopeo containers-storage:)
-#   pm_containers_conf VERSION TMPDIR   the containers.conf every reader gets, for a Podman
+#   pm_containers_conf VERSION [TMPDIR]   the containers.conf every reader gets, for a Podman
 #                             run by hand (e2e-conf, bench): cgroupfs, file events, TMPDIR
 # What readers need:
 #   ensure_rootless_user USER   a throwaway user with subordinate IDs and usable /dev/fuse
@@ -302,13 +302,14 @@ _pm_storage_conf() {
 	return 0
 }
 
-# pm_containers_conf VERSION TMPDIR: a private containers.conf. Rootful Podman's tmp_dir
-# defaults to /run/libpod, shared by every Podman on the host.
+# pm_containers_conf VERSION [TMPDIR]: a private containers.conf. Rootful Podman's tmp_dir
+# defaults to /run/libpod, shared by every Podman on the host; rootless Podman's
+# ($XDG_RUNTIME_DIR/libpod/tmp) is private already (no TMPDIR: a file several users share).
 pm_containers_conf() {
 	echo '[engine]'
 	echo 'cgroup_manager = "cgroupfs"'
 	echo 'events_logger = "file"'
-	echo "tmp_dir = \"$2\""
+	[[ -z ${2:-} ]] || echo "tmp_dir = \"$2\""
 	# Podman and Buildah 4.3 cannot start containers with crun here (PODMAN_GLOBAL_FLAGS).
 	if [[ $1 == 4.3 ]]; then echo 'runtime = "runc"'; fi
 }

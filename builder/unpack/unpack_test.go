@@ -805,7 +805,7 @@ func TestStreamReadToEOF(t *testing.T) {
 // A cancelled context stops the unpacking at the next read of the stream, with the context's cause
 // as the error (a local oci: layout has no request that cancellation would end).
 func TestCancelledContextStopsTheUnpack(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	first := makeTar(t, testimage.File("a", 0o644, "a"))
 	stream := append(first[:len(first)-1024], makeTar(t, testimage.File("b", 0o644, "b"))...) // a, b, end marker

@@ -84,7 +84,7 @@ func TestConfCheckNotSeen(t *testing.T) {
 // conf user refuses (exit 2, nothing written) what Podman could not work with, and --remove restores
 // the file byte for byte.
 func TestConfUserKeepsTheFileWorkingAndRestoresIt(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
