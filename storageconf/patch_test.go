@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cargohold/cargohold/layout/driver"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -211,18 +213,20 @@ func TestQuote(t *testing.T) {
 }
 
 func TestSnippetParses(t *testing.T) {
-	for _, driver := range []string{"overlay", "vfs"} {
-		s, err := Snippet(`/srv/my "images"`, driver)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stores, err := StoresInText("snippet", []byte(s))
-		if err != nil || len(stores) != 1 || stores[0] != `/srv/my "images"` {
-			t.Errorf("%s snippet lists %q (%v):\n%s", driver, stores, err, s)
-		}
-		if !strings.Contains(s, driver+".imagestore=") {
-			t.Errorf("%s snippet lacks the command-line form:\n%s", driver, s)
-		}
+	for _, d := range []driver.Driver{driver.Overlay, driver.VFS} {
+		t.Run(string(d), func(t *testing.T) {
+			s, err := Snippet(`/srv/my "images"`, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stores, err := StoresInText("snippet", []byte(s))
+			if err != nil || len(stores) != 1 || stores[0] != `/srv/my "images"` {
+				t.Errorf("%s snippet lists %q (%v):\n%s", d, stores, err, s)
+			}
+			if !strings.Contains(s, string(d)+".imagestore=") {
+				t.Errorf("%s snippet lacks the command-line form:\n%s", d, s)
+			}
+		})
 	}
 	var vfs struct {
 		Storage struct{ Driver string }

@@ -43,8 +43,8 @@ func missingOKFlag() cli.Flag {
 // confOptions are what every conf subcommand needs: the store as this node sees it and its driver.
 type confOptions struct {
 	out    output
-	store  string // absolute, a platform template expanded for this host
-	driver string // --driver, else the store's own, else overlay
+	store  string        // absolute, a platform template expanded for this host
+	driver layout.Driver // --driver, else the store's own, else overlay
 	remove bool
 	backup bool
 }
@@ -67,11 +67,11 @@ func confOptionsOf(c *cli.Context, registers bool) (confOptions, error) {
 	}
 	opts.store = store
 	found, identityErr := identify(store)
-	if opts.driver = c.String("driver"); opts.driver == "" {
-		opts.driver = found
-	}
-	if _, err := layout.ParseDriver(opts.driver); err != nil {
-		return opts, usageError(err)
+	opts.driver = found
+	if name := c.String("driver"); name != "" {
+		if opts.driver, err = layout.ParseDriver(name); err != nil {
+			return opts, usageError(err)
+		}
 	}
 	// A store read with the other driver shows nothing, and Podman 5.8 then writes its own dirs into it.
 	if identityErr == nil && opts.driver != found && !opts.remove {
@@ -90,15 +90,15 @@ func confOptionsOf(c *cli.Context, registers bool) (confOptions, error) {
 
 // identify is the driver of the cargohold store at dir (overlay when it is not one), and why it
 // is not one.
-func identify(dir string) (string, error) {
+func identify(dir string) (layout.Driver, error) {
 	if err := storageconf.CheckStoreDir(dir); err != nil {
-		return string(layout.Overlay), err // "no such file or directory"
+		return layout.Overlay, err // "no such file or directory"
 	}
 	d, err := layout.Identify(dir)
 	if err != nil {
-		return string(layout.Overlay), err
+		return layout.Overlay, err
 	}
-	return string(d), nil
+	return d, nil
 }
 
 func newConfSnippetCommand() *cli.Command {

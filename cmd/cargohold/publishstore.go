@@ -145,7 +145,7 @@ func register(opts publishOptions, store *layout.Store) error {
 	if opts.register == "" {
 		return nil
 	}
-	changed, err := storageconf.Register(opts.register, store.Dir(), string(store.Driver()))
+	changed, err := storageconf.Register(opts.register, store.Dir(), store.Driver())
 	if err != nil {
 		return usageError(fmt.Errorf("registering the store in %s: %w", opts.register, err))
 	}
