@@ -112,8 +112,8 @@ func (r *Report) checkFailures(l Lookup) {
 // sameDriver compares driver names as containers/storage does (overlay2 is overlay).
 func sameDriver(a, b string) bool {
 	norm := func(d string) string {
-		if d == "overlay2" {
-			return "overlay"
+		if d == "overlay2" { // (a name Podman accepts in storage.conf, never a store's driver)
+			return string(driver.Overlay)
 		}
 		return d
 	}
