@@ -283,15 +283,17 @@ func TestCommitLayerRejectsBadMeta(t *testing.T) {
 		"bad compressed":   func(m *LayerMeta) { m.CompressedDigest = "nope" },
 		"parent not a hex": func(m *LayerMeta) { m.Parent = "x" },
 	} {
-		l, _ := stageTar(t, s, childEntries)
-		m := good
-		mutate(&m)
-		if err := s.CommitLayer(l, m); err == nil {
-			t.Errorf("%s: CommitLayer succeeded", name)
-		}
-		if s.HasLayer(m.ID) {
-			t.Errorf("%s: layer recorded", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			l, _ := stageTar(t, s, childEntries)
+			m := good
+			mutate(&m)
+			if err := s.CommitLayer(l, m); err == nil {
+				t.Errorf("%s: CommitLayer succeeded", name)
+			}
+			if s.HasLayer(m.ID) {
+				t.Errorf("%s: layer recorded", name)
+			}
+		})
 	}
 	if entries, _ := os.ReadDir(filepath.Join(s.Dir(), ".cargohold", "staging")); len(entries) != 0 {
 		t.Errorf("failed commits left staging dirs: %v", entries)
@@ -385,22 +387,25 @@ func TestLowerDiffDirs(t *testing.T) {
 	diff := func(id string) string { return filepath.Join(dir, "overlay", id, "diff") }
 
 	for _, tt := range []struct {
+		name   string
 		parent string
 		want   []string
 	}{
-		{"", nil},
-		{base.meta.ID, []string{diff(base.meta.ID)}},
-		{child.meta.ID, []string{diff(child.meta.ID), diff(base.meta.ID)}},
+		{"a base layer", "", nil},
+		{"on the base", base.meta.ID, []string{diff(base.meta.ID)}},
+		{"on the child", child.meta.ID, []string{diff(child.meta.ID), diff(base.meta.ID)}},
 	} {
-		l, err := s.StageLayer(tt.parent)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := l.LowerDiffDirs()
-		_ = l.Discard()
-		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("on parent %q: LowerDiffDirs() = %q, %v; want %q", tt.parent, got, err, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := s.StageLayer(tt.parent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := l.LowerDiffDirs()
+			_ = l.Discard()
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("on parent %q: LowerDiffDirs() = %q, %v; want %q", tt.parent, got, err, tt.want)
+			}
+		})
 	}
 
 	l, err := s.StageLayer(ChainID(child.meta.ID, digest.FromString("not committed")))

@@ -152,11 +152,13 @@ func TestRemoveGolden(t *testing.T) {
 
 func TestRemoveAbsent(t *testing.T) {
 	for _, in := range []string{"debian", "empty", "no-options", "oneline"} {
-		data := input(t, in)
-		out, changed, err := RemoveFromText(in, data, store)
-		if err != nil || changed || !bytes.Equal(out, data) {
-			t.Errorf("%s: changed=%v err=%v, want no change", in, changed, err)
-		}
+		t.Run(in, func(t *testing.T) {
+			data := input(t, in)
+			out, changed, err := RemoveFromText(in, data, store)
+			if err != nil || changed || !bytes.Equal(out, data) {
+				t.Errorf("%s: changed=%v err=%v, want no change", in, changed, err)
+			}
+		})
 	}
 }
 
@@ -206,9 +208,11 @@ func TestQuote(t *testing.T) {
 		`/srv/back\slash`:    `"/srv/back\\slash"`,
 		"/srv/ünïcode space": `"/srv/ünïcode space"`,
 	} {
-		if got := quote(in); got != want {
-			t.Errorf("quote(%q) = %s, want %s", in, got, want)
-		}
+		t.Run(in, func(t *testing.T) {
+			if got := quote(in); got != want {
+				t.Errorf("quote(%q) = %s, want %s", in, got, want)
+			}
+		})
 	}
 }
 

@@ -21,22 +21,24 @@ func TestCRCUpdateMatchesHashCRC64(t *testing.T) {
 	zeros := make([]byte, 4*holeBlock+100)
 	mixed := slices.Concat(rnd[:holeBlock/2], zeros, rnd[:7], zeros[:holeBlock])
 	for name, data := range map[string][]byte{"random": rnd, "zeros": zeros, "mixed": mixed, "empty": nil} {
-		for _, start := range []uint64{0, 1, 0xdeadbeefcafef00d, ^uint64(0)} {
-			want := crc64.Update(start, storage.CRCTable, data)
-			if got := crcUpdate(start, data); got != want {
-				t.Errorf("%s from %#x: crcUpdate %#x, want %#x", name, start, got, want)
+		t.Run(name, func(t *testing.T) {
+			for _, start := range []uint64{0, 1, 0xdeadbeefcafef00d, ^uint64(0)} {
+				want := crc64.Update(start, storage.CRCTable, data)
+				if got := crcUpdate(start, data); got != want {
+					t.Errorf("%s from %#x: crcUpdate %#x, want %#x", name, start, got, want)
+				}
+				// In pieces that do not line up with holeBlock, as reads return them.
+				got := start
+				for rest := data; len(rest) > 0; {
+					n := min(len(rest), holeBlock+333)
+					got = crcUpdate(got, rest[:n])
+					rest = rest[n:]
+				}
+				if got != want {
+					t.Errorf("%s from %#x in pieces: %#x, want %#x", name, start, got, want)
+				}
 			}
-			// In pieces that do not line up with holeBlock, as reads return them.
-			got := start
-			for rest := data; len(rest) > 0; {
-				n := min(len(rest), holeBlock+333)
-				got = crcUpdate(got, rest[:n])
-				rest = rest[n:]
-			}
-			if got != want {
-				t.Errorf("%s from %#x in pieces: %#x, want %#x", name, start, got, want)
-			}
-		}
+		})
 	}
 }
 

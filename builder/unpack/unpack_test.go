@@ -750,31 +750,48 @@ func TestSizeLimit(t *testing.T) {
 		t.Fatalf("a layer of exactly MaxSize bytes: %v", err)
 	}
 
-	for _, limit := range []int64{int64(len(stream)) - 1, 8000, 4000} { // at the padding, mid-stream, one entry too big
-		e := newEnv(t)
-		_, _, err := e.unpack(t, stream, Options{MaxSize: limit})
-		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(limit)) {
-			t.Errorf("limit %d: error %v, want ErrTooLarge mentioning the limit", limit, err)
-		}
-		e.checkOutside(t)
+	for _, tc := range []struct {
+		name  string
+		limit int64
+	}{
+		{"at the padding", int64(len(stream)) - 1},
+		{"mid-stream", 8000},
+		{"one entry too big", 4000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			_, _, err := e.unpack(t, stream, Options{MaxSize: tc.limit})
+			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(tc.limit)) {
+				t.Errorf("limit %d: error %v, want ErrTooLarge mentioning the limit", tc.limit, err)
+			}
+			e.checkOutside(t)
+		})
 	}
 }
 
 func TestTruncatedStream(t *testing.T) {
 	testenv.RequireRoot(t)
 	stream := makeTar(t, testimage.File("a", 0o644, strings.Repeat("a", 3000)), testimage.File("b", 0o644, strings.Repeat("b", 1000)))
-	// In the first header, in the first body, in the second body. (A cut at an entry boundary
-	// or in padding looks like a complete archive to any tar reader; the caller's diff ID check
-	// catches those.)
-	for _, cut := range []int{100, 2000, len(stream) - 1024 - 700} {
-		e := newEnv(t)
-		_, _, err := e.unpack(t, stream[:cut], Options{})
-		if err == nil {
-			t.Errorf("cut at %d: no error", cut)
-		} else if !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Errorf("cut at %d: error %v, want unexpected EOF", cut, err)
-		}
-		e.checkOutside(t)
+	// (A cut at an entry boundary or in padding looks like a complete archive to any tar reader;
+	// the caller's diff ID check catches those.)
+	for _, tc := range []struct {
+		name string
+		cut  int
+	}{
+		{"in the first header", 100},
+		{"in the first body", 2000},
+		{"in the second body", len(stream) - 1024 - 700},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			_, _, err := e.unpack(t, stream[:tc.cut], Options{})
+			if err == nil {
+				t.Errorf("cut at %d: no error", tc.cut)
+			} else if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("cut at %d: error %v, want unexpected EOF", tc.cut, err)
+			}
+			e.checkOutside(t)
+		})
 	}
 	// A stream that is not a tar at all.
 	e := newEnv(t)

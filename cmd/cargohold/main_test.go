@@ -152,10 +152,12 @@ func TestReorderArgs(t *testing.T) {
 		{"help publish", "help publish"},
 		{"frobnicate --x y", "frobnicate --x y"},
 	} {
-		got := strings.Join(reorderArgs(app, append([]string{"cargohold"}, strings.Fields(tc.in)...))[1:], " ")
-		if got != tc.want {
-			t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
-		}
+		t.Run(tc.in, func(t *testing.T) {
+			got := strings.Join(reorderArgs(app, append([]string{"cargohold"}, strings.Fields(tc.in)...))[1:], " ")
+			if got != tc.want {
+				t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
+			}
+		})
 	}
 }
 
