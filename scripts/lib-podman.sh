@@ -34,6 +34,10 @@
 # on a machine that keeps /var/cache. The mirror's host name is never written into
 # the repo nor left in a cached chroot (apt sources, lists and logs are removed).
 
+# lib.sh sources this file; a script that sources it again (as scripts did before) changes nothing.
+[[ -z ${_LIB_PODMAN_SOURCED:-} ]] || return 0
+_LIB_PODMAN_SOURCED=1
+
 # Flags every container run gets (see "Facts about Podman" in DEVELOPERS.md):
 #   --runtime runc and the two ulimits: without them Podman 4.3 cannot start
 #   containers on our machines (a reader's containers.conf names runc instead of the
