@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	digest "github.com/opencontainers/go-digest"
@@ -388,7 +389,7 @@ func checkInLayer(t *testing.T, e *hostileEnv, w testimage.Written, name, conten
 }
 
 func TestHostileCorpus(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newHostileEnv(t)
 	policy := acceptAnythingPolicy(t)
 	store, err := layout.OpenWithOptions(t.Context(), e.store, layout.Options{Create: true})
@@ -478,7 +479,7 @@ func TestHostileCorpus(t *testing.T) {
 // An image whose name another image holds takes the name (a store never holds one twice: Podman
 // would refuse the whole store); the other image stays, whole, under its other names.
 func TestHostileNameCollision(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newHostileEnv(t)
 	store, err := layout.OpenWithOptions(t.Context(), e.store, layout.Options{Create: true})
 	if err != nil {
@@ -511,13 +512,10 @@ func TestHostileNameCollision(t *testing.T) {
 // publish must fail naming the entry, rather than write a store that differs from the image. The
 // test runs itself again through setpriv with CAP_MKNOD dropped.
 func TestHostileDeviceNodeWithoutPrivilege(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	root := os.Getenv("CARGOHOLD_TEST_NO_MKNOD")
 	if root == "" {
-		setpriv, err := exec.LookPath("setpriv")
-		if err != nil {
-			t.Skip("needs setpriv (util-linux) to drop CAP_MKNOD")
-		}
+		setpriv := testenv.LookPath(t, "setpriv", "util-linux") // to drop CAP_MKNOD
 		// The store is created here, with every privilege: creating one without them is refused
 		// (layout.ErrNotPrivileged), and what is tested is the unpacker's own refusal.
 		root = t.TempDir()

@@ -25,9 +25,11 @@ func TestBigDataFileName(t *testing.T) {
 		"../x":                   "=" + base64.StdEncoding.EncodeToString([]byte("../x")),
 		"signature-0123456789ab": "=" + base64.StdEncoding.EncodeToString([]byte("signature-0123456789ab")),
 	} {
-		if got := bigDataFileName(key); got != want {
-			t.Errorf("bigDataFileName(%q) = %q, want %q", key, got, want)
-		}
+		t.Run(key, func(t *testing.T) {
+			if got := bigDataFileName(key); got != want {
+				t.Errorf("bigDataFileName(%q) = %q, want %q", key, got, want)
+			}
+		})
 	}
 }
 
@@ -290,12 +292,14 @@ func TestPutImageRejectsBadInput(t *testing.T) {
 		"empty key":            func(m *imageMeta) { m.BigData[0].Key = "" },
 		"invalid image digest": func(m *imageMeta) { m.Digest = "sha256:nothex" },
 	} {
-		m := good
-		m.BigData = slices.Clone(good.BigData)
-		mutate(&m)
-		if _, err := s.putImage(m); err == nil {
-			t.Errorf("%s: PutImage succeeded", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			m := good
+			m.BigData = slices.Clone(good.BigData)
+			mutate(&m)
+			if _, err := s.putImage(m); err == nil {
+				t.Errorf("%s: PutImage succeeded", name)
+			}
+		})
 	}
 	if len(s.Images()) != 0 {
 		t.Error("a rejected image was recorded")

@@ -150,7 +150,7 @@ func (r *run) register(store *layout.Store) error {
 	if file == "" {
 		return nil
 	}
-	changed, err := storageconf.Register(file, store.Dir(), string(store.Driver()))
+	changed, err := storageconf.Register(file, store.Dir(), store.Driver())
 	if err != nil {
 		return withKind(ErrRegister, fmt.Errorf("registering the store in %s: %w", file, err))
 	}

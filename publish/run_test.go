@@ -15,6 +15,7 @@ import (
 	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/hooks"
 	"github.com/cargohold/cargohold/internal/shell"
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/recipe"
@@ -41,17 +42,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "removing the test fixtures:", err)
 	}
 	os.Exit(code)
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	switch {
-	case os.Geteuid() == 0:
-	case os.Getenv("CI") != "":
-		t.Fatal("publishing needs root, and CI is set: run the tests as root")
-	default:
-		t.Skip("publishing needs root (ownership, device nodes, xattrs)")
-	}
 }
 
 // ociRef is the oci: reference of a fixture ("hello" → its tag 1); "none" names a layout that does
@@ -168,7 +158,7 @@ func hookLog(t *testing.T) (func(name string) string, func() []string) {
 // on success or on-failure when anything failed (the after hook included); a failing after hook fails
 // a good run, a failing on-failure hook is reported beside the publish's own error.
 func TestHookOrder(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, tc := range []struct {
 		name                     string
 		images                   []string
@@ -240,7 +230,7 @@ func isHookError(hook string) func(error) bool {
 // Names a recipe no longer lists are reported; --prune removes them, but only after a run in which
 // every image succeeded. The steps run one after another on one store.
 func TestPruneOnlyAfterFullSuccess(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	for _, step := range []struct {
 		name       string
@@ -299,7 +289,7 @@ func reportPruned(r *Report) []string {
 // the store is closed, on-failure runs, and the error names what was not published and the stores
 // not started.
 func TestInterruption(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	stop := errors.New("stopped by the test")
 	multiStore := func(t *testing.T, base string) Input {
 		in := recipeInput(t, "", false, "multi")
@@ -408,7 +398,7 @@ func TestInterruption(t *testing.T) {
 // A template store path makes one store per platform: each gets its platform's image, between its
 // own hooks; an image of another platform fails in that store only, and the run's error says so.
 func TestMultiStoreRun(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	base := t.TempDir()
 	in := recipeInput(t, "", false, "multi", "hello")
 	in.Recipe.Store = filepath.Join(base, "{arch}")
@@ -457,7 +447,7 @@ func TestMultiStoreRun(t *testing.T) {
 // With NoWait a store another run holds fails at once (layout.ErrLocked, a store error), and
 // on-failure runs; Register adds each store to a storage.conf after its publish.
 func TestLockedStoreAndRegister(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	store, conf := filepath.Join(dir, "store"), filepath.Join(dir, "storage.conf")
 	in := recipeInput(t, store, false, "hello")

@@ -299,8 +299,10 @@ func TestCheckForAnotherUser(t *testing.T) {
 
 func TestReaderFor(t *testing.T) {
 	for v, want := range map[string]Reader{"4.3.1": Legacy, "5.8.0": Legacy, "6.0.0": Current, "10.1": Current, "": Legacy} {
-		if got := ReaderFor(v); got != want {
-			t.Errorf("ReaderFor(%q) = %v", v, got)
-		}
+		t.Run(v, func(t *testing.T) {
+			if got := ReaderFor(v); got != want {
+				t.Errorf("ReaderFor(%q) = %v", v, got)
+			}
+		})
 	}
 }

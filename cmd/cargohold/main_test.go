@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/publish"
@@ -75,13 +76,6 @@ func (r result) want(t *testing.T, code int, stderrHas ...string) {
 	}
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("publishing needs root (ownership, device nodes, xattrs)")
-	}
-}
-
 // publishArgs publishes hello:1 as localhost/test/hello:1 into store.
 func publishArgs(store string, extra ...string) []string {
 	return append([]string{"publish", "--store", store, "--insecure-policy", "--name", "localhost/test/hello:1",
@@ -135,9 +129,11 @@ func TestErrorsOfNoKindExit1(t *testing.T) {
 		{fmt.Errorf("opening store: %w", layout.ErrNotStore), exitUsage},
 		{fmt.Errorf("%w: 1 of 2 images failed", publish.ErrImagesFailed), exitFailed},
 	} {
-		if got := exitCode(tc.err); got != tc.want {
-			t.Errorf("exitCode(%q) = %d, want %d", tc.err, got, tc.want)
-		}
+		t.Run(tc.err.Error(), func(t *testing.T) {
+			if got := exitCode(tc.err); got != tc.want {
+				t.Errorf("exitCode(%q) = %d, want %d", tc.err, got, tc.want)
+			}
+		})
 	}
 }
 
@@ -153,7 +149,7 @@ func TestVersionNamesTheLibraries(t *testing.T) {
 
 // Flags may follow the image arguments, as in podman and skopeo.
 func TestFlagsAfterArguments(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, "publish", ociRef("hello:1"), "--store", store, "--insecure-policy", "--name", "localhost/test/hello:1").want(t, 0)
 	r := cargohold(t, "ls", "--store", store, "--format", "json")
@@ -175,16 +171,18 @@ func TestReorderArgs(t *testing.T) {
 		{"help publish", "help publish"},
 		{"frobnicate --x y", "frobnicate --x y"},
 	} {
-		got := strings.Join(reorderArgs(app, append([]string{"cargohold"}, strings.Fields(tc.in)...))[1:], " ")
-		if got != tc.want {
-			t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
-		}
+		t.Run(tc.in, func(t *testing.T) {
+			got := strings.Join(reorderArgs(app, append([]string{"cargohold"}, strings.Fields(tc.in)...))[1:], " ")
+			if got != tc.want {
+				t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
+			}
+		})
 	}
 }
 
 // The --json report's schema, as the README documents it.
 func TestPublishJSONSchema(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	r := cargohold(t, publishArgs(store, "--json")...)
 	r.want(t, 0)
@@ -233,7 +231,7 @@ func recipeOf(store string, refs ...string) string {
 // Names the recipe no longer lists are reported; --prune removes them, but not after a run in
 // which an image failed.
 func TestPrunePolicy(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	both := writeRecipe(t, recipeOf(store, "hello:1", "other:1"))
 	cargohold(t, "publish", "--insecure-policy", "--recipe", both).want(t, 0)
@@ -262,7 +260,7 @@ func TestPrunePolicy(t *testing.T) {
 // A recipe's platforms go into the stores its template names; a single-platform image fails for
 // the other platform's store (exit 1) and never lands there; each line names its store.
 func TestPlatformTemplates(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	base := t.TempDir()
 	path := writeRecipe(t, `store = "`+base+`/{arch}"
 [defaults]
@@ -297,7 +295,7 @@ names = ["localhost/test/hello:1"]
 
 // A failed before hook exits 4 and publishes nothing; a failed after hook makes a good run exit 4.
 func TestHookExitCodes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store, "--before", "exit 7")...).want(t, 4, "before hook failed")
 	if _, err := os.Stat(store); err == nil {
@@ -309,7 +307,7 @@ func TestHookExitCodes(t *testing.T) {
 // SIGTERM while a run is under way: on-failure runs, the message says what was not published, the
 // exit status is 143 and the store holds nothing of the interrupted image.
 func TestSignalStopsThePublish(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	store, marker := filepath.Join(dir, "store"), filepath.Join(dir, "on-failure-ran")
 	// The before hook's shell is our child: it signals this process as systemd stopping the unit would.
@@ -325,7 +323,7 @@ func TestSignalStopsThePublish(t *testing.T) {
 
 // gc and rm --quiet print nothing on success.
 func TestQuiet(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
 	for _, args := range [][]string{
@@ -342,7 +340,7 @@ func TestQuiet(t *testing.T) {
 
 // A store another run holds: --no-wait exits 3 at once, naming the reason.
 func TestLockedStoreExits3(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
 	held, err := layout.OpenWithOptions(t.Context(), store, layout.Options{})
@@ -360,7 +358,7 @@ func TestLockedStoreExits3(t *testing.T) {
 
 // SIGTERM while gc waits for another run's lock ends the wait: exit 143, saying why.
 func TestSignalEndsALockWait(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
 	held, err := layout.OpenWithOptions(t.Context(), store, layout.Options{})
@@ -394,7 +392,7 @@ func TestLibraryLogLines(t *testing.T) {
 // SIGTERM while the registry hangs (systemd's stop timeout, a cancelled CI job): the fetch stops,
 // on-failure runs, and the run exits 143 saying what was not published.
 func TestSignalDuringAHungFetch(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v2/" {
 			return // 200: no authentication
