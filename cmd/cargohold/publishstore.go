@@ -57,12 +57,21 @@ func endStore(opts publishOptions, store *layout.Store, plan *publish.Plan, repo
 			return err
 		}
 	}
-	// The store is consistent whatever failed, so it is registered either way.
-	if err := register(opts, store); err != nil {
-		return err
+	// The store is consistent whatever failed, so it is registered either way; but a new store into
+	// which nothing was published is taken away when it is closed, and Podman fails on a registered
+	// store that does not exist.
+	discarded := store.DiscardedOnClose()
+	if !discarded {
+		if err := register(opts, store); err != nil {
+			return err
+		}
 	}
 	if report.Failed > 0 {
-		return &kindError{errFailed, fmt.Errorf("%d of %d images failed; the store %s holds the others", report.Failed, len(report.Images), store.Dir())}
+		holds := "the store " + store.Dir() + " holds the others"
+		if discarded {
+			holds = "nothing was published, so the new store " + store.Dir() + " is removed again"
+		}
+		return &kindError{errFailed, fmt.Errorf("%d of %d images failed; %s", report.Failed, len(report.Images), holds)}
 	}
 	return nil
 }
@@ -128,13 +137,17 @@ func handleExtras(opts publishOptions, store *layout.Store, prune bool, report *
 		return nil
 	}
 	for _, name := range extras {
-		r, err := store.Remove(name, false)
+		r, err := store.Remove(name, layout.RemoveOptions{}) // superseded, as by rm: nodes may run it
 		if err != nil {
 			return storeError(fmt.Errorf("pruning %s: %w", name, err))
 		}
 		report.Pruned = append(report.Pruned, r)
 		if !opts.quiet && !opts.json {
-			opts.out.printf("pruned    %s  %s\n", name, shortID(r.ImageID))
+			kept := ""
+			if r.Superseded {
+				kept = "  (kept as " + strings.Join(r.KeptAs, ",") + " until gc's grace period has passed)"
+			}
+			opts.out.printf("pruned    %s  %s%s\n", name, shortID(r.ImageID), kept)
 		}
 	}
 	return nil
