@@ -93,6 +93,25 @@ func TestNewStoreWithoutImageIsRemoved(t *testing.T) {
 	}
 }
 
+// Only what cargohold made goes: a file somebody put into the new store meanwhile stays, and so does
+// the dir holding it.
+func TestDiscardKeepsWhatOthersPutThere(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := OpenWithOptions(dir, Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := filepath.Join(dir, "README.admin")
+	if err := os.WriteFile(notes, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	closeStore(t, s)
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != "README.admin" {
+		t.Errorf("after closing the new store without images: %v, %v; want only README.admin", entries, err)
+	}
+}
+
 // A run that waits for the lock of a new store while the run that created it fails and takes it away
 // starts again and creates its own: it neither fails nor writes into the removed dir.
 func TestWaitingRunSurvivesDiscardedStore(t *testing.T) {

@@ -66,6 +66,9 @@ func (s *Store) Remove(word string, opts RemoveOptions) (Removal, error) {
 		if r.Superseded {
 			r.KeptAs = slices.Clone(images[i].Names)
 		}
+		if _, was := supersededSince(img); was {
+			r.Names = []string{} // its digested names are cargohold's: nothing was taken away
+		}
 	}
 	if opts.DryRun {
 		return r, nil

@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -243,21 +244,19 @@ func (s *Store) closeUnused() error {
 	return errors.Join(err, s.release())
 }
 
-// discard removes what this open created in a store that holds no image: everything in the store dir
-// but what an empty dir held before (lost+found, .cvmfscatalog), cargohold's private dir last (until
-// it goes, the dir is a store to the next run, never a foreign dir); it gives an existing dir back its
-// mode, and removes a store dir this open created (its parents stay: removing them could take away
+// discard removes what this open created in a store that holds no image: the dirs the store format
+// puts at its top (nothing else: not what an empty dir held before, lost+found, .cvmfscatalog, nor
+// anything somebody else put there meanwhile), cargohold's private dir last (until it goes, the dir is a
+// store to the next run, never a foreign dir); it gives an existing dir back its mode, and removes a
+// store dir this open created if it is empty then (its parents stay: removing them could take away
 // another run's new store). The caller holds the writer lock.
 func (s *Store) discard() error {
-	entries, err := fs.ReadDir(s.root.FS(), ".")
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.Name() != privateDir && !s.created.kept[e.Name()] {
-			if err := s.root.RemoveAll(e.Name()); err != nil {
-				return fmt.Errorf("removing the new store %s, into which nothing was published: %w", s.dir, err)
-			}
+	for _, name := range topLevelDirs() {
+		if s.created.kept[name] {
+			continue
+		}
+		if err := s.root.RemoveAll(name); err != nil {
+			return fmt.Errorf("removing the new store %s, into which nothing was published: %w", s.dir, err)
 		}
 	}
 	if err := s.root.RemoveAll(privateDir); err != nil {
@@ -271,6 +270,19 @@ func (s *Store) discard() error {
 		return fmt.Errorf("removing the new store %s, into which nothing was published: %w", s.dir, err)
 	}
 	return nil
+}
+
+// topLevelDirs are the dirs a store of either driver has at its top, besides its private dir.
+func topLevelDirs() []string {
+	var dirs []string
+	for _, d := range []Driver{Overlay, VFS} {
+		for _, p := range pathsFor(d).skeleton() {
+			if top, _, _ := strings.Cut(p, "/"); !slices.Contains(dirs, top) {
+				dirs = append(dirs, top)
+			}
+		}
+	}
+	return dirs
 }
 
 // stillAtPath makes sure the store dir opened is still the one at its path now that the writer lock
