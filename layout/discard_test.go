@@ -50,7 +50,7 @@ func TestNewStoreWithoutImageIsRemoved(t *testing.T) {
 			dir := tc.store(t)
 			before := treeShape(t, filepath.Dir(dir))
 			for _, driver := range []Driver{Overlay, VFS} {
-				s, err := OpenWithOptions(dir, Options{Create: true, Driver: driver})
+				s, err := OpenWithOptions(t.Context(), dir, Options{Create: true, Driver: driver})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -65,7 +65,7 @@ func TestNewStoreWithoutImageIsRemoved(t *testing.T) {
 			}
 
 			// An image recorded: the store stays, and stays when a later open leaves it without images.
-			s, err := OpenWithOptions(dir, Options{Create: true})
+			s, err := OpenWithOptions(t.Context(), dir, Options{Create: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,11 +75,11 @@ func TestNewStoreWithoutImageIsRemoved(t *testing.T) {
 				t.Error("DiscardedOnClose is true for a store holding an image")
 			}
 			closeStore(t, s)
-			s, err = OpenWithOptions(dir, Options{Create: true})
+			s, err = OpenWithOptions(t.Context(), dir, Options{Create: true})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.Remove("example.com/app:1", RemoveOptions{Now: true}); err != nil {
+			if _, err := s.Remove(t.Context(), "example.com/app:1", RemoveOptions{Now: true}); err != nil {
 				t.Fatal(err)
 			}
 			if s.DiscardedOnClose() {
@@ -97,7 +97,7 @@ func TestNewStoreWithoutImageIsRemoved(t *testing.T) {
 // the dir holding it.
 func TestDiscardKeepsWhatOthersPutThere(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
-	s, err := OpenWithOptions(dir, Options{Create: true})
+	s, err := OpenWithOptions(t.Context(), dir, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestWaitingRunSurvivesDiscardedStore(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			first, err := OpenWithOptions(dir, Options{Create: true})
+			first, err := OpenWithOptions(t.Context(), dir, Options{Create: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -132,7 +132,7 @@ func TestWaitingRunSurvivesDiscardedStore(t *testing.T) {
 			var second *Store
 			go func() {
 				var err error
-				second, err = OpenWithOptions(dir, Options{Create: true, Lock: LockOptions{Waiting: func(pid int) { waiting <- pid }}})
+				second, err = OpenWithOptions(t.Context(), dir, Options{Create: true, Lock: LockOptions{Waiting: func(pid int) { waiting <- pid }}})
 				opened <- err
 			}()
 			<-waiting

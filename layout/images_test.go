@@ -383,11 +383,11 @@ func TestGCRemovesNamelessImages(t *testing.T) {
 	editFile(t, filepath.Join(dir, "overlay-images", "images.json"), `"names":["example.com/gone:1"],`, "")
 
 	s = openStore(t, dir)
-	dry, err := s.GC(time.Hour, time.Now(), true)
+	dry, err := s.GC(t.Context(), time.Hour, time.Now(), true)
 	if err != nil || !slices.Equal(dry.RemovedImages, []string{nameless.ID}) || len(s.Images()) != 2 {
 		t.Fatalf("dry run: %+v, %v, %d images; want the nameless image reported, nothing removed", dry, err, len(s.Images()))
 	}
-	report, err := s.GC(time.Hour, time.Now(), false)
+	report, err := s.GC(t.Context(), time.Hour, time.Now(), false)
 	if err != nil || !slices.Equal(report.RemovedImages, []string{nameless.ID}) {
 		t.Fatalf("gc: %+v, %v", report, err)
 	}

@@ -9,6 +9,7 @@
 package layout
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -77,14 +78,15 @@ func (s *Store) clock() time.Time {
 // open checks that dir may be written (see prepare: a cargohold store, or with opts.Create a new one),
 // takes cargohold's writer lock (blocking until another cargohold run on the same store finishes),
 // creates what the store lacks, loads the metadata and removes what a crashed run left behind (see
-// Leftover). The store keeps the driver it has; a new one gets opts.Driver (default overlay).
-func open(dir string, opts Options) (*Store, error) {
+// Leftover). The store keeps the driver it has; a new one gets opts.Driver (default overlay). A wait
+// for the lock ends with ctx (its cause is the error).
+func open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		s, err := openOnce(abs, opts)
+		s, err := openOnce(ctx, abs, opts)
 		if errors.Is(err, errReplaced) && attempt < 3 {
 			continue // another run took away the new store it created while this one waited: start again
 		}
@@ -97,7 +99,7 @@ func open(dir string, opts Options) (*Store, error) {
 var errReplaced = errors.New("the store directory was removed while this run waited for its writer lock")
 
 // openOnce is one attempt of open, at the absolute path abs.
-func openOnce(abs string, opts Options) (_ *Store, err error) {
+func openOnce(ctx context.Context, abs string, opts Options) (_ *Store, err error) {
 	created, err := prepare(abs, opts)
 	if err != nil {
 		return nil, err
@@ -112,7 +114,7 @@ func openOnce(abs string, opts Options) (_ *Store, err error) {
 			_ = s.closeUnused() // the open failed: its error is the one to report
 		}
 	}()
-	if err := s.lock(); err != nil {
+	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.stillAtPath(); err != nil {
@@ -133,8 +135,8 @@ func openOnce(abs string, opts Options) (_ *Store, err error) {
 	return s, nil
 }
 
-// lock takes the writer lock and makes the store root readable.
-func (s *Store) lock() error {
+// lock takes the writer lock (a wait ends with ctx) and makes the store root readable.
+func (s *Store) lock(ctx context.Context) error {
 	if err := s.mkdir(privateDir); err != nil {
 		return err
 	}
@@ -142,7 +144,7 @@ func (s *Store) lock() error {
 	if s.writer, err = s.openWriterLock(); err != nil {
 		return err
 	}
-	if err := s.lockWriter(s.opts.Lock); err != nil {
+	if err := s.lockWriter(ctx, s.opts.Lock); err != nil {
 		s.writer = nil
 		return fmt.Errorf("taking the writer lock %s: %w", s.path(writerLockName), err)
 	}
@@ -462,9 +464,10 @@ func (s *Store) ensureRegularFile(name string) error {
 // and gives the lock file a fresh last-write token so that long-running readers (Podman service,
 // CRI-O) reload. The token is recorded before the write, like the storage library, so a crash after
 // the write still invalidates readers' caches, and again after it, so a reader on a filesystem without
-// working fcntl locks that loaded the old file under the new token reloads once more.
+// working fcntl locks that loaded the old file under the new token reloads once more. The wait is not
+// cancellable: readers hold the lock only while they read, and a metadata change once begun is finished.
 func recordWrite(l *lockfile.LockFile, write func() error) error {
-	if err := waitLock(l); err != nil {
+	if err := waitLock(context.Background(), l); err != nil {
 		return err
 	}
 	defer unlock(l)

@@ -72,7 +72,7 @@ func (v *versions) info(t *testing.T, id string) ImageInfo {
 // checkClean asserts that the store reads as Podman reads it, without a problem or leftover.
 func checkClean(t *testing.T, dir string) {
 	t.Helper()
-	r, err := Check(dir, CheckOptions{})
+	r, err := Check(t.Context(), dir, CheckOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,18 +123,18 @@ func TestRemoveSupersedes(t *testing.T) {
 	putImage(t, v.s, m)
 	imagesJSON := filepath.Join(v.dir, "overlay-images", "images.json")
 
-	r, err := v.s.Remove("example.com/app:1", RemoveOptions{})
+	r, err := v.s.Remove(t.Context(), "example.com/app:1", RemoveOptions{})
 	if err != nil || r.Superseded || r.ImageRemoved || !slices.Equal(v.image(t, m.ID).Names, []string{mirror}) {
 		t.Fatalf("rm of one of two names: %+v, %v, names %v; want it untagged", r, err, v.image(t, m.ID).Names)
 	}
 
 	before := readFile(t, imagesJSON)
-	dry, err := v.s.Remove(mirror, RemoveOptions{DryRun: true})
+	dry, err := v.s.Remove(t.Context(), mirror, RemoveOptions{DryRun: true})
 	wantKept := []string{"example.org/mirror/app@" + m.Digest.String()}
 	if err != nil || !dry.Superseded || !slices.Equal(dry.KeptAs, wantKept) || !bytes.Equal(before, readFile(t, imagesJSON)) {
 		t.Fatalf("rm --dry-run of the last name: %+v, %v; want it reported superseded as %v and nothing written", dry, err, wantKept)
 	}
-	r, err = v.s.Remove(mirror, RemoveOptions{})
+	r, err = v.s.Remove(t.Context(), mirror, RemoveOptions{})
 	if err != nil || !r.Superseded || r.ImageRemoved || !slices.Equal(r.KeptAs, wantKept) || !slices.Equal(r.Names, []string{mirror}) {
 		t.Fatalf("rm of the last name: %+v, %v; want it superseded, kept as %v", r, err, wantKept)
 	}
@@ -145,7 +145,7 @@ func TestRemoveSupersedes(t *testing.T) {
 	// Again, later, by its digested name: nothing changes, the grace period keeps its start.
 	v.now = v.now.Add(time.Hour)
 	before = readFile(t, imagesJSON)
-	r, err = v.s.Remove(wantKept[0], RemoveOptions{})
+	r, err = v.s.Remove(t.Context(), wantKept[0], RemoveOptions{})
 	if err != nil || !r.Superseded || len(r.Names) != 0 || !bytes.Equal(before, readFile(t, imagesJSON)) {
 		t.Errorf("rm of a superseded image: %+v, %v; want it left as it was", r, err)
 	}
@@ -157,7 +157,7 @@ func TestRemoveSupersedes(t *testing.T) {
 	v1 := v.v1
 	v1.Names = []string{"example.net/tools/app:2"}
 	putImage(t, v.s, v1)
-	r, err = v.s.Remove(v1.ID, RemoveOptions{})
+	r, err = v.s.Remove(t.Context(), v1.ID, RemoveOptions{})
 	want := []string{"example.net/tools/app@" + v1.Digest.String(), digested(v1)}
 	if err != nil || !r.Superseded || !slices.Equal(v.image(t, v1.ID).Names, want) {
 		t.Errorf("rm by ID: %+v, %v, names %v; want superseded as %v", r, err, v.image(t, v1.ID).Names, want)
@@ -170,21 +170,21 @@ func TestRemoveSupersedes(t *testing.T) {
 // for gc's grace period.
 func TestRemoveNow(t *testing.T) {
 	v := newVersions(t)
-	r, err := v.s.Remove("app:stable", RemoveOptions{Now: true})
+	r, err := v.s.Remove(t.Context(), "app:stable", RemoveOptions{Now: true})
 	if err != nil || !r.ImageRemoved || r.Superseded {
 		t.Fatalf("rm --now: %+v, %v", r, err)
 	}
 	if _, ok := v.s.Image(v.v1.ID); ok || exists(filepath.Join(v.dir, "overlay-images", v.v1.ID)) {
 		t.Error("rm --now left the image's record or big data")
 	}
-	report, err := v.s.GC(time.Hour, v.now, false)
+	report, err := v.s.GC(t.Context(), time.Hour, v.now, false)
 	if err != nil || len(report.Deleted) != 0 || report.Waiting[v.own1.meta.ID] == "" {
 		t.Errorf("gc inside the grace period: %+v, %v; want the layers waiting", report, err)
 	}
 	// Superseding an image already superseded --now removes it too.
 	putImage(t, v.s, v.v1)
 	putImage(t, v.s, v.v2)
-	if r, err := v.s.Remove(digested(v.v1), RemoveOptions{Now: true}); err != nil || !r.ImageRemoved {
+	if r, err := v.s.Remove(t.Context(), digested(v.v1), RemoveOptions{Now: true}); err != nil || !r.ImageRemoved {
 		t.Errorf("rm --now of a superseded image: %+v, %v", r, err)
 	}
 }
@@ -197,7 +197,7 @@ func TestGCRemovesSupersededImageAfterGrace(t *testing.T) {
 	putImage(t, v.s, v.v2)
 	grace := 24 * time.Hour
 
-	report, err := v.s.GC(grace, superseded.Add(grace-time.Minute), false)
+	report, err := v.s.GC(t.Context(), grace, superseded.Add(grace-time.Minute), false)
 	if err != nil || len(report.RemovedImages) != 0 || len(report.Deleted) != 0 {
 		t.Fatalf("gc inside the grace period: %+v, %v; want nothing removed", report, err)
 	}
@@ -210,12 +210,12 @@ func TestGCRemovesSupersededImageAfterGrace(t *testing.T) {
 	v.image(t, v.v1.ID)
 
 	after := superseded.Add(grace)
-	dry, err := v.s.GC(grace, after, true)
+	dry, err := v.s.GC(t.Context(), grace, after, true)
 	if err != nil || !slices.Equal(dry.RemovedImages, []string{v.v1.ID}) || !slices.Equal(dry.Deleted, []string{v.own1.meta.ID}) {
 		t.Errorf("gc --dry-run after the grace period: %+v, %v", dry, err)
 	}
 	v.image(t, v.v1.ID)
-	report, err = v.s.GC(grace, after, false)
+	report, err = v.s.GC(t.Context(), grace, after, false)
 	if err != nil || !slices.Equal(report.RemovedImages, []string{v.v1.ID}) {
 		t.Fatalf("gc after the grace period: %+v, %v; want the superseded image removed", report, err)
 	}
@@ -256,7 +256,7 @@ func TestRepublishMakesSupersededImageCurrent(t *testing.T) {
 	if names := v.image(t, v.v2.ID).Names; !slices.Equal(names, []string{digested(v.v2)}) {
 		t.Errorf("the image the tag left: names %v, want [%s]", names, digested(v.v2))
 	}
-	report, err := v.s.GC(0, v.now.Add(time.Hour), false)
+	report, err := v.s.GC(t.Context(), 0, v.now.Add(time.Hour), false)
 	if err != nil || !slices.Equal(report.RemovedImages, []string{v.v2.ID}) {
 		t.Errorf("gc after the grace period: %+v, %v; want only %s removed", report, err, v.v2.ID)
 	}
@@ -272,7 +272,7 @@ func TestMovingTagStaysBounded(t *testing.T) {
 		v.now = v.now.Add(step)
 		own := commitTestLayer(t, v.s, v.base.meta.ID, []testEntry{{name: fmt.Sprintf("run%d", i), data: "x", mode: 0o644}})
 		putImage(t, v.s, testImageMeta(t, []testLayer{v.base, own}, []string{stable}, fmt.Sprint(i)))
-		report, err := v.s.GC(grace, v.now, false)
+		report, err := v.s.GC(t.Context(), grace, v.now, false)
 		if err != nil {
 			t.Fatal(err)
 		}
