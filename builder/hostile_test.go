@@ -437,7 +437,7 @@ func TestHostileCorpus(t *testing.T) {
 				}
 				checkStore(t, e.store, false)
 				// Back to the good store for the next case.
-				if _, err := store.Remove(t.Context(), "localhost/hostile/"+tc.name+":1", false); err != nil {
+				if _, err := store.Remove(t.Context(), "localhost/hostile/"+tc.name+":1", layout.RemoveOptions{}); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := store.GC(t.Context(), 0, time.Now(), false); err != nil {
@@ -517,12 +517,18 @@ func TestHostileDeviceNodeWithoutPrivilege(t *testing.T) {
 	if root == "" {
 		setpriv := testenv.LookPath(t, "setpriv", "util-linux") // to drop CAP_MKNOD
 		// The store is created here, with every privilege: creating one without them is refused
-		// (layout.ErrNotPrivileged), and what is tested is the unpacker's own refusal.
+		// (layout.ErrNotPrivileged), and what is tested is the unpacker's own refusal. It gets the good
+		// image: a new store closed without images is taken away again.
 		root = t.TempDir()
 		store, err := layout.OpenWithOptions(t.Context(), filepath.Join(root, "store"), layout.Options{Create: true})
 		if err != nil {
 			t.Fatal(err)
 		}
+		goodDir := filepath.Join(t.TempDir(), "good") // outside root, which must hold only what the child makes
+		if _, err := testimage.WriteLayout(goodDir, "1", testimage.Image{Layers: []testimage.Layer{goodBase()}}); err != nil {
+			t.Fatal(err)
+		}
+		mustPublish(t, &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}, "oci:"+goodDir+":1", hostileGoodName)
 		closeStore(t, store)
 		cmd := exec.Command(setpriv, "--inh-caps=-mknod", "--bounding-set=-mknod", "--",
 			os.Args[0], "-test.run=^TestHostileDeviceNodeWithoutPrivilege$", "-test.v")

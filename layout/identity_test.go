@@ -84,7 +84,7 @@ var entryPoints = []struct {
 		return openAndClose(dir, Options{Create: true, Driver: d}, nil)
 	}},
 	{"rm (OpenWithOptions, Remove)", false, func(dir string, _ Driver) error {
-		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Remove(context.Background(), "app", false); return err })
+		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Remove(context.Background(), "app", RemoveOptions{}); return err })
 	}},
 	{"gc (OpenWithOptions, GC)", false, func(dir string, _ Driver) error {
 		return openAndClose(dir, Options{Lock: LockOptions{NoWait: true}}, func(s *Store) error {

@@ -118,7 +118,13 @@ func storeNames(t *testing.T, dir string) []string {
 	}
 	var names []string
 	for _, img := range snap.Images {
-		names = append(names, img.Names...)
+		info, err := snap.Info(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Superseded == nil { // a superseded image's digested names are cargohold's
+			names = append(names, img.Names...)
+		}
 	}
 	slices.Sort(names)
 	return names
@@ -227,8 +233,9 @@ func isHookError(hook string) func(error) bool {
 	}
 }
 
-// Names a recipe no longer lists are reported; --prune removes them, but only after a run in which
-// every image succeeded. The steps run one after another on one store.
+// Names a recipe no longer lists are reported; --prune removes them (an image left without names is
+// superseded, as by rm), but only after a run in which every image succeeded. The steps run one after
+// another on one store.
 func TestPruneOnlyAfterFullSuccess(t *testing.T) {
 	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
@@ -263,6 +270,9 @@ func TestPruneOnlyAfterFullSuccess(t *testing.T) {
 			var pruned []string
 			for _, p := range all[Pruned](rec) {
 				pruned = append(pruned, p.Name)
+				if !p.Superseded || len(p.KeptAs) != 1 || !strings.HasPrefix(p.KeptAs[0], "localhost/test/other@sha256:") {
+					t.Errorf("pruned %+v, want its image superseded under its digested name", p.Removal)
+				}
 			}
 			if !slices.Equal(pruned, step.wantPruned) {
 				t.Errorf("pruned %q, want %q", pruned, step.wantPruned)

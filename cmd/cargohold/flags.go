@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/urfave/cli/v2"
 )
 
@@ -50,6 +52,14 @@ func formatFlag(json *bool) cli.Flag {
 			}
 			return nil
 		}}
+}
+
+// defaultGrace is gc's --grace, and what ls assumes for when gc may remove a superseded image.
+const defaultGrace = 24 * time.Hour
+
+// graceFlag is gc's --grace, and ls's, which shows when gc may remove a superseded image.
+func graceFlag(dst *time.Duration, usage string) cli.Flag {
+	return &cli.DurationFlag{Name: "grace", Value: defaultGrace, Usage: usage, Destination: dst}
 }
 
 // setPtr is the Action of a flag whose absence matters (it then leaves *dst nil): it runs only when

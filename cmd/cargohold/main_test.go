@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -228,8 +229,8 @@ func recipeOf(store string, refs ...string) string {
 	return text
 }
 
-// Names the recipe no longer lists are reported; --prune removes them, but not after a run in
-// which an image failed.
+// Names the recipe no longer lists are reported; --prune removes them (their image is superseded,
+// as by rm), but not after a run in which an image failed.
 func TestPrunePolicy(t *testing.T) {
 	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
@@ -249,11 +250,16 @@ func TestPrunePolicy(t *testing.T) {
 
 	r = cargohold(t, "publish", "--insecure-policy", "--recipe", one, "--prune")
 	r.want(t, 0)
-	if !strings.Contains(r.stdout, "pruned    localhost/test/other:1") {
-		t.Errorf("--prune did not prune:\n%s", r.stdout)
+	if !strings.Contains(r.stdout, "pruned    localhost/test/other:1") || !strings.Contains(r.stdout, "(kept as localhost/test/other@sha256:") {
+		t.Errorf("--prune did not prune, or not say that the image is kept until gc:\n%s", r.stdout)
 	}
-	if ls := cargohold(t, "ls", "--store", store); strings.Contains(ls.stdout, "other") {
-		t.Errorf("the pruned name is still listed:\n%s", ls.stdout)
+	ls := cargohold(t, "ls", "--store", store)
+	if strings.Contains(ls.stdout, "other:1") || !regexp.MustCompile(`localhost/test/other@sha256:.*superseded`).MatchString(ls.stdout) {
+		t.Errorf("the pruned name is still listed, or its image not as superseded:\n%s", ls.stdout)
+	}
+	r = cargohold(t, "publish", "--insecure-policy", "--recipe", one, "--prune")
+	if r.want(t, 0); strings.Contains(r.stdout, "extra") || strings.Contains(r.stdout, "pruned") {
+		t.Errorf("a superseded image's digested name counts as a name the recipe does not list:\n%s", r.stdout)
 	}
 }
 
