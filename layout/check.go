@@ -51,7 +51,7 @@ func (r *CheckReport) OK() bool { return len(r.Problems) == 0 }
 // layers.json changed while it ran, it runs again on the new state (up to checkAttempts times), so
 // that what it reports are problems of one state of the store.
 func Check(dir string, opts CheckOptions) (*CheckReport, error) {
-	dir, err := filepath.Abs(dir)
+	dir, err := ResolveDir(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ const (
 // Store is a store opened for writing by one cargohold process. Its methods are safe for
 // concurrent use; commits and image updates are serialized.
 type Store struct {
-	dir   string     // absolute path, as given
+	dir   string     // absolute path, symlinks resolved (ResolveDir)
 	root  *os.Root   // every write goes through it, so nothing outside the store is ever written
 	paths storePaths // where the driver's files are
 
@@ -63,7 +63,7 @@ type Store struct {
 // creates what the store lacks, loads the metadata and removes what a crashed run left behind (see
 // Leftover). The store keeps the driver it has; a new one gets opts.Driver (default overlay).
 func open(dir string, opts Options) (_ *Store, err error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := ResolveDir(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ package publish
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/hooks"
@@ -145,7 +144,7 @@ func (p *Plan) add(template string, t target, settings recipe.Publish) error {
 	if err != nil {
 		return err
 	}
-	if dir, err = filepath.Abs(dir); err != nil {
+	if dir, err = layout.ResolveDir(dir); err != nil { // two spellings of one store are one store
 		return err
 	}
 	s, err := p.store(dir, settings)

@@ -38,10 +38,12 @@ type checkOptions struct {
 	deep, repair, noWait, json bool
 }
 
-func runCheck(_ context.Context, opts checkOptions) error {
+func runCheck(_ context.Context, opts checkOptions) (err error) {
+	if opts.store, err = realStore(opts.store); err != nil {
+		return err
+	}
 	var repaired []string
 	if opts.repair {
-		var err error
 		if repaired, err = repairStore(opts); err != nil {
 			return err
 		}

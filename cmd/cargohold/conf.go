@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/recipe"
@@ -43,7 +42,7 @@ func missingOKFlag() cli.Flag {
 // confOptions are what every conf subcommand needs: the store as this node sees it and its driver.
 type confOptions struct {
 	out    output
-	store  string // absolute, a platform template expanded for this host
+	store  string // absolute, symlinks resolved, a platform template expanded for this host
 	driver string // --driver, else the store's own, else overlay
 	remove bool
 	backup bool
@@ -57,7 +56,7 @@ func confOptionsOf(c *cli.Context, registers bool) (confOptions, error) {
 	opts := confOptions{out: outputOf(c), remove: c.Bool("remove"), backup: c.Bool("backup")}
 	store, err := recipe.StorePath(c.String("store"), "")
 	if err == nil {
-		store, err = filepath.Abs(store)
+		store, err = layout.ResolveDir(store) // one spelling of the store: its real path
 	}
 	if err == nil {
 		err = storageconf.CheckStorePath(store)

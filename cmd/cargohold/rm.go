@@ -147,6 +147,10 @@ func openExistingStore(out output, dir string, noWait bool) (*layout.Store, erro
 	if dir == "" {
 		return nil, usageErrorf("no store: give --store DIR")
 	}
+	dir, err := realStore(dir)
+	if err != nil {
+		return nil, err
+	}
 	store, err := layout.OpenWithOptions(dir, withLock(out, noWait, dir, layout.Options{}))
 	if err != nil {
 		return nil, storeError(fmt.Errorf("opening store %s: %w", dir, err))
