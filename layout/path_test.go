@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,7 +40,7 @@ func TestStoreThroughSymlink(t *testing.T) {
 	want, err := filepath.EvalSymlinks(filepath.Join(real, "store"))
 	setUpDir(t, err)
 
-	r, err := Check(via, CheckOptions{Deep: true})
+	r, err := Check(context.Background(), via, CheckOptions{Deep: true})
 	if err != nil || !r.OK() {
 		t.Fatalf("Check through the link: %v, %v", r, err)
 	}
@@ -50,7 +51,7 @@ func TestStoreThroughSymlink(t *testing.T) {
 	if d, err := Identify(via); err != nil || d != Overlay {
 		t.Errorf("Identify through the link: %s, %v", d, err)
 	}
-	s, err := OpenWithOptions(via, Options{})
+	s, err := OpenWithOptions(context.Background(), via, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -213,7 +213,7 @@ func TestCheckPodmanWillFail(t *testing.T) {
 		name  string
 		uid   int
 		setUp func(s *sandbox, home string) // home: the user's
-		fails string                         // a failure saying this; "": none
+		fails string                        // a failure saying this; "": none
 	}{
 		{name: "rootless, storage and file agree", uid: 1000, setUp: func(s *sandbox, home string) {
 			madeWith(t, home, "overlay")
