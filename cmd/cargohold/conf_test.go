@@ -135,7 +135,7 @@ func TestConfCheckPodmanWillFail(t *testing.T) {
 	r.want(t, 1)
 	for _, want := range []string{"storage: " + graph + " (made with the vfs driver, which Podman keeps)",
 		"result:  Podman will FAIL: every podman command of this user exits with an error:",
-		`("vfs driver does not support overlay.imagestore options")`, "result:  Podman will NOT see " + store} {
+		`"vfs driver does not support overlay.imagestore options"`, "result:  Podman will NOT see " + store} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout does not say %q:\n%s", want, r.stdout)
 		}
