@@ -95,7 +95,10 @@ var entryPoints = []struct {
 		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Repair(context.Background()); return err })
 	}},
 	{"ls/inspect (Read)", false, func(dir string, _ Driver) error { _, err := Read(dir); return err }},
-	{"check (Check)", false, func(dir string, _ Driver) error { _, err := Check(context.Background(), dir, CheckOptions{Deep: true}); return err }},
+	{"check (Check)", false, func(dir string, _ Driver) error {
+		_, err := Check(context.Background(), dir, CheckOptions{Deep: true})
+		return err
+	}},
 	{"conf (Identify)", false, func(dir string, _ Driver) error { _, err := Identify(dir); return err }},
 }
 

@@ -52,11 +52,11 @@ platforms = ["linux/arm/v7"]
 	}
 	want := [][]string{{"linux/amd64", "linux/arm64"}, {"linux/arm64"}, {"linux/arm/v7"}}
 	for i, img := range r.Images {
-		if got := img.PlatformList(r.Defaults); !slices.Equal(got, want[i]) {
+		if got := img.Over(r.Defaults).PlatformList(); !slices.Equal(got, want[i]) {
 			t.Errorf("image %s: platforms %v, want %v", img.Ref, got, want[i])
 		}
 	}
-	if got := (Image{Ref: "x"}).PlatformList(Settings{}); !slices.Equal(got, []string{""}) {
+	if got := (Image{Ref: "x"}).Over(Settings{}).PlatformList(); !slices.Equal(got, []string{""}) {
 		t.Errorf("no platform anywhere: %v, want the host's", got)
 	}
 }

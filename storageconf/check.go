@@ -3,6 +3,7 @@ package storageconf
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"github.com/cargohold/cargohold/internal/shell"
@@ -196,9 +197,10 @@ func fixFor(store string, l Lookup, eff *Effective) string {
 	}
 }
 
-// DetectReader runs `podman --version` and returns how that Podman reads storage.conf.
-func DetectReader() (Reader, string, error) {
-	out, err := exec.Command("podman", "--version").Output()
+// DetectReader runs `podman --version` (killed when ctx ends) and returns how that Podman reads
+// storage.conf.
+func DetectReader(ctx context.Context) (Reader, string, error) {
+	out, err := exec.CommandContext(ctx, "podman", "--version").Output()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) && len(bytes.TrimSpace(exit.Stderr)) > 0 {
 		// Podman up to 5.x fails even --version on a configuration it cannot use: say why.

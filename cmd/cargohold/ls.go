@@ -12,11 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// formatFlag is shared by the read commands (a fresh value each: a cli.Flag keeps state).
-func formatFlag() cli.Flag {
-	return &cli.StringFlag{Name: "format", Value: "table", Usage: "`table` or json"}
-}
-
 // readOptions are those of the commands that only read a store (ls, inspect).
 type readOptions struct {
 	out   output
@@ -24,41 +19,27 @@ type readOptions struct {
 	json  bool // --format json
 }
 
-func readOptionsOf(c *cli.Context) (readOptions, error) {
-	opts := readOptions{out: outputOf(c), store: c.String("store")}
-	switch f := c.String("format"); f {
-	case "table":
-	case "json":
-		opts.json = true
-	default:
-		return opts, usageErrorf("--format %q: want table or json", f)
-	}
-	return opts, nil
-}
-
 func newLsCommand() *cli.Command {
+	o := &readOptions{}
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list the store's images",
 		Description: "Reads the store without locking it, as Podman does: it works while a publish runs and\n" +
 			"needs no write access.",
-		Flags: []cli.Flag{storeFlag(), formatFlag()},
+		Flags: []cli.Flag{storeFlag(&o.store, true), formatFlag(&o.json)},
 		Action: func(c *cli.Context) error {
-			opts, err := readOptionsOf(c)
-			if err != nil {
-				return err
-			}
-			return runLs(c.Context, opts)
+			o.out = outputOf(c)
+			return runLs(c.Context, *o)
 		},
 	}
 }
 
-func runLs(_ context.Context, opts readOptions) error {
+func runLs(ctx context.Context, opts readOptions) error {
 	snap, err := readStore(opts.store)
 	if err != nil {
 		return err
 	}
-	infos, err := imageInfos(snap)
+	infos, err := imageInfos(ctx, snap)
 	if err != nil {
 		return storeError(err)
 	}
@@ -82,31 +63,37 @@ func runLs(_ context.Context, opts readOptions) error {
 	return w.Flush()
 }
 
+type inspectOptions struct {
+	readOptions
+	images []string // the IMAGE arguments: exactly one
+}
+
 func newInspectCommand() *cli.Command {
+	o := &inspectOptions{}
 	return &cli.Command{
 		Name:      "inspect",
 		Usage:     "show one image: names, digests, platform, source, layers",
 		ArgsUsage: "IMAGE   (name, name without registry, or ID)",
-		Flags:     []cli.Flag{storeFlag(), formatFlag()},
+		Flags:     []cli.Flag{storeFlag(&o.store, true), formatFlag(&o.json)},
 		Action: func(c *cli.Context) error {
-			opts, err := readOptionsOf(c)
-			if err != nil {
-				return err
-			}
-			if c.Args().Len() != 1 {
-				return usageErrorf("inspect takes one IMAGE")
-			}
-			return runInspect(c.Context, opts, c.Args().First())
+			o.out, o.images = outputOf(c), c.Args().Slice()
+			return runInspect(c.Context, *o)
 		},
 	}
 }
 
-func runInspect(_ context.Context, opts readOptions, image string) error {
+func runInspect(ctx context.Context, opts inspectOptions) error {
+	if len(opts.images) != 1 {
+		return usageErrorf("inspect takes one IMAGE")
+	}
+	if err := context.Cause(ctx); err != nil {
+		return err // a signal: inspect is quick, it stops before it starts
+	}
 	snap, err := readStore(opts.store)
 	if err != nil {
 		return err
 	}
-	img, err := snap.Find(image)
+	img, err := snap.Find(opts.images[0])
 	if err != nil {
 		return &kindError{errFailed, err}
 	}
@@ -159,9 +146,13 @@ func realStore(dir string) (string, error) {
 	return real, nil
 }
 
-func imageInfos(snap *layout.Snapshot) ([]layout.ImageInfo, error) {
+// imageInfos reads the details of every image (a file per image), until ctx ends.
+func imageInfos(ctx context.Context, snap *layout.Snapshot) ([]layout.ImageInfo, error) {
 	infos := []layout.ImageInfo{}
 	for _, img := range snap.Images {
+		if err := context.Cause(ctx); err != nil {
+			return nil, err
+		}
 		info, err := snap.Info(img)
 		if err != nil {
 			return nil, err

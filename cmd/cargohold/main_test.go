@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/publish"
 	"github.com/sirupsen/logrus"
 )
 
@@ -32,17 +34,8 @@ func TestMain(m *testing.M) {
 	}
 	layouts = dir
 	busybox := []byte("#!/bin/sh\necho not really busybox\n")
-	for _, f := range testimage.Fixtures(busybox) {
-		var err error
-		switch f.Name {
-		case "hello", "other":
-			_, err = testimage.WriteLayout(filepath.Join(dir, f.Name), f.Tag, f.Image)
-		case "multi":
-			_, _, err = testimage.WriteMultiPlatform(filepath.Join(dir, f.Name), f.Tag, f.Platforms)
-		}
-		if err != nil {
-			panic(err)
-		}
+	if err := testimage.WriteFixtureLayouts(dir, busybox, "hello", "other", "multi"); err != nil {
+		panic(err)
 	}
 	code := m.Run()
 	if err := os.RemoveAll(dir); err != nil {
@@ -108,6 +101,10 @@ func TestExitCodes(t *testing.T) {
 		{"version", []string{"--version"}, 0, ""},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"unknown flag", []string{"ls", "--stroe", dir}, 2, "stroe"},
+		{"a bad flag value", []string{"publish", "--store", dir, "--jobs", "many", "alpine"}, 2, `invalid value "many" for flag -jobs`},
+		{"a flag without its value", []string{"ls", "--store"}, 2, "flag needs an argument"},
+		{"an unknown help topic", []string{"help", "frobnicate"}, 2, "No help topic"},
+		{"an unknown conf subcommand", []string{"conf", "frob"}, 2, "frob"},
 		{"missing --store", []string{"gc"}, 2, "store"},
 		{"bad --format", []string{"ls", "--store", dir, "--format", "yaml"}, 2, "yaml"},
 		{"missing --authfile", []string{"publish", "--store", dir, "alpine", "--authfile", dir + "/none.json"}, 2, "none.json"},
@@ -121,6 +118,26 @@ func TestExitCodes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cargohold(t, tc.args...).want(t, tc.code, tc.stderrHas)
 		})
+	}
+}
+
+// An error of no kind is a failure (1), not a usage error: 2 is only for what the user typed, and the
+// flag parser's errors are marked as such (TestExitCodes).
+func TestErrorsOfNoKindExit1(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{errors.New("writing the report: broken pipe"), exitFailed},
+		{fmt.Errorf("wrapped: %w", errors.New("no kind")), exitFailed},
+		{usageErrorf("bad flag"), exitUsage},
+		{storeError(errors.New("unreadable")), exitStore},
+		{fmt.Errorf("opening store: %w", layout.ErrNotStore), exitUsage},
+		{fmt.Errorf("%w: 1 of 2 images failed", publish.ErrImagesFailed), exitFailed},
+	} {
+		if got := exitCode(tc.err); got != tc.want {
+			t.Errorf("exitCode(%q) = %d, want %d", tc.err, got, tc.want)
+		}
 	}
 }
 
@@ -339,6 +356,27 @@ func TestLockedStoreExits3(t *testing.T) {
 	}()
 	cargohold(t, "gc", "--store", store, "--no-wait").want(t, 3, "another cargohold run is writing the store")
 	cargohold(t, publishArgs(store, "--no-wait")...).want(t, 3, "another cargohold run is writing the store")
+}
+
+// SIGTERM while gc waits for another run's lock ends the wait: exit 143, saying why.
+func TestSignalEndsALockWait(t *testing.T) {
+	requireRoot(t)
+	store := filepath.Join(t.TempDir(), "store")
+	cargohold(t, publishArgs(store)...).want(t, 0)
+	held, err := layout.OpenWithOptions(t.Context(), store, layout.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = held.Close() }()
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	}()
+	start := time.Now()
+	cargohold(t, "gc", "--store", store).want(t, 143, "waiting: another cargohold run", "interrupted by SIGTERM")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("gc took %s to stop", d)
+	}
 }
 
 // containers/image's own log lines come out as cargohold's, not as logrus's "time=… level=…".

@@ -10,19 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func newRmCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "rm",
-		Usage:     "take names or images out of the store (their layers stay until gc)",
-		ArgsUsage: "IMAGE...   (a name removes that name, and the image once it has none left; an ID removes the image)",
-		Flags: []cli.Flag{storeFlag(), noWaitFlag(), dryRunFlag("removed"), quietFlag(),
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}},
-		Action: func(c *cli.Context) error {
-			return runRm(c.Context, rmOptions{writeOptions: writeOptionsOf(c), words: c.Args().Slice(), json: c.Bool("json")})
-		},
-	}
-}
-
 // writeOptions are those of the commands that change a store (rm, gc).
 type writeOptions struct {
 	out    output
@@ -30,17 +17,34 @@ type writeOptions struct {
 	noWait bool
 	dryRun bool
 	quiet  bool // print nothing on success
+	json   bool
 }
 
-func writeOptionsOf(c *cli.Context) writeOptions {
-	return writeOptions{out: outputOf(c), store: c.String("store"), noWait: c.Bool("no-wait"),
-		dryRun: c.Bool("dry-run"), quiet: c.Bool("quiet")}
+// writeFlags are rm's and gc's shared flags, bound to o, with the command's own before --json; what
+// says what a dry run reports.
+func writeFlags(o *writeOptions, what string, own ...cli.Flag) []cli.Flag {
+	flags := []cli.Flag{storeFlag(&o.store, true), noWaitFlag(&o.noWait), dryRunFlag(&o.dryRun, what),
+		quietFlag(&o.quiet, "print nothing on success (errors only)")}
+	return append(append(flags, own...), jsonFlag(&o.json, "print a JSON report"))
 }
 
 type rmOptions struct {
 	writeOptions
-	words []string // names or IDs
-	json  bool
+	words []string // the IMAGE arguments: names or IDs
+}
+
+func newRmCommand() *cli.Command {
+	o := &rmOptions{}
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "take names or images out of the store (their layers stay until gc)",
+		ArgsUsage: "IMAGE...   (a name removes that name, and the image once it has none left; an ID removes the image)",
+		Flags:     writeFlags(&o.writeOptions, "removed"),
+		Action: func(c *cli.Context) error {
+			o.out, o.words = outputOf(c), c.Args().Slice()
+			return runRm(c.Context, *o)
+		},
+	}
 }
 
 func runRm(ctx context.Context, opts rmOptions) (err error) {
@@ -83,26 +87,26 @@ func runRm(ctx context.Context, opts rmOptions) (err error) {
 	return nil
 }
 
+type gcOptions struct {
+	writeOptions
+	grace time.Duration
+}
+
 func newGcCommand() *cli.Command {
+	o := &gcOptions{}
 	return &cli.Command{
 		Name:  "gc",
 		Usage: "delete layers no image has used for longer than the grace period",
 		Description: "A layer of a removed image may still be mounted by containers running on nodes, so it is\n" +
 			"deleted only when it has been unused for --grace (the time it became unused is recorded in the\n" +
 			"store by the first gc that sees it unused).",
-		Flags: []cli.Flag{storeFlag(), noWaitFlag(), dryRunFlag("deleted"), quietFlag(),
-			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long an unused layer is kept"},
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}},
+		Flags: writeFlags(&o.writeOptions, "deleted",
+			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long an unused layer is kept", Destination: &o.grace}),
 		Action: func(c *cli.Context) error {
-			return runGc(c.Context, gcOptions{writeOptions: writeOptionsOf(c), grace: c.Duration("grace"), json: c.Bool("json")})
+			o.out = outputOf(c)
+			return runGc(c.Context, *o)
 		},
 	}
-}
-
-type gcOptions struct {
-	writeOptions
-	grace time.Duration
-	json  bool
 }
 
 func runGc(ctx context.Context, opts gcOptions) (err error) {
@@ -131,14 +135,6 @@ func runGc(ctx context.Context, opts gcOptions) (err error) {
 		opts.out.printf("unused layer %s is kept until %s\n", id, after)
 	}
 	return nil
-}
-
-func dryRunFlag(what string) cli.Flag {
-	return &cli.BoolFlag{Name: "dry-run", Usage: "say what would be " + what + ", change nothing"}
-}
-
-func quietFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success (errors only)"}
 }
 
 // openExistingStore opens the store at dir for writing, waiting for (or with --no-wait refusing)
