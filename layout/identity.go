@@ -142,7 +142,7 @@ func (m *marker) newer(dir string) error {
 // writes nothing. A store written before markers that holds no records yet is an overlay store, as
 // opening it without Options.Driver would make it.
 func Identify(dir string) (Driver, error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := ResolveDir(dir)
 	if err != nil {
 		return "", err
 	}

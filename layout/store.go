@@ -40,7 +40,7 @@ const (
 // Store is a store opened for writing by one cargohold process. Its methods are safe for
 // concurrent use; commits and image updates are serialized.
 type Store struct {
-	dir   string     // absolute path, as given
+	dir   string     // absolute path, symlinks resolved (ResolveDir)
 	root  *os.Root   // every write goes through it, so nothing outside the store is ever written
 	paths storePaths // where the driver's files are
 
@@ -81,7 +81,7 @@ func (s *Store) clock() time.Time {
 // Leftover). The store keeps the driver it has; a new one gets opts.Driver (default overlay). A wait
 // for the lock ends with ctx (its cause is the error).
 func open(ctx context.Context, dir string, opts Options) (*Store, error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := ResolveDir(dir)
 	if err != nil {
 		return nil, err
 	}
