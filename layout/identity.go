@@ -233,9 +233,9 @@ func checkWritable(dir string) error {
 // creation is what opening a new store found at its path, so that Close can take the store away
 // again when nothing was published into it (see Store.discard).
 type creation struct {
-	dir     bool            // the store dir did not exist: open created it (its parents stay)
-	kept    map[string]bool // what an existing empty dir held (lost+found, .cvmfscatalog)
-	mode    fs.FileMode     // an existing dir's mode (open makes the store root a+rx)
+	dir  bool            // the store dir did not exist: open created it (its parents stay)
+	kept map[string]bool // what an existing empty dir held (lost+found, .cvmfscatalog)
+	mode fs.FileMode     // an existing dir's mode (open makes the store root a+rx)
 }
 
 // prepare checks that dir may be opened for writing with opts and creates it (with its parents) when
