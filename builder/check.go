@@ -4,14 +4,9 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 
 	"github.com/cargohold/cargohold/internal/platform"
-	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
-	"go.podman.io/image/v5/pkg/shortnames"
-	"go.podman.io/image/v5/transports"
-	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 )
 
@@ -19,11 +14,11 @@ import (
 // platform and auth file. A run checks every request first, so that a typo in a recipe stops it
 // before its hooks (a CVMFS transaction) or any write.
 func (r Request) Check() error {
-	if err := checkRef(r.Ref); err != nil {
+	if _, err := parseImageRef(r.Ref); err != nil {
 		return err
 	}
 	for _, name := range r.Names {
-		if _, err := reference.ParseNormalizedNamed(name); err != nil {
+		if _, err := parseName(name); err != nil {
 			return fmt.Errorf("%s: name %q: %w", r.Ref, name, err)
 		}
 	}
@@ -66,21 +61,19 @@ func (r Request) Claims() []string {
 		names = appendNew(names, reference.TagNameOnly(own).String())
 	}
 	for _, e := range r.Names {
-		if named, err := reference.ParseNormalizedNamed(e); err == nil {
-			names = appendNew(names, reference.TagNameOnly(named).String())
+		if named, err := parseName(e); err == nil {
+			names = appendNew(names, named.String())
 		}
 	}
 	return names
 }
 
-// ownNames are the names the reference itself may give the image.
+// ownNames are the names the reference itself may give the image: those of the candidates
+// resolve would try.
 func (r Request) ownNames() []reference.Named {
-	if transport, _, ok := strings.Cut(r.Ref, ":"); ok && transport != docker.Transport.Name() && transports.Get(transport) != nil {
-		ref, err := alltransports.ParseImageName(r.Ref)
-		if err != nil || ref.DockerReference() == nil {
-			return nil
-		}
-		return []reference.Named{ref.DockerReference()}
+	ref, err := parseImageRef(r.Ref)
+	if err != nil {
+		return nil
 	}
 	opts := Options{}
 	if r.Options != nil {
@@ -92,13 +85,15 @@ func (r Request) ownNames() []reference.Named {
 	}
 	disabled := types.ShortNameModeDisabled // all candidates, and never a prompt
 	sys.ShortNameMode = &disabled
-	resolved, err := shortnames.Resolve(sys, strings.TrimPrefix(r.Ref, docker.Transport.Name()+"://"))
+	refs, _, err := candidates(ref, sys)
 	if err != nil {
 		return nil // resolving fails again when the image is published, and says why
 	}
 	var names []reference.Named
-	for _, c := range resolved.PullCandidates {
-		names = append(names, c.Value)
+	for _, c := range refs {
+		if named := c.DockerReference(); named != nil {
+			names = append(names, named)
+		}
 	}
 	return names
 }
@@ -108,19 +103,4 @@ func appendNew(list []string, s string) []string {
 		return list
 	}
 	return append(list, s)
-}
-
-// checkRef parses a reference as resolve will: another transport as written, else a docker
-// reference, possibly a short name.
-func checkRef(ref string) error {
-	if transport, _, ok := strings.Cut(ref, ":"); ok && transport != docker.Transport.Name() && transports.Get(transport) != nil {
-		if _, err := alltransports.ParseImageName(ref); err != nil {
-			return fmt.Errorf("%s: %w", ref, err)
-		}
-		return nil
-	}
-	if _, err := reference.ParseNormalizedNamed(strings.TrimPrefix(ref, docker.Transport.Name()+"://")); err != nil {
-		return fmt.Errorf("reference %q: %w", ref, err)
-	}
-	return nil
 }

@@ -45,7 +45,11 @@ func resolveWith(t *testing.T, ref string, opts Options) string {
 		t.Fatal(err)
 	}
 	defer func() { _ = policy.Destroy() }()
-	s, err := resolve(context.Background(), ref, sys, policy, 0)
+	input, err := parseImageRef(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := resolve(context.Background(), input, sys, policy, 0)
 	if err != nil {
 		return err.Error()
 	}

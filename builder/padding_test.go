@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
@@ -20,7 +21,7 @@ import (
 // (containers/storage#1771). It is refused, as Podman 5.4+ refuses it, and the message says why,
 // that current Podman refuses it too, and what to do; another mismatch makes no such claim.
 func TestLayerThatLostItsTarPaddingIsRefusedWithItsCause(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store, _ := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	dir := filepath.Join(t.TempDir(), "chunked")

@@ -9,7 +9,6 @@ package publish
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 
 	"github.com/cargohold/cargohold/builder"
@@ -186,7 +185,7 @@ func (p *Plan) add(template string, t target, settings recipe.Publish) error {
 	if err != nil {
 		return err
 	}
-	if dir, err = filepath.Abs(dir); err != nil {
+	if dir, err = layout.ResolveDir(dir); err != nil { // two spellings of one store are one store
 		return err
 	}
 	s, err := p.store(dir, settings)

@@ -196,43 +196,48 @@ ref = "alpine"`)
 }
 
 func TestCVMFSRepo(t *testing.T) {
-	for _, tc := range []struct{ dir, configured, want, error string }{
-		{"/cvmfs/sw.example.org/images", "", "sw.example.org", ""},
-		{"/cvmfs/sw.example.org/images", "sw.example.org", "sw.example.org", ""},
-		{"/srv/images", "sw.example.org", "sw.example.org", ""},
-		{"/srv/images", "", "", ""},
-		{"/cvmfs/a.org/images", "b.org", "", "is in CVMFS repository a.org, not in b.org"},
+	for _, tc := range []struct{ name, dir, configured, want, error string }{
+		{"from the path", "/cvmfs/sw.example.org/images", "", "sw.example.org", ""},
+		{"configured and in the path", "/cvmfs/sw.example.org/images", "sw.example.org", "sw.example.org", ""},
+		{"configured, outside /cvmfs", "/srv/images", "sw.example.org", "sw.example.org", ""},
+		{"none", "/srv/images", "", "", ""},
+		{"configured, another in the path", "/cvmfs/a.org/images", "b.org", "", "is in CVMFS repository a.org, not in b.org"},
 	} {
-		got, err := CVMFSRepo(tc.dir, tc.configured)
-		if tc.error != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.error) {
-				t.Errorf("CVMFSRepo(%s, %q) = %q, %v; want error %q", tc.dir, tc.configured, got, err, tc.error)
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := CVMFSRepo(tc.dir, tc.configured)
+			if tc.error != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.error) {
+					t.Errorf("CVMFSRepo(%s, %q) = %q, %v; want error %q", tc.dir, tc.configured, got, err, tc.error)
+				}
+				return
 			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("CVMFSRepo(%s, %q) = %q, %v; want %q", tc.dir, tc.configured, got, err, tc.want)
-		}
+			if err != nil || got != tc.want {
+				t.Errorf("CVMFSRepo(%s, %q) = %q, %v; want %q", tc.dir, tc.configured, got, err, tc.want)
+			}
+		})
 	}
 }
 
 func TestExtrasPolicy(t *testing.T) {
 	some := []string{"docker.io/library/old:1"}
 	for _, tc := range []struct {
+		name   string
 		extras []string
 		prune  bool
 		failed int
 		want   ExtrasAction
 	}{
-		{nil, true, 0, NoExtras},
-		{some, false, 0, ReportExtras},
-		{some, false, 2, ReportExtras},
-		{some, true, 0, RemoveExtras},
-		{some, true, 1, KeepForFailure},
+		{"no extras", nil, true, 0, NoExtras},
+		{"extras without --prune", some, false, 0, ReportExtras},
+		{"extras without --prune, failures", some, false, 2, ReportExtras},
+		{"--prune", some, true, 0, RemoveExtras},
+		{"--prune after a failure", some, true, 1, KeepForFailure},
 	} {
-		if got := Extras(tc.extras, tc.prune, tc.failed); got != tc.want {
-			t.Errorf("Extras(%v, prune %v, failed %d) = %v, want %v", tc.extras, tc.prune, tc.failed, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Extras(tc.extras, tc.prune, tc.failed); got != tc.want {
+				t.Errorf("Extras(%v, prune %v, failed %d) = %v, want %v", tc.extras, tc.prune, tc.failed, got, tc.want)
+			}
+		})
 	}
 }
 
@@ -371,5 +376,28 @@ authfile = "/image/auth.json"`)
 				t.Errorf("auth files %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A store reached through a symlinked parent is published, locked and reported at its real path.
+func TestStoreThroughSymlinkIsItsRealPath(t *testing.T) {
+	base := t.TempDir()
+	if err := os.Mkdir(filepath.Join(base, "real"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(base, "real"), filepath.Join(base, "link")); err != nil {
+		t.Fatal(err)
+	}
+	want, err := filepath.EvalSymlinks(filepath.Join(base, "real"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = filepath.Join(want, "store")
+	p, err := New(Input{Store: filepath.Join(base, "link", "store"), Refs: []string{"alpine"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stores[0].Dir != want || p.Stores[0].Hooks.Values.Store != want {
+		t.Errorf("store %s, hooks' {store} %s; want %s", p.Stores[0].Dir, p.Stores[0].Hooks.Values.Store, want)
 	}
 }

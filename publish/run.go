@@ -110,13 +110,21 @@ func (r *run) end(ctx context.Context, store *layout.Store, s *Store, report *Re
 		}
 	}
 	r.obs.send(StoreDone{Report: report})
-	// The store is consistent whatever failed, so it is registered either way.
-	if err := r.register(store); err != nil {
-		return err
+	// The store is consistent whatever failed, so it is registered either way; but a new store into
+	// which nothing was published is taken away when it is closed, and Podman fails on a registered
+	// store that does not exist.
+	discarded := store.DiscardedOnClose()
+	if !discarded {
+		if err := r.register(store); err != nil {
+			return err
+		}
 	}
 	if report.Failed > 0 {
-		return withKind(ErrImagesFailed, fmt.Errorf("%d of %d images failed; the store %s holds the others",
-			report.Failed, len(report.Images), store.Dir()))
+		holds := "the store " + store.Dir() + " holds the others"
+		if discarded {
+			holds = "nothing was published, so the new store " + store.Dir() + " is removed again"
+		}
+		return withKind(ErrImagesFailed, fmt.Errorf("%d of %d images failed; %s", report.Failed, len(report.Images), holds))
 	}
 	return nil
 }
@@ -136,7 +144,7 @@ func (r *run) extras(ctx context.Context, store *layout.Store, s *Store, report 
 		return nil
 	}
 	for _, name := range names {
-		removal, err := store.Remove(ctx, name, false)
+		removal, err := store.Remove(ctx, name, layout.RemoveOptions{}) // superseded, as by rm: nodes may run it
 		if err != nil {
 			return withKind(ErrStore, fmt.Errorf("pruning %s: %w", name, err))
 		}
@@ -152,7 +160,7 @@ func (r *run) register(store *layout.Store) error {
 	if file == "" {
 		return nil
 	}
-	changed, err := storageconf.Register(file, store.Dir(), string(store.Driver()))
+	changed, err := storageconf.Register(file, store.Dir(), store.Driver())
 	if err != nil {
 		return withKind(ErrRegister, fmt.Errorf("registering the store in %s: %w", file, err))
 	}

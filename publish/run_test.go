@@ -15,6 +15,7 @@ import (
 	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/hooks"
 	"github.com/cargohold/cargohold/internal/shell"
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/recipe"
@@ -41,17 +42,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "removing the test fixtures:", err)
 	}
 	os.Exit(code)
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	switch {
-	case os.Geteuid() == 0:
-	case os.Getenv("CI") != "":
-		t.Fatal("publishing needs root, and CI is set: run the tests as root")
-	default:
-		t.Skip("publishing needs root (ownership, device nodes, xattrs)")
-	}
 }
 
 // ociRef is the oci: reference of a fixture ("hello" → its tag 1); "none" names a layout that does
@@ -128,7 +118,13 @@ func storeNames(t *testing.T, dir string) []string {
 	}
 	var names []string
 	for _, img := range snap.Images {
-		names = append(names, img.Names...)
+		info, err := snap.Info(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Superseded == nil { // a superseded image's digested names are cargohold's
+			names = append(names, img.Names...)
+		}
 	}
 	slices.Sort(names)
 	return names
@@ -168,7 +164,7 @@ func hookLog(t *testing.T) (func(name string) string, func() []string) {
 // on success or on-failure when anything failed (the after hook included); a failing after hook fails
 // a good run, a failing on-failure hook is reported beside the publish's own error.
 func TestHookOrder(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, tc := range []struct {
 		name                     string
 		images                   []string
@@ -237,10 +233,11 @@ func isHookError(hook string) func(error) bool {
 	}
 }
 
-// Names a recipe no longer lists are reported; --prune removes them, but only after a run in which
-// every image succeeded. The steps run one after another on one store.
+// Names a recipe no longer lists are reported; --prune removes them (an image left without names is
+// superseded, as by rm), but only after a run in which every image succeeded. The steps run one after
+// another on one store.
 func TestPruneOnlyAfterFullSuccess(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	for _, step := range []struct {
 		name       string
@@ -273,6 +270,9 @@ func TestPruneOnlyAfterFullSuccess(t *testing.T) {
 			var pruned []string
 			for _, p := range all[Pruned](rec) {
 				pruned = append(pruned, p.Name)
+				if !p.Superseded || len(p.KeptAs) != 1 || !strings.HasPrefix(p.KeptAs[0], "localhost/test/other@sha256:") {
+					t.Errorf("pruned %+v, want its image superseded under its digested name", p.Removal)
+				}
 			}
 			if !slices.Equal(pruned, step.wantPruned) {
 				t.Errorf("pruned %q, want %q", pruned, step.wantPruned)
@@ -299,7 +299,7 @@ func reportPruned(r *Report) []string {
 // the store is closed, on-failure runs, and the error names what was not published and the stores
 // not started.
 func TestInterruption(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	stop := errors.New("stopped by the test")
 	multiStore := func(t *testing.T, base string) Input {
 		in := recipeInput(t, "", false, "multi")
@@ -408,7 +408,7 @@ func TestInterruption(t *testing.T) {
 // A template store path makes one store per platform: each gets its platform's image, between its
 // own hooks; an image of another platform fails in that store only, and the run's error says so.
 func TestMultiStoreRun(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	base := t.TempDir()
 	in := recipeInput(t, "", false, "multi", "hello")
 	in.Recipe.Store = filepath.Join(base, "{arch}")
@@ -457,7 +457,7 @@ func TestMultiStoreRun(t *testing.T) {
 // With NoWait a store another run holds fails at once (layout.ErrLocked, a store error), and
 // on-failure runs; Register adds each store to a storage.conf after its publish.
 func TestLockedStoreAndRegister(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	store, conf := filepath.Join(dir, "store"), filepath.Join(dir, "storage.conf")
 	in := recipeInput(t, store, false, "hello")

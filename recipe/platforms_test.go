@@ -16,18 +16,22 @@ func TestStorePath(t *testing.T) {
 		{"/srv/{arch}/{variant}", "linux/arm64/v8", "/srv/arm64/v8"},
 		{"/srv/images/{arch}", "", "/srv/images/" + runtime.GOARCH},
 	} {
-		got, err := StorePath(tc.template, tc.platform)
-		if err != nil || got != tc.want {
-			t.Errorf("StorePath(%q, %q) = %q, %v; want %q", tc.template, tc.platform, got, err, tc.want)
-		}
+		t.Run(tc.template+" for "+tc.platform, func(t *testing.T) {
+			got, err := StorePath(tc.template, tc.platform)
+			if err != nil || got != tc.want {
+				t.Errorf("StorePath(%q, %q) = %q, %v; want %q", tc.template, tc.platform, got, err, tc.want)
+			}
+		})
 	}
-	for _, bad := range []struct{ template, platform string }{
-		{"/srv/{variant}", "linux/amd64"},
-		{"/srv/{arch}", "linux"},
+	for _, bad := range []struct{ name, template, platform string }{
+		{"no variant to fill in", "/srv/{variant}", "linux/amd64"},
+		{"a platform without an architecture", "/srv/{arch}", "linux"},
 	} {
-		if got, err := StorePath(bad.template, bad.platform); err == nil {
-			t.Errorf("StorePath(%q, %q) = %q, want an error", bad.template, bad.platform, got)
-		}
+		t.Run(bad.name, func(t *testing.T) {
+			if got, err := StorePath(bad.template, bad.platform); err == nil {
+				t.Errorf("StorePath(%q, %q) = %q, want an error", bad.template, bad.platform, got)
+			}
+		})
 	}
 }
 

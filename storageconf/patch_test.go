@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cargohold/cargohold/layout/driver"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -150,11 +152,13 @@ func TestRemoveGolden(t *testing.T) {
 
 func TestRemoveAbsent(t *testing.T) {
 	for _, in := range []string{"debian", "empty", "no-options", "oneline"} {
-		data := input(t, in)
-		out, changed, err := RemoveFromText(in, data, store)
-		if err != nil || changed || !bytes.Equal(out, data) {
-			t.Errorf("%s: changed=%v err=%v, want no change", in, changed, err)
-		}
+		t.Run(in, func(t *testing.T) {
+			data := input(t, in)
+			out, changed, err := RemoveFromText(in, data, store)
+			if err != nil || changed || !bytes.Equal(out, data) {
+				t.Errorf("%s: changed=%v err=%v, want no change", in, changed, err)
+			}
+		})
 	}
 }
 
@@ -204,25 +208,29 @@ func TestQuote(t *testing.T) {
 		`/srv/back\slash`:    `"/srv/back\\slash"`,
 		"/srv/ünïcode space": `"/srv/ünïcode space"`,
 	} {
-		if got := quote(in); got != want {
-			t.Errorf("quote(%q) = %s, want %s", in, got, want)
-		}
+		t.Run(in, func(t *testing.T) {
+			if got := quote(in); got != want {
+				t.Errorf("quote(%q) = %s, want %s", in, got, want)
+			}
+		})
 	}
 }
 
 func TestSnippetParses(t *testing.T) {
-	for _, driver := range []string{"overlay", "vfs"} {
-		s, err := Snippet(`/srv/my "images"`, driver)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stores, err := StoresInText("snippet", []byte(s))
-		if err != nil || len(stores) != 1 || stores[0] != `/srv/my "images"` {
-			t.Errorf("%s snippet lists %q (%v):\n%s", driver, stores, err, s)
-		}
-		if !strings.Contains(s, driver+".imagestore=") {
-			t.Errorf("%s snippet lacks the command-line form:\n%s", driver, s)
-		}
+	for _, d := range []driver.Driver{driver.Overlay, driver.VFS} {
+		t.Run(string(d), func(t *testing.T) {
+			s, err := Snippet(`/srv/my "images"`, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stores, err := StoresInText("snippet", []byte(s))
+			if err != nil || len(stores) != 1 || stores[0] != `/srv/my "images"` {
+				t.Errorf("%s snippet lists %q (%v):\n%s", d, stores, err, s)
+			}
+			if !strings.Contains(s, string(d)+".imagestore=") {
+				t.Errorf("%s snippet lacks the command-line form:\n%s", d, s)
+			}
+		})
 	}
 	var vfs struct {
 		Storage struct{ Driver string }
@@ -242,4 +250,34 @@ func must(s string, err error) []byte {
 		panic(err)
 	}
 	return []byte(s)
+}
+
+// Two spellings of one store (a symlinked parent) are one store: patch adds it once, remove takes
+// out either spelling, check sees it listed. Podman would list it twice: every image twice.
+func TestSymlinkedStoreIsOneStore(t *testing.T) {
+	base := t.TempDir()
+	real := filepath.Join(base, "real", "store")
+	setUp(t, os.MkdirAll(real, 0o755))
+	setUp(t, os.Symlink(filepath.Join(base, "real"), filepath.Join(base, "link")))
+	link := filepath.Join(base, "link", "store")
+	for _, spellings := range [][2]string{{real, link}, {link, real}} {
+		listed, given := spellings[0], spellings[1]
+		file := filepath.Join(t.TempDir(), "storage.conf")
+		if _, err := AddStore(file, listed, Options{Base: "/dev/null"}); err != nil {
+			t.Fatal(err)
+		}
+		before := readFile(t, file)
+		res, err := AddStore(file, given, Options{})
+		if err != nil || res.Changed || !bytes.Equal(readFile(t, file), before) {
+			t.Errorf("%s listed, %s added again: %+v, %v\n%s", listed, given, res, err, readFile(t, file))
+		}
+		s := newSandbox(t)
+		t.Setenv("CONTAINERS_STORAGE_CONF", file)
+		if r, err := Check(given, "overlay", Lookup{UID: 1000, Reader: Legacy, Root: s.root}); err != nil || !r.Listed {
+			t.Errorf("%s listed, check of %s: %+v, %v", listed, given, r, err)
+		}
+		if res, err = RemoveStore(file, given, Options{}); err != nil || !res.Changed || len(res.Stores) != 0 {
+			t.Errorf("%s listed, %s removed: %+v, %v", listed, given, res, err)
+		}
+	}
 }

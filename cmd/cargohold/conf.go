@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/recipe"
@@ -28,8 +27,9 @@ func newConfCommand() *cli.Command {
 // Its flags are bound to the fields; prepare turns them into store and driver.
 type confOptions struct {
 	out          output
-	store        string // --store; prepare makes it absolute, a platform template expanded for this host
-	driver       string // --driver; prepare fills in the store's own, else overlay
+	store        string        // --store; prepare makes it absolute (symlinks resolved), a platform template expanded for this host
+	driverName   string        // --driver
+	driver       layout.Driver // prepare: --driver, else the store's own, else overlay
 	remove       bool
 	backup       bool
 	allowMissing bool // --allow-missing-store
@@ -40,7 +40,7 @@ type confOptions struct {
 func confFlags(o *confOptions, want ...string) []cli.Flag {
 	flags := []cli.Flag{storeFlag(&o.store, true)}
 	all := map[string]cli.Flag{
-		"driver": &cli.StringFlag{Name: "driver", Destination: &o.driver,
+		"driver": &cli.StringFlag{Name: "driver", Destination: &o.driverName,
 			Usage: "the store's storage `DRIVER`: overlay or vfs (default: the store's own; overlay for a store not written yet)"},
 		"remove": &cli.BoolFlag{Name: "remove", Destination: &o.remove, Usage: "take the store out instead"},
 		"backup": &cli.BoolFlag{Name: "backup", Destination: &o.backup, Usage: "keep the previous content as FILE.bak when the file changes"},
@@ -64,7 +64,7 @@ func (o *confOptions) prepare(ctx context.Context, registers bool) error {
 	}
 	store, err := recipe.StorePath(o.store, "")
 	if err == nil {
-		store, err = filepath.Abs(store)
+		store, err = layout.ResolveDir(store) // one spelling of the store: its real path
 	}
 	if err == nil {
 		err = storageconf.CheckStorePath(store)
@@ -74,11 +74,11 @@ func (o *confOptions) prepare(ctx context.Context, registers bool) error {
 	}
 	o.store = store
 	found, identityErr := identify(store)
-	if o.driver == "" {
-		o.driver = found
-	}
-	if _, err := layout.ParseDriver(o.driver); err != nil {
-		return usageError(err)
+	o.driver = found
+	if o.driverName != "" {
+		if o.driver, err = layout.ParseDriver(o.driverName); err != nil {
+			return usageError(err)
+		}
 	}
 	// A store read with the other driver shows nothing, and Podman 5.8 then writes its own dirs into it.
 	if identityErr == nil && o.driver != found && !o.remove {
@@ -97,15 +97,15 @@ func (o *confOptions) prepare(ctx context.Context, registers bool) error {
 
 // identify is the driver of the cargohold store at dir (overlay when it is not one), and why it
 // is not one.
-func identify(dir string) (string, error) {
+func identify(dir string) (layout.Driver, error) {
 	if err := storageconf.CheckStoreDir(dir); err != nil {
-		return string(layout.Overlay), err // "no such file or directory"
+		return layout.Overlay, err // "no such file or directory"
 	}
 	d, err := layout.Identify(dir)
 	if err != nil {
-		return string(layout.Overlay), err
+		return layout.Overlay, err
 	}
-	return string(d), nil
+	return d, nil
 }
 
 type snippetOptions struct {

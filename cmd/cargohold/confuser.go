@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/layout/driver"
 	"github.com/cargohold/cargohold/storageconf"
 	"github.com/urfave/cli/v2"
 )
@@ -247,7 +247,7 @@ func checkLookup(ctx context.Context, opts checkConfOptions) (storageconf.Lookup
 }
 
 // storageState says what conf check found in the user's own Podman storage.
-func storageState(p layout.PodmanStorage) string {
+func storageState(p driver.PodmanStorage) string {
 	switch {
 	case p.Fresh():
 		return "not made yet: Podman's first run records the driver it uses"

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/urfave/cli/v2"
 )
 
@@ -59,6 +61,14 @@ func formatFlags(json *bool) []cli.Flag {
 func platformFlag(dst *string) cli.Flag {
 	return &cli.StringFlag{Name: "platform", Destination: dst, Usage: "`OS/ARCH[/VARIANT]` that {os}, {arch}, {variant} " +
 		"and {platform} in --store stand for (default: this host's)"}
+}
+
+// defaultGrace is gc's --grace, and what ls assumes for when gc may remove a superseded image.
+const defaultGrace = 24 * time.Hour
+
+// graceFlag is gc's --grace, and ls's, which shows when gc may remove a superseded image.
+func graceFlag(dst *time.Duration, usage string) cli.Flag {
+	return &cli.DurationFlag{Name: "grace", Value: defaultGrace, Usage: usage, Destination: dst}
 }
 
 // setPtr is the Action of a flag whose absence matters (it then leaves *dst nil): it runs only when

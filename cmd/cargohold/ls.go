@@ -25,14 +25,21 @@ func readFlags(o *readOptions) []cli.Flag {
 	return append([]cli.Flag{storeFlag(&o.store, true), platformFlag(&o.platform)}, formatFlags(&o.json)...)
 }
 
+type lsOptions struct {
+	readOptions
+	grace time.Duration // gc's, for when a superseded image may go
+}
+
 func newLsCommand() *cli.Command {
-	o := &readOptions{}
+	o := &lsOptions{}
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list the store's images",
 		Description: "Reads the store without locking it, as Podman does: it works while a publish runs and\n" +
-			"needs no write access.",
-		Flags: readFlags(o),
+			"needs no write access. A superseded image (no name left: a moved tag, rm) is listed under its\n" +
+			"digested name, with the time a gc with --grace may remove it.",
+		Flags: append(readFlags(&o.readOptions),
+			graceFlag(&o.grace, "gc's --grace, for when gc may remove a superseded image")),
 		Action: func(c *cli.Context) error {
 			o.out = outputOf(c)
 			if err := expandStore(&o.store, o.platform); err != nil {
@@ -43,7 +50,14 @@ func newLsCommand() *cli.Command {
 	}
 }
 
-func runLs(ctx context.Context, opts readOptions) error {
+// lsImage is one image as ls shows it: the image and, for a superseded one, when gc (with ls's
+// --grace) may remove it.
+type lsImage struct {
+	layout.ImageInfo
+	GCAfter *time.Time `json:"gc_after,omitempty"`
+}
+
+func runLs(ctx context.Context, opts lsOptions) error {
 	snap, err := readStore(opts.store)
 	if err != nil {
 		return err
@@ -52,24 +66,44 @@ func runLs(ctx context.Context, opts readOptions) error {
 	if err != nil {
 		return storeError(err)
 	}
+	images := make([]lsImage, len(infos))
+	for i, info := range infos {
+		images[i].ImageInfo = info
+		if info.Superseded != nil {
+			after := info.Superseded.Add(opts.grace)
+			images[i].GCAfter = &after
+		}
+	}
 	if opts.json {
-		return opts.out.printJSON(infos)
+		return opts.out.printJSON(images)
 	}
 	w := tabwriter.NewWriter(opts.out.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tIMAGE ID\tSIZE\tPLATFORM\tPUBLISHED")
-	for _, info := range infos {
-		names := info.Names
+	fmt.Fprintln(w, "NAME\tIMAGE ID\tSIZE\tPLATFORM\tPUBLISHED\tSTATE")
+	for _, img := range images {
+		names := img.Names
 		if len(names) == 0 {
 			names = []string{"<none>"}
 		}
-		published := "-"
-		if info.Published != nil {
-			published = units.HumanDuration(time.Since(*info.Published)) + " ago"
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", strings.Join(names, ","), shortID(info.ID),
-			units.HumanSize(float64(info.Size)), info.Platform, published)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(names, ","), shortID(img.ID),
+			units.HumanSize(float64(img.Size)), img.Platform, ago(img.Published), img.state())
 	}
 	return w.Flush()
+}
+
+// state is "current", or when the image was superseded and when gc may remove it.
+func (img lsImage) state() string {
+	if img.GCAfter == nil {
+		return "current"
+	}
+	return fmt.Sprintf("superseded %s, gc after %s", strings.ToLower(ago(img.Superseded)), img.GCAfter.UTC().Format(time.RFC3339))
+}
+
+// ago is "3 hours ago", or "-" for no time.
+func ago(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return units.HumanDuration(time.Since(*t)) + " ago"
 }
 
 type inspectOptions struct {
@@ -130,6 +164,10 @@ func printInfo(out output, info layout.ImageInfo) {
 	if info.Published != nil {
 		out.printf("Published: %s\n", info.Published.Format(time.RFC3339))
 	}
+	if info.Superseded != nil {
+		out.printf("Superseded: %s (no name left; kept for running containers until gc's grace period has passed)\n",
+			info.Superseded.Format(time.RFC3339))
+	}
 	out.println("Layers (base first):")
 	for _, l := range info.Layers {
 		out.printf("  %s  %9s  from %s\n", l.DiffID, units.HumanSize(float64(l.Size)), l.CompressedDigest)
@@ -137,11 +175,25 @@ func printInfo(out output, info layout.ImageInfo) {
 }
 
 func readStore(dir string) (*layout.Snapshot, error) {
+	dir, err := realStore(dir)
+	if err != nil {
+		return nil, err
+	}
 	snap, err := layout.Read(dir)
 	if err != nil {
 		return nil, storeError(err)
 	}
 	return snap, nil
+}
+
+// realStore is the store's path with its symlinks resolved: every command acts on, and reports,
+// one path for one store however it was reached.
+func realStore(dir string) (string, error) {
+	real, err := layout.ResolveDir(dir)
+	if err != nil {
+		return "", storeError(err)
+	}
+	return real, nil
 }
 
 // imageInfos reads the details of every image (a file per image), until ctx ends.

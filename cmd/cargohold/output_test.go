@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/cargohold/cargohold/internal/testenv"
 )
 
 // cargohold alone did nothing: it prints its help (on standard error) and exits 2.
@@ -47,7 +49,7 @@ func TestJobsHasOneDefault(t *testing.T) {
 
 // Every command that prints a report takes --format json, and --json as its alias.
 func TestFormatJSONEverywhere(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	isJSON := func(args ...string) {
 		t.Helper()
@@ -71,7 +73,7 @@ func TestFormatJSONEverywhere(t *testing.T) {
 
 // One layer fetched is "1 layer".
 func TestOneLayerIsSingular(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
 	r := cargohold(t, "publish", "--store", store, "--insecure-policy", "--name", "localhost/test/other:1", ociRef("other:1"))
@@ -84,7 +86,7 @@ func TestOneLayerIsSingular(t *testing.T) {
 // ls, inspect, rm, gc and check expand the platform placeholders of --store as publish and conf
 // do: this host's platform, or --platform's.
 func TestStoreTemplateOnEveryCommand(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	base := t.TempDir()
 	template := filepath.Join(base, "{arch}")
 	cargohold(t, publishArgs(template)...).want(t, 0)

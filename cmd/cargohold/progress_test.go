@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cargohold/cargohold/internal/testenv"
 )
 
 // openPTY opens a pseudo-terminal: what is written to tty is read from master.
@@ -65,7 +67,7 @@ func publishOnTerminal(t *testing.T, term string) string {
 // On a terminal the layers' progress bars are drawn; on TERM=dumb (which cannot move the cursor)
 // nothing is: no bars, no escape sequence.
 func TestNoCursorEscapesOnADumbTerminal(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	if out := publishOnTerminal(t, "xterm"); !strings.Contains(out, "Copying blob") {
 		t.Fatalf("no progress bars on an xterm (the test's terminal does not work):\n%q", out)
 	}

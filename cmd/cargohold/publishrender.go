@@ -53,7 +53,11 @@ func (r *publishRenderer) event(e publish.Event) {
 	case publish.ExtrasFound:
 		r.printExtras(e)
 	case publish.Pruned:
-		r.printf("pruned    %s  %s\n", e.Name, shortID(e.ImageID))
+		kept := ""
+		if e.Superseded {
+			kept = "  (kept as " + strings.Join(e.KeptAs, ",") + " until gc's grace period has passed)"
+		}
+		r.printf("pruned    %s  %s%s\n", e.Name, shortID(e.ImageID), kept)
 	case publish.StoreDone:
 		if r.json && r.err == nil {
 			r.err = r.out.printJSON(e.Report)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cargohold/cargohold/internal/testenv"
 )
 
 // Two recipe entries that claim one name are refused before anything runs (exit 2), naming both
@@ -30,7 +32,7 @@ names = ["localhost/test/app:stable"]
 // A relative store in a recipe is relative to the recipe's directory, whatever the current
 // directory (a cron run's is "/"), and each output line names it.
 func TestRecipeRelativeStoreIsTheRecipesDirectorys(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	recipeDir, cwd := t.TempDir(), t.TempDir()
 	path := filepath.Join(recipeDir, "images.toml")
 	text := "store = \"relstore\"\n[[image]]\nref = \"" + ociRef("hello:1") + "\"\nnames = [\"localhost/test/hello:1\"]\n"
@@ -55,7 +57,7 @@ func TestRecipeRelativeStoreIsTheRecipesDirectorys(t *testing.T) {
 // An image the recipe lists is never reported as extra, also when it failed in this run (a
 // registry's authentication failed once): its published version is still the recipe's.
 func TestListedImageThatFailedIsNotExtra(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, "publish", "--insecure-policy", "--recipe", writeRecipe(t, recipeOf(store, "hello:1"))).want(t, 0)
 

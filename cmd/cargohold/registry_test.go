@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cargohold/cargohold/internal/testenv"
 )
 
 // A yes/no flag followed by its value as a word of its own is an error saying how to write it:
@@ -43,7 +45,7 @@ var manifestUnknown = http.HandlerFunc(func(w http.ResponseWriter, r *http.Reque
 // A registry over HTTPS with a private authority: the error names --cert-dir, and --cert-dir
 // with the authority's certificate gets through.
 func TestCertDir(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srv := httptest.NewTLSServer(manifestUnknown)
 	defer srv.Close()
 	dir := t.TempDir()
@@ -69,7 +71,7 @@ func TestCertDir(t *testing.T) {
 
 // A plain-HTTP registry reached without --tls-verify=false: the error says what to do.
 func TestPlainHTTPRegistry(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srv := httptest.NewServer(manifestUnknown)
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
@@ -79,7 +81,7 @@ func TestPlainHTTPRegistry(t *testing.T) {
 
 // --creds logs in (as skopeo's), and needs USER:PASSWORD.
 func TestCredsFlag(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if user, password, ok := r.BasicAuth(); !ok || user != "lab" || password != "s3cret pass" {
 			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)

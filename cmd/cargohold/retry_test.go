@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/publish"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -66,7 +67,7 @@ func layoutRegistry(t *testing.T, dir string, unavailable *atomic.Int32) *httpte
 // are printed when the image finally fails, and as they happen without --quiet. The JSON report
 // lists them.
 func TestQuietRetries(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	var unavailable atomic.Int32
 	srv := layoutRegistry(t, filepath.Join(layouts, "hello"), &unavailable)
 	ref := "docker://" + strings.TrimPrefix(srv.URL, "http://") + "/team/hello:1"

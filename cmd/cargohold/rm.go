@@ -32,15 +32,20 @@ func writeFlags(o *writeOptions, what string, own ...cli.Flag) []cli.Flag {
 type rmOptions struct {
 	writeOptions
 	words []string // the IMAGE arguments: names or IDs
+	now   bool     // remove images left without names at once instead of superseding them
 }
 
 func newRmCommand() *cli.Command {
 	o := &rmOptions{}
 	return &cli.Command{
 		Name:      "rm",
-		Usage:     "take names or images out of the store (their layers stay until gc)",
+		Usage:     "take names or images out of the store (an image kept for running containers until gc)",
 		ArgsUsage: "IMAGE...   (a name removes that name, and the image once it has none left; an ID removes the image)",
-		Flags:     writeFlags(&o.writeOptions, "removed"),
+		Description: "An image that loses its last name is superseded, not removed: containers already running\n" +
+			"from it on nodes stay inspectable, so it stays under its digested name (repo@sha256:...) until\n" +
+			"a gc after the grace period removes it and its layers. --now removes it at once.",
+		Flags: writeFlags(&o.writeOptions, "removed", &cli.BoolFlag{Name: "now", Destination: &o.now,
+			Usage: "remove an image left without names at once instead of keeping it until gc"}),
 		Action: func(c *cli.Context) error {
 			o.out, o.words = outputOf(c), c.Args().Slice()
 			if err := expandStore(&o.store, o.platform); err != nil {
@@ -65,7 +70,7 @@ func runRm(ctx context.Context, opts rmOptions) (err error) {
 		Failed  []string         `json:"failed"`
 	}{Removed: []layout.Removal{}, Failed: []string{}}
 	for _, word := range opts.words {
-		r, err := store.Remove(ctx, word, opts.dryRun)
+		r, err := store.Remove(ctx, word, layout.RemoveOptions{DryRun: opts.dryRun, Now: opts.now})
 		if err != nil {
 			opts.out.errorf("error: %v", err)
 			report.Failed = append(report.Failed, word)
@@ -73,11 +78,7 @@ func runRm(ctx context.Context, opts rmOptions) (err error) {
 		}
 		report.Removed = append(report.Removed, r)
 		if !opts.json && !opts.quiet {
-			what := "untagged"
-			if r.ImageRemoved {
-				what = "removed"
-			}
-			opts.out.printf("%s%s %s %s\n", dryRunPrefix(opts.dryRun), what, shortID(r.ImageID), strings.Join(r.Names, ","))
+			opts.out.printf("%s%s\n", dryRunPrefix(opts.dryRun), removalLine(r))
 		}
 	}
 	if opts.json {
@@ -91,6 +92,18 @@ func runRm(ctx context.Context, opts rmOptions) (err error) {
 	return nil
 }
 
+// removalLine says what Remove did: "untagged", "removed", or "superseded" with the names it is kept as.
+func removalLine(r layout.Removal) string {
+	switch {
+	case r.ImageRemoved:
+		return fmt.Sprintf("removed %s %s", shortID(r.ImageID), strings.Join(r.Names, ","))
+	case r.Superseded:
+		return fmt.Sprintf("superseded %s %s  (kept as %s for running containers until gc's grace period has passed)",
+			shortID(r.ImageID), strings.Join(r.Names, ","), strings.Join(r.KeptAs, ","))
+	}
+	return fmt.Sprintf("untagged %s %s", shortID(r.ImageID), strings.Join(r.Names, ","))
+}
+
 type gcOptions struct {
 	writeOptions
 	grace time.Duration
@@ -100,12 +113,12 @@ func newGcCommand() *cli.Command {
 	o := &gcOptions{}
 	return &cli.Command{
 		Name:  "gc",
-		Usage: "delete layers no image has used for longer than the grace period",
-		Description: "A layer of a removed image may still be mounted by containers running on nodes, so it is\n" +
-			"deleted only when it has been unused for --grace (the time it became unused is recorded in the\n" +
-			"store by the first gc that sees it unused).",
-		Flags: writeFlags(&o.writeOptions, "deleted",
-			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long an unused layer is kept", Destination: &o.grace}),
+		Usage: "remove superseded images and delete layers no image has used for longer than the grace period",
+		Description: "Containers running on nodes may still use a superseded image (one left without names by a\n" +
+			"moved tag or rm) and its layers, so gc removes such an image only --grace after it was superseded,\n" +
+			"with the layers no other image uses, and deletes any other layer only when it has been unused for\n" +
+			"--grace (the time it became unused is recorded in the store by the first gc that sees it unused).",
+		Flags: writeFlags(&o.writeOptions, "deleted", graceFlag(&o.grace, "how long a superseded image or an unused layer is kept")),
 		Action: func(c *cli.Context) error {
 			o.out = outputOf(c)
 			if err := expandStore(&o.store, o.platform); err != nil {
@@ -133,7 +146,10 @@ func runGc(ctx context.Context, opts gcOptions) (err error) {
 		return nil
 	}
 	for _, id := range report.RemovedImages {
-		opts.out.printf("%sremoved image %s (it had no name left)\n", dryRunPrefix(opts.dryRun), shortID(id))
+		opts.out.printf("%sremoved image %s (superseded, or without a name)\n", dryRunPrefix(opts.dryRun), shortID(id))
+	}
+	for id, after := range report.WaitingImages {
+		opts.out.printf("superseded image %s is kept until %s\n", shortID(id), after)
 	}
 	for _, id := range report.Deleted {
 		opts.out.printf("%sdeleted layer %s\n", dryRunPrefix(opts.dryRun), id)
@@ -149,6 +165,10 @@ func runGc(ctx context.Context, opts gcOptions) (err error) {
 func openExistingStore(ctx context.Context, out output, dir string, noWait bool) (*layout.Store, error) {
 	if dir == "" {
 		return nil, usageErrorf("no store: give --store DIR")
+	}
+	dir, err := realStore(dir)
+	if err != nil {
+		return nil, err
 	}
 	store, err := layout.OpenWithOptions(ctx, dir, withLock(out, noWait, dir, layout.Options{}))
 	if err != nil {
