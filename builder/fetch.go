@@ -28,6 +28,9 @@ type layerJob struct {
 	retries  int   // Options.RetryTimes: for the request of the blob (a broken stream is resumed by containers/image)
 	progress progress
 	opaque   []string // the layer's opaque dirs (unpack.Result.OpaqueDirs)
+	// Of the images of a run that need this layer, one fetches it (see layerFlights): lead is set
+	// when this job does, wait when another image does and this job waits for it to commit.
+	lead, wait *flight
 }
 
 // fetch streams one layer blob from the source through decompression into the unpacker, writing into a

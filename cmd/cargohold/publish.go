@@ -29,7 +29,8 @@ func newPublishCommand() *cli.Command {
 			&cli.StringFlag{Name: "registries-conf", Usage: "registries.conf `FILE` for short names and mirrors (default: the system's)"},
 			&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)"},
 			&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy"},
-			&cli.IntFlag{Name: "jobs", Value: 0, Usage: "layers fetched and unpacked at once (default 4)"},
+			&cli.IntFlag{Name: "jobs", Value: 0, Usage: "layers fetched and unpacked at once, by all images together (default 4)"},
+			&cli.IntFlag{Name: "image-jobs", Value: 0, Usage: "images published at once: registry requests overlap, results are printed in order (default 32)"},
 			&cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retry a registry request that failed for a transient reason (network, 429, 5xx) `N` times, waiting 1s, 2s, 4s, ..."},
 			&cli.Int64Flag{Name: "max-layer-size", Usage: "refuse layers larger than `BYTES` uncompressed (0: no limit)"},
 			&cli.BoolFlag{Name: "strict", Usage: "fail an image that would only get a warning"},
@@ -51,13 +52,14 @@ func newPublishCommand() *cli.Command {
 
 // publishOptions is everything a publish run was asked for.
 type publishOptions struct {
-	out      output
-	input    publish.Input
-	jobs     int
-	quiet    bool
-	json     bool
-	register string // storage.conf to register the store in
-	noWait   bool
+	out       output
+	input     publish.Input
+	jobs      int
+	imageJobs int
+	quiet     bool
+	json      bool
+	register  string // storage.conf to register the store in
+	noWait    bool
 }
 
 func publishOptionsOf(c *cli.Context) (publishOptions, error) {
@@ -80,7 +82,7 @@ func publishOptionsOf(c *cli.Context) (publishOptions, error) {
 		}
 		in.Recipe = r
 	}
-	return publishOptions{out: outputOf(c), input: in, jobs: c.Int("jobs"), quiet: c.Bool("quiet"),
+	return publishOptions{out: outputOf(c), input: in, jobs: c.Int("jobs"), imageJobs: c.Int("image-jobs"), quiet: c.Bool("quiet"),
 		json: c.Bool("json"), register: c.String("register"), noWait: c.Bool("no-wait")}, nil
 }
 

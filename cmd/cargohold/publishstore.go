@@ -67,40 +67,42 @@ func endStore(opts publishOptions, store *layout.Store, plan *publish.Plan, repo
 	return nil
 }
 
-// publishImages publishes each request and reports it; on a signal it stops and returns the
-// references not published.
+// publishImages publishes the requests, several at once, and reports each in request order; on a
+// signal it stops and returns the references not published.
 func publishImages(ctx context.Context, opts publishOptions, store *layout.Store, s publish.Store, multi bool) (publishReport, []string) {
-	p := builder.Publisher{Store: store, Jobs: opts.jobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs}
+	p := builder.Publisher{Store: store, Jobs: opts.jobs, ImageJobs: opts.imageJobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs}
 	report := publishReport{Store: store.Dir(), Driver: string(store.Driver()), Images: []imageReport{}}
 	where := ""
 	if multi {
 		where = "  [" + store.Dir() + "]" // a run writing several stores names each line's
 	}
-	for i, req := range s.Requests {
-		var endBars func()
-		p.Progress, endBars = layerProgress(opts.out, opts.quiet || opts.json)
-		res := p.Publish(ctx, req)
-		endBars()
-		if ctx.Err() != nil && res.Err != nil {
-			return report, s.Refs()[i:]
+	var endBars func()
+	var out output // where result lines go: above the bars while they are drawn
+	p.Progress, endBars, out = layerProgress(opts.out, opts.quiet || opts.json)
+	var notDone []string
+	p.PublishAll(ctx, s.Requests, func(_ int, res builder.Result) {
+		if len(notDone) > 0 || (ctx.Err() != nil && res.Err != nil) {
+			notDone = append(notDone, res.Ref)
+			return
 		}
 		report.add(res)
-		printResult(opts, res, where)
-	}
-	return report, nil
+		printResult(out, opts, res, where)
+	})
+	endBars()
+	return report, notDone
 }
 
-// printResult prints one image's line, its warnings and its error.
-func printResult(opts publishOptions, res builder.Result, where string) {
+// printResult prints one image's line, its warnings and its error to out.
+func printResult(out output, opts publishOptions, res builder.Result, where string) {
 	for _, w := range res.Warnings {
-		opts.out.errorf("warning: %s: %s%s", res.Ref, w, where)
+		out.errorf("warning: %s: %s%s", res.Ref, w, where)
 	}
 	if res.Err != nil {
-		opts.out.errorf("error: %v%s", res.Err, where)
+		out.errorf("error: %v%s", res.Err, where)
 		return
 	}
 	if !opts.quiet && !opts.json {
-		opts.out.printf("%-9s %s  %s  %d layers, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","),
+		out.printf("%-9s %s  %s  %d layers, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","),
 			shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
 	}
 }
