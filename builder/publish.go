@@ -111,7 +111,7 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 	if pinned, names := pinnedReference(req); pinned != nil {
 		var img storage.Image
 		present := func() (ok bool) { img, ok = p.pinnedAndPresent(pinned, names); return ok }
-		if unchanged, err := unchangedInTurn(ctx, t, present); err != nil || unchanged {
+		if unchanged, err := p.unchangedInTurn(ctx, t, present); err != nil || unchanged {
 			res.Names, res.ImageID, res.ManifestDigest, res.Action, res.Err = names, img.ID, img.Digest, Unchanged, err
 			return res
 		}
@@ -144,7 +144,7 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 	// Already there, with this manifest and all its names: nothing to fetch, not even the config.
 	present := func() bool { return p.Store.HasManifest(res.ImageID, src.manifestDigest, res.Names) }
 	if res.ImageID != "" {
-		if unchanged, err := unchangedInTurn(ctx, t, present); err != nil || unchanged {
+		if unchanged, err := p.unchangedInTurn(ctx, t, present); err != nil || unchanged {
 			res.Action, res.Err = Unchanged, err
 			return res
 		}
@@ -156,13 +156,14 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 // unchangedInTurn says whether present() holds now and still does in t's turn: an image requested
 // before this one may take one of its names meanwhile. It waits for the turn only if present() holds
 // now, so that images to fetch are fetched at once.
-func unchangedInTurn(ctx context.Context, t *turn, present func() bool) (bool, error) {
+func (p *Publisher) unchangedInTurn(ctx context.Context, t *turn, present func() bool) (bool, error) {
 	if !present() {
 		return false, nil
 	}
 	if err := t.wait(ctx); err != nil {
 		return false, err
 	}
+	p.Store.FlushImages() // the images before this one may have queued their records only
 	return present(), nil
 }
 
@@ -209,24 +210,30 @@ func (p *Publisher) fetchAndRecord(ctx context.Context, src *source, res *Result
 		Source: transports.ImageName(src.ref)}, res)
 }
 
-// record makes the image, whose layers are all committed, visible under its names, in its turn.
+// record makes the image, whose layers are all committed, visible under its names, in its turn. It
+// queues the record and passes the turn on at once: the next image queues its own behind it, and
+// the store writes the records queued together at once (layout.QueueImage).
 func (p *Publisher) record(ctx context.Context, t *turn, img layout.Image, res *Result) error {
 	if err := t.wait(ctx); err != nil {
 		return err
 	}
-	_, existed := p.Store.Image(res.ImageID)
-	changed, err := p.Store.PutImage(img)
+	wait, err := p.Store.QueueImage(img)
+	t.pass()
+	if err != nil {
+		return err
+	}
+	put, err := wait()
 	if err != nil {
 		return err
 	}
 	faultpoint.Hit("image-published")
 	switch {
-	case !changed:
+	case !put.Changed:
 		res.Action = Unchanged
-	case existed:
-		res.Action = Updated
-	default:
+	case put.New:
 		res.Action = Added
+	default:
+		res.Action = Updated
 	}
 	return nil
 }

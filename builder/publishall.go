@@ -84,8 +84,9 @@ func (e *notStartedError) Unwrap() error { return e.err }
 // does not depend on which image was fetched first. A nil turn is a lone Publish: always its turn.
 type turn struct {
 	prev <-chan struct{} // closed when the previous image is through; nil for the first
-	done chan struct{}   // closed by finish, when this image is through
+	done chan struct{}   // closed by pass or finish, when this image is through
 	mine bool            // wait returned nil once: this image is in its turn
+	once sync.Once
 }
 
 // wait blocks until it is the image's turn; an error if ctx ends first.
@@ -107,7 +108,14 @@ func (t *turn) wait(ctx context.Context) error {
 	return nil
 }
 
-// finish ends the image's turn once the images before it are through: the next image may go.
+// pass ends the image's turn, which it has (wait returned nil): the next image may go.
+func (t *turn) pass() {
+	if t != nil {
+		t.once.Do(func() { close(t.done) })
+	}
+}
+
+// finish ends the image's turn once the images before it are through, if pass has not.
 func (t *turn) finish() {
 	if t == nil {
 		return
@@ -115,7 +123,7 @@ func (t *turn) finish() {
 	if t.prev != nil {
 		<-t.prev
 	}
-	close(t.done)
+	t.pass()
 }
 
 // layerFlights makes sure a layer the store lacks is fetched by one image at a time: the first
