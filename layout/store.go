@@ -64,7 +64,7 @@ type Store struct {
 	images []storage.Image // as in images.json
 	// imagesJSON is images marshalled, nil until needed (see marshalledImages); set with images.
 	imagesJSON []byte
-	closed bool
+	closed     bool
 
 	cleaned []Leftover // what Open removed (Cleaned)
 }
