@@ -145,10 +145,29 @@ func Check(storeDir string, opts Options) ([]Problem, error) {
 		c.add("", "", fmt.Sprintf("images.json records %d images but the storage library lists %d (missing or unreadable lock files?)",
 			len(want), len(images)))
 	}
+	// One read of the layers for every lookup: asking the library for each layer of each image
+	// locks and stats layers.json every time, which made the check of a thousand images slow.
+	layers, err := store.Layers()
+	if err != nil {
+		c.add("", "", fmt.Sprintf("the storage library cannot list the layers (Podman runs nothing): %v", err))
+		return c.problems, nil
+	}
+	c.layers = map[string]*storage.Layer{}
+	for i := range layers {
+		c.layers[layers[i].ID] = &layers[i]
+	}
 	for _, img := range images {
 		c.checkImage(store, img)
 	}
 	return c.problems, nil
+}
+
+// layer is the storage library's record of layer id, as store.Layer reads it.
+func (c *checker) layer(id string) (*storage.Layer, error) {
+	if l, ok := c.layers[id]; ok {
+		return l, nil
+	}
+	return nil, storage.ErrLayerUnknown
 }
 
 type checker struct {
@@ -156,6 +175,7 @@ type checker struct {
 	driver   string
 	deep     bool
 	checked  map[string]bool // layers are shared between images; check each once
+	layers   map[string]*storage.Layer
 	problems []Problem
 }
 
@@ -207,7 +227,7 @@ func (c *checker) checkImage(store storage.Store, img storage.Image) {
 	}
 	var chain []*storage.Layer // top first
 	for id := img.TopLayer; id != ""; {
-		layer, err := store.Layer(id)
+		layer, err := c.layer(id)
 		if err != nil {
 			fail("layer %s: %v (Podman cannot run it)", id, err)
 			return
@@ -354,7 +374,7 @@ func schema1DiffIDs(img storage.Image, data []byte, chain []*storage.Layer) ([]d
 func (c *checker) checkLayer(store storage.Store, layer *storage.Layer) []error {
 	var errs []error
 	if c.driver == "overlay" { // vfs layers are whole trees: nothing links them
-		if err := checkLowers(store, c.dir, layer); err != nil {
+		if err := c.checkLowers(layer); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -390,14 +410,14 @@ func (c *checker) checkLayer(store storage.Store, layer *storage.Layer) []error 
 }
 
 // parentChain is the IDs of layer's ancestors as the storage library records them, nearest first.
-func parentChain(store storage.Store, layer *storage.Layer) ([]string, error) {
+func (c *checker) parentChain(layer *storage.Layer) ([]string, error) {
 	var chain []string
 	for p := layer.Parent; p != ""; {
 		if slices.Contains(chain, p) || p == layer.ID {
 			return nil, fmt.Errorf("the parent chain loops at layer %s", p)
 		}
 		chain = append(chain, p)
-		parent, err := store.Layer(p)
+		parent, err := c.layer(p)
 		if err != nil {
 			return nil, fmt.Errorf("ancestor %s: %w", p, err)
 		}
@@ -408,8 +428,8 @@ func parentChain(store storage.Store, layer *storage.Layer) ([]string, error) {
 
 // checkLowers follows link, overlay/l/ and lower the way the overlay driver did before lower-layers
 // existed (Podman 4.3 still does), and checks lower-layers against the chain in layers.json.
-func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) error {
-	overlay := filepath.Join(storeDir, "overlay")
+func (c *checker) checkLowers(layer *storage.Layer) error {
+	overlay := filepath.Join(c.dir, "overlay")
 	dir := filepath.Join(overlay, layer.ID)
 	diffOf := func(link string) (string, error) {
 		target, err := filepath.EvalSymlinks(filepath.Join(overlay, link))
@@ -433,7 +453,7 @@ func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) err
 		return fmt.Errorf("its link l/%s leads to the diff dir of layer %s", link, id)
 	}
 
-	chain, err := parentChain(store, layer)
+	chain, err := c.parentChain(layer)
 	if err != nil {
 		return err
 	}
