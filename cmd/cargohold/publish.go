@@ -30,7 +30,7 @@ func newPublishCommand() *cli.Command {
 			&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)"},
 			&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy"},
 			&cli.IntFlag{Name: "jobs", Value: 0, Usage: "layers fetched and unpacked at once, by all images together (default 4)"},
-			&cli.IntFlag{Name: "image-jobs", Value: 0, Usage: "images published at once: registry requests overlap, results are printed in order (default 32)"},
+			&cli.IntFlag{Name: "image-jobs", Value: 0, Usage: "images published at once: registry requests overlap, results are printed in order (default 64)"},
 			&cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retry a registry request that failed for a transient reason (network, 429, 5xx) `N` times, waiting 1s, 2s, 4s, ..."},
 			&cli.Int64Flag{Name: "max-layer-size", Usage: "refuse layers larger than `BYTES` uncompressed (0: no limit)"},
 			&cli.BoolFlag{Name: "strict", Usage: "fail an image that would only get a warning"},
