@@ -402,7 +402,7 @@ func (s *Store) applyImage(images []storage.Image, data []byte, img imageMeta, d
 	if bytes.Equal(nextData, data) && len(stale) == 0 {
 		return images, data, nil, false, nil
 	}
-	if err := s.writeBigDataOf(img.ID, stale, durable); err != nil {
+	if err := s.writeBigData(img.ID, stale, durable); err != nil {
 		return nil, nil, nil, false, err
 	}
 	faultpoint.Hit("image-bigdata-written")
@@ -489,14 +489,9 @@ func (s *Store) staleBigData(img imageMeta) []bigData {
 	return stale
 }
 
-// writeBigData writes big data items of image id, each atomically.
-func (s *Store) writeBigData(id string, items []bigData) error {
-	return s.writeBigDataOf(id, items, true)
-}
-
-// writeBigDataOf writes big data items of image id, each atomically, durable unless the caller
+// writeBigData writes big data items of image id, each atomically, durable unless the caller
 // syncs the filesystem before recording the image (a new image: no reader knows its files yet).
-func (s *Store) writeBigDataOf(id string, items []bigData, durable bool) error {
+func (s *Store) writeBigData(id string, items []bigData, durable bool) error {
 	if len(items) == 0 {
 		return nil
 	}
