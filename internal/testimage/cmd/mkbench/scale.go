@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -50,9 +49,8 @@ func exportToRegistry(root, prefix string, records []record) error {
 	v2 := filepath.Join(root, "docker", "registry", "v2")
 	for _, r := range records {
 		repo := filepath.Join(v2, "repositories", filepath.FromSlash(prefix+r.Name))
-		blobs := filepath.Join(r.Layout, "blobs", "sha256")
 		var m v1.Manifest
-		if err := readJSON(filepath.Join(blobs, r.Manifest.Encoded()), &m); err != nil {
+		if err := testimage.ReadJSONFile(testimage.BlobPath(r.Layout, r.Manifest), &m); err != nil {
 			return err
 		}
 		layers := []digest.Digest{m.Config.Digest}
@@ -60,7 +58,7 @@ func exportToRegistry(root, prefix string, records []record) error {
 			layers = append(layers, l.Digest)
 		}
 		for _, d := range append(layers, r.Manifest) {
-			if err := putBlob(v2, filepath.Join(blobs, d.Encoded()), d); err != nil {
+			if err := putBlob(v2, testimage.BlobPath(r.Layout, d), d); err != nil {
 				return fmt.Errorf("%s: %w", r.Ref, err)
 			}
 		}
@@ -109,15 +107,4 @@ func writeLink(dir string, d digest.Digest) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "link"), []byte(d.String()), 0o644)
-}
-
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
 }
