@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cargohold/cargohold/builder/unpack"
@@ -108,15 +107,19 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 	}
 	defer func() { _ = policy.Destroy() }() // frees memory only
 
-	if pinned, names := pinnedReference(req); pinned != nil {
-		var img storage.Image
-		present := func() (ok bool) { img, ok = p.pinnedAndPresent(pinned, names); return ok }
-		if unchanged, err := p.unchangedInTurn(ctx, t, present); err != nil || unchanged {
-			res.Names, res.ImageID, res.ManifestDigest, res.Action, res.Err = names, img.ID, img.Digest, Unchanged, err
-			return res
-		}
+	ref, err := parseImageRef(req.Ref)
+	if err != nil {
+		res.Err = err
+		return res
 	}
-	src, err := resolve(ctx, req.Ref, sys, policy, opts.RetryTimes)
+	var pinned storage.Image
+	var pinnedNames []string
+	present := func() (ok bool) { pinned, pinnedNames, ok = p.pinnedAndPresent(ref, req.Names); return ok }
+	if unchanged, err := p.unchangedInTurn(ctx, t, present); err != nil || unchanged {
+		res.Names, res.ImageID, res.ManifestDigest, res.Action, res.Err = pinnedNames, pinned.ID, pinned.Digest, Unchanged, err
+		return res
+	}
+	src, err := resolve(ctx, ref, sys, policy, opts.RetryTimes)
 	if err != nil {
 		res.Err = err
 		return res
@@ -142,9 +145,9 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 	}
 
 	// Already there, with this manifest and all its names: nothing to fetch, not even the config.
-	present := func() bool { return p.Store.HasManifest(res.ImageID, src.manifestDigest, res.Names) }
+	held := func() bool { return p.Store.HasManifest(res.ImageID, src.manifestDigest, res.Names) }
 	if res.ImageID != "" {
-		if unchanged, err := p.unchangedInTurn(ctx, t, present); err != nil || unchanged {
+		if unchanged, err := p.unchangedInTurn(ctx, t, held); err != nil || unchanged {
 			res.Action, res.Err = Unchanged, err
 			return res
 		}
@@ -422,34 +425,24 @@ func landAll(jobs []*layerJob) {
 	}
 }
 
-// pinnedReference is the digest a fully qualified reference by digest ("registry/name@sha256:…")
-// pins, with the image's names; nil for any other reference. Such a reference names content that
-// cannot change, so once the store holds that manifest under all the names, not even the registry
-// is asked (pinnedAndPresent).
-func pinnedReference(req Request) (reference.Canonical, []string) {
-	named, err := reference.ParseNamed(strings.TrimPrefix(req.Ref, "docker://"))
-	if err != nil {
-		return nil, nil // a short name, another transport, or not a reference
-	}
-	pinned, ok := named.(reference.Canonical)
+// pinnedAndPresent: a fully qualified reference by digest ("registry/name@sha256:…") names content
+// that cannot change, so once the store holds that manifest under all the names, not even the
+// registry is asked.
+func (p *Publisher) pinnedAndPresent(ref imageRef, extra []string) (storage.Image, []string, bool) {
+	pinned, ok := ref.pinned()
 	if !ok {
-		return nil, nil
+		return storage.Image{}, nil, false
 	}
-	names, err := imageNames(named, req.Names)
+	names, err := imageNames(pinned, extra)
 	if err != nil {
-		return nil, nil
+		return storage.Image{}, nil, false
 	}
-	return pinned, names
-}
-
-// pinnedAndPresent returns the image of the store that holds the pinned manifest under all names.
-func (p *Publisher) pinnedAndPresent(pinned reference.Canonical, names []string) (storage.Image, bool) {
 	for _, img := range p.Store.Images() {
 		if p.Store.HasManifest(img.ID, pinned.Digest(), names) {
-			return img, true
+			return img, names, true
 		}
 	}
-	return storage.Image{}, false
+	return storage.Image{}, nil, false
 }
 
 // imageNames is the reference's own name (as Podman would record it; nil for references that carry
@@ -460,11 +453,11 @@ func imageNames(own reference.Named, extra []string) ([]string, error) {
 		names = append(names, own.String())
 	}
 	for _, e := range extra {
-		named, err := reference.ParseNormalizedNamed(e)
+		named, err := parseName(e)
 		if err != nil {
 			return nil, fmt.Errorf("extra name %q: %w", e, err)
 		}
-		if n := reference.TagNameOnly(named).String(); !slices.Contains(names, n) {
+		if n := named.String(); !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
@@ -179,7 +180,7 @@ func (c *layerCounter) event(e ProgressEvent) {
 // While one image fetches the shared base layer, every other image has started its own layer: they
 // all overlap, and still the base is fetched once and each image is published.
 func TestPublishAllFetchesASharedLayerOnce(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	const n = 4
 	refs, ws := sharedImages(t, n)
 	base := ws[0].Layers[0].Digest
@@ -227,7 +228,7 @@ func TestPublishAllFetchesASharedLayerOnce(t *testing.T) {
 // The same on a vfs store, whose layers are committed one after another, parents first; and a
 // second run finds everything unchanged.
 func TestPublishAllVFS(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	const n = 5
 	refs, ws := sharedImages(t, n)
 	dir := filepath.Join(t.TempDir(), "store")
@@ -250,7 +251,7 @@ func TestPublishAllVFS(t *testing.T) {
 // A failing image is reported as failed in its place; the others are published. No more layers
 // than Jobs are in flight at once, whatever the number of images.
 func TestPublishAllOneFailureDoesNotStopTheOthers(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	refs, _ := sharedImages(t, 6)
 	missing := "oci:" + filepath.Join(t.TempDir(), "no-such-layout") + ":1"
 	refs = slices.Insert(refs, 2, missing)
@@ -278,7 +279,7 @@ func TestPublishAllOneFailureDoesNotStopTheOthers(t *testing.T) {
 // When a later request names an image with a name an earlier one has too, the later one holds it,
 // as when they are published one after another, however the fetches interleave.
 func TestPublishAllRecordsInRequestOrder(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	const n = 6
 	refs, ws := sharedImages(t, n)
 	store, dir := openStore(t)
@@ -301,7 +302,7 @@ func TestPublishAllRecordsInRequestOrder(t *testing.T) {
 // Cancelling stops every image: each reports the cancellation, nothing is recorded, no staged layer
 // is left behind.
 func TestPublishAllCancelStopsAll(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	refs, _ := sharedImages(t, 6)
 	store, dir := openStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
