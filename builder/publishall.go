@@ -14,8 +14,8 @@ import (
 const defaultImageJobs = 64
 
 // PublishAll publishes the requests, up to ImageJobs at once, and calls onResult(i, result of
-// reqs[i]) for every request in request order, from the calling goroutine's point of view one call
-// after another. The store ends as if the requests had been published one after another: images
+// reqs[i]) for every request in request order, one call after another (from goroutines of its own),
+// as soon as the results before are reported. The store ends as if the requests had been published one after another: images
 // are recorded (or found unchanged) in request order, so when two requests claim the same name the
 // later one holds it. A failed image does not stop the others. When ctx is cancelled, images not
 // yet recorded fail with ctx's error, and requests not yet started are reported failed without
@@ -32,37 +32,46 @@ func (p *Publisher) PublishAll(ctx context.Context, reqs []Request, onResult fun
 }
 
 // inOrder runs work(i) for i in [0, n), up to limit at once, started in order, each with its turn
-// (the turn of i follows the end of i-1's), and calls onResult(i, result) in order. Once ctx ends,
-// nothing more starts: the rest get notStarted(i).
+// (the turn of i follows the end of i-1's), and calls onResult(i, result) in order, one call after
+// another, each before the slot of i is given to another work: with limit 1, work i+1 starts only
+// after onResult(i) returned. Once ctx ends, nothing more starts: the rest get notStarted(i).
 func inOrder(ctx context.Context, n, limit int, work func(int, *turn) Result, notStarted func(int) Result, onResult func(int, Result)) {
 	slots := make(chan struct{}, limit)
-	results := make([]chan Result, n)
-	var prev <-chan struct{} // closed when the previous work's turn is over
+	var prevTurn, prevReported <-chan struct{} // closed when i-1's turn is over, when it was reported
 	var wg sync.WaitGroup
 	for i := range n {
-		results[i] = make(chan Result, 1)
-		t := &turn{prev: prev, done: make(chan struct{})}
-		prev = t.done
+		t := &turn{prev: prevTurn, done: make(chan struct{})}
+		reported, before := make(chan struct{}), prevReported
+		prevTurn, prevReported = t.done, reported
+		started := false
 		select {
 		case slots <- struct{}{}:
+			started = true
 		case <-ctx.Done():
 		}
-		if ctx.Err() != nil {
-			results[i] <- notStarted(i)
-			go t.finish()
-			continue
+		if started && ctx.Err() != nil {
+			<-slots
+			started = false
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := work(i, t)
+			var res Result
+			if started {
+				res = work(i, t)
+			} else {
+				res = notStarted(i)
+			}
 			t.finish() // after the work before it, whatever happened to this one
-			<-slots
-			results[i] <- res
+			if before != nil {
+				<-before
+			}
+			onResult(i, res)
+			close(reported)
+			if started {
+				<-slots
+			}
 		}()
-	}
-	for i := range n {
-		onResult(i, <-results[i])
 	}
 	wg.Wait()
 }
