@@ -53,10 +53,21 @@ type Store struct {
 
 	opts Options // set by OpenWithOptions
 
+	// CommitLayer's group commit: requests wait in pending; one group is committed at a time.
+	committing sync.Mutex
+	pendingMu  sync.Mutex
+	pending    []*commitRequest
+	// PutImage's group commit: images wait in pendingImages (under pendingMu); one group is
+	// recorded at a time.
+	recording     sync.Mutex
+	pendingImages []*imageRequest
+
 	mu     sync.Mutex
 	layers []storage.Layer // as in layers.json
 	images []storage.Image // as in images.json
-	closed bool
+	// imagesJSON is images marshalled, nil until needed (see marshalledImages); set with images.
+	imagesJSON []byte
+	closed     bool
 
 	cleaned []Leftover // what Open removed (Cleaned)
 

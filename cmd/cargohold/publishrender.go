@@ -15,10 +15,14 @@ type publishRenderer struct {
 	multi       bool // a run writing several stores, or a store the recipe gave as a relative path, names each line's
 	err         error
 
-	// The bars of the image under way (see layerProgress): set on ImageStarted, before the
-	// goroutines that send its LayerProgress events start.
+	// The bars of the layers under way (see layerProgress): set on the first ImageStarted of a
+	// store, before the goroutines that send LayerProgress events start, ended with its last image;
+	// lines is where the image lines go meanwhile (above the bars).
 	progress func(builder.ProgressEvent)
 	endBars  func()
+	lines    output
+	pending  int  // images started and not yet done or stopped
+	failed   bool // an image of the store failed or stopped (--quiet then shows the held notes)
 }
 
 func (r *publishRenderer) observer() publish.Observer {
@@ -36,20 +40,20 @@ func (r *publishRenderer) event(e publish.Event) {
 	case publish.LeftoversRemoved:
 		r.out.errorf("removed %d leftovers of an interrupted run (staging dirs, temp files, unrecorded layers)", len(e.Leftovers))
 	case publish.ImageStarted:
-		r.startImage()
+		r.imageStarted()
 	case publish.LayerProgress:
 		if r.progress != nil {
 			r.progress(e.ProgressEvent)
 		}
-	case publish.ImageRetrying:
+	case publish.ImageRetrying: // from the goroutines of the images under way, after every ImageStarted
 		if !r.quiet { // --quiet: only if the image fails (printResult)
-			r.out.errorf("warning: %s: %s%s", e.Ref, e.Message, r.where(e.Store))
+			r.lines.errorf("warning: %s: %s%s", e.Ref, e.Message, r.where(e.Store))
 		}
 	case publish.ImageStopped:
-		r.endImage(true)
+		r.imageEnded(true)
 	case publish.ImageDone:
-		r.endImage(e.Err != nil)
 		r.printResult(e.Result, r.where(e.Store))
+		r.imageEnded(e.Err != nil)
 	case publish.ExtrasFound:
 		r.printExtras(e)
 	case publish.Pruned:
@@ -71,21 +75,31 @@ func (r *publishRenderer) event(e publish.Event) {
 	}
 }
 
-// startImage draws the bars of the image under way. With --quiet, the image library's notes about
-// it (a blob read that reconnected) are held until endImage: a retry that worked is no news to a
-// cron job.
-func (r *publishRenderer) startImage() {
-	r.progress, r.endBars = layerProgress(r.out, r.quiet || r.json)
-	if r.quiet {
-		libraryLogs.hold()
+// imageStarted notes that an image starts; the first of a store starts the bars. With --quiet, the
+// image library's notes (a blob read that reconnected) are held until the store's last image ends,
+// and shown only if an image failed: a retry that worked is no news to a cron job. (Its notes name
+// no image, and images are published at once, so they are held per store, not per image.)
+func (r *publishRenderer) imageStarted() {
+	if r.pending == 0 {
+		r.progress, r.endBars, r.lines = layerProgress(r.out, r.quiet || r.json)
+		if r.quiet {
+			libraryLogs.hold()
+			r.failed = false
+		}
 	}
+	r.pending++
 }
 
-// endImage ends the bars, and shows the held notes if the image failed.
-func (r *publishRenderer) endImage(failed bool) {
-	r.endBars()
-	if r.quiet {
-		libraryLogs.release(failed)
+// imageEnded notes that an image is done or stopped; after the last one the bars end, and the
+// held notes are shown if an image failed.
+func (r *publishRenderer) imageEnded(failed bool) {
+	r.failed = r.failed || failed
+	if r.pending--; r.pending == 0 {
+		r.endBars()
+		r.progress, r.lines = nil, r.out
+		if r.quiet {
+			libraryLogs.release(r.failed)
+		}
 	}
 }
 
@@ -106,20 +120,26 @@ func (r *publishRenderer) where(store string) string {
 // printResult prints one image's line, its warnings and its error (with --quiet, after the
 // retries that came before it; without, those were printed as they happened).
 func (r *publishRenderer) printResult(res builder.Result, where string) {
+	out := r.lines // above the bars, while they are drawn
+	if out.stdout == nil {
+		out = r.out
+	}
 	for _, w := range res.Warnings {
-		r.out.errorf("warning: %s: %s%s", res.Ref, w, where)
+		out.errorf("warning: %s: %s%s", res.Ref, w, where)
 	}
 	if res.Err != nil {
 		if r.quiet {
 			for _, retry := range res.Retries {
-				r.out.errorf("warning: %s: %s%s", res.Ref, retry, where)
+				out.errorf("warning: %s: %s%s", res.Ref, retry, where)
 			}
 		}
-		r.out.errorf("error: %v%s", res.Err, where)
+		out.errorf("error: %v%s", res.Err, where)
 		return
 	}
-	r.printf("%-9s %s  %s  %s, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","), shortID(res.ImageID),
-		plural(res.LayersFetched, "layer"), units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
+	if !r.quiet && !r.json {
+		out.printf("%-9s %s  %s  %s, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","), shortID(res.ImageID),
+			plural(res.LayersFetched, "layer"), units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
+	}
 }
 
 // printExtras says what becomes of the names the recipe no longer lists.
