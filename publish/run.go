@@ -58,7 +58,7 @@ func (r *run) store(ctx context.Context, s Store) (err error) {
 	if len(notDone) > 0 {
 		return interrupted(ctx, s.Dir, notDone)
 	}
-	return r.end(ctx, store, report)
+	return r.end(ctx, store, &s, report)
 }
 
 // open opens the store for writing, waiting for another run's lock (or with Plan.NoWait refusing
@@ -85,7 +85,8 @@ func (r *run) open(ctx context.Context, s Store) (*layout.Store, error) {
 // each in request order; when ctx ends it stops and returns the references not published.
 func (r *run) images(ctx context.Context, store *layout.Store, s Store) (*Report, []string) {
 	p := builder.Publisher{Store: store, Jobs: r.plan.Jobs, ImageJobs: r.plan.ImageJobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs,
-		Progress: func(e builder.ProgressEvent) { r.obs.send(LayerProgress{Store: s.Dir, ProgressEvent: e}) }}
+		Progress: func(e builder.ProgressEvent) { r.obs.send(LayerProgress{Store: s.Dir, ProgressEvent: e}) },
+		OnRetry:  func(ref, msg string) { r.obs.send(ImageRetrying{Store: s.Dir, Ref: ref, Message: msg}) }}
 	report := &Report{Store: store.Dir(), Driver: string(store.Driver()), Images: []ImageReport{}}
 	for _, req := range s.Requests {
 		r.obs.send(ImageStarted{Store: s.Dir, Ref: req.Ref})
@@ -106,9 +107,9 @@ func (r *run) images(ctx context.Context, store *layout.Store, s Store) (*Report
 
 // end ends a store's publish once every image was tried: extras (with a recipe), the report,
 // registration, and the error of the images that failed.
-func (r *run) end(ctx context.Context, store *layout.Store, report *Report) error {
+func (r *run) end(ctx context.Context, store *layout.Store, s *Store, report *Report) error {
 	if r.plan.Recipe {
-		if err := r.extras(ctx, store, report); err != nil {
+		if err := r.extras(ctx, store, s, report); err != nil {
 			return err
 		}
 	}
@@ -133,9 +134,10 @@ func (r *run) end(ctx context.Context, store *layout.Store, report *Report) erro
 }
 
 // extras reports the names the recipe no longer lists, and with --prune removes them when every
-// image succeeded (see Extras).
-func (r *run) extras(ctx context.Context, store *layout.Store, report *Report) error {
-	names := store.NamesExcept(report.names())
+// image succeeded (see Extras). A name the recipe lists is kept even when its image failed in this
+// run: a failed image has no names in the report.
+func (r *run) extras(ctx context.Context, store *layout.Store, s *Store, report *Report) error {
+	names := store.NamesExcept(append(s.Listed(), report.names()...))
 	action := Extras(names, r.plan.Prune, report.Failed)
 	if action == NoExtras {
 		return nil
