@@ -296,12 +296,8 @@ func (p *Publisher) publishSchema1(ctx context.Context, src *source, res *Result
 
 // imageWithManifest is the ID of an image of the store that holds the manifest d, "" if none does.
 func (p *Publisher) imageWithManifest(d digest.Digest) string {
-	for _, img := range p.Store.Images() {
-		if p.Store.HasManifest(img.ID, d, nil) {
-			return img.ID
-		}
-	}
-	return ""
+	img, _ := p.Store.ImageWithManifest("", d, nil)
+	return img.ID
 }
 
 // layerJobs lists the image's layers the store lacks, in order from the base up. Of a layer that
@@ -449,12 +445,11 @@ func (p *Publisher) pinnedAndPresent(ref imageRef, extra []string) (storage.Imag
 	if err != nil {
 		return storage.Image{}, nil, false
 	}
-	for _, img := range p.Store.Images() {
-		if p.Store.HasManifest(img.ID, pinned.Digest(), names) {
-			return img, names, true
-		}
+	img, ok := p.Store.ImageWithManifest("", pinned.Digest(), names)
+	if !ok {
+		return storage.Image{}, nil, false
 	}
-	return storage.Image{}, nil, false
+	return img, names, true
 }
 
 // imageNames is the reference's own name (as Podman would record it; nil for references that carry
