@@ -58,7 +58,7 @@ type Publisher struct {
 	Store   *layout.Store
 	Options Options
 	// Jobs is how many layers are fetched and unpacked at once, by all images together; 0:
-	// DefaultJobs.
+	// DefaultJobs. A small gzip or uncompressed layer (a blob under 16 MiB) takes an eighth of one job.
 	Jobs int
 	// ImageJobs is how many images PublishAll works on at once; 0: DefaultImageJobs.
 	ImageJobs int
@@ -341,10 +341,11 @@ func (p *Publisher) fetchAll(ctx context.Context, src *source, jobs []*layerJob,
 
 // fetchJob fetches one layer in one of the Publisher's layer slots.
 func (p *Publisher) fetchJob(ctx context.Context, src *source, j *layerJob, uopts unpack.Options) error {
-	if err := p.slots.acquire(ctx, p.Jobs); err != nil {
+	release, err := p.slots.acquire(ctx, p.Jobs, j.blob)
+	if err != nil {
 		return err
 	}
-	defer p.slots.release()
+	defer release()
 	return j.fetch(ctx, src.src, p.Store, uopts)
 }
 
