@@ -50,7 +50,7 @@ func TestStoreRequestTarget(t *testing.T) {
 				if !errors.Is(err, c.err) || !strings.Contains(err.Error(), c.errText) {
 					t.Fatalf("error %v, want one wrapping %v saying %q", err, c.err, c.errText)
 				}
-				if c.err == driver.ErrWrongDriver && errors.Is(err, ErrInvalid) {
+				if errors.Is(c.err, driver.ErrWrongDriver) && errors.Is(err, ErrInvalid) {
 					t.Errorf("a wrong driver is a store error, not an invalid request: %v", err)
 				}
 				return
