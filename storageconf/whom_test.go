@@ -36,14 +36,8 @@ func TestUserTarget(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			file, o, err := userTarget(c.euid, c.user, c.file, UserOptions{Backup: true})
-			if c.err != "" {
-				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("error %v, want an invalid request saying %q", err, c.err)
-				}
+			if !outcome(t, err, c.err) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if file != c.want || !o.Backup {
 				t.Errorf("file %s (options %+v), want %s with the options given", file, o, c.want)
@@ -82,18 +76,25 @@ func TestCheckRequestViewer(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			v, err := c.req.viewer(context.Background(), c.euid)
-			if c.err != "" {
-				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("error %v, want an invalid request saying %q", err, c.err)
-				}
+			if !outcome(t, err, c.err) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if v.UID != c.uid || v.Home != c.home || v.Reader != c.reader || v.Version != c.version || v.Root != c.req.Root || v.Warning != nil {
 				t.Errorf("viewer %+v, want uid %d home %q reader %v version %s root %q", v, c.uid, c.home, c.reader, c.version, c.req.Root)
 			}
 		})
 	}
+}
+
+// outcome fails t unless err is an invalid request saying want, or, for want "", no error; it says
+// whether to go on checking the result.
+func outcome(t *testing.T, err error, want string) bool {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatal(err)
+	case want != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want)):
+		t.Fatalf("error %v, want an invalid request saying %q", err, want)
+	}
+	return want == ""
 }
