@@ -72,8 +72,8 @@ func graceFlag(dst *time.Duration, usage string) cli.Flag {
 // readGraceFlag is ls's and inspect's --grace, for when gc may remove a superseded image; without it
 // (*dst nil) the grace period the store's last gc used (see layout.Snapshot.Grace).
 func readGraceFlag(dst **time.Duration) cli.Flag {
-	return &cli.DurationFlag{Name: "grace", Action: setPtr(dst), Usage: "gc's grace period, for when gc may remove a " +
-		"superseded image (default: the one the store's last gc used, else " + layout.DefaultGrace.String() + ")"}
+	return &cli.DurationFlag{Name: "grace", Action: setPtr(dst), Usage: "gc's grace period `DURATION`, for when gc may remove a superseded image",
+		DefaultText: "the one the store's last gc used, else " + layout.DefaultGrace.String()}
 }
 
 // setPtr is the Action of a flag whose absence matters (it then leaves *dst nil): it runs only when
