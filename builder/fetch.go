@@ -27,7 +27,8 @@ type layerJob struct {
 	fetched  int64 // compressed bytes read from the source
 	retries  int   // Options.RetryTimes: for the request of the blob (a broken stream is resumed by containers/image)
 	progress progress
-	opaque   []string // the layer's opaque dirs (unpack.Result.OpaqueDirs)
+	opaque   []string      // the layer's opaque dirs (unpack.Result.OpaqueDirs)
+	shared   unpack.Result // SharedFiles, SharedBytes
 }
 
 // fetch streams one layer blob from the source through decompression into the unpacker, writing into a
@@ -44,6 +45,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		return err
 	}
 	uopts.Apply = j.staged.AppliesChanges()
+	uopts.Files = j.staged.Files()
 	var blob io.ReadCloser
 	err = retry(ctx, j.retries, "fetching layer "+j.blob.Digest.String(), func() (err error) {
 		blob, _, err = src.GetBlob(ctx, j.blob, none.NoCache)
@@ -104,6 +106,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		GIDs:             result.GIDs,
 	}
 	j.opaque = result.OpaqueDirs
+	j.shared = unpack.Result{SharedFiles: result.SharedFiles, SharedBytes: result.SharedBytes}
 	j.progress.send(LayerDone, counted.n)
 	return nil
 }

@@ -44,8 +44,12 @@ type Result struct {
 	Action         Action
 	LayersFetched  int
 	BytesFetched   int64
-	Duration       time.Duration
-	Err            error
+	// FilesShared and BytesShared say how much of the fetched layers' data is shared with files the
+	// store held (layout.Dedup) instead of written again.
+	FilesShared int
+	BytesShared int64
+	Duration    time.Duration
+	Err         error
 	// Warnings are things readers may trip over although the publish succeeded (an image too deep
 	// for Podman 4.x to mount from this store path); the CLI prints each as "warning: ...".
 	Warnings []string
@@ -314,6 +318,8 @@ func (p *Publisher) commit(jobs []*layerJob, res *Result) error {
 		j.staged = nil
 		res.LayersFetched++
 		res.BytesFetched += j.fetched
+		res.FilesShared += j.shared.SharedFiles
+		res.BytesShared += j.shared.SharedBytes
 	}
 	return nil
 }

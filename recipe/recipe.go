@@ -20,6 +20,7 @@
 //	hardlinks = "copy-across-dirs"   # or "keep" (the default)
 //	cvmfs-repo = "sw.example.org"    # {repo}; default: the directory below /cvmfs/ holding the store
 //	driver = "vfs"                   # a new store's driver: overlay (the default) or vfs
+//	dedup = "hardlink"               # shared file data: auto (the default), off or hardlink
 //
 // The store path may hold {os}, {arch}, {variant} or {platform}, one store per platform
 // (platforms = [...] in [defaults] or an [[image]]); publish plans which image goes where.
@@ -61,6 +62,9 @@ type Publish struct {
 	// layer, no whiteouts on disk: for vfs nodes, and for CVMFS, whose transactions cannot hold
 	// overlay whiteouts). An existing store keeps its driver; naming another is an error.
 	Driver string `toml:"driver"`
+	// Dedup says whether equal files of the store's layers share their data: "auto" ("" means the
+	// same: reflinks where the filesystem has them), "off", or "hardlink" (layout.ParseDedup).
+	Dedup string `toml:"dedup"`
 }
 
 // Values of [publish] hardlinks.

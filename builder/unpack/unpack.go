@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	tstar "github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -38,6 +39,9 @@ type Options struct {
 	// the target (content, owner, mode, xattrs, times), for stores on CVMFS, which keeps hard links
 	// only within one directory. Links within one directory stay links.
 	CopyHardlinksAcrossDirs bool
+	// Files, if set, shares the data of the layer's files with equal files the store already holds,
+	// and learns about the layer's files (share.go; nil or layout.ShareNone: every file is written).
+	Files *layout.LayerFiles
 }
 
 // Result is what the caller records about the layer.
@@ -49,6 +53,10 @@ type Result struct {
 	// OpaqueDirs are the directories the layer marked opaque (paths relative to the root, "." for
 	// the root itself), for HideLower once the layers below are final. None in Apply mode.
 	OpaqueDirs []string
+	// SharedFiles and SharedBytes say how much data the layer shares with files the store held
+	// (Options.Files) instead of holding it twice.
+	SharedFiles int
+	SharedBytes int64
 }
 
 // ErrTooLarge is wrapped by the error Layer returns when the layer exceeds Options.MaxSize.
@@ -76,7 +84,14 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 	}
 	defer t.close()
 	t.chownImplicitDirs = !opts.Apply
+	if opts.Files != nil && opts.Files.Sharing() == layout.ShareNone {
+		opts.Files = nil
+	}
+	if opts.Files != nil && opts.Files.Sharing() == layout.ShareHardlink && opts.CopyHardlinksAcrossDirs {
+		return Result{}, errors.New("hard links across layers (dedup hardlink) cannot be combined with copying hard links across directories (for CVMFS)")
+	}
 	x := &extractor{
+		files:               opts.Files,
 		tree:                t,
 		apply:               opts.Apply,
 		maxSize:             opts.MaxSize,
@@ -108,6 +123,11 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 	if err := metadata.Flush(); err != nil {
 		return Result{}, fmt.Errorf("writing tar-split metadata: %w", err)
 	}
+	if x.files != nil && x.files.Sharing() == layout.ShareHardlink {
+		if err := x.linkEqualFiles(); err != nil { // before the dir times: links change dirs
+			return Result{}, err
+		}
+	}
 	if err := x.applyDirTimes(); err != nil {
 		return Result{}, err
 	}
@@ -121,6 +141,9 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 		GIDs:     slices.Sorted(maps.Keys(x.gids)),
 
 		OpaqueDirs: slices.Compact(slices.Sorted(slices.Values(x.opaqueDirs))),
+
+		SharedFiles: x.shared.files,
+		SharedBytes: x.shared.bytes,
 	}, nil
 }
 
@@ -138,6 +161,10 @@ type extractor struct {
 	dirTimes   map[string][2]unix.Timespec
 	uids, gids map[uint32]struct{}
 	opaqueDirs []string // see Result.OpaqueDirs
+
+	files   *layout.LayerFiles // see Options.Files; nil: no sharing
+	written []written          // regular files for the hard-link pass (share.go)
+	shared  shareStats
 }
 
 // extract applies every entry of the tar stream r and records the stream with p (see tarsplit.go),
@@ -210,7 +237,7 @@ func splitName(name string) (dir, base string) {
 }
 
 // entry applies one tar entry; name is its cleaned path relative to the root, r its body.
-func (x *extractor) entry(hdr *tar.Header, name string, r io.Reader) error {
+func (x *extractor) entry(hdr *tar.Header, name string, r *entryBody) error {
 	// Owners are logged as containers/storage does: every header except whiteouts, even pax
 	// global headers, so that layers.json matches what Podman would record.
 	if !strings.HasPrefix(path.Base(hdr.Name), archive.WhiteoutPrefix) {
@@ -298,7 +325,7 @@ func (x *extractor) remove(parent int, name, base string) error {
 	return nil
 }
 
-func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, r io.Reader) error {
+func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, body *entryBody) error {
 	fd := -1
 	err := x.create(parent, name, base, "openat", func() (err error) {
 		fd, err = unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -307,21 +334,36 @@ func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, r io
 	if err != nil {
 		return err
 	}
-	// Body first: writing clears setuid bits and capabilities, chown clears them too.
-	err = writeBody(fd, r, hdr.Size)
+	// Body first: writing (and cloning) clears setuid bits and capabilities, chown clears them too.
+	var key layout.FileKey
+	if x.files != nil && x.files.Sharing() == layout.ShareReflink && hdr.Size > 0 {
+		key, err = x.cloneOrWrite(fd, body, hdr.Size)
+	} else {
+		err = writeBody(fd, body, hdr.Size)
+	}
 	if err == nil {
 		err = setOwnerModeFd(fd, hdr)
 	}
 	if err == nil {
 		err = setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
 	}
+	var st unix.Stat_t
+	if err == nil && x.files != nil {
+		err = os.NewSyscallError("fstat", unix.Fstat(fd, &st))
+	}
 	if cerr := unix.Close(fd); err == nil {
 		err = os.NewSyscallError("close", cerr)
 	}
-	if err != nil {
+	if err == nil {
+		err = setTimesAt(parent, base, hdr)
+	}
+	if err != nil || x.files == nil || hdr.Size == 0 {
 		return err
 	}
-	return setTimesAt(parent, base, hdr)
+	if x.files.Sharing() == layout.ShareReflink {
+		key.Meta = headerMeta(hdr).Key()
+	}
+	return x.keepRealName(parent, base, st.Ino, key)
 }
 
 func (x *extractor) directory(parent int, name, base string, hdr *tar.Header) error {
@@ -455,7 +497,10 @@ func (x *extractor) hardlink(parent int, name, base string, hdr *tar.Header) err
 			return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
 		}
 	}
-	return setMetaAt(parent, base, hdr, symlink)
+	if err := setMetaAt(parent, base, hdr, symlink); err != nil {
+		return err
+	}
+	return x.keepLink(parent, base, &st)
 }
 
 // node creates a device node or FIFO.

@@ -17,6 +17,8 @@ func publishHookFlags() []cli.Flag {
 		&cli.StringFlag{Name: "hardlinks", Usage: "`MODE`: keep (default), or copy-across-dirs (CVMFS keeps hard links only within one directory)"},
 		&cli.StringFlag{Name: "driver", Usage: "storage `DRIVER` of a new store: overlay (default) or vfs (whole tree per layer, no whiteouts on disk: " +
 			"for vfs nodes and CVMFS); an existing store keeps its own"},
+		&cli.StringFlag{Name: "dedup", Usage: "shared file data `MODE`: auto (default: equal files share extents where the filesystem has reflinks), " +
+			"off, or hardlink (equal files and metadata become hard links; see README)"},
 	}
 }
 
@@ -30,7 +32,7 @@ func hookOverrides(c *cli.Context) publish.Overrides {
 		return &v
 	}
 	o := publish.Overrides{Before: str("before"), After: str("after"), OnFailure: str("on-failure"),
-		CVMFSRepo: str("cvmfs-repo"), Hardlinks: str("hardlinks"), Driver: str("driver")}
+		CVMFSRepo: str("cvmfs-repo"), Hardlinks: str("hardlinks"), Driver: str("driver"), Dedup: str("dedup")}
 	if c.IsSet("cvmfs-catalogs") {
 		v := c.Bool("cvmfs-catalogs")
 		o.CVMFSCatalogs = &v

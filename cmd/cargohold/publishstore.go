@@ -72,6 +72,9 @@ func endStore(opts publishOptions, store *layout.Store, plan *publish.Plan, repo
 func publishImages(ctx context.Context, opts publishOptions, store *layout.Store, s publish.Store, multi bool) (publishReport, []string) {
 	p := builder.Publisher{Store: store, Jobs: opts.jobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs}
 	report := publishReport{Store: store.Dir(), Driver: string(store.Driver()), Images: []imageReport{}}
+	if sharing, err := store.Sharing(); err == nil {
+		report.Dedup = sharing.String()
+	} // else the first layer staged fails with the error
 	where := ""
 	if multi {
 		where = "  [" + store.Dir() + "]" // a run writing several stores names each line's
@@ -100,8 +103,12 @@ func printResult(opts publishOptions, res builder.Result, where string) {
 		return
 	}
 	if !opts.quiet && !opts.json {
-		opts.out.printf("%-9s %s  %s  %d layers, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","),
-			shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
+		shared := ""
+		if res.BytesShared > 0 {
+			shared = ", " + units.BytesSize(float64(res.BytesShared)) + " shared"
+		}
+		opts.out.printf("%-9s %s  %s  %d layers, %s fetched%s in %.1fs%s\n", res.Action, strings.Join(res.Names, ","),
+			shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), shared, res.Duration.Seconds(), where)
 	}
 }
 
@@ -159,6 +166,7 @@ func register(opts publishOptions, store *layout.Store) error {
 type publishReport struct {
 	Store  string           `json:"store"`
 	Driver string           `json:"driver"` // overlay or vfs
+	Dedup  string           `json:"dedup"`  // how equal files share data: off, reflink or hardlink
 	Images []imageReport    `json:"images"`
 	Failed int              `json:"failed"`
 	Extra  []string         `json:"extra,omitempty"`  // names in the store the recipe does not list (not pruned)
@@ -173,6 +181,8 @@ type imageReport struct {
 	Action        string   `json:"action"`
 	LayersFetched int      `json:"layers_fetched"`
 	BytesFetched  int64    `json:"bytes_fetched"`
+	FilesShared   int      `json:"files_shared"`
+	BytesShared   int64    `json:"bytes_shared"`
 	Seconds       float64  `json:"seconds"`
 	Error         string   `json:"error,omitempty"`
 	Warnings      []string `json:"warnings,omitempty"`
@@ -181,7 +191,7 @@ type imageReport struct {
 func (r *publishReport) add(res builder.Result) {
 	ir := imageReport{Reference: res.Ref, Names: res.Names, ID: res.ImageID, Digest: res.ManifestDigest.String(),
 		Action: string(res.Action), LayersFetched: res.LayersFetched, BytesFetched: res.BytesFetched,
-		Seconds: res.Duration.Seconds(), Warnings: res.Warnings}
+		FilesShared: res.FilesShared, BytesShared: res.BytesShared, Seconds: res.Duration.Seconds(), Warnings: res.Warnings}
 	if ir.Names == nil {
 		ir.Names = []string{}
 	}
