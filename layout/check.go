@@ -193,12 +193,12 @@ func (s *Store) Repair() ([]string, error) {
 // repairFilesIndex rebuilds the file index of each recorded layer, where the store shares file data or
 // has an index already (a store published with dedup off has none, and gets none).
 func (s *Store) repairFilesIndex(done *[]string) error {
-	sharing, err := s.Sharing()
-	if err != nil {
+	if _, err := s.root.Lstat(filesDir); errors.Is(err, fs.ErrNotExist) {
+		if sharing, err := s.Sharing(); err != nil || sharing == ShareNone {
+			return err
+		}
+	} else if err != nil {
 		return err
-	}
-	if _, err := s.root.Lstat(filesDir); sharing == ShareNone && errors.Is(err, fs.ErrNotExist) {
-		return nil
 	}
 	if err := s.mkdir(filesDir); err != nil {
 		return err

@@ -78,8 +78,24 @@ func (s *Store) Sharing() (Sharing, error) {
 		default:
 			s.sharing, s.sharingErr = s.probeReflink()
 		}
+		s.sharingKnown.Store(true)
 	})
 	return s.sharing, s.sharingErr
+}
+
+// SharingIfKnown is Sharing without a probe: ok is false when the store's Dedup is auto and nothing
+// needed to find out yet (no layer was staged), so a run that stages nothing writes nothing.
+func (s *Store) SharingIfKnown() (sharing Sharing, ok bool) {
+	switch s.opts.Dedup {
+	case DedupOff:
+		return ShareNone, true
+	case DedupHardlink:
+		return ShareHardlink, true
+	}
+	if !s.sharingKnown.Load() {
+		return ShareNone, false
+	}
+	return s.sharing, s.sharingErr == nil
 }
 
 // probeReflink clones one file into another inside the store's staging area: ShareReflink if the

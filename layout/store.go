@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
 	"go.podman.io/storage"
@@ -58,12 +59,13 @@ type Store struct {
 	cleaned []Leftover // what Open removed (Cleaned)
 
 	// Shared file data (dedup.go, fileindex.go): how, found on first use, and the file index.
-	sharingOnce sync.Once
-	sharing     Sharing
-	sharingErr  error
-	filesMu     sync.Mutex
-	files       *fileIndex // nil until a publish needs it, and again after gc
-	rootDir     *os.File   // the store root, for openat2 beneath it (the file index)
+	sharingOnce  sync.Once
+	sharingKnown atomic.Bool // sharing and sharingErr are set
+	sharing      Sharing
+	sharingErr   error
+	filesMu      sync.Mutex
+	files        *fileIndex // nil until a publish needs it, and again after gc
+	rootDir      *os.File   // the store root, for openat2 beneath it (the file index)
 }
 
 // open checks that dir may be written (see prepare: a cargohold store, or with opts.Create a new one),

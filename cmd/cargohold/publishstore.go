@@ -71,10 +71,7 @@ func endStore(opts publishOptions, store *layout.Store, plan *publish.Plan, repo
 // references not published.
 func publishImages(ctx context.Context, opts publishOptions, store *layout.Store, s publish.Store, multi bool) (publishReport, []string) {
 	p := builder.Publisher{Store: store, Jobs: opts.jobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs}
-	report := publishReport{Store: store.Dir(), Driver: string(store.Driver()), Images: []imageReport{}}
-	if sharing, err := store.Sharing(); err == nil {
-		report.Dedup = sharing.String()
-	} // else the first layer staged fails with the error
+	report := publishReport{Store: store.Dir(), Driver: string(store.Driver()), Dedup: string(layout.DedupAuto), Images: []imageReport{}}
 	where := ""
 	if multi {
 		where = "  [" + store.Dir() + "]" // a run writing several stores names each line's
@@ -89,6 +86,9 @@ func publishImages(ctx context.Context, opts publishOptions, store *layout.Store
 		}
 		report.add(res)
 		printResult(opts, res, where)
+	}
+	if sharing, ok := store.SharingIfKnown(); ok {
+		report.Dedup = sharing.String()
 	}
 	return report, nil
 }
@@ -166,7 +166,7 @@ func register(opts publishOptions, store *layout.Store) error {
 type publishReport struct {
 	Store  string           `json:"store"`
 	Driver string           `json:"driver"` // overlay or vfs
-	Dedup  string           `json:"dedup"`  // how equal files share data: off, reflink or hardlink
+	Dedup  string           `json:"dedup"`  // how equal files share data: off, reflink, hardlink; auto if no layer was staged
 	Images []imageReport    `json:"images"`
 	Failed int              `json:"failed"`
 	Extra  []string         `json:"extra,omitempty"`  // names in the store the recipe does not list (not pruned)

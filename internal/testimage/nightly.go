@@ -96,11 +96,20 @@ func seeded(seed uint64, size int) []byte {
 	return b
 }
 
-// NightlyFixtures are nights 1 to n as e2e fixtures nightly:1 ... nightly:n (gzip).
+// NightlyFixtures are nights 1 to n as e2e fixtures nightly:1 ... nightly:n (gzip), with the sha256
+// of a few files that sharing must get right.
 func NightlyFixtures(busybox []byte, n int) []Fixture {
 	var fs []Fixture
 	for i := 1; i <= n; i++ {
-		fs = append(fs, Fixture{Name: "nightly", Tag: fmt.Sprint(i), Image: Nightly(busybox, i, Gzip)})
+		img := Nightly(busybox, i, Gzip)
+		files := map[string]string{}
+		for _, e := range img.Layers[1].Entries {
+			switch e.Header.Name {
+			case "opt/rt/lib/libbig.so.1", "opt/rt/lib/grow.dat", "opt/rt/lib/sparse.img", "opt/rt/lib/mod07.pyc", "opt/rt/VERSION":
+				files["/"+e.Header.Name] = EntrySHA256(e)
+			}
+		}
+		fs = append(fs, Fixture{Name: "nightly", Tag: fmt.Sprint(i), Image: img, Files: files})
 	}
 	return fs
 }
