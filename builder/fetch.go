@@ -28,7 +28,7 @@ type layerJob struct {
 	retries  int   // Options.RetryTimes: for the request of the blob (a broken stream is resumed by containers/image)
 	progress progress
 	opaque   []string      // the layer's opaque dirs (unpack.Result.OpaqueDirs)
-	shared   unpack.Result // SharedFiles, SharedBytes
+	unpacked unpack.Result // what unpack.Layer said (for unpack.LinkEqualFiles at commit)
 }
 
 // fetch streams one layer blob from the source through decompression into the unpacker, writing into a
@@ -106,9 +106,16 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		GIDs:             result.GIDs,
 	}
 	j.opaque = result.OpaqueDirs
-	j.shared = unpack.Result{SharedFiles: result.SharedFiles, SharedBytes: result.SharedBytes}
+	j.unpacked = result
 	j.progress.send(LayerDone, counted.n)
 	return nil
+}
+
+// shareByLinks links the layer's files to equal files of the store, in a store that shares file data
+// by hard links (unpack.LinkEqualFiles). Like hideLower, it runs at commit: the layers below must be
+// final, for none of their files may end up sharing an inode with one of this layer's.
+func (j *layerJob) shareByLinks() error {
+	return unpack.LinkEqualFiles(j.staged.DiffDir(), &j.unpacked, j.staged.Files())
 }
 
 // hideLower writes the whiteouts that make the layer's opaque dirs opaque for rootless readers too

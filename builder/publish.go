@@ -307,7 +307,11 @@ func (p *Publisher) fetchInOrder(ctx context.Context, src *source, jobs []*layer
 // commit commits the fetched jobs in order, parents first.
 func (p *Publisher) commit(jobs []*layerJob, res *Result) error {
 	for _, j := range jobs {
-		if err := j.hideLower(); err != nil {
+		err := j.hideLower()
+		if err == nil {
+			err = j.shareByLinks()
+		}
+		if err != nil {
 			discard(jobs)
 			return fmt.Errorf("layer %s: %w", j.blob.Digest, err)
 		}
@@ -318,8 +322,8 @@ func (p *Publisher) commit(jobs []*layerJob, res *Result) error {
 		j.staged = nil
 		res.LayersFetched++
 		res.BytesFetched += j.fetched
-		res.FilesShared += j.shared.SharedFiles
-		res.BytesShared += j.shared.SharedBytes
+		res.FilesShared += j.unpacked.SharedFiles
+		res.BytesShared += j.unpacked.SharedBytes
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -173,23 +174,72 @@ type LayerFiles struct {
 	buf *bufio.Writer
 	gz  *gzip.Writer
 	err error // the first error writing the index file
+
+	below map[FileKey][]string // the files of the layers below by key (InLayersBelow; loaded on first use)
 }
 
 // Sharing says how the layer's files share data.
 func (lf *LayerFiles) Sharing() Sharing { return lf.sharing }
 
-// Candidates lists the files of the store (and of the layers this run staged) that may have key k,
-// newest first. The list is a hint: see Candidate.
+// Candidates lists the files of the store (and of the layers this run staged, but this one) that may
+// have key k, newest first. The list is a hint: see Candidate.
 func (lf *LayerFiles) Candidates(k FileKey) []Candidate {
 	mk := lf.ix.mapKey(k)
 	lf.ix.mu.Lock()
+	defer lf.ix.mu.Unlock()
 	refs := lf.ix.byKey[mk]
-	res := make([]Candidate, len(refs))
-	for i, r := range refs {
-		res[len(refs)-1-i] = Candidate{s: lf.l.s, ix: lf.ix, key: k, ref: r}
+	res := make([]Candidate, 0, len(refs))
+	for i := len(refs) - 1; i >= 0; i-- {
+		if refs[i].staged != lf.l || lf.sharing == ShareReflink { // a layer's own files: extents only
+			res = append(res, Candidate{s: lf.l.s, ix: lf.ix, key: k, ref: refs[i]})
+		}
 	}
-	lf.ix.mu.Unlock()
 	return res
+}
+
+// InLayersBelow says whether a file of a layer below this one (its parent, the parent's parent, ...)
+// with key k is the inode ino: a container of this layer sees those files too, so a hard link to ino
+// would show it two names the image does not have. The layers below must be committed; their file
+// indexes are read on the first call.
+func (lf *LayerFiles) InLayersBelow(k FileKey, ino uint64) (bool, error) {
+	s := lf.l.s
+	if lf.below == nil {
+		lf.below = map[FileKey][]string{}
+		for _, id := range s.chainBelow(lf.l.parent) {
+			entries, err := s.layerFiles(id)
+			if err != nil {
+				return false, fmt.Errorf("reading the file index of layer %s, below: %w", id, err)
+			}
+			diff := path.Join(s.paths.layerDir(id), s.paths.diffInLayer())
+			for _, e := range entries {
+				lf.below[e.key] = append(lf.below[e.key], path.Join(diff, e.path))
+			}
+		}
+	}
+	for _, p := range lf.below[k] {
+		if fi, err := s.root.Lstat(p); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Ino == ino {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// chainBelow lists a layer and its ancestors by ID, nearest first ("" for none).
+func (s *Store) chainBelow(id string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id != "" && len(ids) <= len(s.layers) {
+		i := s.layerIndex(id)
+		if i < 0 {
+			break
+		}
+		ids = append(ids, id)
+		id = s.layers[i].Parent
+	}
+	return ids
 }
 
 // Add records that the layer's file name (relative to its diff dir, through no symlink), complete by

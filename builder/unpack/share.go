@@ -3,8 +3,6 @@ package unpack
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"hash/crc64"
 	"io"
@@ -22,18 +20,15 @@ import (
 // store's index of files, how it is kept and why it is only a hint: layout/fileindex.go). Two ways,
 // as the store says (layout.Sharing):
 //
-//   - Reflinks. After the first KeyPrefix bytes of a file the index names the store's files that may
-//     equal it; the rest of the body is compared with the first of them while it is read, instead of
+//   - Reflinks (here). After the first KeyPrefix bytes of a file the index names the store's files that
+//     may equal it; the rest of the body is compared with the first of them while it is read, instead of
 //     written. Equal to the last byte: the new file, still empty, clones the candidate (FICLONE) and
 //     then gets its own owner, mode, xattrs and times as any file does. A difference: the equal part
 //     is cloned from the candidate (FICLONERANGE) and the rest written. A candidate that differs in
-//     its first bytes is skipped. Only bytes compared equal are ever shared.
-//   - Hard links. Files are written as usual; when the whole layer is there (so no later entry can
-//     change an inode any more), each inode of the layer, with all its names (a tar hard-link group
-//     moves as a group), becomes the store's equal inode: equal bytes, owner, mode, mtime and every
-//     xattr, compared on the two inodes. Every name is linked beside its old one first, then renamed
-//     over it; an inode that has no room for more links (EMLINK) is skipped, and when no candidate
-//     is left the layer's own inode stays: a new copy, itself a candidate from then on.
+//     its first bytes is skipped. Only bytes compared equal are ever shared, and every file keeps its
+//     own inode: readers cannot tell.
+//   - Hard links (links.go). Files are written as usual, and LinkEqualFiles links them when the layer
+//     is committed.
 
 // written is a regular file of the layer, by one of its names, for the hard-link pass.
 type written struct {
@@ -182,221 +177,6 @@ func copyFrom(fd int, src *os.File, n int64) error {
 		return fmt.Errorf("copying the data of %s: %w", src.Name(), err)
 	}
 	return nil
-}
-
-// linkEqualFiles makes each inode of the layer (all its names) a hard link of an equal file of the
-// store, where there is one (ShareHardlink), and records every inode for the files after it.
-func (x *extractor) linkEqualFiles() error {
-	groups, err := x.linkGroups()
-	if err != nil {
-		return err
-	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	for _, g := range groups {
-		if err := x.linkGroup(g, *bp); err != nil {
-			return fmt.Errorf("sharing %q: %w", g.names[0], err)
-		}
-	}
-	return nil
-}
-
-// linkGroup is one inode of the layer with its names.
-type linkGroup struct {
-	names []string // in the order of the layer's entries
-	ino   uint64
-	size  int64
-}
-
-// linkGroups gathers the layer's regular files by inode, in the order of the first name of each. An
-// inode with a name the layer no longer has (an entry replaced it) or with names elsewhere is left
-// out, and so are empty files (nothing to share).
-func (x *extractor) linkGroups() ([]*linkGroup, error) {
-	var groups []*linkGroup
-	byIno := map[uint64]*linkGroup{}
-	nlinks := map[uint64]uint64{}
-	for _, w := range x.written {
-		st, err := x.statReal(w.name)
-		if err != nil || st.Ino != w.ino || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 {
-			continue
-		}
-		g := byIno[st.Ino]
-		if g == nil {
-			g = &linkGroup{ino: st.Ino, size: st.Size}
-			byIno[st.Ino] = g
-			groups = append(groups, g)
-		}
-		if !containsString(g.names, w.name) {
-			g.names = append(g.names, w.name)
-		}
-		nlinks[st.Ino] = uint64(st.Nlink)
-	}
-	complete := groups[:0]
-	for _, g := range groups {
-		if uint64(len(g.names)) == nlinks[g.ino] {
-			complete = append(complete, g)
-		}
-	}
-	return complete, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// linkGroup links g's names to an equal inode of the store, if there is one with room for them, and
-// records g's inode in the index either way.
-func (x *extractor) linkGroup(g *linkGroup, buf []byte) error {
-	own, err := x.openReal(g.names[0])
-	if err != nil {
-		return err
-	}
-	defer closeQuietly(own)
-	meta, err := layout.ReadFileMeta(own)
-	if err != nil {
-		return err
-	}
-	crc, err := prefixCRC(own, g.size, buf)
-	if err != nil {
-		return err
-	}
-	key := layout.FileKey{Size: g.size, CRC: crc, Meta: meta.Key()}
-	for _, c := range x.files.Candidates(key) {
-		src, err := c.Open()
-		if err != nil {
-			c.Drop()
-			continue
-		}
-		linked := false
-		if mayLink(own, src, g, meta, buf) {
-			err = x.relink(g.names, src)
-			linked = err == nil
-		}
-		closeQuietly(src)
-		var lerr *linkError
-		switch {
-		case errors.As(err, &lerr) && errors.Is(lerr.err, unix.EMLINK):
-			// No room for the group: the next candidate, or at the end the layer's own inode (a new
-			// copy). An inode that cannot take even one more link is no candidate any more.
-			if len(g.names) == 1 {
-				c.Drop()
-			}
-			continue
-		case errors.As(err, &lerr):
-			continue // cannot link to this one (another filesystem, say)
-		case err != nil:
-			return err
-		}
-		if linked {
-			x.shared.files++
-			x.shared.bytes += g.size
-			faultpoint.Hit("file-shared")
-			break
-		}
-	}
-	return x.files.Add(g.names[0], key)
-}
-
-// mayLink says whether own (the layer's inode of group g, with metadata meta) and src may be one inode:
-// two inodes, equal in metadata and every byte.
-func mayLink(own, src *os.File, g *linkGroup, meta layout.FileMeta, buf []byte) bool {
-	var st unix.Stat_t
-	if unix.Fstat(int(src.Fd()), &st) != nil || st.Ino == g.ino {
-		return false
-	}
-	srcMeta, err := layout.ReadFileMeta(src)
-	if err != nil || !srcMeta.Equal(meta) {
-		return false
-	}
-	equal, err := layout.EqualContent(own, src, g.size, buf)
-	return err == nil && equal
-}
-
-// linkError is a failed linkat of relink: nothing was changed.
-type linkError struct{ err error }
-
-func (e *linkError) Error() string { return "linkat: " + e.err.Error() }
-func (e *linkError) Unwrap() error { return e.err }
-
-// relink makes every name in names a name of src's inode, or (a *linkError) none: a new link for each
-// beside it first, then each renamed over its name.
-func (x *extractor) relink(names []string, src *os.File) error {
-	type pending struct {
-		dirFd     int
-		tmp, base string
-	}
-	var done []pending
-	defer func() {
-		for _, p := range done {
-			closeFd(p.dirFd)
-		}
-	}()
-	for _, name := range names {
-		dir, base := splitName(name)
-		dirFd, err := x.openRealDir(dir)
-		if err != nil {
-			return err
-		}
-		tmp := ".cargohold-link-" + strings.ToLower(rand.Text())
-		if err := unix.Linkat(unix.AT_FDCWD, fdPath(int(src.Fd())), dirFd, tmp, unix.AT_SYMLINK_FOLLOW); err != nil {
-			closeFd(dirFd)
-			for _, p := range done {
-				_ = unix.Unlinkat(p.dirFd, p.tmp, 0) // our own new name: the old ones are untouched
-			}
-			return &linkError{err}
-		}
-		done = append(done, pending{dirFd, tmp, base})
-	}
-	for _, p := range done {
-		if err := unix.Renameat(p.dirFd, p.tmp, p.dirFd, p.base); err != nil {
-			return os.NewSyscallError("renameat", err)
-		}
-	}
-	return nil
-}
-
-// realHow resolves the names the hard-link pass recorded: below the root, through no symlink (a
-// later entry may have put one where a directory was).
-var realHow = unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-	Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
-
-func (x *extractor) openRealDir(dir string) (int, error) {
-	if dir == "." {
-		dir = ""
-	}
-	how := realHow
-	fd, err := unix.Openat2(x.rootFd, "./"+dir, &how)
-	return fd, os.NewSyscallError("openat2", err)
-}
-
-func (x *extractor) statReal(name string) (unix.Stat_t, error) {
-	var st unix.Stat_t
-	dir, base := splitName(name)
-	dirFd, err := x.openRealDir(dir)
-	if err != nil {
-		return st, err
-	}
-	defer closeFd(dirFd)
-	return st, unix.Fstatat(dirFd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-func (x *extractor) openReal(name string) (*os.File, error) {
-	dir, base := splitName(name)
-	dirFd, err := x.openRealDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer closeFd(dirFd)
-	fd, err := unix.Openat(dirFd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOATIME, 0)
-	if err != nil {
-		return nil, os.NewSyscallError("openat", err)
-	}
-	return os.NewFile(uintptr(fd), name), nil
 }
 
 // prefixCRC is the crc64 of the first min(size, KeyPrefix) bytes of f, as FileKey.CRC.

@@ -76,6 +76,9 @@ func stageLayer(s *layout.Store, parent string, entries []testimage.Entry) (*lay
 		return nil, unpack.Result{}, err
 	}
 	res, err := unpack.Layer(&buf, l.DiffDir(), l.TarSplit(), unpack.Options{Apply: l.AppliesChanges(), Files: l.Files()})
+	if err == nil { // at commit, as builder does
+		err = unpack.LinkEqualFiles(l.DiffDir(), &res, l.Files())
+	}
 	if err != nil {
 		_ = l.Discard()
 	}
@@ -204,7 +207,7 @@ func TestHardlinksNeedEqualMetadata(t *testing.T) {
 		testimage.File("group1", 0o755, "a hard-link group\n"),
 		testimage.Hardlink("group2", "group1"),
 	)
-	b, res := publishLayer(t, s, a,
+	b, res := publishLayer(t, s, "",
 		testimage.File("same", 0o644, body),                 // equal in everything: linked
 		testimage.File("mode", 0o640, body),                 // another mode
 		at(testimage.File("mtime", 0o644, body), other),     // another mtime, by a nanosecond
@@ -306,6 +309,31 @@ func nlinks(t *testing.T, p string) uint64 {
 		t.Fatal(err)
 	}
 	return uint64(st.Nlink)
+}
+
+// No container sees two names of one inode that its image did not make hard links: a file is not
+// linked to an inode that a layer below it, or another file of its own layer, already uses.
+func TestHardlinksNeverJoinAnInodeOfTheSameImage(t *testing.T) {
+	requireRootHere(t)
+	s := openShareStore(t, t.TempDir(), layout.DedupHardlink)
+	f := func(name string) testimage.Entry { return testimage.File(name, 0o644, "in many layers\n") }
+	a, _ := publishLayer(t, s, "", f("f"))
+	sib, _ := publishLayer(t, s, "", f("s/f")) // a sibling of a: linked to a's file
+	child, _ := publishLayer(t, s, sib, f("c/f"), f("c/g"))
+	d, _ := publishLayer(t, s, "", f("d/1"), f("d/2"))
+	ia := ino(t, filepath.Join(diffDir(t, s, a), "f"))
+	if got := ino(t, filepath.Join(diffDir(t, s, sib), "s/f")); got != ia {
+		t.Errorf("s/f, in a sibling layer of f's, has inode %d, want f's %d", got, ia)
+	}
+	// The child's container sees s/f (inode ia): its files may not join ia, nor one another.
+	cf, cg := ino(t, filepath.Join(diffDir(t, s, child), "c/f")), ino(t, filepath.Join(diffDir(t, s, child), "c/g"))
+	if cf == ia || cg == ia || cf == cg {
+		t.Errorf("the child layer's c/f and c/g have inodes %d and %d; want two of their own, not %d (s/f, below them)", cf, cg, ia)
+	}
+	d1, d2 := ino(t, filepath.Join(diffDir(t, s, d), "d/1")), ino(t, filepath.Join(diffDir(t, s, d), "d/2"))
+	if d1 == d2 || (d1 != ia && d1 != cf && d1 != cg) {
+		t.Errorf("d/1 and d/2 have inodes %d and %d: want each linked to another layer's file, never to each other", d1, d2)
+	}
 }
 
 // A file the index names no longer holds what it did (changed behind the store's back): nothing is

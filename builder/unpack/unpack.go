@@ -57,6 +57,8 @@ type Result struct {
 	// (Options.Files) instead of holding it twice.
 	SharedFiles int
 	SharedBytes int64
+
+	written []written // regular files, for LinkEqualFiles (hard links)
 }
 
 // ErrTooLarge is wrapped by the error Layer returns when the layer exceeds Options.MaxSize.
@@ -123,11 +125,6 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 	if err := metadata.Flush(); err != nil {
 		return Result{}, fmt.Errorf("writing tar-split metadata: %w", err)
 	}
-	if x.files != nil && x.files.Sharing() == layout.ShareHardlink {
-		if err := x.linkEqualFiles(); err != nil { // before the dir times: links change dirs
-			return Result{}, err
-		}
-	}
 	if err := x.applyDirTimes(); err != nil {
 		return Result{}, err
 	}
@@ -144,6 +141,7 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 
 		SharedFiles: x.shared.files,
 		SharedBytes: x.shared.bytes,
+		written:     x.written,
 	}, nil
 }
 
@@ -163,7 +161,7 @@ type extractor struct {
 	opaqueDirs []string // see Result.OpaqueDirs
 
 	files   *layout.LayerFiles // see Options.Files; nil: no sharing
-	written []written          // regular files for the hard-link pass (share.go)
+	written []written          // regular files for the hard-link pass (links.go)
 	shared  shareStats
 }
 

@@ -105,7 +105,7 @@ func NightlyFixtures(busybox []byte, n int) []Fixture {
 		files := map[string]string{}
 		for _, e := range img.Layers[1].Entries {
 			switch e.Header.Name {
-			case "opt/rt/lib/libbig.so.1", "opt/rt/lib/grow.dat", "opt/rt/lib/sparse.img", "opt/rt/lib/mod07.pyc", "opt/rt/VERSION":
+			case "opt/rt/lib/libbig.so.1", "opt/rt/lib/grow.dat", "opt/rt/lib/sparse.img", "opt/rt/lib/mod07.py", "opt/rt/lib/mod07.pyc", "opt/rt/VERSION":
 				files["/"+e.Header.Name] = EntrySHA256(e)
 			}
 		}
