@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testfs"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
@@ -35,7 +36,7 @@ import (
 // whole container trees.
 
 func TestCorpusMatchesStorageLibrary(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, f := range testimage.CorpusFixtures(fakeBusybox) {
 		if f.Name == "corpus-big" {
 			continue // TestCorpusBigMatchesStorageLibrary
@@ -46,7 +47,7 @@ func TestCorpusMatchesStorageLibrary(t *testing.T) {
 
 // 50,000 files in one layer: a test of its own, so that `go test -run` can leave it out.
 func TestCorpusBigMatchesStorageLibrary(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, f := range testimage.CorpusFixtures(fakeBusybox) {
 		if f.Name == "corpus-big" {
 			compareWithStorageLibrary(t, f)
@@ -57,7 +58,7 @@ func TestCorpusBigMatchesStorageLibrary(t *testing.T) {
 // cargohold refuses a case's image exactly when the storage library does: each case alone, on the
 // same base, into one store per side.
 func TestCorpusRefusesOnlyWhatStorageLibraryRefuses(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store, storeDir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	ref := newReferenceStore(t)
@@ -92,7 +93,7 @@ func TestCorpusRefusesOnlyWhatStorageLibraryRefuses(t *testing.T) {
 // (Without device/large: XFS keeps device numbers of at most 14 bits major and 18 bits minor, and
 // refuses that one, to Podman as to cargohold.)
 func TestCorpusOnAReflinkStore(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	started := time.Now()
 	mnt := testfs.XFS(t, 0)
 	storeDir := filepath.Join(mnt, "store")
@@ -554,7 +555,7 @@ func joinKeys[V any](a, b map[string]V) map[string]bool {
 // The comparison itself: two pulls of the corpus by the storage library compare equal, and a
 // change of mode, owner, content or xattr in one of them is found and named by its path.
 func TestCorpusComparisonFindsChanges(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	f := testimage.CorpusFixtures(fakeBusybox)[0]
 	dir := filepath.Join(t.TempDir(), f.Name)
 	if _, err := testimage.WriteLayout(dir, f.Tag, f.Image); err != nil {

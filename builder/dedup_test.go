@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testfs"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
@@ -21,7 +22,7 @@ import (
 // without: every layer's tree is the same (for hard links, but for link counts), the storage library
 // regenerates every diff ID, and removing the first night leaves the others' files as they were.
 func TestDedupNightlySeries(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	layouts := t.TempDir()
 	for n := 1; n <= 4; n++ {
 		if _, err := testimage.WriteLayout(filepath.Join(layouts, "nightly"), fmt.Sprint(n), testimage.Nightly(fakeBusybox, n, testimage.Gzip)); err != nil {
@@ -90,10 +91,10 @@ func TestDedupNightlySeries(t *testing.T) {
 					before[d] = treeLines(t, d, false)
 				}
 			}
-			if _, err := store.Remove("localhost/nightly:1", false); err != nil {
+			if _, err := store.Remove(t.Context(), "localhost/nightly:1", layout.RemoveOptions{Now: true}); err != nil {
 				t.Fatal(err)
 			}
-			gc, err := store.GC(0, time.Now(), false)
+			gc, err := store.GC(t.Context(), 0, time.Now(), false)
 			if err != nil || len(gc.Deleted) != 2 {
 				t.Fatalf("gc of night 1: deleted %v, %v; want its 2 own layers", gc.Deleted, err)
 			}
@@ -107,7 +108,7 @@ func TestDedupNightlySeries(t *testing.T) {
 			if c.sharing != layout.ShareNone && res.FilesShared < testimage.NightlyModules {
 				t.Errorf("night 4, after gc: shared %d files, want at least %d", res.FilesShared, testimage.NightlyModules)
 			}
-			report, err := layout.Check(dir, layout.CheckOptions{Deep: true})
+			report, err := layout.Check(t.Context(), dir, layout.CheckOptions{Deep: true})
 			if err != nil || !report.OK() || len(report.Leftovers) > 0 {
 				t.Errorf("check --deep after gc and night 4: %+v, %v", report, err)
 			}

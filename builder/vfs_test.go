@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
@@ -15,7 +16,7 @@ import (
 // regenerate every layer's diff, and the top layer's tree must be the image's root filesystem with
 // the whiteout and the opaque dir applied.
 func TestPublishVFSStore(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	dir := filepath.Join(t.TempDir(), "store")
 	store := openStoreAt(t, dir, layout.Options{Driver: layout.VFS})
@@ -53,12 +54,12 @@ func TestPublishVFSStore(t *testing.T) {
 
 	// Opening it again without a driver keeps vfs; asking for overlay is refused.
 	closeStore(t, store)
-	if s, err := layout.OpenWithOptions(dir, layout.Options{}); err != nil || s.Driver() != layout.VFS {
+	if s, err := layout.OpenWithOptions(t.Context(), dir, layout.Options{}); err != nil || s.Driver() != layout.VFS {
 		t.Errorf("reopened: driver %v, %v; want vfs", s.Driver(), err)
 	} else {
 		closeStore(t, s)
 	}
-	if _, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.Overlay}); err == nil {
+	if _, err := layout.OpenWithOptions(t.Context(), dir, layout.Options{Driver: layout.Overlay}); err == nil {
 		t.Error("a vfs store opened as overlay")
 	}
 }

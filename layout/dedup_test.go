@@ -42,7 +42,7 @@ func TestSharingProbe(t *testing.T) {
 			if c.fs == "xfs" {
 				mnt = testfs.XFS(t, 0)
 			}
-			s, err := OpenWithOptions(filepath.Join(mnt, "store"), Options{Create: true, Dedup: c.dedup})
+			s, err := OpenWithOptions(t.Context(), filepath.Join(mnt, "store"), Options{Create: true, Dedup: c.dedup})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +127,7 @@ func commitIndexedLayer(t *testing.T, s *Store, parent string, entries []testEnt
 
 func openSharing(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := OpenWithOptions(dir, Options{Create: true, Dedup: DedupHardlink})
+	s, err := OpenWithOptions(t.Context(), dir, Options{Create: true, Dedup: DedupHardlink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestFileIndexFollowsTheLayers(t *testing.T) {
 	}
 
 	// gc of the layer drops its index: nothing finds its files any more.
-	if _, err := s.GC(0, time.Now(), false); err != nil {
+	if _, err := s.GC(t.Context(), 0, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, filesIndexPath(base.meta.ID))); !errors.Is(err, fs.ErrNotExist) {
@@ -235,7 +235,7 @@ func TestRepairRebuildsTheFileIndex(t *testing.T) {
 	if err := os.WriteFile(index(1), lie, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	done, err := s.Repair()
+	done, err := s.Repair(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestRepairRebuildsTheFileIndex(t *testing.T) {
 	if data, _ := os.ReadFile(index(2)); !bytes.Equal(data, good) {
 		t.Error("repair rewrote a right index")
 	}
-	if done, err := s.Repair(); err != nil || len(done) > 0 {
+	if done, err := s.Repair(t.Context()); err != nil || len(done) > 0 {
 		t.Errorf("a second repair did %q, %v", done, err)
 	}
 }
@@ -263,13 +263,13 @@ func TestRepairRebuildsTheFileIndex(t *testing.T) {
 // A store that never shared file data gets no index from Repair.
 func TestRepairWithoutSharing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
-	s, err := OpenWithOptions(dir, Options{Create: true, Dedup: DedupOff})
+	s, err := OpenWithOptions(t.Context(), dir, Options{Create: true, Dedup: DedupOff})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeStore(t, s)
 	commitTestLayer(t, s, "", baseEntries)
-	if done, err := s.Repair(); err != nil || len(done) > 0 {
+	if done, err := s.Repair(t.Context()); err != nil || len(done) > 0 {
 		t.Errorf("repair did %q, %v", done, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, filesDir)); !errors.Is(err, fs.ErrNotExist) {

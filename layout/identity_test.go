@@ -2,6 +2,7 @@ package layout
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"golang.org/x/sys/unix"
 )
@@ -82,24 +84,27 @@ var entryPoints = []struct {
 		return openAndClose(dir, Options{Create: true, Driver: d}, nil)
 	}},
 	{"rm (OpenWithOptions, Remove)", false, func(dir string, _ Driver) error {
-		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Remove("app", false); return err })
+		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Remove(context.Background(), "app", RemoveOptions{}); return err })
 	}},
 	{"gc (OpenWithOptions, GC)", false, func(dir string, _ Driver) error {
 		return openAndClose(dir, Options{Lock: LockOptions{NoWait: true}}, func(s *Store) error {
-			_, err := s.GC(0, time.Now(), false)
+			_, err := s.GC(context.Background(), 0, time.Now(), false)
 			return err
 		})
 	}},
 	{"check --repair (OpenWithOptions, Repair)", false, func(dir string, _ Driver) error {
-		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Repair(); return err })
+		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Repair(context.Background()); return err })
 	}},
 	{"ls/inspect (Read)", false, func(dir string, _ Driver) error { _, err := Read(dir); return err }},
-	{"check (Check)", false, func(dir string, _ Driver) error { _, err := Check(dir, CheckOptions{Deep: true}); return err }},
+	{"check (Check)", false, func(dir string, _ Driver) error {
+		_, err := Check(context.Background(), dir, CheckOptions{Deep: true})
+		return err
+	}},
 	{"conf (Identify)", false, func(dir string, _ Driver) error { _, err := Identify(dir); return err }},
 }
 
 func openAndClose(dir string, opts Options, then func(*Store) error) error {
-	s, err := OpenWithOptions(dir, opts)
+	s, err := OpenWithOptions(context.Background(), dir, opts)
 	if err != nil {
 		return err
 	}
@@ -150,7 +155,7 @@ func TestOtherDriverStoreIsNeverWritten(t *testing.T) {
 	for _, have := range []Driver{Overlay, VFS} {
 		other := map[Driver]Driver{Overlay: VFS, VFS: Overlay}[have]
 		dir := filepath.Join(t.TempDir(), "store")
-		s, err := OpenWithOptions(dir, Options{Create: true, Driver: have})
+		s, err := OpenWithOptions(t.Context(), dir, Options{Create: true, Driver: have})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +251,7 @@ func TestRepairKeepsImageModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = openStore(t, dir)
-	done, err := s.Repair()
+	done, err := s.Repair(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,13 +274,8 @@ func TestCreateNeedsPrivileges(t *testing.T) {
 		}
 		return
 	}
-	if os.Getuid() != 0 {
-		t.Skip("needs root, to drop one capability")
-	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("needs setpriv (util-linux) to drop CAP_CHOWN")
-	}
+	testenv.RequireRoot(t) // to drop one capability
+	setpriv := testenv.LookPath(t, "setpriv", "util-linux")
 	dir := filepath.Join(t.TempDir(), "new", "store")
 	before := treeState(t, filepath.Dir(dir))
 	cmd := exec.Command(setpriv, "--inh-caps=-chown", "--bounding-set=-chown", "--",
@@ -293,12 +293,10 @@ func TestCreateNeedsPrivileges(t *testing.T) {
 
 // A store on a read-only filesystem is refused once, with one clear message that names the path once.
 func TestReadOnlyFilesystem(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root, to mount a read-only tmpfs")
-	}
+	testenv.RequireRoot(t) // to mount a read-only tmpfs
 	mnt := t.TempDir()
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_RDONLY, "size=1m"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
+		testenv.Missing(t, "cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() { _ = unix.Unmount(mnt, 0) })
 	for _, dir := range []string{filepath.Join(mnt, "store"), mnt} {

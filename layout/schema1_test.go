@@ -61,9 +61,11 @@ func TestPutImageSchema1(t *testing.T) {
 		"a diff ID for the throwaway layer": {Manifest: data, DiffIDs: append(slices.Clone(diffIDs), base.meta.DiffID), Names: []string{"example.com/old:1"}},
 		"a manifest that is not schema 1":   {Manifest: []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`), DiffIDs: diffIDs},
 	} {
-		if _, err := s.PutImage(bad); err == nil {
-			t.Errorf("%s: PutImage succeeded", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := s.PutImage(bad); err == nil {
+				t.Errorf("%s: PutImage succeeded", name)
+			}
+		})
 	}
 
 	img := Image{Manifest: data, DiffIDs: diffIDs, Names: []string{"example.com/old:1"}, Source: "docker://example.com/old:1"}
@@ -105,7 +107,7 @@ func TestPutImageSchema1(t *testing.T) {
 	if info, err := snap.Info(got); err != nil || info.Platform != "linux/arm64" || len(info.Layers) != 2 {
 		t.Errorf("info %+v, %v; want platform linux/arm64 and 2 layers", info, err)
 	}
-	if r, err := Check(dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
+	if r, err := Check(t.Context(), dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
 		t.Errorf("check: %v, %v", r, err)
 	}
 }
@@ -125,7 +127,7 @@ func TestCheckFindsWrongSchema1ImageID(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Check(dir, CheckOptions{})
+	r, err := Check(t.Context(), dir, CheckOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

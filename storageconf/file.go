@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/cargohold/cargohold/layout/driver"
 )
 
 // Where containers/storage looks for the system-wide file.
@@ -22,9 +25,8 @@ var distributionFile = DistributionFile
 
 // Options tune AddStore and RemoveStore.
 type Options struct {
-	// Driver is the store's storage driver, "overlay" (default) or "vfs"; it goes into a
-	// file cargohold creates.
-	Driver string
+	// Driver is the store's storage driver ("": overlay); it goes into a file cargohold creates.
+	Driver driver.Driver
 	// Backup keeps the previous content as FILE.bak (same mode and owner) when FILE changes.
 	Backup bool
 	// Base is what a missing FILE starts as. Empty: a copy of DistributionFile if it exists
@@ -39,6 +41,9 @@ type Options struct {
 	Owner   *Owner
 
 	template []byte // content of a missing file, instead of Base (drop-ins, user files)
+	// keepOriginal: the first change of an existing file keeps its content beside it (OriginalSuffix),
+	// for RemoveUserStore to put back.
+	keepOriginal bool
 }
 
 // Owner is a numeric user and group.
@@ -53,12 +58,18 @@ type Result struct {
 	Backup  string   // the backup written, if any
 	Stores  []string // the stores the file lists now
 	Driver  string   // the file's storage driver ("" if it names none)
+	// RemoveUserStore: Restored is the original the file was put back from (now removed); Deleted
+	// says the file, created by cargohold, is gone.
+	Restored string
+	Deleted  bool
+	// Notes say what else the caller should know (a decision conf user made for the user's storage).
+	Notes []string
 }
 
 // DriverMismatch reports whether the file names another driver than the store's: Podman
 // with that driver does not see the store.
-func (r Result) DriverMismatch(storeDriver string) bool {
-	return r.Driver != "" && r.Driver != driverOrDefault(storeDriver)
+func (r Result) DriverMismatch(storeDriver driver.Driver) bool {
+	return r.Driver != "" && r.Driver != string(driverOrDefault(storeDriver))
 }
 
 // AddStore adds store to the additionalimagestores of the storage.conf file, creating the
@@ -77,17 +88,17 @@ func RemoveStore(file, store string, opts Options) (Result, error) {
 	})
 }
 
-// Register adds the store (of driver: "overlay" or "vfs") to the storage.conf file the way
+// Register adds the store (of driver d) to the storage.conf file the way
 // `cargohold conf patch --store STORE --file FILE` does; for `publish --register`.
 // A relative store path is made absolute.
-func Register(file, store, driver string) (changed bool, err error) {
+func Register(file, store string, d driver.Driver) (changed bool, err error) {
 	if store, err = filepath.Abs(store); err != nil {
 		return false, err
 	}
 	if err := CheckStoreDir(store); err != nil {
 		return false, err
 	}
-	r, err := AddStore(file, store, Options{Driver: driver})
+	r, err := AddStore(file, store, Options{Driver: d})
 	return r.Changed, err
 }
 
@@ -151,13 +162,36 @@ func change(file string, opts Options, create bool, edit func(name string, data 
 		return res, nil
 	}
 	res.Changed = true
-	if opts.Backup && was != nil {
+	if err := opts.keep(t, was, &res); err != nil {
+		return res, err
+	}
+	return res, t.write(t.base, out, old, was)
+}
+
+// keep writes what opts keep of the file's previous content was before it changes: FILE.bak with
+// Backup, and the original beside it for conf user the first time cargohold changes it.
+func (opts Options) keep(t *target, was *existing, res *Result) error {
+	if was == nil {
+		return nil
+	}
+	if opts.Backup {
 		if err := t.write(t.base+".bak", was.data, was, nil); err != nil {
-			return res, err
+			return err
 		}
 		res.Backup = t.path + ".bak"
 	}
-	return res, t.write(t.base, out, old, was)
+	if !opts.keepOriginal {
+		return nil
+	}
+	kept, err := t.readName(t.base + OriginalSuffix)
+	if err != nil {
+		return err
+	}
+	if kept != nil && !sameStoreList(kept.data, was.data) {
+		return nil // stores cargohold added earlier are still there: the kept original is the one to restore
+	}
+	// The first change, or the kept original is stale (its stores are gone, the file was edited since).
+	return t.write(t.base+OriginalSuffix, was.data, was, nil)
 }
 
 // initial returns the content of a file about to be created, and the file it came from.
@@ -181,9 +215,17 @@ func (o Options) initial() ([]byte, string, error) {
 	return data, base, nil
 }
 
-func driverOrDefault(d string) string {
+// sameStoreList reports whether two storage.conf texts list the same stores.
+func sameStoreList(a, b []byte) bool {
+	sa, errA := StoresInText("", a)
+	sb, errB := StoresInText("", b)
+	return errA == nil && errB == nil && slices.Equal(sa, sb)
+}
+
+// driverOrDefault is the store's driver, overlay if none is given.
+func driverOrDefault(d driver.Driver) driver.Driver {
 	if d == "" {
-		return "overlay"
+		return driver.Overlay
 	}
 	return d
 }

@@ -3,6 +3,7 @@ package unpack_test
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cargohold/cargohold/builder/unpack"
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testfs"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
@@ -25,19 +27,9 @@ import (
 
 var shareTime = time.Date(2023, 4, 5, 6, 7, 8, 123456789, time.UTC)
 
-func requireRootHere(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root (ownership, xattrs), and CI is set")
-		}
-		t.Skip("needs root (ownership, xattrs)")
-	}
-}
-
 func openShareStore(t *testing.T, dir string, dedup layout.Dedup) *layout.Store {
 	t.Helper()
-	s, err := layout.OpenWithOptions(filepath.Join(dir, "store"), layout.Options{Create: true, Dedup: dedup})
+	s, err := layout.OpenWithOptions(context.Background(), filepath.Join(dir, "store"), layout.Options{Create: true, Dedup: dedup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +67,7 @@ func stageLayer(s *layout.Store, parent string, entries []testimage.Entry) (*lay
 	if err != nil {
 		return nil, unpack.Result{}, err
 	}
-	res, err := unpack.Layer(&buf, l.DiffDir(), l.TarSplit(), unpack.Options{Apply: l.AppliesChanges(), Files: l.Files()})
+	res, err := unpack.Layer(context.Background(), &buf, l.DiffDir(), l.TarSplit(), unpack.Options{Apply: l.AppliesChanges(), Files: l.Files()})
 	if err == nil { // at commit, as builder does
 		err = unpack.LinkEqualFiles(l.DiffDir(), &res, l.Files())
 	}
@@ -137,7 +129,7 @@ func at(e testimage.Entry, t time.Time) testimage.Entry {
 }
 
 func TestReflinkSharesEqualBytesOnly(t *testing.T) {
-	requireRootHere(t)
+	testenv.RequireRoot(t)
 	s := openShareStore(t, testfs.XFS(t, 0), layout.DedupAuto)
 	if sh, err := s.Sharing(); err != nil || sh != layout.ShareReflink {
 		t.Fatalf("auto on XFS with reflink=1: sharing %v, %v; want reflink", sh, err)
@@ -197,7 +189,7 @@ func TestReflinkSharesEqualBytesOnly(t *testing.T) {
 }
 
 func TestHardlinksNeedEqualMetadata(t *testing.T) {
-	requireRootHere(t)
+	testenv.RequireRoot(t)
 	s := openShareStore(t, t.TempDir(), layout.DedupHardlink)
 	body := "one content, many files\n"
 	other := shareTime.Add(time.Nanosecond)
@@ -245,7 +237,7 @@ func TestHardlinksNeedEqualMetadata(t *testing.T) {
 }
 
 func TestHardlinkEMLINKStartsANewCopy(t *testing.T) {
-	requireRootHere(t)
+	testenv.RequireRoot(t)
 	mnt := testfs.Ext4(t, 128<<20) // at most 65000 links per inode
 	s := openShareStore(t, mnt, layout.DedupHardlink)
 	extra := filepath.Join(mnt, "links") // other names of the store's files: same filesystem, outside the store
@@ -314,7 +306,7 @@ func nlinks(t *testing.T, p string) uint64 {
 // No container sees two names of one inode that its image did not make hard links: a file is not
 // linked to an inode that a layer below it, or another file of its own layer, already uses.
 func TestHardlinksNeverJoinAnInodeOfTheSameImage(t *testing.T) {
-	requireRootHere(t)
+	testenv.RequireRoot(t)
 	s := openShareStore(t, t.TempDir(), layout.DedupHardlink)
 	f := func(name string) testimage.Entry { return testimage.File(name, 0o644, "in many layers\n") }
 	a, _ := publishLayer(t, s, "", f("f"))
@@ -339,7 +331,7 @@ func TestHardlinksNeverJoinAnInodeOfTheSameImage(t *testing.T) {
 // A file the index names no longer holds what it did (changed behind the store's back): nothing is
 // shared with it, and the new layer gets its tar's bytes.
 func TestIndexThatLies(t *testing.T) {
-	requireRootHere(t)
+	testenv.RequireRoot(t)
 	for _, dedup := range []layout.Dedup{layout.DedupAuto, layout.DedupHardlink} {
 		t.Run(string(dedup), func(t *testing.T) {
 			s := openShareStore(t, testfs.XFS(t, 0), dedup)
@@ -389,7 +381,7 @@ func TestIndexThatLies(t *testing.T) {
 // A crash after files were shared but before the layer was recorded: the next open removes the
 // staged layer, the files it shared data with are unchanged, and nothing of it is in the index.
 func TestCrashBetweenShareAndRecord(t *testing.T) {
-	requireRootHere(t)
+	testenv.RequireRoot(t)
 	for _, dedup := range []layout.Dedup{layout.DedupAuto, layout.DedupHardlink} {
 		t.Run(string(dedup), func(t *testing.T) {
 			dir := testfs.XFS(t, 0)
@@ -431,7 +423,7 @@ func TestCrashBetweenShareAndRecord(t *testing.T) {
 			if dedup == layout.DedupHardlink && stat(t, filepath.Join(diffDir(t, s, c), "c/f")).ino != fBefore.ino {
 				t.Error("c/f is not a link of a's f")
 			}
-			report, err := layout.Check(s.Dir(), layout.CheckOptions{Deep: true})
+			report, err := layout.Check(t.Context(), s.Dir(), layout.CheckOptions{Deep: true})
 			if err != nil || !report.OK() {
 				t.Errorf("check --deep: %+v, %v", report, err)
 			}

@@ -1,8 +1,7 @@
 // Package testfs gives tests a filesystem of their own: a sparse file made into XFS (with reflinks)
 // or ext4 and loop-mounted, for what only such a filesystem does (sharing extents, a hard-link limit)
 // and for measuring space without other writers' noise. It needs root, mkfs.xfs (xfsprogs) and
-// mkfs.ext4; without them a test fails under CI=true (CI installs them, scripts/lib.sh) and is
-// skipped elsewhere.
+// mkfs.ext4 (e2fsprogs); without them a test fails in CI and is skipped elsewhere (testenv).
 package testfs
 
 import (
@@ -15,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,12 +34,8 @@ func Ext4(t testing.TB, size int64) string {
 
 func mount(t testing.TB, kind string, size int64, mkfs ...string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		unavailable(t, kind+" test filesystem: loop mounts need root")
-	}
-	if _, err := exec.LookPath(mkfs[0]); err != nil {
-		unavailable(t, kind+" test filesystem: "+mkfs[0]+" is missing (apt-get install xfsprogs e2fsprogs)")
-	}
+	testenv.RequireRoot(t)
+	testenv.LookPath(t, mkfs[0], map[string]string{"xfs": "xfsprogs", "ext4": "e2fsprogs"}[kind])
 	dir := t.TempDir()
 	img := filepath.Join(dir, kind+".img")
 	f, err := os.Create(img)
@@ -60,7 +56,7 @@ func mount(t testing.TB, kind string, size int64, mkfs ...string) string {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		unavailable(t, "mount -o loop "+img+": "+err.Error()+": "+string(out))
+		testenv.Missing(t, "a loop-mounted %s (mount -o loop %s: %v: %s)", kind, img, err, out)
 	}
 	t.Cleanup(func() { unmount(t, mnt) })
 	// t.TempDir is 0700; readers of a store inside may be other users.
@@ -82,14 +78,6 @@ func unmount(t testing.TB, mnt string) {
 	if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
 		t.Errorf("unmounting %s: %v", mnt, err)
 	}
-}
-
-func unavailable(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why + " (CI=true makes this a failure)")
 }
 
 // Used is how many bytes the filesystem holding dir has allocated, as df counts them (shared
