@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cargohold/cargohold/internal/testenv"
 )
 
 // lsEntry is what the tests read from ls --format json.
@@ -35,7 +37,7 @@ func lsJSON(t *testing.T, args ...string) []lsEntry {
 // as superseded, with the time gc may remove it (text and JSON, after ls's --grace); inspect says so;
 // rm supersedes, rm --now removes, gc after the grace period removes.
 func TestLsShowsSupersededImages(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	const app = "localhost/test/app:1"
 	publish := func(fixture string) {
@@ -124,7 +126,7 @@ func sameTime(a *time.Time, b time.Time) bool { return a != nil && a.Equal(b) }
 // A first publish in which nothing is published (a typo'd reference) exits 1 as before and leaves no
 // store behind, neither a new path nor the content of an empty dir, and registers nothing.
 func TestFailedFirstPublishLeavesNoStore(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	missing, empty := filepath.Join(dir, "new", "store"), filepath.Join(dir, "empty")
 	if err := os.Mkdir(empty, 0o755); err != nil {
