@@ -159,6 +159,7 @@ func TestFileIndexFollowsTheLayers(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	s := openSharing(t, dir)
 	base := commitIndexedLayer(t, s, "", baseEntries)
+	putImage(t, s, testImageMeta(t, []testLayer{base}, []string{"localhost/indexed:1"}, "1")) // (a store with no image goes on Close)
 	hello := filepath.Join(dir, "overlay", base.meta.ID, "diff/etc/hello")
 	indexed, err := os.ReadFile(filepath.Join(dir, filesIndexPath(base.meta.ID)))
 	if err != nil {
@@ -193,6 +194,9 @@ func TestFileIndexFollowsTheLayers(t *testing.T) {
 	}
 
 	// gc of the layer drops its index: nothing finds its files any more.
+	if _, err := s.Remove(t.Context(), "localhost/indexed:1", RemoveOptions{Now: true}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.GC(t.Context(), 0, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}

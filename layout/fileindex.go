@@ -175,7 +175,9 @@ type LayerFiles struct {
 	gz  *gzip.Writer
 	err error // the first error writing the index file
 
-	below map[FileKey][]string // the files of the layers below by key (InLayersBelow; loaded on first use)
+	belowOnce sync.Once
+	below     map[FileKey][]string // the files of the layers below by key (InLayersBelow; loaded on first use)
+	belowErr  error
 }
 
 // Sharing says how the layer's files share data.
@@ -200,21 +202,25 @@ func (lf *LayerFiles) Candidates(k FileKey) []Candidate {
 // InLayersBelow says whether a file of a layer below this one (its parent, the parent's parent, ...)
 // with key k is the inode ino: a container of this layer sees those files too, so a hard link to ino
 // would show it two names the image does not have. The layers below must be committed; their file
-// indexes are read on the first call.
+// indexes are read on the first call. Safe for concurrent use.
 func (lf *LayerFiles) InLayersBelow(k FileKey, ino uint64) (bool, error) {
 	s := lf.l.s
-	if lf.below == nil {
+	lf.belowOnce.Do(func() {
 		lf.below = map[FileKey][]string{}
 		for _, id := range s.chainBelow(lf.l.parent) {
 			entries, err := s.layerFiles(id)
 			if err != nil {
-				return false, fmt.Errorf("reading the file index of layer %s, below: %w", id, err)
+				lf.belowErr = fmt.Errorf("reading the file index of layer %s, below: %w", id, err)
+				return
 			}
 			diff := path.Join(s.paths.layerDir(id), s.paths.diffInLayer())
 			for _, e := range entries {
 				lf.below[e.key] = append(lf.below[e.key], path.Join(diff, e.path))
 			}
 		}
+	})
+	if lf.belowErr != nil {
+		return false, lf.belowErr
 	}
 	for _, p := range lf.below[k] {
 		if fi, err := s.root.Lstat(p); err == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
 	"github.com/cargohold/cargohold/layout"
@@ -41,10 +42,9 @@ func LinkEqualFiles(root string, res *Result, files *layout.LayerFiles) error {
 	defer t.close()
 	k := &linker{rootFd: t.rootFd, files: files, used: map[uint64]bool{}, dirTimes: map[string][2]unix.Timespec{}}
 	groups := k.groups(res.written)
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	k.verify(groups)
 	for _, g := range groups {
-		if err := k.link(g, *bp); err != nil {
+		if err := k.link(g); err != nil {
 			return fmt.Errorf("sharing %q: %w", g.names[0], err)
 		}
 	}
@@ -68,6 +68,95 @@ type linkGroup struct {
 	names []string // in the order of the layer's entries
 	ino   uint64
 	size  int64
+
+	key   layout.FileKey  // (verify)
+	meta  layout.FileMeta // (verify)
+	cands []verified      // the candidates it may become a hard link of (verify)
+	err   error           // (verify)
+}
+
+// verified is a candidate that verify compared equal, and its inode.
+type verified struct {
+	c   layout.Candidate
+	ino uint64
+}
+
+// verifiers compare the layer's inodes with their candidates at once.
+const verifiers = 16
+
+// verify finds, for every group, its key and metadata and the candidates that it may become a hard link
+// of: another inode (of a file of another layer, none below this one), equal in metadata and every byte.
+// Reading the candidates (mostly on disk only: an earlier night's layer) is most of the pass's time,
+// so the groups are compared on a few goroutines at once; link then links them one after another.
+func (k *linker) verify(groups []*linkGroup) {
+	work := make(chan *linkGroup)
+	var wg sync.WaitGroup
+	for range verifiers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, layout.KeyPrefix)
+			for g := range work {
+				g.err = k.verifyGroup(g, buf)
+			}
+		}()
+	}
+	for _, g := range groups {
+		work <- g
+	}
+	close(work)
+	wg.Wait()
+}
+
+// verifyGroup sets g's key, metadata and verified candidates.
+func (k *linker) verifyGroup(g *linkGroup, buf []byte) error {
+	own, err := k.openReal(g.names[0])
+	if err != nil {
+		return err
+	}
+	defer closeQuietly(own)
+	if g.meta, err = layout.ReadFileMeta(own); err != nil {
+		return err
+	}
+	crc, err := prefixCRC(own, g.size, buf)
+	if err != nil {
+		return err
+	}
+	g.key = layout.FileKey{Size: g.size, CRC: crc, Meta: g.meta.Key()}
+	for _, c := range k.files.Candidates(g.key) {
+		src, err := c.Open()
+		if err != nil {
+			c.Drop() // gone, or not the file the index says
+			continue
+		}
+		ino, ok, err := k.mayLink(g, own, src, buf)
+		closeQuietly(src)
+		if err != nil {
+			return err
+		}
+		if ok {
+			g.cands = append(g.cands, verified{c, ino})
+		}
+	}
+	return nil
+}
+
+// mayLink says whether g (own) may become a hard link of src: another inode, no file of a layer below
+// on it, equal in metadata and every byte.
+func (k *linker) mayLink(g *linkGroup, own, src *os.File, buf []byte) (uint64, bool, error) {
+	var st unix.Stat_t
+	if unix.Fstat(int(src.Fd()), &st) != nil || st.Ino == g.ino {
+		return 0, false, nil
+	}
+	if below, err := k.files.InLayersBelow(g.key, st.Ino); err != nil || below {
+		return 0, false, err
+	}
+	srcMeta, err := layout.ReadFileMeta(src)
+	if err != nil || !srcMeta.Equal(g.meta) {
+		return 0, false, nil
+	}
+	equal, err := layout.EqualContent(own, src, g.size, buf)
+	return st.Ino, err == nil && equal, nil
 }
 
 // groups gathers the layer's regular files by inode, in the order of the first name of each. An inode
@@ -112,39 +201,21 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// link links g's names to an equal inode of the store, if there is one with room for them, and
-// records g in the index either way.
-func (k *linker) link(g *linkGroup, buf []byte) error {
-	own, err := k.openReal(g.names[0])
-	if err != nil {
-		return err
+// link links g's names to the first of its verified candidates that no name of this layer uses yet and
+// that has room for them, and records g in the index either way.
+func (k *linker) link(g *linkGroup) error {
+	if g.err != nil {
+		return g.err
 	}
-	defer closeQuietly(own)
-	meta, err := layout.ReadFileMeta(own)
-	if err != nil {
-		return err
-	}
-	crc, err := prefixCRC(own, g.size, buf)
-	if err != nil {
-		return err
-	}
-	key := layout.FileKey{Size: g.size, CRC: crc, Meta: meta.Key()}
-	for _, c := range k.files.Candidates(key) {
-		src, err := c.Open()
-		if err != nil {
-			c.Drop() // gone, or not the file the index says
-			continue
-		}
-		var linked bool
-		linked, err = k.tryLink(g, key, own, src, meta, buf)
-		closeQuietly(src)
+	for _, v := range g.cands {
+		linked, err := k.tryLink(g, v)
 		var lerr *linkError
 		switch {
 		case errors.As(err, &lerr) && errors.Is(lerr.err, unix.EMLINK):
 			// No room for the group: the next candidate, or at the end the layer's own inode (a new
 			// copy). An inode that cannot take even one more link is no candidate any more.
 			if len(g.names) == 1 {
-				c.Drop()
+				v.c.Drop()
 			}
 			continue
 		case errors.As(err, &lerr):
@@ -156,30 +227,28 @@ func (k *linker) link(g *linkGroup, buf []byte) error {
 			break
 		}
 	}
-	return k.files.Add(g.names[0], key)
+	return k.files.Add(g.names[0], g.key)
 }
 
-// tryLink links g to src if they may be one inode: src a file of another layer, equal in metadata and
-// every byte, and no name of this layer or of a layer below already on src's inode.
-func (k *linker) tryLink(g *linkGroup, key layout.FileKey, own, src *os.File, meta layout.FileMeta, buf []byte) (bool, error) {
+// tryLink links g to the verified candidate v, unless a name of this layer uses its inode by now (or
+// it is not the inode verify compared any more).
+func (k *linker) tryLink(g *linkGroup, v verified) (bool, error) {
+	if k.used[v.ino] {
+		return false, nil
+	}
+	src, err := v.c.Open()
+	if err != nil {
+		return false, nil
+	}
+	defer closeQuietly(src)
 	var st unix.Stat_t
-	if unix.Fstat(int(src.Fd()), &st) != nil || k.used[st.Ino] {
-		return false, nil
-	}
-	if below, err := k.files.InLayersBelow(key, st.Ino); err != nil || below {
-		return false, err
-	}
-	srcMeta, err := layout.ReadFileMeta(src)
-	if err != nil || !srcMeta.Equal(meta) {
-		return false, nil
-	}
-	if equal, err := layout.EqualContent(own, src, g.size, buf); err != nil || !equal {
+	if unix.Fstat(int(src.Fd()), &st) != nil || st.Ino != v.ino {
 		return false, nil
 	}
 	if err := k.relink(g.names, src); err != nil {
 		return false, err
 	}
-	k.used[st.Ino] = true
+	k.used[v.ino] = true
 	k.shared.files++
 	k.shared.bytes += g.size
 	faultpoint.Hit("file-shared")

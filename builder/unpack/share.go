@@ -3,16 +3,19 @@ package unpack
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"hash/crc64"
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/vbatts/tar-split/tar/storage"
 	"go.podman.io/storage/pkg/archive"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,13 +48,9 @@ type shareStats struct {
 // keepRealName remembers a regular file just written (parent/base) for sharing: with reflinks its key
 // goes into the index at once, with hard links it waits for the end of the layer.
 func (x *extractor) keepRealName(parent int, base string, ino uint64, key layout.FileKey) error {
-	dir, err := x.realPath(parent)
+	name, err := x.realName(parent, base)
 	if err != nil {
 		return err
-	}
-	name := base
-	if dir != "" {
-		name = dir + "/" + base
 	}
 	if x.files.Sharing() == layout.ShareHardlink {
 		x.written = append(x.written, written{name: name, ino: ino})
@@ -132,7 +131,9 @@ func (x *extractor) follow(fd int, src *os.File, body io.Reader, first []byte, s
 			if err := shareRange(fd, src, off); err != nil {
 				return true, err
 			}
+			x.pending.mu.Lock()
 			x.shared.bytes += off
+			x.pending.mu.Unlock()
 			w := bodyWriter{fd: fd, off: off, end: off}
 			if err := w.write(chunk); err != nil {
 				return true, err
@@ -153,8 +154,7 @@ func (x *extractor) shareWhole(fd int, src *os.File, size int64) error {
 		}
 		return copyFrom(fd, src, size)
 	}
-	x.shared.files++
-	x.shared.bytes += size
+	x.countShared(size)
 	faultpoint.Hit("file-shared")
 	return nil
 }
@@ -190,3 +190,152 @@ func prefixCRC(f *os.File, size int64, buf []byte) (uint64, error) {
 
 // cloneOrWrite reads a file's first KeyPrefix bytes into one copy buffer.
 var _ [copyBufSize - layout.KeyPrefix]byte
+
+// Small files (up to KeyPrefix bytes) whose index key names candidates are finished on goroutines of
+// their own while the extractor reads on: comparing a file with a candidate means reading the
+// candidate, which is often on disk only (last night's layer), and reading many at once is what disks
+// (and network filesystems) do fast. Each such file holds its descriptor and its data until it is done,
+// so at most maxPendingFiles and maxPendingBytes of them are under way. Whatever may depend on one of
+// them (an entry that removes or links a path, a whiteout, the end of the layer) waits for all first:
+// settle.
+const (
+	maxPendingFiles = 32
+	maxPendingBytes = 8 << 20
+)
+
+type pendingFiles struct {
+	wg    sync.WaitGroup
+	files chan struct{}       // a slot per file under way
+	bytes *semaphore.Weighted // their data
+	mu    sync.Mutex
+	err   error // the first failure
+}
+
+// settle waits until no file is under way and returns the first failure of one.
+func (x *extractor) settle() error {
+	x.pending.wg.Wait()
+	x.pending.mu.Lock()
+	defer x.pending.mu.Unlock()
+	return x.pending.err
+}
+
+// shareSmall finishes the new regular file fd (parent/base, empty) of a small body: its data shared
+// with a candidate that the index names and that holds the same bytes, else written, then its
+// metadata. It owns fd.
+func (x *extractor) shareSmall(fd, parent int, base string, hdr *tar.Header, body *entryBody) error {
+	data := make([]byte, hdr.Size)
+	if _, err := io.ReadFull(body, data); err != nil {
+		closeFd(fd)
+		return bodyReadError(err)
+	}
+	key := layout.FileKey{Size: hdr.Size, CRC: body.crc, Meta: headerMeta(hdr).Key()}
+	name, err := x.realName(parent, base)
+	if err != nil {
+		closeFd(fd)
+		return err
+	}
+	cands := x.files.Candidates(key)
+	finish := func() error {
+		err := x.fillSmall(fd, data, cands, hdr)
+		if err == nil {
+			err = x.files.Add(name, key)
+		}
+		if err != nil {
+			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+		return nil
+	}
+	if len(cands) == 0 {
+		return finish() // nothing to read: no need to wait for anything
+	}
+	p := &x.pending
+	if p.files == nil {
+		p.files, p.bytes = make(chan struct{}, maxPendingFiles), semaphore.NewWeighted(maxPendingBytes)
+	}
+	weight := min(max(hdr.Size, 4096), maxPendingBytes)
+	p.files <- struct{}{}
+	_ = p.bytes.Acquire(context.Background(), weight) // a background context never ends
+	p.wg.Add(1)
+	go func() {
+		defer func() {
+			p.bytes.Release(weight)
+			<-p.files
+			p.wg.Done()
+		}()
+		if err := finish(); err != nil {
+			p.mu.Lock()
+			if p.err == nil {
+				p.err = err
+			}
+			p.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// fillSmall gives the empty file fd the bytes data, a clone of the first candidate that holds them
+// if any, then the header's owner, mode, xattrs and times, and closes it.
+func (x *extractor) fillSmall(fd int, data []byte, cands []layout.Candidate, hdr *tar.Header) error {
+	shared, err := x.cloneEqual(fd, data, cands)
+	if err == nil && !shared {
+		w := bodyWriter{fd: fd}
+		if err = w.write(data); err == nil && w.end < hdr.Size {
+			err = os.NewSyscallError("ftruncate", unix.Ftruncate(fd, hdr.Size))
+		}
+	}
+	if err == nil {
+		err = setOwnerModeFd(fd, hdr)
+	}
+	if err == nil {
+		err = setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
+	}
+	if err == nil { // through the descriptor: the directory handle of the entry is gone by now
+		ts := []unix.Timespec{chtimesSpec(accessTime(hdr)), chtimesSpec(hdr.ModTime)}
+		err = os.NewSyscallError("utimensat", unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(fd), ts, 0))
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = os.NewSyscallError("close", cerr)
+	}
+	return err
+}
+
+// cloneEqual makes the empty file fd a clone of the first candidate whose bytes are data.
+func (x *extractor) cloneEqual(fd int, data []byte, cands []layout.Candidate) (bool, error) {
+	buf := make([]byte, len(data))
+	for _, c := range cands {
+		src, err := c.Open()
+		if err != nil {
+			c.Drop()
+			continue
+		}
+		_, err = src.ReadAt(buf, 0)
+		equal := err == nil && bytes.Equal(buf, data)
+		if equal && unix.IoctlFileClone(fd, int(src.Fd())) != nil {
+			equal = false // (this candidate only: another filesystem, say)
+		}
+		closeQuietly(src)
+		if equal {
+			x.countShared(int64(len(data)))
+			faultpoint.Hit("file-shared")
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// countShared counts a file whose size bytes are shared (from any goroutine).
+func (x *extractor) countShared(size int64) {
+	x.pending.mu.Lock()
+	defer x.pending.mu.Unlock()
+	x.shared.files++
+	x.shared.bytes += size
+}
+
+// realName is parent/base relative to the root, through no symlink.
+func (x *extractor) realName(parent int, base string) (string, error) {
+	dir, err := x.realPath(parent)
+	if err != nil || dir == "" {
+		return base, err
+	}
+	return dir + "/" + base, nil
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/cargohold/cargohold/internal/testfs"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,6 +77,26 @@ func stageLayer(s *layout.Store, parent string, entries []testimage.Entry) (*lay
 		_ = l.Discard()
 	}
 	return l, res, err
+}
+
+// keepImage records an image of the one layer a (its unpack result res), named name: a store whose
+// open created it, and that holds no image when it is closed, is removed again.
+func keepImage(t *testing.T, s *layout.Store, res unpack.Result, name string) {
+	t.Helper()
+	config, err := json.Marshal(map[string]any{"architecture": "amd64", "os": "linux",
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{res.DiffID.String()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest.FromBytes(config), "size": len(config)},
+		"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": res.DiffID, "size": res.DiffSize}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutImage(layout.Image{Config: config, Manifest: manifest, Names: []string{name}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func diffDir(t *testing.T, s *layout.Store, id string) string {
@@ -387,7 +409,8 @@ func TestCrashBetweenShareAndRecord(t *testing.T) {
 			dir := testfs.XFS(t, 0)
 			s := openShareStore(t, dir, dedup)
 			big := random(5, 3<<20)
-			a, _ := publishLayer(t, s, "", testimage.File("f", 0o644, "shared\n"), testimage.BinaryFile("big", 0o644, big))
+			a, resA := publishLayer(t, s, "", testimage.File("f", 0o644, "shared\n"), testimage.BinaryFile("big", 0o644, big))
+			keepImage(t, s, resA, "localhost/a:1")
 			da := diffDir(t, s, a)
 			before, err := testimage.TreeState(da)
 			if err != nil {

@@ -118,6 +118,9 @@ func Layer(ctx context.Context, tarStream io.Reader, root string, tarSplit io.Wr
 	counter := ioutils.NewWriteCounter(digester.Hash())
 	metadata := bufio.NewWriterSize(tarSplit, 32<<10)
 	err = x.extract(io.TeeReader(in, counter), storage.NewJSONPacker(metadata))
+	if serr := x.settle(); err == nil { // every file finished, even when the layer failed
+		err = serr
+	}
 	if opts.MaxSize > 0 && counter.Count > opts.MaxSize {
 		// Whatever the cut-off stream made the tar reader say, the cause is the limit.
 		return Result{}, fmt.Errorf("%w: more than %d uncompressed bytes", ErrTooLarge, opts.MaxSize)
@@ -168,7 +171,8 @@ type extractor struct {
 
 	files   *layout.LayerFiles // see Options.Files; nil: no sharing
 	written []written          // regular files for the hard-link pass (links.go)
-	shared  shareStats
+	pending pendingFiles       // small files being shared on other goroutines (share.go)
+	shared  shareStats         // (under pending.mu)
 }
 
 // extract applies every entry of the tar stream r and records the stream with p (see tarsplit.go),
@@ -315,6 +319,9 @@ func (x *extractor) create(parent int, name, base, op string, mk func() error) e
 
 // remove deletes name (recursively) and everything the extractor remembers about what was there.
 func (x *extractor) remove(parent int, name, base string) error {
+	if err := x.settle(); err != nil { // a file under way may be what goes
+		return err
+	}
 	x.invalidate()
 	clear(x.copies) // an earlier copy may be what goes; its inode number may come back
 	delete(x.dirTimes, name)
@@ -340,9 +347,13 @@ func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, body
 	}
 	// Body first: writing (and cloning) clears setuid bits and capabilities, chown clears them too.
 	var key layout.FileKey
-	if x.files != nil && x.files.Sharing() == layout.ShareReflink && hdr.Size > 0 {
+	reflinks := x.files != nil && x.files.Sharing() == layout.ShareReflink
+	switch {
+	case reflinks && hdr.Size > 0 && hdr.Size <= layout.KeyPrefix:
+		return x.shareSmall(fd, parent, base, hdr, body) // finishes the file, maybe on another goroutine
+	case reflinks && hdr.Size > 0:
 		key, err = x.cloneOrWrite(fd, body, hdr.Size)
-	} else {
+	default:
 		err = writeBody(fd, body, hdr.Size)
 	}
 	if err == nil {
@@ -441,6 +452,9 @@ func (x *extractor) dirMeta(fd int, name string, hdr *tar.Header) error {
 }
 
 func (x *extractor) hardlink(parent int, name, base string, hdr *tar.Header) error {
+	if err := x.settle(); err != nil { // its target may be under way
+		return err
+	}
 	target, ok := cleanName(hdr.Linkname)
 	if !ok {
 		return fmt.Errorf("hardlink points to %q, which escapes the layer directory", hdr.Linkname)
@@ -537,6 +551,9 @@ func (x *extractor) node(parent int, name, base string, hdr *tar.Header) error {
 // whiteout handles the OCI whiteout entries: ".wh..wh..opq" makes its directory opaque, ".wh.NAME"
 // becomes the overlay whiteout for NAME, a 0/0 character device. Neither file is created itself.
 func (x *extractor) whiteout(hdr *tar.Header, dir, base string) error {
+	if err := x.settle(); err != nil { // what it hides may be under way
+		return err
+	}
 	if base == archive.WhiteoutOpaqueDir {
 		return x.opaque(dir)
 	}
