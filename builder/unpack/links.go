@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
 	"github.com/cargohold/cargohold/layout"
@@ -14,10 +13,12 @@ import (
 )
 
 // Hard links between equal files of different layers (layout.ShareHardlink). Layer writes every file
-// as usual and remembers the regular files it wrote; LinkEqualFiles runs when the layer is committed,
-// once the layers below are final (as HideLower does), and makes each inode of the layer, with all its
-// names (a tar hard-link group moves as a group), a hard link of an equal file of the store: equal
-// bytes, owner, mode, mtime and every xattr, compared on the two inodes. Every name is linked beside
+// as usual, remembers the regular files it wrote, and compares each with the candidates the store's
+// index names for it on another goroutine (preVerify, share.go: equal bytes, owner, mode, mtime and
+// every xattr, compared on the two inodes), so that reading them overlaps with the rest of the layer.
+// LinkEqualFiles runs when the layer is committed, once the layers below are final (as HideLower
+// does), and makes each inode of the layer, with all its names (a tar hard-link group moves as a
+// group), a hard link of the first of its verified candidates it may join. Every name is linked beside
 // its old one first, then renamed over it: all of the group or none. An inode that has no room for
 // more links (EMLINK) is skipped, and when no candidate is left the layer's own inode stays: a new
 // copy, itself a candidate from then on.
@@ -42,7 +43,6 @@ func LinkEqualFiles(root string, res *Result, files *layout.LayerFiles) error {
 	defer t.close()
 	k := &linker{rootFd: t.rootFd, files: files, used: map[uint64]bool{}, dirTimes: map[string][2]unix.Timespec{}}
 	groups := k.groups(res.written)
-	k.verify(groups)
 	for _, g := range groups {
 		if err := k.link(g); err != nil {
 			return fmt.Errorf("sharing %q: %w", g.names[0], err)
@@ -69,105 +69,24 @@ type linkGroup struct {
 	ino   uint64
 	size  int64
 
-	key   layout.FileKey  // (verify)
-	meta  layout.FileMeta // (verify)
-	cands []verified      // the candidates it may become a hard link of (verify)
-	err   error           // (verify)
+	checked *written // the name preVerify compared with its candidates (nil: none)
 }
 
-// verified is a candidate that verify compared equal, and its inode.
+// verified is a candidate that preVerify compared equal, and its inode.
 type verified struct {
 	c   layout.Candidate
 	ino uint64
 }
 
-// verifiers compare the layer's inodes with their candidates at once.
-const verifiers = 16
-
-// verify finds, for every group, its key and metadata and the candidates that it may become a hard link
-// of: another inode (of a file of another layer, none below this one), equal in metadata and every byte.
-// Reading the candidates (mostly on disk only: an earlier night's layer) is most of the pass's time,
-// so the groups are compared on a few goroutines at once; link then links them one after another.
-func (k *linker) verify(groups []*linkGroup) {
-	work := make(chan *linkGroup)
-	var wg sync.WaitGroup
-	for range verifiers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, layout.KeyPrefix)
-			for g := range work {
-				g.err = k.verifyGroup(g, buf)
-			}
-		}()
-	}
-	for _, g := range groups {
-		work <- g
-	}
-	close(work)
-	wg.Wait()
-}
-
-// verifyGroup sets g's key, metadata and verified candidates.
-func (k *linker) verifyGroup(g *linkGroup, buf []byte) error {
-	own, err := k.openReal(g.names[0])
-	if err != nil {
-		return err
-	}
-	defer closeQuietly(own)
-	if g.meta, err = layout.ReadFileMeta(own); err != nil {
-		return err
-	}
-	crc, err := prefixCRC(own, g.size, buf)
-	if err != nil {
-		return err
-	}
-	g.key = layout.FileKey{Size: g.size, CRC: crc, Meta: g.meta.Key()}
-	for _, c := range k.files.Candidates(g.key) {
-		src, err := c.Open()
-		if err != nil {
-			c.Drop() // gone, or not the file the index says
-			continue
-		}
-		ino, ok, err := k.mayLink(g, own, src, buf)
-		closeQuietly(src)
-		if err != nil {
-			return err
-		}
-		if ok {
-			g.cands = append(g.cands, verified{c, ino})
-		}
-	}
-	return nil
-}
-
-// mayLink says whether g (own) may become a hard link of src: another inode, no file of a layer below
-// on it, equal in metadata and every byte.
-func (k *linker) mayLink(g *linkGroup, own, src *os.File, buf []byte) (uint64, bool, error) {
-	var st unix.Stat_t
-	if unix.Fstat(int(src.Fd()), &st) != nil || st.Ino == g.ino {
-		return 0, false, nil
-	}
-	if below, err := k.files.InLayersBelow(g.key, st.Ino); err != nil || below {
-		return 0, false, err
-	}
-	srcMeta, err := layout.ReadFileMeta(src)
-	if err != nil || !srcMeta.Equal(g.meta) {
-		return 0, false, nil
-	}
-	equal, err := layout.EqualContent(own, src, g.size, buf)
-	return st.Ino, err == nil && equal, nil
-}
-
 // groups gathers the layer's regular files by inode, in the order of the first name of each. An inode
 // with a name the layer no longer has (an entry replaced it) or with names elsewhere is left out (and
 // marked used), and so are empty files (nothing to share).
-func (k *linker) groups(ws []written) []*linkGroup {
+func (k *linker) groups(ws []*written) []*linkGroup {
 	var groups []*linkGroup
 	byIno := map[uint64]*linkGroup{}
 	nlinks := map[uint64]uint64{}
 	for _, w := range ws {
-		st, err := k.statReal(w.name)
+		st, err := statReal(k.rootFd, w.name)
 		if err != nil || st.Ino != w.ino || st.Mode&unix.S_IFMT != unix.S_IFREG {
 			continue
 		}
@@ -180,6 +99,9 @@ func (k *linker) groups(ws []written) []*linkGroup {
 		}
 		if !containsString(g.names, w.name) {
 			g.names = append(g.names, w.name)
+		}
+		if g.checked == nil && w.checked {
+			g.checked = w
 		}
 		nlinks[st.Ino] = uint64(st.Nlink)
 	}
@@ -201,14 +123,18 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// link links g's names to the first of its verified candidates that no name of this layer uses yet and
-// that has room for them, and records g in the index either way.
+// link links g's names to the first of its verified candidates that no name of this layer or of a layer
+// below uses yet and that has room for them, and records g in the index either way.
 func (k *linker) link(g *linkGroup) error {
-	if g.err != nil {
-		return g.err
+	w := g.checked
+	if w == nil {
+		return nil // (a file with no data, or one replaced since)
 	}
-	for _, v := range g.cands {
-		linked, err := k.tryLink(g, v)
+	if err := k.reverify(g, w); err != nil {
+		return err
+	}
+	for _, v := range w.cands {
+		linked, err := k.tryLink(g, w.key, v)
 		var lerr *linkError
 		switch {
 		case errors.As(err, &lerr) && errors.Is(lerr.err, unix.EMLINK):
@@ -227,14 +153,36 @@ func (k *linker) link(g *linkGroup) error {
 			break
 		}
 	}
-	return k.files.Add(g.names[0], g.key)
+	return k.files.Add(g.names[0], w.key)
 }
 
-// tryLink links g to the verified candidate v, unless a name of this layer uses its inode by now (or
-// it is not the inode verify compared any more).
-func (k *linker) tryLink(g *linkGroup, v verified) (bool, error) {
+// reverify compares w with the candidates of its key again if its metadata changed since preVerify
+// did (a hard-link entry after the file's own applies its header's owner, mode and times to the inode).
+func (k *linker) reverify(g *linkGroup, w *written) error {
+	own, err := openReal(k.rootFd, g.names[0])
+	if err != nil {
+		return err
+	}
+	defer closeQuietly(own)
+	meta, err := layout.ReadFileMeta(own)
+	if err != nil || meta.Equal(w.meta) {
+		return err
+	}
+	w.meta, w.key.Meta = meta, meta.Key()
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	w.cands = verifyCands(k.files, w, own, *bp)
+	return nil
+}
+
+// tryLink links g to the verified candidate v, unless a name of this layer or of a layer below uses
+// its inode (or it is not the inode preVerify compared any more).
+func (k *linker) tryLink(g *linkGroup, key layout.FileKey, v verified) (bool, error) {
 	if k.used[v.ino] {
 		return false, nil
+	}
+	if below, err := k.files.InLayersBelow(key, v.ino); err != nil || below {
+		return false, err
 	}
 	src, err := v.c.Open()
 	if err != nil {
@@ -276,7 +224,7 @@ func (k *linker) relink(names []string, src *os.File) error {
 	}()
 	for _, name := range names {
 		dir, base := splitName(name)
-		dirFd, err := k.openRealDir(dir)
+		dirFd, err := openRealDir(k.rootFd, dir)
 		if err == nil {
 			err = k.keepDirTimes(dir, dirFd)
 		}
@@ -320,7 +268,7 @@ func (k *linker) keepDirTimes(dir string, fd int) error {
 // restoreDirTimes gives the directories whose entries the pass changed their times back.
 func (k *linker) restoreDirTimes() error {
 	for dir, ts := range k.dirTimes {
-		fd, err := k.openRealDir(dir)
+		fd, err := openRealDir(k.rootFd, dir)
 		if err != nil {
 			return err
 		}
@@ -338,19 +286,19 @@ func (k *linker) restoreDirTimes() error {
 var realHow = unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
 	Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
 
-func (k *linker) openRealDir(dir string) (int, error) {
+func openRealDir(rootFd int, dir string) (int, error) {
 	if dir == "." {
 		dir = ""
 	}
 	how := realHow
-	fd, err := unix.Openat2(k.rootFd, "./"+dir, &how)
+	fd, err := unix.Openat2(rootFd, "./"+dir, &how)
 	return fd, os.NewSyscallError("openat2", err)
 }
 
-func (k *linker) statReal(name string) (unix.Stat_t, error) {
+func statReal(rootFd int, name string) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	dir, base := splitName(name)
-	dirFd, err := k.openRealDir(dir)
+	dirFd, err := openRealDir(rootFd, dir)
 	if err != nil {
 		return st, err
 	}
@@ -358,9 +306,9 @@ func (k *linker) statReal(name string) (unix.Stat_t, error) {
 	return st, unix.Fstatat(dirFd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-func (k *linker) openReal(name string) (*os.File, error) {
+func openReal(rootFd int, name string) (*os.File, error) {
 	dir, base := splitName(name)
-	dirFd, err := k.openRealDir(dir)
+	dirFd, err := openRealDir(rootFd, dir)
 	if err != nil {
 		return nil, err
 	}

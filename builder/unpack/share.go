@@ -29,7 +29,9 @@ import (
 //     then gets its own owner, mode, xattrs and times as any file does. A difference: the equal part
 //     is cloned from the candidate (FICLONERANGE) and the rest written. A candidate that differs in
 //     its first bytes is skipped. Only bytes compared equal are ever shared, and every file keeps its
-//     own inode: readers cannot tell.
+//     own inode: readers cannot tell. A file of at most KeyPrefix bytes is read whole first and then
+//     compared, cloned or written on a goroutine of its own (shareSmall), so that many candidates are
+//     read at once.
 //   - Hard links (links.go). Files are written as usual, and LinkEqualFiles links them when the layer
 //     is committed.
 
@@ -37,6 +39,13 @@ import (
 type written struct {
 	name string // relative to the root, through no symlink
 	ino  uint64
+
+	// What preVerify found, for a file entry (not a hard link to one): its key and metadata then, and
+	// the candidates equal to it in metadata and every byte.
+	checked bool
+	key     layout.FileKey
+	meta    layout.FileMeta
+	cands   []verified
 }
 
 // shareStats count what a layer shared.
@@ -45,18 +54,26 @@ type shareStats struct {
 	bytes int64 // bytes not written thanks to that (partly shared files included)
 }
 
-// keepRealName remembers a regular file just written (parent/base) for sharing: with reflinks its key
-// goes into the index at once, with hard links it waits for the end of the layer.
-func (x *extractor) keepRealName(parent int, base string, ino uint64, key layout.FileKey) error {
+// keepRealName records a regular file just written (parent/base) in the index, with its key (reflinks).
+func (x *extractor) keepRealName(parent int, base string, key layout.FileKey) error {
 	name, err := x.realName(parent, base)
 	if err != nil {
 		return err
 	}
-	if x.files.Sharing() == layout.ShareHardlink {
-		x.written = append(x.written, written{name: name, ino: ino})
-		return nil
-	}
 	return x.files.Add(name, key)
+}
+
+// keepForLinks remembers a regular file just written (parent/base, inode ino) for the hard-link pass,
+// and compares it with its candidates on another goroutine meanwhile (preVerify): reading them, mostly
+// from disk, overlaps with the rest of the layer. bodyCRC is the crc of its data, if it has at most
+// KeyPrefix bytes.
+func (x *extractor) keepForLinks(parent int, base string, ino uint64, size int64, bodyCRC uint64) error {
+	w, err := x.keepWritten(parent, base, ino)
+	if err != nil || size == 0 {
+		return err
+	}
+	x.goAsync(4096, func() error { return x.preVerify(w, size, bodyCRC) })
+	return nil
 }
 
 // keepLink remembers a hard link (parent/base, of stat st) the layer made to a regular file it wrote:
@@ -65,7 +82,72 @@ func (x *extractor) keepLink(parent int, base string, st *unix.Stat_t) error {
 	if x.files == nil || x.files.Sharing() != layout.ShareHardlink || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
 	}
-	return x.keepRealName(parent, base, st.Ino, layout.FileKey{})
+	_, err := x.keepWritten(parent, base, st.Ino)
+	return err
+}
+
+func (x *extractor) keepWritten(parent int, base string, ino uint64) (*written, error) {
+	name, err := x.realName(parent, base)
+	if err != nil {
+		return nil, err
+	}
+	w := &written{name: name, ino: ino}
+	x.written = append(x.written, w)
+	return w, nil
+}
+
+// preVerify finds w's key and the candidates w equals in metadata and every byte (see links.go).
+func (x *extractor) preVerify(w *written, size int64, bodyCRC uint64) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	own, err := openReal(x.rootFd, w.name)
+	if err != nil {
+		return fmt.Errorf("%q: %w", w.name, err)
+	}
+	defer closeQuietly(own)
+	if w.meta, err = layout.ReadFileMeta(own); err != nil {
+		return err
+	}
+	w.key = layout.FileKey{Size: size, CRC: bodyCRC, Meta: w.meta.Key()}
+	if size > layout.KeyPrefix {
+		if w.key.CRC, err = prefixCRC(own, size, *bp); err != nil {
+			return err
+		}
+	}
+	w.cands = verifyCands(x.files, w, own, *bp)
+	w.checked = true
+	return nil
+}
+
+// verifyCands lists the candidates of w's key that w (own) equals in metadata and every byte.
+func verifyCands(files *layout.LayerFiles, w *written, own *os.File, buf []byte) []verified {
+	var cands []verified
+	for _, c := range files.Candidates(w.key) {
+		src, err := c.Open()
+		if err != nil {
+			c.Drop() // gone, or not the file the index says
+			continue
+		}
+		if ino, ok := sameFile(w, own, src, buf); ok {
+			cands = append(cands, verified{c, ino})
+		}
+		closeQuietly(src)
+	}
+	return cands
+}
+
+// sameFile says whether own (w) and src may be one inode: two inodes, equal in metadata and every
+// byte. It returns src's inode.
+func sameFile(w *written, own, src *os.File, buf []byte) (uint64, bool) {
+	var st unix.Stat_t
+	if unix.Fstat(int(src.Fd()), &st) != nil || st.Ino == w.ino {
+		return 0, false
+	}
+	if srcMeta, err := layout.ReadFileMeta(src); err != nil || !srcMeta.Equal(w.meta) {
+		return 0, false
+	}
+	equal, err := layout.EqualContent(own, src, w.key.Size, buf)
+	return st.Ino, err == nil && equal
 }
 
 // headerMeta is the metadata the unpacker gives a file of hdr, as the index keys it.
@@ -248,11 +330,16 @@ func (x *extractor) shareSmall(fd, parent int, base string, hdr *tar.Header, bod
 	if len(cands) == 0 {
 		return finish() // nothing to read: no need to wait for anything
 	}
+	x.goAsync(min(max(hdr.Size, 4096), maxPendingBytes), finish)
+	return nil
+}
+
+// goAsync runs f on a goroutine of its own once a slot and weight bytes are free (see settle).
+func (x *extractor) goAsync(weight int64, f func() error) {
 	p := &x.pending
 	if p.files == nil {
 		p.files, p.bytes = make(chan struct{}, maxPendingFiles), semaphore.NewWeighted(maxPendingBytes)
 	}
-	weight := min(max(hdr.Size, 4096), maxPendingBytes)
 	p.files <- struct{}{}
 	_ = p.bytes.Acquire(context.Background(), weight) // a background context never ends
 	p.wg.Add(1)
@@ -262,7 +349,7 @@ func (x *extractor) shareSmall(fd, parent int, base string, hdr *tar.Header, bod
 			<-p.files
 			p.wg.Done()
 		}()
-		if err := finish(); err != nil {
+		if err := f(); err != nil {
 			p.mu.Lock()
 			if p.err == nil {
 				p.err = err
@@ -270,7 +357,6 @@ func (x *extractor) shareSmall(fd, parent int, base string, hdr *tar.Header, bod
 			p.mu.Unlock()
 		}
 	}()
-	return nil
 }
 
 // fillSmall gives the empty file fd the bytes data, a clone of the first candidate that holds them

@@ -60,7 +60,7 @@ type Result struct {
 	SharedFiles int
 	SharedBytes int64
 
-	written []written // regular files, for LinkEqualFiles (hard links)
+	written []*written // regular files, for LinkEqualFiles (hard links)
 }
 
 // ErrTooLarge is wrapped by the error Layer returns when the layer exceeds Options.MaxSize.
@@ -170,7 +170,7 @@ type extractor struct {
 	opaqueDirs []string // see Result.OpaqueDirs
 
 	files   *layout.LayerFiles // see Options.Files; nil: no sharing
-	written []written          // regular files for the hard-link pass (links.go)
+	written []*written         // regular files for the hard-link pass (links.go)
 	pending pendingFiles       // small files being shared on other goroutines (share.go)
 	shared  shareStats         // (under pending.mu)
 }
@@ -375,10 +375,11 @@ func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, body
 	if err != nil || x.files == nil || hdr.Size == 0 {
 		return err
 	}
-	if x.files.Sharing() == layout.ShareReflink {
-		key.Meta = headerMeta(hdr).Key()
+	if x.files.Sharing() == layout.ShareHardlink {
+		return x.keepForLinks(parent, base, st.Ino, hdr.Size, body.crc)
 	}
-	return x.keepRealName(parent, base, st.Ino, key)
+	key.Meta = headerMeta(hdr).Key()
+	return x.keepRealName(parent, base, key)
 }
 
 func (x *extractor) directory(parent int, name, base string, hdr *tar.Header) error {
