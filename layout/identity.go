@@ -142,7 +142,7 @@ func (m *marker) newer(dir string) error {
 // writes nothing. A store written before markers that holds no records yet is an overlay store, as
 // opening it without Options.Driver would make it.
 func Identify(dir string) (Driver, error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := ResolveDir(dir)
 	if err != nil {
 		return "", err
 	}
@@ -208,7 +208,26 @@ func checkPrivileges() error {
 		return fmt.Errorf("%w: publishing reproduces every image's owners, device nodes and xattrs, which needs root (missing %s); run it as root",
 			ErrNotPrivileged, strings.Join(missing, ", "))
 	}
+	uidMap, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return fmt.Errorf("reading this process's user namespace: %w", err)
+	}
+	if !hostUIDMap(string(uidMap)) {
+		// unshare -r, rootless Podman, a rootless container: every capability, but only over what
+		// the namespace owns; the kernel refuses device nodes, trusted.* xattrs and owners outside
+		// the ID map.
+		return fmt.Errorf("%w: publishing reproduces every image's owners, device nodes and xattrs, which needs root on the host "+
+			"(missing CAP_CHOWN, CAP_MKNOD and CAP_SYS_ADMIN in the host's user namespace: this process is root only inside a user "+
+			"namespace, uid_map %q, as under unshare -r, rootless Podman or a rootless container); run it as root on the host",
+			ErrNotPrivileged, strings.Join(strings.Fields(string(uidMap)), " "))
+	}
 	return nil
+}
+
+// hostUIDMap says whether a /proc/PID/uid_map is the host's own (the initial user namespace):
+// every ID maps to itself.
+func hostUIDMap(uidMap string) bool {
+	return strings.Join(strings.Fields(uidMap), " ") == "0 0 4294967295"
 }
 
 // checkWritable says, once and clearly, when dir (or, for a new store, its nearest existing ancestor)
@@ -233,9 +252,9 @@ func checkWritable(dir string) error {
 // creation is what opening a new store found at its path, so that Close can take the store away
 // again when nothing was published into it (see Store.discard).
 type creation struct {
-	dir     bool            // the store dir did not exist: open created it (its parents stay)
-	kept    map[string]bool // what an existing empty dir held (lost+found, .cvmfscatalog)
-	mode    fs.FileMode     // an existing dir's mode (open makes the store root a+rx)
+	dir  bool            // the store dir did not exist: open created it (its parents stay)
+	kept map[string]bool // what an existing empty dir held (lost+found, .cvmfscatalog)
+	mode fs.FileMode     // an existing dir's mode (open makes the store root a+rx)
 }
 
 // prepare checks that dir may be opened for writing with opts and creates it (with its parents) when

@@ -58,7 +58,7 @@ func (r *run) store(ctx context.Context, s Store) (err error) {
 	if len(notDone) > 0 {
 		return interrupted(ctx, s.Dir, notDone)
 	}
-	return r.end(ctx, store, report)
+	return r.end(ctx, store, &s, report)
 }
 
 // open opens the store for writing, waiting for another run's lock (or with Plan.NoWait refusing
@@ -81,35 +81,40 @@ func (r *run) open(ctx context.Context, s Store) (*layout.Store, error) {
 	return store, nil
 }
 
-// images publishes each request of s and reports it; when ctx ends it stops and returns the
-// references not published.
+// images publishes the requests of s, several at once (builder.Publisher.PublishAll), and reports
+// each in request order; when ctx ends it stops and returns the references not published.
 func (r *run) images(ctx context.Context, store *layout.Store, s Store) (*Report, []string) {
-	p := builder.Publisher{Store: store, Jobs: r.plan.Jobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs,
-		Progress: func(e builder.ProgressEvent) { r.obs.send(LayerProgress{Store: s.Dir, ProgressEvent: e}) }}
+	p := builder.Publisher{Store: store, Jobs: r.plan.Jobs, ImageJobs: r.plan.ImageJobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs,
+		Progress: func(e builder.ProgressEvent) { r.obs.send(LayerProgress{Store: s.Dir, ProgressEvent: e}) },
+		OnRetry:  func(ref, msg string) { r.obs.send(ImageRetrying{Store: s.Dir, Ref: ref, Message: msg}) }}
 	report := &Report{Store: store.Dir(), Driver: string(store.Driver()), Dedup: string(layout.DedupAuto), Images: []ImageReport{}}
 	defer func() {
 		if sharing, ok := store.SharingIfKnown(); ok {
 			report.Dedup = sharing.String()
 		}
 	}()
-	for i, req := range s.Requests {
+	for _, req := range s.Requests {
 		r.obs.send(ImageStarted{Store: s.Dir, Ref: req.Ref})
-		res := p.Publish(ctx, req)
-		if ctx.Err() != nil && res.Err != nil {
-			r.obs.send(ImageStopped{Store: s.Dir, Ref: req.Ref})
-			return report, s.Refs()[i:]
+	}
+	var notDone []string
+	p.PublishAll(ctx, s.Requests, func(_ int, res builder.Result) {
+		// Images are recorded in order: once one was stopped, none after it was published.
+		if len(notDone) > 0 || (ctx.Err() != nil && res.Err != nil) {
+			r.obs.send(ImageStopped{Store: s.Dir, Ref: res.Ref})
+			notDone = append(notDone, res.Ref)
+			return
 		}
 		report.add(res)
 		r.obs.send(ImageDone{Store: s.Dir, Result: res})
-	}
-	return report, nil
+	})
+	return report, notDone
 }
 
 // end ends a store's publish once every image was tried: extras (with a recipe), the report,
 // registration, and the error of the images that failed.
-func (r *run) end(ctx context.Context, store *layout.Store, report *Report) error {
+func (r *run) end(ctx context.Context, store *layout.Store, s *Store, report *Report) error {
 	if r.plan.Recipe {
-		if err := r.extras(ctx, store, report); err != nil {
+		if err := r.extras(ctx, store, s, report); err != nil {
 			return err
 		}
 	}
@@ -134,9 +139,10 @@ func (r *run) end(ctx context.Context, store *layout.Store, report *Report) erro
 }
 
 // extras reports the names the recipe no longer lists, and with --prune removes them when every
-// image succeeded (see Extras).
-func (r *run) extras(ctx context.Context, store *layout.Store, report *Report) error {
-	names := store.NamesExcept(report.names())
+// image succeeded (see Extras). A name the recipe lists is kept even when its image failed in this
+// run: a failed image has no names in the report.
+func (r *run) extras(ctx context.Context, store *layout.Store, s *Store, report *Report) error {
+	names := store.NamesExcept(append(s.Listed(), report.names()...))
 	action := Extras(names, r.plan.Prune, report.Failed)
 	if action == NoExtras {
 		return nil

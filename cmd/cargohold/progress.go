@@ -13,23 +13,30 @@ import (
 )
 
 // Progress on a terminal: one bar per layer on standard error, drawn by mpb as `podman pull` draws
-// its own ("Copying blob 1a2b3c4d5e6f  12.3MiB / 40.0MiB | 80.1 MiB/s"). Off a terminal (cron, CI
-// logs) nothing is drawn: the one line per finished image is the report. --quiet and --json
-// silence the bars too.
+// its own ("Copying blob 1a2b3c4d5e6f  12.3MiB / 40.0MiB | 80.1 MiB/s"). mpb redraws them with
+// cursor escapes (up a line, erase the rest of the screen), which only a terminal that
+// understands them should get: off a terminal (cron, CI logs) and on TERM=dumb (Emacs shells,
+// serial consoles) nothing is drawn, and the one line per finished image is the report. --quiet
+// and --json silence the bars too.
 
-// layerProgress returns a Publisher.Progress callback that draws the bars of one image, and a
-// function that ends the drawing, to call before the image's result line is printed. Both do
-// nothing when no bars are wanted.
-func layerProgress(out output, silent bool) (func(builder.ProgressEvent), func()) {
+// layerProgress returns a Publisher.Progress callback that draws the bars of the layers in flight
+// (of all images being published), a function that ends the drawing, and the output to print
+// lines to meanwhile: above the bars, where they go to the terminal the bars are drawn on. When
+// no bars are wanted, the callback is nil, the end does nothing and the output is out.
+func layerProgress(out output, silent bool) (func(builder.ProgressEvent), func(), output) {
 	tty, ok := out.stderr.(*os.File)
-	if silent || !ok || !term.IsTerminal(int(tty.Fd())) {
-		return nil, func() {}
+	if silent || !ok || !term.IsTerminal(int(tty.Fd())) || os.Getenv("TERM") == "dumb" {
+		return nil, func() {}, out
 	}
 	b := &layerBars{
 		pool: mpb.New(mpb.WithWidth(40), mpb.WithOutput(tty)),
 		bars: map[digest.Digest]*layerBar{},
 	}
-	return b.event, b.finish
+	lines := output{stdout: out.stdout, stderr: b.pool}
+	if f, ok := out.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		lines.stdout = b.pool
+	}
+	return b.event, b.finish, lines
 }
 
 type layerBars struct {
@@ -77,6 +84,7 @@ func (b *layerBars) add(e builder.ProgressEvent) *layerBar {
 		counters = decor.CurrentKibiByte("%.1f")
 	}
 	bar := &layerBar{last: time.Now(), Bar: b.pool.AddBar(size,
+		mpb.BarRemoveOnComplete(), // the image's line says what became of it
 		mpb.BarFillerClearOnComplete(),
 		mpb.BarFillerClearOnAbort(),
 		mpb.PrependDecorators(decor.OnAbort(decor.OnComplete(decor.Name(label), done), label+" failed")),

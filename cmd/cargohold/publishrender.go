@@ -12,13 +12,17 @@ import (
 type publishRenderer struct {
 	out         output
 	quiet, json bool
-	multi       bool // a run writing several stores names each line's
+	multi       bool // a run writing several stores, or a store the recipe gave as a relative path, names each line's
 	err         error
 
-	// The bars of the image under way (see layerProgress): set on ImageStarted, before the
-	// goroutines that send its LayerProgress events start.
+	// The bars of the layers under way (see layerProgress): set on the first ImageStarted of a
+	// store, before the goroutines that send LayerProgress events start, ended with its last image;
+	// lines is where the image lines go meanwhile (above the bars).
 	progress func(builder.ProgressEvent)
 	endBars  func()
+	lines    output
+	pending  int  // images started and not yet done or stopped
+	failed   bool // an image of the store failed or stopped (--quiet then shows the held notes)
 }
 
 func (r *publishRenderer) observer() publish.Observer {
@@ -36,16 +40,20 @@ func (r *publishRenderer) event(e publish.Event) {
 	case publish.LeftoversRemoved:
 		r.out.errorf("removed %d leftovers of an interrupted run (staging dirs, temp files, unrecorded layers)", len(e.Leftovers))
 	case publish.ImageStarted:
-		r.progress, r.endBars = layerProgress(r.out, r.quiet || r.json)
+		r.imageStarted()
 	case publish.LayerProgress:
 		if r.progress != nil {
 			r.progress(e.ProgressEvent)
 		}
+	case publish.ImageRetrying: // from the goroutines of the images under way, after every ImageStarted
+		if !r.quiet { // --quiet: only if the image fails (printResult)
+			r.lines.errorf("warning: %s: %s%s", e.Ref, e.Message, r.where(e.Store))
+		}
 	case publish.ImageStopped:
-		r.endBars()
+		r.imageEnded(true)
 	case publish.ImageDone:
-		r.endBars()
 		r.printResult(e.Result, r.where(e.Store))
+		r.imageEnded(e.Err != nil)
 	case publish.ExtrasFound:
 		r.printExtras(e)
 	case publish.Pruned:
@@ -67,6 +75,34 @@ func (r *publishRenderer) event(e publish.Event) {
 	}
 }
 
+// imageStarted notes that an image starts; the first of a store starts the bars. With --quiet, the
+// image library's notes (a blob read that reconnected) are held until the store's last image ends,
+// and shown only if an image failed: a retry that worked is no news to a cron job. (Its notes name
+// no image, and images are published at once, so they are held per store, not per image.)
+func (r *publishRenderer) imageStarted() {
+	if r.pending == 0 {
+		r.progress, r.endBars, r.lines = layerProgress(r.out, r.quiet || r.json)
+		if r.quiet {
+			libraryLogs.hold()
+			r.failed = false
+		}
+	}
+	r.pending++
+}
+
+// imageEnded notes that an image is done or stopped; after the last one the bars end, and the
+// held notes are shown if an image failed.
+func (r *publishRenderer) imageEnded(failed bool) {
+	r.failed = r.failed || failed
+	if r.pending--; r.pending == 0 {
+		r.endBars()
+		r.progress, r.lines = nil, r.out
+		if r.quiet {
+			libraryLogs.release(r.failed)
+		}
+	}
+}
+
 // printf prints a line of the text report: not with --quiet or --json.
 func (r *publishRenderer) printf(format string, a ...any) {
 	if !r.quiet && !r.json {
@@ -81,21 +117,33 @@ func (r *publishRenderer) where(store string) string {
 	return ""
 }
 
-// printResult prints one image's line, its warnings and its error.
+// printResult prints one image's line, its warnings and its error (with --quiet, after the
+// retries that came before it; without, those were printed as they happened).
 func (r *publishRenderer) printResult(res builder.Result, where string) {
+	out := r.lines // above the bars, while they are drawn
+	if out.stdout == nil {
+		out = r.out
+	}
 	for _, w := range res.Warnings {
-		r.out.errorf("warning: %s: %s%s", res.Ref, w, where)
+		out.errorf("warning: %s: %s%s", res.Ref, w, where)
 	}
 	if res.Err != nil {
-		r.out.errorf("error: %v%s", res.Err, where)
+		if r.quiet {
+			for _, retry := range res.Retries {
+				out.errorf("warning: %s: %s%s", res.Ref, retry, where)
+			}
+		}
+		out.errorf("error: %v%s", res.Err, where)
 		return
 	}
-	shared := ""
-	if res.BytesShared > 0 {
-		shared = ", " + units.BytesSize(float64(res.BytesShared)) + " shared"
+	if !r.quiet && !r.json {
+		shared := ""
+		if res.BytesShared > 0 {
+			shared = ", " + units.BytesSize(float64(res.BytesShared)) + " shared"
+		}
+		out.printf("%-9s %s  %s  %s, %s fetched%s in %.1fs%s\n", res.Action, strings.Join(res.Names, ","), shortID(res.ImageID),
+			plural(res.LayersFetched, "layer"), units.BytesSize(float64(res.BytesFetched)), shared, res.Duration.Seconds(), where)
 	}
-	r.printf("%-9s %s  %s  %d layers, %s fetched%s in %.1fs%s\n", res.Action, strings.Join(res.Names, ","),
-		shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), shared, res.Duration.Seconds(), where)
 }
 
 // printExtras says what becomes of the names the recipe no longer lists.
@@ -105,6 +153,6 @@ func (r *publishRenderer) printExtras(e publish.ExtrasFound) {
 	case publish.ReportExtras:
 		r.printf("extra     %s  (not in the recipe; --prune removes)\n", names)
 	case publish.KeepForFailure:
-		r.out.errorf("not pruning %s: %d images of the recipe failed", names, e.Failed)
+		r.out.errorf("not pruning %s: %s of the recipe failed", names, plural(e.Failed, "image"))
 	}
 }
