@@ -258,6 +258,33 @@ func TestHardlinksNeedEqualMetadata(t *testing.T) {
 	}
 }
 
+// A hard-link entry gives the inode its header's mode, owner and times after the file was compared with
+// its candidates: a candidate equal to the file as it was then is not one any more.
+func TestHardlinkEntryChangesWhatMayLink(t *testing.T) {
+	testenv.RequireRoot(t)
+	s := openShareStore(t, t.TempDir(), layout.DedupHardlink)
+	body := "compared before its hard link came\n"
+	a, _ := publishLayer(t, s, "",
+		testimage.File("exec", 0o755, body),
+		testimage.File("plain", 0o644, body),
+	)
+	b, _ := publishLayer(t, s, "",
+		testimage.File("f", 0o755, body), // equal to a's exec until the link entry makes it 0644
+		testimage.Hardlink("g", "f"),     // header mode 0644
+	)
+	da, db := diffDir(t, s, a), diffDir(t, s, b)
+	exec, plain, f := stat(t, filepath.Join(da, "exec")), stat(t, filepath.Join(da, "plain")), stat(t, filepath.Join(db, "f"))
+	if f.mode != 0o644 {
+		t.Fatalf("f has mode %o, want the link entry's 0644", f.mode)
+	}
+	if f.ino == exec.ino {
+		t.Errorf("f (0644 once its link entry applied) is a hard link of a's exec (0755)")
+	}
+	if f.ino != plain.ino || f.nlink != 3 {
+		t.Errorf("f: inode %d, %d links; want a's plain (inode %d) with 3 links (plain, f, g)", f.ino, f.nlink, plain.ino)
+	}
+}
+
 func TestHardlinkEMLINKStartsANewCopy(t *testing.T) {
 	testenv.RequireRoot(t)
 	mnt := testfs.Ext4(t, 128<<20) // at most 65000 links per inode
