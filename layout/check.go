@@ -226,6 +226,29 @@ func (s *Store) repairFilesIndex(done *[]string) error {
 	return nil
 }
 
+// RepairDir opens the existing store at dir for writing (never creating one; waiting for the writer
+// lock as lock says), makes Repair's fixes and closes it. It returns everything it did: the leftovers
+// Open removed (Cleaned), then Repair's fixes.
+func RepairDir(ctx context.Context, dir string, lock LockOptions) ([]string, error) {
+	s, err := OpenWithOptions(ctx, dir, Options{Lock: lock})
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", dir, err)
+	}
+	var repaired []string
+	for _, l := range s.Cleaned() {
+		repaired = append(repaired, "removed "+l.String())
+	}
+	done, err := s.Repair(ctx)
+	repaired = append(repaired, done...)
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repairing store %s: %w", s.Dir(), err)
+	}
+	return repaired, nil
+}
+
 // repairModes gives the store's own files the modes readers need. It looks only at the paths the store
 // format defines (ownPaths): never at a layer's files, whose modes are the image's, nor at anything
 // else somebody put into the store.

@@ -121,7 +121,7 @@ type GCReport struct {
 // GC removes superseded images whose grace period has passed and images without names, deletes
 // layers that no image uses and that have been unused for at least grace (a superseded image's layers
 // count as unused since it was superseded), and starts the grace period of layers found unused for
-// the first time. With dryRun nothing is written. It stops when ctx ends (the error is ctx's cause):
+// the first time, and records grace in the store for readers (Snapshot.Grace). With dryRun nothing is written. It stops when ctx ends (the error is ctx's cause):
 // at the start, or between two layers whose files it deletes (layers.json no longer records them, so
 // the next writer's Open removes the rest as leftovers).
 func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryRun bool) (GCReport, error) {
@@ -170,6 +170,9 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 	sort.Strings(report.Deleted)
 	if dryRun {
 		return report, nil
+	}
+	if err := s.recordGrace(grace); err != nil { // for readers: when gc may remove what it kept (Snapshot.Grace)
+		return report, err
 	}
 
 	// layers.json first: once a layer is not recorded, no reader will mount it; its files go after.
