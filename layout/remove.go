@@ -184,12 +184,10 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 			return report, err
 		}
 		s.layers = layers
+		s.dropFileIndex() // the files of these layers go
 	}
 	if err := s.writeReleased(newReleased); err != nil {
 		return report, err
-	}
-	if len(doomed) > 0 {
-		s.dropFileIndex() // its files of these layers are gone
 	}
 	for _, l := range doomed {
 		if ctx.Err() != nil {
