@@ -70,6 +70,7 @@ type linkGroup struct {
 	size  int64
 
 	checked *written // the name preVerify compared with its candidates (nil: none)
+	touched bool     // a hard-link entry of the layer gave the inode its header's metadata since
 }
 
 // verified is a candidate that preVerify compared equal, and its inode.
@@ -85,6 +86,12 @@ func (k *linker) groups(ws []*written) []*linkGroup {
 	var groups []*linkGroup
 	byIno := map[uint64]*linkGroup{}
 	nlinks := map[uint64]uint64{}
+	touched := map[uint64]bool{} // (whether or not the link's name is still there)
+	for _, w := range ws {
+		if w.link {
+			touched[w.ino] = true
+		}
+	}
 	for _, w := range ws {
 		st, err := statReal(k.rootFd, w.name)
 		if err != nil || st.Ino != w.ino || st.Mode&unix.S_IFMT != unix.S_IFREG {
@@ -93,7 +100,7 @@ func (k *linker) groups(ws []*written) []*linkGroup {
 		k.used[st.Ino] = true
 		g := byIno[st.Ino]
 		if g == nil {
-			g = &linkGroup{ino: st.Ino, size: st.Size}
+			g = &linkGroup{ino: st.Ino, size: st.Size, touched: touched[st.Ino]}
 			byIno[st.Ino] = g
 			groups = append(groups, g)
 		}
@@ -130,8 +137,10 @@ func (k *linker) link(g *linkGroup) error {
 	if w == nil {
 		return nil // (a file with no data, or one replaced since)
 	}
-	if err := k.reverify(g, w); err != nil {
-		return err
+	if g.touched {
+		if err := k.reverify(g, w); err != nil {
+			return err
+		}
 	}
 	for _, v := range w.cands {
 		linked, err := k.tryLink(g, w.key, v)
@@ -157,7 +166,8 @@ func (k *linker) link(g *linkGroup) error {
 }
 
 // reverify compares w with the candidates of its key again if its metadata changed since preVerify
-// did (a hard-link entry after the file's own applies its header's owner, mode and times to the inode).
+// did: a hard-link entry after the file's own applies its header's owner, mode and times to the inode
+// (the only way a file's metadata changes after it is written; link calls reverify for those only).
 func (k *linker) reverify(g *linkGroup, w *written) error {
 	own, err := openReal(k.rootFd, g.names[0])
 	if err != nil {

@@ -39,6 +39,7 @@ import (
 type written struct {
 	name string // relative to the root, through no symlink
 	ino  uint64
+	link bool // a hard-link entry's name (keepLink): its header's metadata was applied to the inode
 
 	// What preVerify found, for a file entry (not a hard link to one): its key and metadata then, and
 	// the candidates equal to it in metadata and every byte.
@@ -82,7 +83,10 @@ func (x *extractor) keepLink(parent int, base string, st *unix.Stat_t) error {
 	if x.files == nil || x.files.Sharing() != layout.ShareHardlink || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
 	}
-	_, err := x.keepWritten(parent, base, st.Ino)
+	w, err := x.keepWritten(parent, base, st.Ino)
+	if err == nil {
+		w.link = true
+	}
 	return err
 }
 

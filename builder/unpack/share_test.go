@@ -283,6 +283,16 @@ func TestHardlinkEntryChangesWhatMayLink(t *testing.T) {
 	if f.ino != plain.ino || f.nlink != 3 {
 		t.Errorf("f: inode %d, %d links; want a's plain (inode %d) with 3 links (plain, f, g)", f.ino, f.nlink, plain.ino)
 	}
+
+	// The same when a later entry of the layer takes the link away: the inode keeps the link entry's mode.
+	c, _ := publishLayer(t, s, "",
+		testimage.File("f", 0o755, body),
+		testimage.Hardlink("g", "f"),
+		testimage.Whiteout("g"),
+	)
+	if f := stat(t, filepath.Join(diffDir(t, s, c), "f")); f.mode != 0o644 || f.ino == exec.ino {
+		t.Errorf("f, whose link a whiteout took away: mode %o, inode %d; want 0644 and not a's exec (inode %d)", f.mode, f.ino, exec.ino)
+	}
 }
 
 func TestHardlinkEMLINKStartsANewCopy(t *testing.T) {
