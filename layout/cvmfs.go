@@ -28,6 +28,10 @@ type Options struct {
 	Create bool
 
 	Lock LockOptions // what OpenWithOptions does while another run holds the writer lock (lock.go)
+
+	// Dedup says whether the layers published share the data of equal files ("": DedupAuto, reflinks
+	// where the filesystem has them; see dedup.go).
+	Dedup Dedup
 }
 
 const catalogMarkerName = ".cvmfscatalog"

@@ -184,6 +184,7 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 			return report, err
 		}
 		s.layers = layers
+		s.dropFileIndex() // the files of these layers go
 	}
 	if err := s.writeReleased(newReleased); err != nil {
 		return report, err
@@ -245,8 +246,13 @@ func usedLayers(images []storage.Image, layers []storage.Layer) map[string]bool 
 	return used
 }
 
-// removeLayerFiles removes a layer no longer in layers.json: its l/ symlink, its tar-split and its dir.
+// removeLayerFiles removes a layer no longer in layers.json: its file index, its l/ symlink, its
+// tar-split and its dir. Only the layer's names go: an inode it shares with another layer (a hard link,
+// ShareHardlink) keeps that layer's name, and shared extents (reflinks) stay as long as a file uses them.
 func (s *Store) removeLayerFiles(id string) error {
+	if err := s.root.Remove(filesIndexPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	if lpath, ok := s.linkOf(id); ok {
 		if err := s.root.Remove(lpath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err

@@ -20,6 +20,7 @@
 //	hardlinks = "copy-across-dirs"   # or "keep" (the default)
 //	cvmfs-repo = "sw.example.org"    # {repo}; default: the directory below /cvmfs/ holding the store
 //	driver = "vfs"                   # a new store's driver: overlay (the default) or vfs
+//	dedup = "hardlink"               # shared file data: auto (the default), off or hardlink
 //
 // Relative paths (store, authfile) are relative to the recipe file's directory; hooks run there.
 //
@@ -74,6 +75,9 @@ type Publish struct {
 	// layer, no whiteouts on disk: for vfs nodes, and for CVMFS, whose transactions cannot hold
 	// overlay whiteouts). An existing store keeps its driver; naming another is an error.
 	Driver string `toml:"driver"`
+	// Dedup says whether equal files of the store's layers share their data: "auto" ("" means the
+	// same: reflinks where the filesystem has them), "off", or "hardlink" (layout.ParseDedup).
+	Dedup string `toml:"dedup"`
 }
 
 // Values of [publish] hardlinks.
