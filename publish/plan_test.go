@@ -195,27 +195,6 @@ ref = "alpine"`)
 	}
 }
 
-func TestCVMFSRepo(t *testing.T) {
-	for _, tc := range []struct{ dir, configured, want, error string }{
-		{"/cvmfs/sw.example.org/images", "", "sw.example.org", ""},
-		{"/cvmfs/sw.example.org/images", "sw.example.org", "sw.example.org", ""},
-		{"/srv/images", "sw.example.org", "sw.example.org", ""},
-		{"/srv/images", "", "", ""},
-		{"/cvmfs/a.org/images", "b.org", "", "is in CVMFS repository a.org, not in b.org"},
-	} {
-		got, err := CVMFSRepo(tc.dir, tc.configured)
-		if tc.error != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.error) {
-				t.Errorf("CVMFSRepo(%s, %q) = %q, %v; want error %q", tc.dir, tc.configured, got, err, tc.error)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("CVMFSRepo(%s, %q) = %q, %v; want %q", tc.dir, tc.configured, got, err, tc.want)
-		}
-	}
-}
-
 func TestExtrasPolicy(t *testing.T) {
 	some := []string{"docker.io/library/old:1"}
 	for _, tc := range []struct {

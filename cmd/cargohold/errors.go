@@ -15,7 +15,7 @@ const (
 	exitFailed      = 1 // some image failed (publish, rm, inspect); conf check: Podman will not see the store
 	exitUsage       = 2 // bad flags, recipe or configuration; not a store; missing privileges
 	exitStore       = 3 // the store could not be opened, locked or read; check found problems
-	exitHook        = 4 // a before/after hook failed
+	exitHook        = 4 // a before/after hook, or a step of publishing through CVMFS, failed
 	exitSignalsBase = 128
 )
 
@@ -24,6 +24,9 @@ var (
 	errUsage  = errors.New("usage")
 	errStore  = errors.New("store")
 	errFailed = errors.New("failed")
+	// errRepository: publishing through CVMFS failed on the repository's side (cvmfs_server, its
+	// configuration); it exits as a failed hook does.
+	errRepository = errors.New("cvmfs")
 	// errNotSeen is conf check's answer "Podman will not see the store".
 	errNotSeen = errors.New("podman will not see the store")
 )
@@ -83,7 +86,7 @@ func exitCode(err error) int {
 		return exitStore
 	case errors.Is(err, errFailed), errors.Is(err, errNotSeen):
 		return exitFailed
-	case errors.As(err, &hookErr):
+	case errors.As(err, &hookErr), errors.Is(err, errRepository):
 		return exitHook
 	}
 	return exitUsage

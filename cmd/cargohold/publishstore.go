@@ -14,20 +14,22 @@ import (
 
 // publishStore publishes the requests of one store of the plan between its hooks. The before hook
 // (a CVMFS transaction) runs before anything in the store is written; after or on-failure runs once
-// the store is closed (deferred calls run last first).
+// the store is closed (deferred calls run last first). With [publish] cvmfs, the CVMFS publication
+// takes the hooks' place (beginStore, finishStore).
 func publishStore(ctx context.Context, opts publishOptions, plan *publish.Plan, s publish.Store, multi bool) (err error) {
 	s.Hooks.Stdout, s.Hooks.Stderr = opts.out.stdout, opts.out.stderr
 	if opts.json {
 		s.Hooks.Stdout = opts.out.stderr // stdout carries the JSON report only
 	}
-	if err := s.Hooks.RunBefore(); err != nil {
-		return fmt.Errorf("%w; nothing was published", err)
+	dir, storeOpts, err := beginStore(opts, s)
+	if err != nil {
+		return err
 	}
-	defer func() { err = finishHooks(opts.out, s, err) }()
+	defer func() { err = finishStore(ctx, opts.out, s, err) }()
 	if err := interruption(ctx, s.Refs()); err != nil {
 		return err // the signal came while before ran
 	}
-	store, err := openStoreInterruptibly(ctx, s.Dir, withLock(opts.out, opts.noWait, s.Dir, s.Options), s.Refs())
+	store, err := openStoreInterruptibly(ctx, dir, storeOpts, s.Refs())
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,72 @@
+package cvmfs
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// Server runs the release manager's cvmfs_server. Its commands run to their end even when cargohold
+// is asked to stop: a publish cut off half way is worse than one that finishes.
+type Server struct {
+	Command        string    // the cvmfs_server binary; "" is cvmfs_server from PATH
+	Stdout, Stderr io.Writer // its output; nil: os.Stdout, os.Stderr
+}
+
+// CommandError is a cvmfs_server command that could not run or failed.
+type CommandError struct {
+	Args []string // the command line, cvmfs_server first
+	Err  error
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("%s failed: %v", strings.Join(e.Args, " "), e.Err)
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// Transaction opens a transaction: /cvmfs/REPO becomes writable.
+func (s Server) Transaction(repo string) error { return s.run(nil, "transaction", repo) }
+
+// Publish publishes the open transaction as the repository's next revision.
+func (s Server) Publish(repo string) error { return s.run(nil, "publish", repo) }
+
+// Abort discards the open transaction without asking.
+func (s Server) Abort(repo string) error { return s.run(nil, "abort", "-f", repo) }
+
+// Ingest publishes the tar stream as the repository's next revision, its paths relative to the
+// repository's root, keeping the owners the tar gives (-k; otherwise every file would be the
+// repository owner's). The paths in remove (relative to the root, no ':') are removed first, in the
+// same revision. It opens a transaction of its own, so none may be open.
+func (s Server) Ingest(repo string, tar io.Reader, remove []string) error {
+	args := []string{"ingest", "--tar_file", "-", "--base_dir", "/", "--keep-ownership"}
+	for _, r := range remove {
+		if strings.Contains(r, ":") {
+			return fmt.Errorf("cannot ask cvmfs_server ingest to remove %q: it separates paths with ':'", r)
+		}
+		args = append(args, "--delete", r)
+	}
+	return s.run(tar, append(args, repo)...)
+}
+
+func (s Server) run(stdin io.Reader, args ...string) error {
+	command := s.Command
+	if command == "" {
+		command = "cvmfs_server"
+	}
+	cmd := exec.Command(command, args...)
+	cmd.Stdin = stdin // nil: /dev/null, so that nothing waits for input in a cron run
+	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
+	if cmd.Stdout == nil {
+		cmd.Stdout = os.Stdout
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Run(); err != nil {
+		return &CommandError{Args: append([]string{command}, args...), Err: err}
+	}
+	return nil
+}
