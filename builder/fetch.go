@@ -71,7 +71,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		tarStream = d
 	}
 	tarStream = faultpoint.Reader("layer-unpacking", tarStream) // crash tests: die mid-layer
-	result, err := unpack.Layer(tarStream, j.staged.DiffDir(), j.staged.TarSplit(), uopts)
+	result, err := unpack.Layer(ctx, tarStream, j.staged.DiffDir(), j.staged.TarSplit(), uopts)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", j.blob.Digest, err)
 	}

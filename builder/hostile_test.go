@@ -146,7 +146,7 @@ func diffState(before, after map[string]string) []string {
 // checkStore: the store passes cargohold check (as Podman reads it) and holds no staging dir.
 func checkStore(t *testing.T, dir string, deep bool) {
 	t.Helper()
-	r, err := layout.Check(dir, layout.CheckOptions{Deep: deep})
+	r, err := layout.Check(t.Context(), dir, layout.CheckOptions{Deep: deep})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestHostileCorpus(t *testing.T) {
 	requireRoot(t)
 	e := newHostileEnv(t)
 	policy := acceptAnythingPolicy(t)
-	store, err := layout.OpenWithOptions(e.store, layout.Options{Create: true})
+	store, err := layout.OpenWithOptions(t.Context(), e.store, layout.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,10 +436,10 @@ func TestHostileCorpus(t *testing.T) {
 				}
 				checkStore(t, e.store, false)
 				// Back to the good store for the next case.
-				if _, err := store.Remove("localhost/hostile/"+tc.name+":1", false); err != nil {
+				if _, err := store.Remove(t.Context(), "localhost/hostile/"+tc.name+":1", false); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := store.GC(0, time.Now(), false); err != nil {
+				if _, err := store.GC(t.Context(), 0, time.Now(), false); err != nil {
 					t.Fatal(err)
 				}
 				before = storeState(t, e.store)
@@ -480,7 +480,7 @@ func TestHostileCorpus(t *testing.T) {
 func TestHostileNameCollision(t *testing.T) {
 	requireRoot(t)
 	e := newHostileEnv(t)
-	store, err := layout.OpenWithOptions(e.store, layout.Options{Create: true})
+	store, err := layout.OpenWithOptions(t.Context(), e.store, layout.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +521,7 @@ func TestHostileDeviceNodeWithoutPrivilege(t *testing.T) {
 		// The store is created here, with every privilege: creating one without them is refused
 		// (layout.ErrNotPrivileged), and what is tested is the unpacker's own refusal.
 		root = t.TempDir()
-		store, err := layout.OpenWithOptions(filepath.Join(root, "store"), layout.Options{Create: true})
+		store, err := layout.OpenWithOptions(t.Context(), filepath.Join(root, "store"), layout.Options{Create: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -545,7 +545,7 @@ func TestHostileDeviceNodeWithoutPrivilege(t *testing.T) {
 	if err := unix.Mknod(filepath.Join(e.root, "probe"), unix.S_IFCHR, int(unix.Mkdev(1, 1))); !errors.Is(err, unix.EPERM) {
 		t.Fatalf("mknod without CAP_MKNOD: %v, want EPERM", err)
 	}
-	store, err := layout.OpenWithOptions(e.store, layout.Options{})
+	store, err := layout.OpenWithOptions(t.Context(), e.store, layout.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,7 +127,7 @@ func openStore(t *testing.T) (*layout.Store, string) {
 func openStoreAt(t *testing.T, dir string, opts layout.Options) *layout.Store {
 	t.Helper()
 	opts.Create = true
-	s, err := layout.OpenWithOptions(dir, opts)
+	s, err := layout.OpenWithOptions(t.Context(), dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,12 +53,12 @@ func TestPublishVFSStore(t *testing.T) {
 
 	// Opening it again without a driver keeps vfs; asking for overlay is refused.
 	closeStore(t, store)
-	if s, err := layout.OpenWithOptions(dir, layout.Options{}); err != nil || s.Driver() != layout.VFS {
+	if s, err := layout.OpenWithOptions(t.Context(), dir, layout.Options{}); err != nil || s.Driver() != layout.VFS {
 		t.Errorf("reopened: driver %v, %v; want vfs", s.Driver(), err)
 	} else {
 		closeStore(t, s)
 	}
-	if _, err := layout.OpenWithOptions(dir, layout.Options{Driver: layout.Overlay}); err == nil {
+	if _, err := layout.OpenWithOptions(t.Context(), dir, layout.Options{Driver: layout.Overlay}); err == nil {
 		t.Error("a vfs store opened as overlay")
 	}
 }

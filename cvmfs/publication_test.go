@@ -108,7 +108,7 @@ func publish(t *testing.T, p *Publication, ref string, fail bool) error {
 	if err != nil {
 		return err
 	}
-	store, err := layout.OpenWithOptions(dir, layout.Options{Create: true, CatalogMarkers: true, ServedAt: p.Store})
+	store, err := layout.OpenWithOptions(context.Background(), dir, layout.Options{Create: true, CatalogMarkers: true, ServedAt: p.Store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestPublication(t *testing.T) {
 	if err := unix.Lstat(filepath.Join(middle, "home/user/owned.txt"), &st); err != nil || st.Uid != 1000 || st.Mode&0o777 != 0o600 {
 		t.Errorf("the file of user 1000: %+v, %v", st, err)
 	}
-	if report, err := layout.Check(store, layout.CheckOptions{Deep: true}); err != nil || !report.OK() || len(report.Leftovers) != 0 {
+	if report, err := layout.Check(context.Background(), store, layout.CheckOptions{Deep: true}); err != nil || !report.OK() || len(report.Leftovers) != 0 {
 		t.Errorf("check --deep of the published store: %+v, %v", report, err)
 	}
 

@@ -28,7 +28,7 @@ import (
 
 // Where CVMFS keeps repositories on a release manager machine.
 const (
-	MountRoot  = "/cvmfs"                     // /cvmfs/REPO: the repository, writable in a transaction
+	MountRoot  = "/cvmfs"                    // /cvmfs/REPO: the repository, writable in a transaction
 	ConfigRoot = "/etc/cvmfs/repositories.d" // REPO/server.conf
 )
 

@@ -2,6 +2,7 @@ package layout
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -50,7 +51,9 @@ func (r *CheckReport) OK() bool { return len(r.Problems) == 0 }
 // may see a name or layer move between two reads. When it finds problems and images.json or
 // layers.json changed while it ran, it runs again on the new state (up to checkAttempts times), so
 // that what it reports are problems of one state of the store.
-func Check(dir string, opts CheckOptions) (*CheckReport, error) {
+//
+// It stops when ctx ends, with ctx's cause as the error (a deep check reads every file of the store).
+func Check(ctx context.Context, dir string, opts CheckOptions) (*CheckReport, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -61,7 +64,7 @@ func Check(dir string, opts CheckOptions) (*CheckReport, error) {
 	}
 	for attempt := 1; ; attempt++ {
 		before := readRecordFiles(dir, paths)
-		r, err := checkOnce(dir, paths, opts)
+		r, err := checkOnce(ctx, dir, paths, opts)
 		if err != nil || r.OK() || attempt == checkAttempts {
 			return r, err
 		}
@@ -83,7 +86,7 @@ func readRecordFiles(dir string, p storePaths) []byte {
 }
 
 // checkOnce is one run of Check's checks over the store at dir.
-func checkOnce(dir string, paths storePaths, opts CheckOptions) (*CheckReport, error) {
+func checkOnce(ctx context.Context, dir string, paths storePaths, opts CheckOptions) (*CheckReport, error) {
 	r := &CheckReport{Problems: []Problem{}, Leftovers: []Leftover{}}
 	problem := func(format string, args ...any) {
 		r.Problems = append(r.Problems, Problem{Message: fmt.Sprintf(format, args...)})
@@ -107,7 +110,7 @@ func checkOnce(dir string, paths storePaths, opts CheckOptions) (*CheckReport, e
 		r.Leftovers = []Leftover{}
 	}
 
-	problems, err := podmancheck.Check(dir, podmancheck.Options{Deep: opts.Deep, Driver: string(paths.driver)})
+	problems, err := podmancheck.Check(ctx, dir, podmancheck.Options{Deep: opts.Deep, Driver: string(paths.driver)})
 	if err != nil {
 		return nil, err
 	}
@@ -167,15 +170,16 @@ func checkRecords(images []storage.Image, layers []storage.Layer, problem func(s
 // Open already removed (Cleaned): it gives missing permissions (a+rx on dirs, a+r on files, outside
 // the layers' diff dirs, whose modes are the image's) and recreates missing overlay/l/ links of
 // recorded layers from their link files. Everything else Check reports needs a person (or a
-// publish into a new store): Repair never touches layer contents or the metadata.
-func (s *Store) Repair() ([]string, error) {
+// publish into a new store): Repair never touches layer contents or the metadata. It stops when ctx
+// ends (the error is ctx's cause), keeping what it fixed so far.
+func (s *Store) Repair(ctx context.Context) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, errors.New("layout: store is closed")
 	}
 	var done []string
-	if err := s.repairModes(&done); err != nil {
+	if err := s.repairModes(ctx, &done); err != nil {
 		return done, err
 	}
 	if err := s.repairLinks(&done); err != nil {
@@ -187,8 +191,11 @@ func (s *Store) Repair() ([]string, error) {
 // repairModes gives the store's own files the modes readers need. It looks only at the paths the store
 // format defines (ownPaths): never at a layer's files, whose modes are the image's, nor at anything
 // else somebody put into the store.
-func (s *Store) repairModes(done *[]string) error {
+func (s *Store) repairModes(ctx context.Context, done *[]string) error {
 	for _, p := range s.paths.ownPaths(s.layers, s.images) {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		fi, err := s.root.Lstat(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // Check reports what is missing

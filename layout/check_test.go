@@ -84,7 +84,7 @@ func TestOpenRemovesOrphans(t *testing.T) {
 	slices.Sort(want)
 
 	// A reader sees them as leftovers, not as problems.
-	r, err := Check(dir, CheckOptions{})
+	r, err := Check(t.Context(), dir, CheckOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestOpenRemovesOrphans(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, "overlay/not-a-layer-id")); err != nil {
 		t.Fatal(err)
 	}
-	r, err = Check(dir, CheckOptions{Deep: true})
+	r, err = Check(t.Context(), dir, CheckOptions{Deep: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestNoWaitFailsWhileLocked(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir)
 	start := time.Now()
-	_, err := OpenWithOptions(dir, Options{Lock: LockOptions{NoWait: true}})
+	_, err := OpenWithOptions(t.Context(), dir, Options{Lock: LockOptions{NoWait: true}})
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("NoWait while locked: %v, want ErrLocked", err)
 	}
@@ -147,7 +147,7 @@ func TestNoWaitFailsWhileLocked(t *testing.T) {
 	waiting := make(chan int, 2)
 	opened := make(chan error)
 	go func() {
-		s2, err := OpenWithOptions(dir, Options{Lock: LockOptions{Waiting: func(pid int) { waiting <- pid }}})
+		s2, err := OpenWithOptions(t.Context(), dir, Options{Lock: LockOptions{Waiting: func(pid int) { waiting <- pid }}})
 		if err == nil {
 			closeStore(t, s2)
 		}
@@ -217,7 +217,7 @@ func TestCheckFindsProblems(t *testing.T) {
 			dir := t.TempDir()
 			layers, images := publishTestImages(t, dir)
 			tc.damage(t, dir, layers, images)
-			r, err := Check(dir, CheckOptions{Deep: true})
+			r, err := Check(t.Context(), dir, CheckOptions{Deep: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -228,7 +228,7 @@ func TestCheckFindsProblems(t *testing.T) {
 				t.Logf("problem: %s", p)
 			}
 			if strings.Contains(name, "deep") {
-				if r, err := Check(dir, CheckOptions{}); err != nil || !r.OK() {
+				if r, err := Check(t.Context(), dir, CheckOptions{}); err != nil || !r.OK() {
 					t.Errorf("a check that is not deep reads no file contents, but found %v (%v)", r.Problems, err)
 				}
 			}
@@ -244,7 +244,7 @@ func TestCheckFindsProblems(t *testing.T) {
 func repairAndCheck(t *testing.T, dir string) {
 	t.Helper()
 	s := openStore(t, dir)
-	done, err := s.Repair()
+	done, err := s.Repair(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func repairAndCheck(t *testing.T, dir string) {
 		t.Logf("repaired: %s", d)
 	}
 	closeStore(t, s)
-	if r, err := Check(dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
+	if r, err := Check(t.Context(), dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
 		t.Errorf("after Repair: %v (%v)", r.Problems, err)
 	}
 }

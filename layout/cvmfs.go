@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -40,9 +41,10 @@ const catalogMarkerName = ".cvmfscatalog"
 // writer lock until Close. A path that is not a cargohold store is refused with an error wrapping
 // ErrNotStore before anything is written, unless opts.Create and nothing is there yet; a store of a
 // newer format with ErrNewerFormat. With CatalogMarkers, layers committed before the option was
-// turned on get their marker now (once: an existing marker is left as it is).
-func OpenWithOptions(dir string, opts Options) (*Store, error) {
-	s, err := open(dir, opts)
+// turned on get their marker now (once: an existing marker is left as it is). While another run holds
+// the writer lock, it waits until that run ends or ctx does (then the error is ctx's cause).
+func OpenWithOptions(ctx context.Context, dir string, opts Options) (*Store, error) {
+	s, err := open(ctx, dir, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ func TestCatalogMarkers(t *testing.T) {
 
 	// Turning the option on marks the existing layer; new layers get theirs before they are renamed
 	// into place.
-	s, err := OpenWithOptions(dir, Options{CatalogMarkers: true})
+	s, err := OpenWithOptions(t.Context(), dir, Options{CatalogMarkers: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestCatalogMarkers(t *testing.T) {
 	closeStore(t, s)
 
 	// Opening again rewrites nothing: CVMFS republishes what changed.
-	s, err = OpenWithOptions(dir, Options{CatalogMarkers: true})
+	s, err = OpenWithOptions(t.Context(), dir, Options{CatalogMarkers: true})
 	if err != nil {
 		t.Fatal(err)
 	}

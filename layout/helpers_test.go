@@ -220,7 +220,7 @@ func testImageMeta(t *testing.T, layers []testLayer, names []string, tag string)
 
 func openStore(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := OpenWithOptions(dir, Options{Create: true})
+	s, err := OpenWithOptions(t.Context(), dir, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package layout
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -82,24 +83,24 @@ var entryPoints = []struct {
 		return openAndClose(dir, Options{Create: true, Driver: d}, nil)
 	}},
 	{"rm (OpenWithOptions, Remove)", false, func(dir string, _ Driver) error {
-		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Remove("app", false); return err })
+		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Remove(context.Background(), "app", false); return err })
 	}},
 	{"gc (OpenWithOptions, GC)", false, func(dir string, _ Driver) error {
 		return openAndClose(dir, Options{Lock: LockOptions{NoWait: true}}, func(s *Store) error {
-			_, err := s.GC(0, time.Now(), false)
+			_, err := s.GC(context.Background(), 0, time.Now(), false)
 			return err
 		})
 	}},
 	{"check --repair (OpenWithOptions, Repair)", false, func(dir string, _ Driver) error {
-		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Repair(); return err })
+		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Repair(context.Background()); return err })
 	}},
 	{"ls/inspect (Read)", false, func(dir string, _ Driver) error { _, err := Read(dir); return err }},
-	{"check (Check)", false, func(dir string, _ Driver) error { _, err := Check(dir, CheckOptions{Deep: true}); return err }},
+	{"check (Check)", false, func(dir string, _ Driver) error { _, err := Check(context.Background(), dir, CheckOptions{Deep: true}); return err }},
 	{"conf (Identify)", false, func(dir string, _ Driver) error { _, err := Identify(dir); return err }},
 }
 
 func openAndClose(dir string, opts Options, then func(*Store) error) error {
-	s, err := OpenWithOptions(dir, opts)
+	s, err := OpenWithOptions(context.Background(), dir, opts)
 	if err != nil {
 		return err
 	}
@@ -150,7 +151,7 @@ func TestOtherDriverStoreIsNeverWritten(t *testing.T) {
 	for _, have := range []Driver{Overlay, VFS} {
 		other := map[Driver]Driver{Overlay: VFS, VFS: Overlay}[have]
 		dir := filepath.Join(t.TempDir(), "store")
-		s, err := OpenWithOptions(dir, Options{Create: true, Driver: have})
+		s, err := OpenWithOptions(t.Context(), dir, Options{Create: true, Driver: have})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +247,7 @@ func TestRepairKeepsImageModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = openStore(t, dir)
-	done, err := s.Repair()
+	done, err := s.Repair(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -395,7 +395,7 @@ func TestMovedTagRemovesNamelessImage(t *testing.T) {
 	if !s.HasLayer(child.meta.ID) {
 		t.Error("the removed image's layer went at once; it must wait for gc's grace period")
 	}
-	report, err := s.GC(0, time.Now(), false)
+	report, err := s.GC(t.Context(), 0, time.Now(), false)
 	if err != nil || !slices.Equal(report.Deleted, []string{child.meta.ID}) {
 		t.Errorf("gc: %+v, %v; want the old image's own layer deleted", report, err)
 	}
@@ -415,11 +415,11 @@ func TestGCRemovesNamelessImages(t *testing.T) {
 	editFile(t, filepath.Join(dir, "overlay-images", "images.json"), `"names":["example.com/gone:1"],`, "")
 
 	s = openStore(t, dir)
-	dry, err := s.GC(time.Hour, time.Now(), true)
+	dry, err := s.GC(t.Context(), time.Hour, time.Now(), true)
 	if err != nil || !slices.Equal(dry.RemovedImages, []string{nameless.ID}) || len(s.Images()) != 2 {
 		t.Fatalf("dry run: %+v, %v, %d images; want the nameless image reported, nothing removed", dry, err, len(s.Images()))
 	}
-	report, err := s.GC(time.Hour, time.Now(), false)
+	report, err := s.GC(t.Context(), time.Hour, time.Now(), false)
 	if err != nil || !slices.Equal(report.RemovedImages, []string{nameless.ID}) {
 		t.Fatalf("gc: %+v, %v", report, err)
 	}

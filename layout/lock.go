@@ -2,6 +2,7 @@ package layout
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -26,8 +27,8 @@ type LockOptions struct {
 	Waiting func(holderPID int)
 }
 
-// lockWriter takes the writer lock as opts say.
-func (s *Store) lockWriter(opts LockOptions) error {
+// lockWriter takes the writer lock as opts say; a wait ends when ctx does.
+func (s *Store) lockWriter(ctx context.Context, opts LockOptions) error {
 	err := tryLock(s.writer)
 	if !errors.Is(err, errBusy) {
 		return err
@@ -42,7 +43,7 @@ func (s *Store) lockWriter(opts LockOptions) error {
 	if opts.Waiting != nil {
 		opts.Waiting(holder)
 	}
-	return waitLock(s.writer)
+	return waitLock(ctx, s.writer)
 }
 
 // errBusy is tryLock's error for a lock that another holder has: worth waiting for, unlike errors
@@ -112,16 +113,25 @@ func lockHolder(path string) int {
 }
 
 // waitLock takes l for writing, waiting while another process (or another Store in this process)
-// holds it. Unlike lockfile.Lock, which panics or retries forever when locking fails, it returns
-// errors such as ENOLCK (an NFS mount without lock support) so the user sees them.
-func waitLock(l *lockfile.LockFile) error {
+// holds it, until ctx ends (its cause is the error: a signal stops a run waiting for a stuck one).
+// Unlike lockfile.Lock, which panics or retries forever when locking fails, it returns errors such as
+// ENOLCK (an NFS mount without lock support) so the user sees them. It polls: fcntl has no wait
+// that a context can end.
+func waitLock(ctx context.Context, l *lockfile.LockFile) error {
 	delay := 10 * time.Millisecond
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-timer.C:
+		}
 		err := tryLock(l)
 		if !errors.Is(err, errBusy) {
 			return err
 		}
-		time.Sleep(delay)
+		timer.Reset(delay)
 		delay = min(2*delay, time.Second)
 	}
 }

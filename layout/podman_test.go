@@ -19,7 +19,7 @@ import (
 // publishTestImages writes two images sharing two layers, as a publish run would.
 func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []imageMeta) {
 	t.Helper()
-	s, err := OpenWithOptions(dir, Options{Create: true})
+	s, err := OpenWithOptions(t.Context(), dir, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

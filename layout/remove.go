@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,10 +31,13 @@ type Removal struct {
 
 // Remove takes away what a user's word names (as Find matches it): a name is taken off its image, and
 // an image left without names is removed; an ID removes the image with all its names. Its layers stay
-// until GC. With dryRun nothing is written.
-func (s *Store) Remove(word string, dryRun bool) (Removal, error) {
+// until GC. With dryRun nothing is written; once ctx has ended, nothing either (its cause is the error).
+func (s *Store) Remove(ctx context.Context, word string, dryRun bool) (Removal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ctx.Err() != nil {
+		return Removal{}, context.Cause(ctx)
+	}
 	img, byID, err := findImage(s.images, word)
 	if err != nil {
 		return Removal{}, err
@@ -84,11 +88,16 @@ type GCReport struct {
 
 // GC removes images without names, deletes layers that no image uses and that have been unused for at
 // least grace, and starts the grace period of layers found unused for the first time. With dryRun
-// nothing is written.
-func (s *Store) GC(grace time.Duration, now time.Time, dryRun bool) (GCReport, error) {
+// nothing is written. It stops when ctx ends (the error is ctx's cause): at the start, or between two
+// layers whose files it deletes (layers.json no longer records them, so the next
+// writer's Open removes the rest as leftovers).
+func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryRun bool) (GCReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	report := GCReport{RemovedImages: []string{}, Deleted: []string{}, Waiting: map[string]string{}}
+	if ctx.Err() != nil {
+		return report, context.Cause(ctx)
+	}
 	released, err := s.readReleased()
 	if err != nil {
 		return report, err
@@ -145,6 +154,9 @@ func (s *Store) GC(grace time.Duration, now time.Time, dryRun bool) (GCReport, e
 		return report, err
 	}
 	for _, l := range doomed {
+		if ctx.Err() != nil {
+			return report, fmt.Errorf("deleting the files of unrecorded layers (the next publish, gc or check --repair finishes): %w", context.Cause(ctx))
+		}
 		if err := s.removeLayerFiles(l.ID); err != nil {
 			return report, fmt.Errorf("layer %s: %w", l.ID, err)
 		}

@@ -105,7 +105,7 @@ func TestPutImageSchema1(t *testing.T) {
 	if info, err := snap.Info(got); err != nil || info.Platform != "linux/arm64" || len(info.Layers) != 2 {
 		t.Errorf("info %+v, %v; want platform linux/arm64 and 2 layers", info, err)
 	}
-	if r, err := Check(dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
+	if r, err := Check(t.Context(), dir, CheckOptions{Deep: true}); err != nil || !r.OK() {
 		t.Errorf("check: %v, %v", r, err)
 	}
 }
@@ -125,7 +125,7 @@ func TestCheckFindsWrongSchema1ImageID(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Check(dir, CheckOptions{})
+	r, err := Check(t.Context(), dir, CheckOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,7 +13,7 @@ import (
 // publishedStore writes a store at dir with images app:1 (base + child) and base:1 (base only).
 func publishedStore(t *testing.T, dir string) (base, child testLayer, baseImage imageMeta) {
 	t.Helper()
-	s, err := OpenWithOptions(dir, Options{Create: true, CatalogMarkers: true})
+	s, err := OpenWithOptions(context.Background(), dir, Options{Create: true, CatalogMarkers: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestShadow(t *testing.T) {
 	}
 
 	// Opening and closing the shadow changes nothing.
-	s, err := OpenWithOptions(shadow, Options{CatalogMarkers: true})
+	s, err := OpenWithOptions(context.Background(), shadow, Options{CatalogMarkers: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestShadow(t *testing.T) {
 	}
 
 	// A new layer on top of a stand-in sees the published layers below it; a removed image goes.
-	s, err = OpenWithOptions(shadow, Options{CatalogMarkers: true})
+	s, err = OpenWithOptions(context.Background(), shadow, Options{CatalogMarkers: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestShadow(t *testing.T) {
 	}
 	newImage := testImageMeta(t, []testLayer{base, child, grandchild}, []string{"example.com/app:2"}, "app2")
 	putImage(t, s, newImage)
-	if _, err := s.Remove("example.com/base:1", false); err != nil {
+	if _, err := s.Remove(context.Background(), "example.com/base:1", false); err != nil {
 		t.Fatal(err)
 	}
 	link, _ := s.linkOf(grandchild.meta.ID)
@@ -161,7 +162,7 @@ func TestShadowRemovesLeftovers(t *testing.T) {
 
 func TestShadowRefuses(t *testing.T) {
 	vfs := filepath.Join(t.TempDir(), "vfs")
-	s, err := OpenWithOptions(vfs, Options{Create: true, Driver: VFS})
+	s, err := OpenWithOptions(context.Background(), vfs, Options{Create: true, Driver: VFS})
 	if err != nil {
 		t.Fatal(err)
 	}

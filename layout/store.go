@@ -9,6 +9,7 @@
 package layout
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -61,8 +62,9 @@ type Store struct {
 // open checks that dir may be written (see prepare: a cargohold store, or with opts.Create a new one),
 // takes cargohold's writer lock (blocking until another cargohold run on the same store finishes),
 // creates what the store lacks, loads the metadata and removes what a crashed run left behind (see
-// Leftover). The store keeps the driver it has; a new one gets opts.Driver (default overlay).
-func open(dir string, opts Options) (_ *Store, err error) {
+// Leftover). The store keeps the driver it has; a new one gets opts.Driver (default overlay). A wait
+// for the lock ends with ctx (its cause is the error).
+func open(ctx context.Context, dir string, opts Options) (_ *Store, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -80,7 +82,7 @@ func open(dir string, opts Options) (_ *Store, err error) {
 			_ = s.release() // the open failed: its error is the one to report
 		}
 	}()
-	if err := s.lock(); err != nil {
+	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
 	faultpoint.Hit("store-locked")
@@ -98,7 +100,7 @@ func open(dir string, opts Options) (_ *Store, err error) {
 }
 
 // lock makes the store root readable and takes the writer lock.
-func (s *Store) lock() error {
+func (s *Store) lock(ctx context.Context) error {
 	// Readers are other users: a store root they cannot enter shows them nothing. This adds a+rx to
 	// the store's own root (prepare refused every other dir) and takes nothing away.
 	if fi, err := s.root.Stat("."); err != nil {
@@ -115,7 +117,7 @@ func (s *Store) lock() error {
 	if s.writer, err = s.openWriterLock(); err != nil {
 		return err
 	}
-	if err := s.lockWriter(s.opts.Lock); err != nil {
+	if err := s.lockWriter(ctx, s.opts.Lock); err != nil {
 		s.writer = nil
 		return fmt.Errorf("taking the writer lock %s: %w", s.path(writerLockName), err)
 	}
@@ -346,9 +348,10 @@ func (s *Store) ensureRegularFile(name string) error {
 // and gives the lock file a fresh last-write token so that long-running readers (Podman service,
 // CRI-O) reload. The token is recorded before the write, like the storage library, so a crash after
 // the write still invalidates readers' caches, and again after it, so a reader on a filesystem without
-// working fcntl locks that loaded the old file under the new token reloads once more.
+// working fcntl locks that loaded the old file under the new token reloads once more. The wait is not
+// cancellable: readers hold the lock only while they read, and a metadata change once begun is finished.
 func recordWrite(l *lockfile.LockFile, write func() error) error {
-	if err := waitLock(l); err != nil {
+	if err := waitLock(context.Background(), l); err != nil {
 		return err
 	}
 	defer unlock(l)

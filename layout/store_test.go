@@ -54,7 +54,7 @@ func TestOpenCreatesSkeleton(t *testing.T) {
 // A new store's parents are created (a templated path such as /srv/stores/{arch}), with Create only.
 func TestCreateMakesParents(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "missing", "store")
-	if s, err := OpenWithOptions(dir, Options{}); !errors.Is(err, ErrNotStore) {
+	if s, err := OpenWithOptions(t.Context(), dir, Options{}); !errors.Is(err, ErrNotStore) {
 		if err == nil {
 			closeStore(t, s)
 		}
@@ -190,7 +190,7 @@ func TestWriterLockExcludesSecondOpen(t *testing.T) {
 	s1 := openStore(t, dir)
 	opened := make(chan *Store)
 	go func() {
-		s2, err := OpenWithOptions(dir, Options{})
+		s2, err := OpenWithOptions(t.Context(), dir, Options{})
 		if err != nil {
 			t.Error(err)
 		}

@@ -11,7 +11,7 @@ import (
 
 func openVFSStore(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := OpenWithOptions(dir, Options{Driver: VFS, Create: true})
+	s, err := OpenWithOptions(t.Context(), dir, Options{Driver: VFS, Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestVFSStoreLayout(t *testing.T) {
 	}
 	assertMode(t, filepath.Join(dir, "vfs/dir", child.meta.ID, "etc/child"), 0o600)
 
-	r, err := Check(dir, CheckOptions{})
+	r, err := Check(t.Context(), dir, CheckOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestVFSDriverIsKeptAndChecked(t *testing.T) {
 		t.Errorf("reopened as %s", s2.Driver())
 	}
 	closeStore(t, s2)
-	_, err := OpenWithOptions(dir, Options{Driver: Overlay})
+	_, err := OpenWithOptions(t.Context(), dir, Options{Driver: Overlay})
 	if !errors.Is(err, ErrWrongDriver) || !strings.Contains(err.Error(), "--driver vfs") {
 		t.Errorf("opening a vfs store as overlay: %v, want ErrWrongDriver with a hint", err)
 	}
@@ -106,7 +106,7 @@ func TestVFSLeftoversRemoveAndGC(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, orphan, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Check(dir, CheckOptions{})
+	r, err := Check(t.Context(), dir, CheckOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,10 +118,10 @@ func TestVFSLeftoversRemoveAndGC(t *testing.T) {
 		t.Error("Open left the orphan layer dir")
 	}
 
-	if _, err := s.Remove("example.com/a:1", false); err != nil {
+	if _, err := s.Remove(t.Context(), "example.com/a:1", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GC(0, time.Now(), false); err != nil {
+	if _, err := s.GC(t.Context(), 0, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"vfs/dir/" + base.meta.ID, "vfs-layers/" + base.meta.ID + ".tar-split.gz", "vfs-images/" + img.ID} {

@@ -1,14 +1,18 @@
 package storageconf
 
 import (
+	"bytes"
+	"cmp"
+	"errors"
 	"fmt"
 	"github.com/cargohold/cargohold/internal/shell"
-	"os"
+	"github.com/cargohold/cargohold/layout"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,18 +20,22 @@ import (
 // Report says whether Podman will see a store, and why not.
 type Report struct {
 	*Effective
-	Store    string
+	Store string
+	// Storage is Podman's own storage for this user (Effective.GraphRoot): the driver it was made
+	// with is the one Podman uses.
+	Storage  layout.PodmanStorage
 	Listed   bool     // the effective configuration names the store
+	Failures []string // each one makes every podman command of this user fail
 	Problems []string // each one keeps Podman from using the store; empty: it will
 	Warnings []string // things that may still go wrong
 	Fix      string   // a command that fixes the main problem, if there is one
 }
 
-// OK reports whether Podman will see the store.
-func (r *Report) OK() bool { return r.Listed && len(r.Problems) == 0 }
+// OK reports whether Podman will work and see the store.
+func (r *Report) OK() bool { return r.Listed && len(r.Problems) == 0 && len(r.Failures) == 0 }
 
-// Check works out whether the Podman described by l, run by the current user, will list
-// the images of store (whose driver is storeDriver).
+// Check works out whether the Podman described by l will work and list the images of store (whose
+// driver is storeDriver).
 func Check(store, storeDriver string, l Lookup) (*Report, error) {
 	storeDriver = driverOrDefault(storeDriver)
 	if err := CheckStorePath(store); err != nil {
@@ -38,46 +46,140 @@ func Check(store, storeDriver string, l Lookup) (*Report, error) {
 		return nil, err
 	}
 	r := &Report{Effective: eff, Store: store}
+	if r.Storage, err = layout.ReadPodmanStorage(eff.GraphRoot); err != nil {
+		return nil, fmt.Errorf("reading Podman's storage %s: %w", eff.GraphRoot, err)
+	}
 	r.Listed = slices.ContainsFunc(eff.Stores, func(s string) bool { return sameStore(s, store) })
 	if !r.Listed {
 		r.Problems = append(r.Problems, "the configuration does not list "+store+".")
 		r.Fix = fixFor(store, l, eff)
 	}
-	if eff.Driver != "" && eff.Driver != storeDriver && (eff.Driver != "overlay2" || storeDriver != "overlay") {
-		r.Problems = append(r.Problems, fmt.Sprintf("the driver is %s: a %s store is read only with driver = %q.", eff.Driver, storeDriver, storeDriver))
+	r.checkFailures(l)
+	if recorded := r.Storage.Driver(); recorded != "" && !sameDriver(recorded, storeDriver) {
+		r.Problems = append(r.Problems, fmt.Sprintf("Podman's storage %s was made with the %s driver, which Podman keeps: "+
+			"it cannot read %s. Reset the storage first (podman system reset, as this user: removes their images and "+
+			"containers), or register %s.", eff.GraphRoot, recorded, aStore(storeDriver), aStore(recorded)))
+		r.Fix = "" // conf user would refuse too, for the same reason
+	} else if eff.Driver != "" && !sameDriver(eff.Driver, storeDriver) {
+		r.Problems = append(r.Problems, fmt.Sprintf("the driver is %s: %s is read only with driver = %q.", eff.Driver, aStore(storeDriver), storeDriver))
 	}
 	if err := CheckStoreDir(store); err != nil {
-		r.Problems = append(r.Problems, err.Error()+".")
-	} else if err := unix.Access(store, unix.R_OK|unix.X_OK); err != nil {
+		if r.Listed {
+			r.Failures = append(r.Failures, err.Error()+".")
+		} else {
+			r.Problems = append(r.Problems, err.Error()+".")
+		}
+	} else if err := readable(store, l); err != nil {
 		r.Problems = append(r.Problems, fmt.Sprintf("this user cannot read %s (%v): every directory up to it needs a+rx.", store, err))
 	}
-	for _, s := range eff.Stores {
-		if !sameStore(s, store) && CheckStoreDir(s) != nil {
-			r.Problems = append(r.Problems, "the listed store "+s+" is missing: Podman refuses to start until it exists or is removed.")
-		}
-	}
-	if l.UID != 0 && storeDriver == "overlay" && eff.MountProgram == "" && r.Listed {
-		r.Warnings = append(r.Warnings, `no mount_program is set: rootless overlay mounts of a root-published store `+
-			`need mount_program = "/usr/bin/fuse-overlayfs" under [storage.options.overlay] (cargohold conf user writes it).`)
+	if l.UID != 0 && storeDriver == "overlay" && eff.MountProgram == "" && r.Listed && r.Storage.MountProgram != "true" {
+		r.Warnings = append(r.Warnings, `no mount_program is set: rootless Podman then mounts the store with the kernel's overlay, `+
+			`which runs only images that have /etc/mtab and cannot enter directories only root may enter; `+
+			`mount_program = "/usr/bin/fuse-overlayfs" under [storage.options.overlay] runs them all.`)
 	}
 	return r, nil
+}
+
+// checkFailures records what makes Podman fail on every command, whatever the store.
+func (r *Report) checkFailures(l Lookup) {
+	for _, s := range r.Stores {
+		if !sameStore(s, r.Store) && CheckStoreDir(s) != nil {
+			r.Failures = append(r.Failures, "the listed store "+s+" is missing: Podman refuses to start until it exists or is removed from the list.")
+		}
+	}
+	if recorded := r.Storage.Driver(); recorded != "" && r.Driver != "" && !sameDriver(recorded, r.Driver) && r.DriverOptions {
+		r.Failures = append(r.Failures, fmt.Sprintf("Podman's storage %s was made with the %s driver, which Podman keeps "+
+			"whatever storage.conf says; it then refuses the configuration's %s options (%q). Either set driver = %q "+
+			"again, or reset the storage first (podman system reset, as this user: removes their images and containers).",
+			r.GraphRoot, recorded, r.Driver, recorded+" driver does not support "+r.Driver+".imagestore options", recorded))
+	}
+	if len(r.Storage.Drivers) > 1 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("Podman's storage %s holds records of several drivers (%s): "+
+			"podman info --format '{{.Store.GraphDriverName}}' says which one Podman uses.", r.GraphRoot, strings.Join(r.Storage.Drivers, ", ")))
+	}
+	driver := cmp.Or(r.Storage.Driver(), r.Driver)
+	if r.MountProgram != "" && (driver == "" || sameDriver(driver, "overlay")) {
+		if err := unix.Access(r.MountProgram, unix.X_OK); err != nil {
+			r.Failures = append(r.Failures, fmt.Sprintf("the mount_program %s cannot be run (%v): the overlay driver refuses to start.", r.MountProgram, err))
+		}
+	}
+	if len(r.Unset) > 0 && l.Reader == Legacy {
+		r.Failures = append(r.Failures, fmt.Sprintf("%s sets no %s: rootful Podman up to 5.x fails on every command (%q).",
+			r.Files[0], strings.Join(r.Unset, " and "), r.Unset[0]+" must be set"))
+	}
+}
+
+// sameDriver compares driver names as containers/storage does (overlay2 is overlay).
+func sameDriver(a, b string) bool {
+	norm := func(d string) string {
+		if d == "overlay2" {
+			return "overlay"
+		}
+		return d
+	}
+	return norm(a) == norm(b)
+}
+
+// readable tells whether the user of l may read the directory store: for the current user, as
+// the kernel says; for another user's view, by the mode bits of each directory up to it.
+func readable(store string, l Lookup) error {
+	if l.Home == "" {
+		return unix.Access(store, unix.R_OK|unix.X_OK)
+	}
+	dir := store
+	for {
+		need := uint32(1) // search
+		if dir == store {
+			need = 5 // read and search
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			return err
+		}
+		if !permits(st, l, need) {
+			return fmt.Errorf("%s is mode %o, owner %d:%d", dir, st.Mode&0o777, st.Uid, st.Gid)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil
+		}
+		dir = parent
+	}
+}
+
+// permits reports whether st's mode bits give the user of l the access need (bits of "rwx" as 4 2 1).
+func permits(st unix.Stat_t, l Lookup, need uint32) bool {
+	mode := st.Mode & 0o777
+	switch {
+	case l.UID == 0:
+		return true
+	case int(st.Uid) == l.UID:
+		return (mode>>6)&need == need
+	case slices.Contains(l.GIDs, int(st.Gid)):
+		return (mode>>3)&need == need
+	}
+	return mode&need == need
 }
 
 // fixFor suggests the command that makes the configuration list the store.
 func fixFor(store string, l Lookup, eff *Effective) string {
 	q := shell.Quote(store)
-	env := os.Getenv("CONTAINERS_STORAGE_CONF")
+	env, _ := l.getenv("CONTAINERS_STORAGE_CONF")
+	forUser := ""
+	if l.Home != "" {
+		forUser = " --user " + shell.Quote(l.Name)
+	}
 	switch {
 	case env != "":
 		return "cargohold conf patch --store " + q + " --file " + shell.Quote(env)
 	case l.Reader == Legacy && l.UID != 0:
-		return "cargohold conf user --store " + q
+		return "cargohold conf user --store " + q + forUser
 	case l.Reader == Legacy && len(eff.Files) > 0:
 		return "cargohold conf patch --store " + q + " --file " + shell.Quote(eff.Files[0])
 	case l.Reader == Legacy:
 		return "cargohold conf patch --store " + q
 	case l.UID != 0:
-		dir, err := userConfigDir()
+		dir, err := l.configDir()
 		if err != nil {
 			return ""
 		}
@@ -90,7 +192,11 @@ func fixFor(store string, l Lookup, eff *Effective) string {
 // DetectReader runs `podman --version` and returns how that Podman reads storage.conf.
 func DetectReader() (Reader, string, error) {
 	out, err := exec.Command("podman", "--version").Output()
-	if err != nil {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && len(bytes.TrimSpace(exit.Stderr)) > 0 {
+		// Podman up to 5.x fails even --version on a configuration it cannot use: say why.
+		return Legacy, "", fmt.Errorf("podman --version: %w: %s", err, bytes.TrimSpace(exit.Stderr))
+	} else if err != nil {
 		return Legacy, "", fmt.Errorf("podman --version: %w", err)
 	}
 	m := regexp.MustCompile(`(\d+)\.(\d+)(\.\d+)?`).FindSubmatch(out)

@@ -1,6 +1,7 @@
 package storageconf
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,7 +40,11 @@ func (s *sandbox) file(path, extra string, stores ...string) string {
 	for _, st := range stores {
 		q = append(q, quote(st))
 	}
-	text := "[storage]\ndriver = \"overlay\"\n\n[storage.options]\nadditionalimagestores = [" + strings.Join(q, ", ") + extra + "]\n"
+	roots := "" // a system file's: rootful Podman up to 5.x fails without them
+	if dir == s.root {
+		roots = "runroot = \"/run/containers/storage\"\ngraphroot = " + quote(filepath.Join(s.root, "var/lib/containers/storage")) + "\n"
+	}
+	text := "[storage]\ndriver = \"overlay\"\n" + roots + "\n[storage.options]\nadditionalimagestores = [" + strings.Join(q, ", ") + extra + "]\n"
 	return writeFile(s.t, dir, path, []byte(text), 0o644)
 }
 
@@ -189,14 +194,106 @@ func TestCheck(t *testing.T) {
 	}
 
 	// A missing store listed anywhere stops Podman altogether.
-	writeFile(t, s.root, "etc/containers/storage.conf", []byte("[storage.options]\nadditionalimagestores = ["+quote(realStore)+", "+quote(other)+"]\n"), 0o644)
+	s.file("etc/containers/storage.conf", "", realStore, other)
 	r, _ = Check(realStore, "overlay", Lookup{UID: 0, Reader: Legacy, Root: s.root})
-	if r.OK() || !strings.Contains(strings.Join(r.Problems, " "), other+" is missing") {
+	if r.OK() || !slices.Equal(r.Failures, []string{"the listed store " + other + " is missing: Podman refuses to start until it exists or is removed from the list."}) {
 		t.Errorf("missing other store: %+v", r)
 	}
 	r, _ = Check(other, "overlay", Lookup{UID: 0, Reader: Legacy, Root: s.root})
-	if r.OK() || !strings.Contains(strings.Join(r.Problems, " "), "no such file") {
+	if r.OK() || len(r.Failures) != 1 || !strings.Contains(r.Failures[0], "no such file") {
 		t.Errorf("missing store: %+v", r)
+	}
+}
+
+// conf check says "Podman will fail" for every configuration that makes Podman fail on every
+// command, not only for a missing store.
+func TestCheckPodmanWillFail(t *testing.T) {
+	realStore := t.TempDir()
+	tests := []struct {
+		name  string
+		uid   int
+		setUp func(s *sandbox, home string) // home: the user's
+		fails string                         // a failure saying this; "": none
+	}{
+		{name: "rootless, storage and file agree", uid: 1000, setUp: func(s *sandbox, home string) {
+			madeWith(t, home, "overlay")
+			s.file("~/.config/containers/storage.conf", "", realStore)
+		}},
+		{name: "rootless vfs storage, overlay file", uid: 1000, setUp: func(s *sandbox, home string) {
+			madeWith(t, home, "vfs")
+			s.file("~/.config/containers/storage.conf", "", realStore)
+		}, fails: `made with the vfs driver, which Podman keeps whatever storage.conf says; it then refuses the configuration's overlay options ("vfs driver does not support overlay.imagestore options")`},
+		{name: "rootless vfs storage, overlay file without options", uid: 1000, setUp: func(s *sandbox, home string) {
+			madeWith(t, home, "vfs")
+			writeFile(t, home, ".config/containers/storage.conf", []byte("[storage]\ndriver = \"overlay\"\n"), 0o644)
+		}},
+		{name: "mount program missing", uid: 1000, setUp: func(s *sandbox, home string) {
+			s.file("~/.config/containers/storage.conf", "", realStore)
+			f := filepath.Join(home, ".config/containers/storage.conf")
+			writeFile(t, filepath.Dir(f), "storage.conf", append(readFile(t, f), "[storage.options.overlay]\nmount_program = \"/nonexistent/fuse-overlayfs\"\n"...), 0o644)
+		}, fails: "the mount_program /nonexistent/fuse-overlayfs cannot be run"},
+		{name: "rootful without runroot", setUp: func(s *sandbox, home string) {
+			writeFile(t, s.root, "etc/containers/storage.conf", []byte("[storage]\ndriver = \"overlay\"\n[storage.options]\nadditionalimagestores = ["+quote(realStore)+"]\n"), 0o644)
+		}, fails: `sets no runroot and graphroot: rootful Podman up to 5.x fails on every command ("runroot must be set")`},
+		{name: "rootful overlay storage, vfs file", setUp: func(s *sandbox, home string) {
+			setUp(t, os.MkdirAll(filepath.Join(s.root, "var/lib/containers/storage/overlay-layers"), 0o700))
+			s.file("etc/containers/storage.conf", "", realStore)
+			f := filepath.Join(s.root, "etc/containers/storage.conf")
+			writeFile(t, filepath.Dir(f), "storage.conf", bytes.Replace(readFile(t, f), []byte(`"overlay"`), []byte(`"vfs"`), 1), 0o644)
+		}, fails: "made with the overlay driver"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSandbox(t)
+			tt.setUp(s, s.home)
+			r, err := Check(realStore, "overlay", Lookup{UID: tt.uid, Reader: Legacy, Root: s.root})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(r.Failures, "\n")
+			if tt.fails == "" && got != "" || !strings.Contains(got, tt.fails) || r.OK() != (tt.fails == "" && r.Listed) {
+				t.Errorf("failures %q, want one saying %q (%+v)", got, tt.fails, r)
+			}
+		})
+	}
+}
+
+// madeWith leaves in home the Podman storage of a rootless user whose Podman ran with driver.
+func madeWith(t *testing.T, home, driver string) {
+	t.Helper()
+	setUp(t, os.MkdirAll(filepath.Join(home, ".local/share/containers/storage", driver+"-layers"), 0o700))
+}
+
+// Root looking at another user's configuration: their files, not the process's environment; their
+// groups decide whether they may read the store.
+func TestCheckForAnotherUser(t *testing.T) {
+	s := newSandbox(t)
+	home := t.TempDir()
+	storeDir := filepath.Join(t.TempDir(), "store")
+	// t.TempDir() is DIR/TestName.../001, both 0700: only the store's own mode is to count.
+	for _, dir := range []string{filepath.Dir(storeDir), filepath.Dir(filepath.Dir(storeDir))} {
+		setUp(t, os.Chmod(dir, 0o755))
+	}
+	setUp(t, os.Mkdir(storeDir, 0o750)) // group: this process's
+	t.Setenv("CONTAINERS_STORAGE_CONF", s.file("elsewhere/storage.conf", "", "/env-store"))
+	writeFile(t, home, ".config/containers/storage.conf", []byte("[storage]\ndriver = \"overlay\"\n[storage.options]\nadditionalimagestores = ["+quote(storeDir)+"]\n"), 0o644)
+	l := Lookup{UID: 4321, Reader: Legacy, Root: s.root, Home: home, Name: "alice", GIDs: []int{4321}}
+	r, err := Check(storeDir, "overlay", l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Listed || r.Files[0] != filepath.Join(home, ".config/containers/storage.conf") {
+		t.Errorf("not alice's file: %+v", r.Effective)
+	}
+	if r.OK() || !strings.Contains(strings.Join(r.Problems, " "), "this user cannot read") {
+		t.Errorf("alice is not in the store's group but may read it: %+v", r)
+	}
+	l.GIDs = append(l.GIDs, os.Getegid())
+	if r, _ = Check(storeDir, "overlay", l); !r.OK() {
+		t.Errorf("alice is in the store's group: %+v", r)
+	}
+	if r.GraphRoot != filepath.Join(home, ".local/share/containers/storage") {
+		t.Errorf("graph root %s", r.GraphRoot)
 	}
 }
 

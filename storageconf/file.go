@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/BurntSushi/toml"
 )
@@ -39,6 +40,9 @@ type Options struct {
 	Owner   *Owner
 
 	template []byte // content of a missing file, instead of Base (drop-ins, user files)
+	// keepOriginal: the first change of an existing file keeps its content beside it (OriginalSuffix),
+	// for RemoveUserStore to put back.
+	keepOriginal bool
 }
 
 // Owner is a numeric user and group.
@@ -53,6 +57,12 @@ type Result struct {
 	Backup  string   // the backup written, if any
 	Stores  []string // the stores the file lists now
 	Driver  string   // the file's storage driver ("" if it names none)
+	// RemoveUserStore: Restored is the original the file was put back from (now removed); Deleted
+	// says the file, created by cargohold, is gone.
+	Restored string
+	Deleted  bool
+	// Notes say what else the caller should know (a decision conf user made for the user's storage).
+	Notes []string
 }
 
 // DriverMismatch reports whether the file names another driver than the store's: Podman
@@ -151,13 +161,36 @@ func change(file string, opts Options, create bool, edit func(name string, data 
 		return res, nil
 	}
 	res.Changed = true
-	if opts.Backup && was != nil {
+	if err := opts.keep(t, was, &res); err != nil {
+		return res, err
+	}
+	return res, t.write(t.base, out, old, was)
+}
+
+// keep writes what opts keep of the file's previous content was before it changes: FILE.bak with
+// Backup, and the original beside it for conf user the first time cargohold changes it.
+func (opts Options) keep(t *target, was *existing, res *Result) error {
+	if was == nil {
+		return nil
+	}
+	if opts.Backup {
 		if err := t.write(t.base+".bak", was.data, was, nil); err != nil {
-			return res, err
+			return err
 		}
 		res.Backup = t.path + ".bak"
 	}
-	return res, t.write(t.base, out, old, was)
+	if !opts.keepOriginal {
+		return nil
+	}
+	kept, err := t.readName(t.base + OriginalSuffix)
+	if err != nil {
+		return err
+	}
+	if kept != nil && !sameStoreList(kept.data, was.data) {
+		return nil // stores cargohold added earlier are still there: the kept original is the one to restore
+	}
+	// The first change, or the kept original is stale (its stores are gone, the file was edited since).
+	return t.write(t.base+OriginalSuffix, was.data, was, nil)
 }
 
 // initial returns the content of a file about to be created, and the file it came from.
@@ -179,6 +212,13 @@ func (o Options) initial() ([]byte, string, error) {
 		return nil, "", fmt.Errorf("base for a new file: %w", err)
 	}
 	return data, base, nil
+}
+
+// sameStoreList reports whether two storage.conf texts list the same stores.
+func sameStoreList(a, b []byte) bool {
+	sa, errA := StoresInText("", a)
+	sb, errB := StoresInText("", b)
+	return errA == nil && errB == nil && slices.Equal(sa, sb)
 }
 
 func driverOrDefault(d string) string {

@@ -259,7 +259,8 @@ func TestUserFile(t *testing.T) {
 	if os.Geteuid() == 0 {
 		owner = &Owner{UID: 4321, GID: 4321}
 	}
-	res, err := AddUserStore(file, store, UserOptions{MountProgram: "/usr/bin/fuse-overlayfs", Home: home, Owner: owner})
+	fuse := "/usr/bin/fuse-overlayfs"
+	res, err := AddUserStore(file, store, UserOptions{MountProgram: &fuse, Home: home, Owner: owner})
 	if err != nil || !res.Created {
 		t.Fatalf("%+v, %v", res, err)
 	}

@@ -78,24 +78,3 @@ additionalimagestores = [
 ]
 `)
 }
-
-// userTemplate is a new per-user storage.conf. graphroot and runroot stay unset on
-// purpose: Podman then keeps the user's defaults, which its database has recorded (other
-// values make it refuse to start until `podman system reset`).
-func userTemplate(driver, mountProgram, graphRoot string) []byte {
-	var b strings.Builder
-	b.WriteString(`# Podman storage configuration for this user (containers-storage.conf(5)), created by
-# cargohold conf user. Rootless Podman up to 5.x reads only this file for its stores: the
-# system file's additionalimagestores do not apply to rootless users.
-# graphroot and runroot are left to Podman's per-user defaults
-`)
-	fmt.Fprintf(&b, "# (graphroot %s, runroot $XDG_RUNTIME_DIR/containers).\n", graphRoot)
-	b.WriteString("[storage]\ndriver = " + quote(driver) + "\n\n")
-	b.WriteString("[storage.options]\n# Read-only image stores (cargohold publish).\nadditionalimagestores = [\n]\n")
-	if driver == "overlay" && mountProgram != "" {
-		b.WriteString("\n[storage.options.overlay]\n")
-		b.WriteString("# Rootless overlay mounts of a root-published store go through fuse-overlayfs.\n")
-		b.WriteString("mount_program = " + quote(mountProgram) + "\n")
-	}
-	return []byte(b.String())
-}

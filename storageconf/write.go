@@ -130,24 +130,28 @@ type existing struct {
 	label    []byte // SELinux label, kept on the new file
 }
 
-func (t *target) read() (*existing, error) {
-	fd, err := unix.Openat(int(t.dir.Fd()), t.base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+func (t *target) read() (*existing, error) { return t.readName(t.base) }
+
+// readName reads the file name in the target's directory (the target itself, or a file beside it).
+func (t *target) readName(name string) (*existing, error) {
+	path := filepath.Join(filepath.Dir(t.path), name)
+	fd, err := unix.Openat(int(t.dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		return nil, nil
 	case errors.Is(err, unix.ELOOP):
-		return nil, fmt.Errorf("%s is a symlink: refusing to follow it", t.path)
+		return nil, fmt.Errorf("%s is a symlink: refusing to follow it", path)
 	case err != nil:
-		return nil, &os.PathError{Op: "open", Path: t.path, Err: err}
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	f := os.NewFile(uintptr(fd), t.path)
+	f := os.NewFile(uintptr(fd), path)
 	defer func() { _ = f.Close() }() // read only
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &os.PathError{Op: "stat", Path: t.path, Err: err}
+		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("%s is not a regular file", t.path)
+		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	data, err := io.ReadAll(f)
 	if err != nil {
@@ -217,6 +221,27 @@ func (t *target) write(name string, data []byte, like *existing, was *existing) 
 		return fmt.Errorf("replacing %s: %w", filepath.Join(filepath.Dir(t.path), name), err)
 	}
 	done = true
+	if err := t.dir.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", filepath.Dir(t.path), err)
+	}
+	return nil
+}
+
+// remove deletes the file name beside (or as) the target. For the target itself it first checks that
+// the file is still as read (was), so a concurrent edit is not lost.
+func (t *target) remove(name string, was *existing) error {
+	if name == t.base {
+		now, err := t.read()
+		if err != nil {
+			return err
+		}
+		if now == nil || !bytes.Equal(now.data, was.data) {
+			return fmt.Errorf("%s changed while cargohold was editing it; nothing was written: run again", t.path)
+		}
+	}
+	if err := unix.Unlinkat(int(t.dir.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing %s: %w", filepath.Join(filepath.Dir(t.path), name), err)
+	}
 	if err := t.dir.Sync(); err != nil {
 		return fmt.Errorf("syncing %s: %w", filepath.Dir(t.path), err)
 	}

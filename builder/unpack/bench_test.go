@@ -69,7 +69,7 @@ func BenchmarkLayer(b *testing.B) {
 		go func() { pw.CloseWithError(writeBenchLayer(pw, random)) }()
 		b.StartTimer()
 
-		res, err := Layer(pr, root, io.Discard, Options{})
+		res, err := Layer(b.Context(), pr, root, io.Discard, Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -26,7 +26,7 @@ func FuzzLayer(f *testing.F) {
 		requireRoot(t)
 		e := newEnv(t)
 		var ts bytes.Buffer
-		res, err := Layer(bytes.NewReader(data), e.root, &ts, Options{MaxSize: limit})
+		res, err := Layer(t.Context(), bytes.NewReader(data), e.root, &ts, Options{MaxSize: limit})
 		e.checkOutside(t)
 		if err != nil {
 			if len(data) > limit && !errors.Is(err, ErrTooLarge) && res.DiffSize > limit {

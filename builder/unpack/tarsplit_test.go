@@ -82,7 +82,7 @@ func TestTarSplitMatchesAsm(t *testing.T) {
 			}
 			e := newEnv(t)
 			var ts bytes.Buffer
-			if _, err := Layer(reader(), e.root, &ts, Options{}); err != nil {
+			if _, err := Layer(t.Context(), reader(), e.root, &ts, Options{}); err != nil {
 				t.Fatalf("Layer: %v", err)
 			}
 			if !bytes.Equal(ts.Bytes(), want.Bytes()) {

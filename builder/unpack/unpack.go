@@ -8,6 +8,7 @@ package unpack
 import (
 	"archive/tar"
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -65,8 +66,9 @@ var ignoredXattrs = map[string]bool{"security.selinux": true}
 //
 // Ownership, device nodes, whiteouts and trusted.* xattrs need root (CAP_CHOWN, CAP_MKNOD,
 // CAP_SYS_ADMIN, CAP_SETFCAP); without them Layer fails rather than writing a store that differs
-// from the image. On error, root holds a partial layer that the caller must discard.
-func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (Result, error) {
+// from the image. On error, root holds a partial layer that the caller must discard. When ctx ends,
+// Layer stops at its next read of the stream, with ctx's cause as the error.
+func Layer(ctx context.Context, tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (Result, error) {
 	if opts.MaxSize < 0 {
 		return Result{}, fmt.Errorf("negative layer size limit %d", opts.MaxSize)
 	}
@@ -90,9 +92,9 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 	// Data flow, in one pass on this goroutine: tarStream → size limit → sha256 and byte count →
 	// tar-split's tar reader → filesystem, with the tar-split metadata recorded from the same reads
 	// (tarsplit.go).
-	in := tarStream
+	in := io.Reader(ctxReader{ctx, tarStream})
 	if opts.MaxSize > 0 {
-		in = io.LimitReader(tarStream, opts.MaxSize+1) // one byte more than allowed is enough to know
+		in = io.LimitReader(in, opts.MaxSize+1) // one byte more than allowed is enough to know
 	}
 	digester := digest.Canonical.Digester()
 	counter := ioutils.NewWriteCounter(digester.Hash())
@@ -101,6 +103,9 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 	if opts.MaxSize > 0 && counter.Count > opts.MaxSize {
 		// Whatever the cut-off stream made the tar reader say, the cause is the limit.
 		return Result{}, fmt.Errorf("%w: more than %d uncompressed bytes", ErrTooLarge, opts.MaxSize)
+	}
+	if err != nil && ctx.Err() != nil {
+		return Result{}, context.Cause(ctx) // whatever the cut-off stream made the tar reader say
 	}
 	if err != nil {
 		return Result{}, err
@@ -122,6 +127,20 @@ func Layer(tarStream io.Reader, root string, tarSplit io.Writer, opts Options) (
 
 		OpaqueDirs: slices.Compact(slices.Sorted(slices.Values(x.opaqueDirs))),
 	}, nil
+}
+
+// ctxReader ends the stream when ctx ends: a layer read from a local file (an oci: layout) has no
+// request that ctx would cancel.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if r.ctx.Err() != nil {
+		return 0, context.Cause(r.ctx)
+	}
+	return r.r.Read(p)
 }
 
 // extractor holds the state of one layer's extraction.

@@ -3,6 +3,7 @@ package unpack
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -83,7 +84,7 @@ func newEnv(t testing.TB) *env {
 func (e *env) unpack(t testing.TB, stream []byte, opts Options) (Result, []byte, error) {
 	t.Helper()
 	var ts bytes.Buffer
-	res, err := Layer(bytes.NewReader(stream), e.root, &ts, opts)
+	res, err := Layer(t.Context(), bytes.NewReader(stream), e.root, &ts, opts)
 	return res, ts.Bytes(), err
 }
 
@@ -800,7 +801,7 @@ func TestStreamReadToEOF(t *testing.T) {
 	stream := append(makeTar(t, testimage.File("a", 0o644, "a")), make([]byte, 3<<20)...)
 	r := bytes.NewReader(stream)
 	var ts bytes.Buffer
-	res, err := Layer(r, e.root, &ts, Options{})
+	res, err := Layer(t.Context(), r, e.root, &ts, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -812,9 +813,45 @@ func TestStreamReadToEOF(t *testing.T) {
 	}
 }
 
+// A cancelled context stops the unpacking at the next read of the stream, with the context's cause
+// as the error (a local oci: layout has no request that cancellation would end).
+func TestCancelledContextStopsTheUnpack(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t)
+	first := makeTar(t, testimage.File("a", 0o644, "a"))
+	stream := append(first[:len(first)-1024], makeTar(t, testimage.File("b", 0o644, "b"))...) // a, b, end marker
+	ctx, cancel := context.WithCancelCause(t.Context())
+	stop := errors.New("stopped by the test")
+	r := &cancelAfter{r: bytes.NewReader(stream), n: 1024, cancel: func() { cancel(stop) }}
+	var ts bytes.Buffer
+	_, err := Layer(ctx, r, e.root, &ts, Options{})
+	if !errors.Is(err, stop) {
+		t.Fatalf("Layer with a cancelled context: %v, want the cause %q", err, stop)
+	}
+	if _, err := os.Lstat(filepath.Join(e.root, "b")); err == nil {
+		t.Error("an entry after the cancellation was written")
+	}
+}
+
+// cancelAfter calls cancel once n bytes were read.
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		c.cancel()
+	}
+	n, err := c.r.Read(p[:min(len(p), max(c.n, 1))])
+	c.n -= n
+	return n, err
+}
+
 func TestBadRoot(t *testing.T) {
 	var ts bytes.Buffer
-	if _, err := Layer(bytes.NewReader(nil), filepath.Join(t.TempDir(), "missing"), &ts, Options{}); err == nil {
+	if _, err := Layer(t.Context(), bytes.NewReader(nil), filepath.Join(t.TempDir(), "missing"), &ts, Options{}); err == nil {
 		t.Error("missing root accepted")
 	}
 }

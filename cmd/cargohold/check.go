@@ -38,15 +38,15 @@ type checkOptions struct {
 	deep, repair, noWait, json bool
 }
 
-func runCheck(_ context.Context, opts checkOptions) error {
+func runCheck(ctx context.Context, opts checkOptions) error {
 	var repaired []string
 	if opts.repair {
 		var err error
-		if repaired, err = repairStore(opts); err != nil {
+		if repaired, err = repairStore(ctx, opts); err != nil {
 			return err
 		}
 	}
-	report, err := layout.Check(opts.store, layout.CheckOptions{Deep: opts.deep})
+	report, err := layout.Check(ctx, opts.store, layout.CheckOptions{Deep: opts.deep})
 	if err != nil {
 		return storeError(fmt.Errorf("checking store %s: %w", opts.store, err))
 	}
@@ -69,8 +69,8 @@ func runCheck(_ context.Context, opts checkOptions) error {
 }
 
 // repairStore takes the writer lock and makes the safe fixes; it returns what it did.
-func repairStore(opts checkOptions) ([]string, error) {
-	store, err := openExistingStore(opts.out, opts.store, opts.noWait)
+func repairStore(ctx context.Context, opts checkOptions) ([]string, error) {
+	store, err := openExistingStore(ctx, opts.out, opts.store, opts.noWait)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func repairStore(opts checkOptions) ([]string, error) {
 	for _, l := range store.Cleaned() {
 		repaired = append(repaired, "removed "+l.String())
 	}
-	done, err := store.Repair()
+	done, err := store.Repair(ctx)
 	repaired = append(repaired, done...)
 	if cerr := store.Close(); err == nil {
 		err = cerr

@@ -170,6 +170,10 @@ func printChange(opts confOptions, r storageconf.Result, err error) error {
 	}
 	store, out := opts.store, opts.out
 	switch {
+	case r.Deleted:
+		out.printf("removed %s: deleted %s, which cargohold had created\n", store, r.File)
+	case r.Restored != "":
+		out.printf("removed %s from %s: restored as it was before cargohold (from %s, now removed)\n", store, r.File, r.Restored)
 	case opts.remove && r.Changed:
 		out.printf("removed %s from %s\n", store, r.File)
 	case opts.remove:
@@ -185,6 +189,9 @@ func printChange(opts confOptions, r storageconf.Result, err error) error {
 	}
 	if r.Backup != "" {
 		out.printf("backup:  %s\n", r.Backup)
+	}
+	for _, n := range r.Notes {
+		out.printf("note:    %s\n", n)
 	}
 	if !opts.remove && r.DriverMismatch(opts.driver) {
 		out.errorf("warning: %s sets driver = %q: Podman with that driver does not see a %s store", r.File, r.Driver, opts.driver)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +76,78 @@ func TestConfCheckNotSeen(t *testing.T) {
 	r.want(t, 1)
 	if !strings.Contains(r.stdout, "result:  Podman will NOT see") {
 		t.Errorf("stdout:\n%s", r.stdout)
+	}
+}
+
+// conf user refuses (exit 2, nothing written) what Podman could not work with, and --remove restores
+// the file byte for byte.
+func TestConfUserKeepsTheFileWorkingAndRestoresIt(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	cargohold(t, publishArgs(store)...).want(t, 0)
+	conf := filepath.Join(dir, "storage.conf")
+	vfs := []byte("[storage]\ndriver = \"vfs\"\n")
+	setUp(t, os.WriteFile(conf, vfs, 0o644))
+	cargohold(t, "conf", "user", "--file", conf, "--store", store).want(t, 2, `sets driver = "vfs": Podman with it cannot read an overlay store`, "nothing was written")
+	if got, _ := os.ReadFile(conf); !bytes.Equal(got, vfs) {
+		t.Errorf("the refused conf user changed the file:\n%s", got)
+	}
+
+	mine := []byte("[storage]\ndriver = \"overlay\" # mine\n")
+	setUp(t, os.WriteFile(conf, mine, 0o644))
+	r := cargohold(t, "conf", "user", "--file", conf, "--store", store)
+	r.want(t, 0)
+	if !strings.Contains(r.stdout, "added "+store+" to "+conf) {
+		t.Errorf("stdout: %s", r.stdout)
+	}
+	r = cargohold(t, "conf", "user", "--file", conf, "--store", store, "--remove")
+	r.want(t, 0)
+	if !strings.Contains(r.stdout, "restored as it was before cargohold") {
+		t.Errorf("stdout: %s", r.stdout)
+	}
+	if got, _ := os.ReadFile(conf); !bytes.Equal(got, mine) {
+		t.Errorf("--remove did not restore the file:\n%s", got)
+	}
+
+	setUp(t, os.Remove(conf))
+	cargohold(t, "conf", "user", "--file", conf, "--store", store).want(t, 0)
+	r = cargohold(t, "conf", "user", "--file", conf, "--store", store, "--remove")
+	r.want(t, 0)
+	if _, err := os.Stat(conf); !errors.Is(err, os.ErrNotExist) || !strings.Contains(r.stdout, "deleted "+conf+", which cargohold had created") {
+		t.Errorf("the file cargohold created is still there (%v): %s", err, r.stdout)
+	}
+}
+
+// conf check says "Podman will FAIL" (exit 1) when the configuration makes every podman command
+// fail, here because Podman's own storage was made with the vfs driver.
+func TestConfCheckPodmanWillFail(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	setUp(t, os.Mkdir(store, 0o755))
+	graph := filepath.Join(dir, "graph")
+	setUp(t, os.MkdirAll(filepath.Join(graph, "vfs-layers"), 0o700))
+	conf := filepath.Join(dir, "storage.conf")
+	setUp(t, os.WriteFile(conf, []byte("[storage]\ndriver = \"overlay\"\nrunroot = \"/run/x\"\ngraphroot = \""+graph+
+		"\"\n[storage.options]\nadditionalimagestores = [\""+store+"\"]\n"), 0o644))
+	t.Setenv("CONTAINERS_STORAGE_CONF", conf)
+	r := cargohold(t, "conf", "check", "--store", store, "--podman-version", "4.3.1", "--allow-missing-store")
+	r.want(t, 1)
+	for _, want := range []string{"storage: " + graph + " (made with the vfs driver, which Podman keeps)",
+		"result:  Podman will FAIL: every podman command of this user exits with an error:",
+		`("vfs driver does not support overlay.imagestore options")`, "result:  Podman will NOT see " + store} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout does not say %q:\n%s", want, r.stdout)
+		}
+	}
+	cargohold(t, "conf", "check", "--store", store, "--user", "no-such-user-here", "--podman-version", "4.3.1", "--allow-missing-store").
+		want(t, 2, "no-such-user-here")
+}
+
+// setUp stops the test when preparing its files failed: what follows would test something else.
+func setUp(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

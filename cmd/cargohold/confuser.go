@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/user"
 	"strconv"
 	"strings"
 
+	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/storageconf"
 	"github.com/urfave/cli/v2"
 )
@@ -76,7 +76,8 @@ func newConfUserCommand() *cli.Command {
 		Flags: []cli.Flag{storeFlag(), driverFlag(), removeFlag(), backupFlag(), missingOKFlag(),
 			&cli.StringFlag{Name: "user", Usage: "the user `NAME` whose ~/.config/containers/storage.conf to write (root only)"},
 			&cli.StringFlag{Name: "file", Usage: "the `FILE` to write (default: the user's; for yourself $CONTAINERS_STORAGE_CONF if set)"},
-			&cli.StringFlag{Name: "mount-program", Usage: "overlay mount `PROGRAM` for a new file (default: fuse-overlayfs if installed; \"\" for none)"},
+			&cli.StringFlag{Name: "mount-program", Usage: "overlay mount `PROGRAM` for a new file (default: the one the user's storage " +
+				"was made with; for new storage fuse-overlayfs if installed; \"\" for none)"},
 		},
 		Action: func(c *cli.Context) error {
 			opts, err := confOptionsOf(c, !c.Bool("remove"))
@@ -95,18 +96,13 @@ func newConfUserCommand() *cli.Command {
 type userOptions struct {
 	confOptions
 	user, file   string
-	mountProgram *string // nil: fuse-overlayfs if installed
+	mountProgram *string // nil: as the user's storage was made, else fuse-overlayfs if installed
 }
 
 func ptrTo[T any](v T) *T { return &v }
 
 func runConfUser(_ context.Context, opts userOptions) error {
-	o := storageconf.UserOptions{Driver: opts.driver, Backup: opts.backup}
-	if opts.mountProgram != nil {
-		o.MountProgram = *opts.mountProgram
-	} else if p, err := exec.LookPath("fuse-overlayfs"); err == nil {
-		o.MountProgram = p
-	}
+	o := storageconf.UserOptions{Driver: opts.driver, Backup: opts.backup, MountProgram: opts.mountProgram}
 	file, err := userFile(opts, &o)
 	if err != nil {
 		return err
@@ -120,42 +116,68 @@ func runConfUser(_ context.Context, opts userOptions) error {
 	return printChange(opts.confOptions, r, err)
 }
 
-// userFile is the file conf user writes, and for --user NAME that user's home and ownership in o.
+// userFile is the file conf user writes and, in o, whose Podman reads it: for --user NAME that
+// user's home, ownership and storage; for a user writing their own file, theirs; for a file root
+// shares with many users, no one's.
 func userFile(opts userOptions, o *storageconf.UserOptions) (string, error) {
 	switch {
 	case opts.user != "":
-		u, err := user.Lookup(opts.user)
+		l, err := lookupUser(opts.user)
 		if err != nil {
-			return "", usageError(err)
+			return "", err
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		o.Home, o.Owner = u.HomeDir, &storageconf.Owner{UID: uid, GID: gid}
+		o.Home, o.Owner, o.User = l.Home, &storageconf.Owner{UID: l.UID, GID: l.GIDs[0]}, &l
 		if opts.file == "" {
-			return storageconf.UserFile(u.HomeDir), nil
+			return storageconf.UserFile(l.Home), nil
 		}
 	case opts.file == "" && os.Geteuid() == 0:
 		return "", usageErrorf("conf user writes a rootless user's file: give --user NAME, or --file FILE for a file to share; " +
 			"root's own Podman reads " + storageconf.SystemFile + " (use conf patch)")
-	case opts.file == "":
-		file, err := storageconf.CurrentUserFile()
-		if err != nil {
-			return "", usageError(err)
+	case os.Geteuid() != 0:
+		o.User = &storageconf.Lookup{UID: os.Geteuid()}
+		if u, err := user.Current(); err == nil {
+			o.User.Name = u.Username
 		}
-		return file, nil
+		if opts.file == "" {
+			file, err := storageconf.CurrentUserFile()
+			if err != nil {
+				return "", usageError(err)
+			}
+			return file, nil
+		}
 	}
 	return opts.file, nil
+}
+
+// lookupUser is another user's view of the configuration (root acting for them): home, name, groups.
+func lookupUser(name string) (storageconf.Lookup, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return storageconf.Lookup{}, usageError(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	l := storageconf.Lookup{UID: uid, Home: u.HomeDir, Name: u.Username, GIDs: []int{gid}}
+	groups, _ := u.GroupIds() // without them only the primary group counts for reading the store
+	for _, g := range groups {
+		if id, err := strconv.Atoi(g); err == nil && id != gid {
+			l.GIDs = append(l.GIDs, id)
+		}
+	}
+	return l, nil
 }
 
 func newConfCheckCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "check",
-		Usage: "tell whether the current user's Podman will see the store, and why not",
+		Usage: "tell whether the current user's (or --user NAME's) Podman will work and see the store, and why not",
 		Description: "Reads the storage.conf files as containers/storage does for this user and environment\n" +
-			"(CONTAINERS_STORAGE_CONF, the user's file, /etc, /usr/share, drop-ins for Podman 6+).\n" +
-			"Exit status 0: Podman will see the store; 1: it will not; 2: bad flags or unreadable files.",
+			"(CONTAINERS_STORAGE_CONF, the user's file, /etc, /usr/share, drop-ins for Podman 6+) and looks at\n" +
+			"the user's own Podman storage, whose recorded driver Podman keeps.\n" +
+			"Exit status 0: Podman will see the store; 1: it will not, or will fail; 2: bad flags or unreadable files.",
 		Flags: []cli.Flag{storeFlag(), driverFlag(), missingOKFlag(),
 			&cli.StringFlag{Name: "podman-version", Usage: "assume this Podman `VERSION` (default: ask podman --version)"},
+			&cli.StringFlag{Name: "user", Usage: "check for the user `NAME` (root only; without their environment variables)"},
 			// For tests: look for /etc and /usr/share files under DIR.
 			&cli.StringFlag{Name: "sysroot", Hidden: true}},
 		Action: func(c *cli.Context) error {
@@ -163,39 +185,81 @@ func newConfCheckCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runConfCheck(c.Context, opts, c.String("podman-version"), c.String("sysroot"))
+			return runConfCheck(c.Context, checkConfOptions{confOptions: opts, version: c.String("podman-version"),
+				user: c.String("user"), sysroot: c.String("sysroot")})
 		},
 	}
 }
 
-func runConfCheck(_ context.Context, opts confOptions, version, sysroot string) error {
-	reader := storageconf.ReaderFor(version)
-	if version == "" {
-		var err error
-		if reader, version, err = storageconf.DetectReader(); err != nil {
-			opts.out.errorf("warning: %v; assuming Podman up to 5.x", err)
-			version = "unknown"
-		}
+type checkConfOptions struct {
+	confOptions
+	version, user, sysroot string
+}
+
+func runConfCheck(_ context.Context, opts checkConfOptions) error {
+	l, version, err := checkLookup(opts)
+	if err != nil {
+		return err
 	}
-	uid := os.Geteuid()
-	r, err := storageconf.Check(opts.store, opts.driver, storageconf.Lookup{UID: uid, Reader: reader, Root: sysroot})
+	r, err := storageconf.Check(opts.store, opts.driver, l)
 	if err != nil {
 		return usageError(err)
 	}
 	mode := "rootful"
-	if uid != 0 {
+	if l.UID != 0 {
 		mode = "rootless"
 	}
 	out := opts.out
-	out.printf("podman:  %s, %s\n", version, reader)
-	out.printf("user:    uid %d (%s)\n", uid, mode)
+	out.printf("podman:  %s, %s\n", version, l.Reader)
+	out.printf("user:    %s (%s)\n", strings.TrimSpace(l.Name+" uid "+strconv.Itoa(l.UID)), mode)
 	out.printf("read:    %s\n", orNone(strings.Join(r.Files, ", ")))
 	out.printf("driver:  %s\n", orNone(r.Driver))
+	out.printf("storage: %s (%s)\n", r.GraphRoot, storageState(r.Storage))
 	out.printf("stores:  %s\n", orNone(strings.Join(r.Stores, ", ")))
 	return printVerdict(out, opts.store, r)
 }
 
-// printVerdict prints conf check's notes and result; Podman not seeing the store is an errNotSeen.
+// checkLookup is whose view conf check computes, and how (version) their Podman reads storage.conf.
+func checkLookup(opts checkConfOptions) (storageconf.Lookup, string, error) {
+	l := storageconf.Lookup{UID: os.Geteuid(), Reader: storageconf.ReaderFor(opts.version), Root: opts.sysroot}
+	if opts.user != "" {
+		if os.Geteuid() != 0 {
+			return l, "", usageErrorf("conf check --user is for root: run conf check as %s instead", opts.user)
+		}
+		u, err := lookupUser(opts.user)
+		if err != nil {
+			return l, "", err
+		}
+		u.Reader, u.Root = l.Reader, l.Root
+		l = u
+	}
+	if opts.version != "" {
+		return l, opts.version, nil
+	}
+	reader, version, err := storageconf.DetectReader()
+	if err != nil {
+		opts.out.errorf("warning: %v; assuming Podman up to 5.x", err)
+		version = "unknown"
+	}
+	l.Reader = reader
+	return l, version, nil
+}
+
+// storageState says what conf check found in the user's own Podman storage.
+func storageState(p layout.PodmanStorage) string {
+	switch {
+	case p.Fresh():
+		return "not made yet: Podman's first run records the driver it uses"
+	case p.Driver() != "":
+		return "made with the " + p.Driver() + " driver, which Podman keeps"
+	case len(p.Drivers) > 1:
+		return "records of the drivers " + strings.Join(p.Drivers, ", ")
+	}
+	return "a database without records"
+}
+
+// printVerdict prints conf check's notes and result; Podman not seeing the store, or failing, is an
+// errNotSeen.
 func printVerdict(out output, store string, r *storageconf.Report) error {
 	for _, n := range r.Notes {
 		out.printf("note:    %s\n", n)
@@ -207,9 +271,17 @@ func printVerdict(out output, store string, r *storageconf.Report) error {
 		out.printf("result:  Podman will see %s\n", store)
 		return nil
 	}
-	out.printf("result:  Podman will NOT see %s:\n", store)
-	for _, p := range r.Problems {
-		out.printf("  - %s\n", p)
+	if len(r.Failures) > 0 {
+		out.printf("result:  Podman will FAIL: every podman command of this user exits with an error:\n")
+		for _, f := range r.Failures {
+			out.printf("  - %s\n", f)
+		}
+	}
+	if len(r.Problems) > 0 {
+		out.printf("result:  Podman will NOT see %s:\n", store)
+		for _, p := range r.Problems {
+			out.printf("  - %s\n", p)
+		}
 	}
 	if r.Fix != "" {
 		out.printf("fix:     %s\n", r.Fix)

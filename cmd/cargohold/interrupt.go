@@ -56,29 +56,15 @@ func (e *interruptedError) notPublished(later []publish.Store) error {
 	return e
 }
 
-// openStoreInterruptibly opens the store like layout.OpenWithOptions, but a signal while it waits
-// for another run's lock ends the wait. The abandoned open may still take the lock later; the
-// process exits right after, which releases it.
-func openStoreInterruptibly(ctx context.Context, dir string, opts layout.Options, refs []string) (*layout.Store, error) {
-	type opened struct {
-		store *layout.Store
-		err   error
+// openStore opens the store like layout.OpenWithOptions; a signal while it waits for another run's
+// lock ends the wait.
+func openStore(ctx context.Context, dir string, opts layout.Options, refs []string) (*layout.Store, error) {
+	store, err := layout.OpenWithOptions(ctx, dir, opts)
+	if err == nil {
+		return store, nil
 	}
-	result := make(chan opened, 1)
-	go func() {
-		s, err := layout.OpenWithOptions(dir, opts)
-		result <- opened{s, err}
-	}()
-	select {
-	case r := <-result:
-		if r.err != nil {
-			return nil, storeError(fmt.Errorf("opening store %s: %w", dir, r.err))
-		}
-		return r.store, nil
-	case <-ctx.Done():
-		if err := interruption(ctx, refs); err != nil {
-			return nil, err
-		}
-		return nil, ctx.Err()
+	if ierr := interruption(ctx, refs); ierr != nil {
+		return nil, ierr
 	}
+	return nil, storeError(fmt.Errorf("opening store %s: %w", dir, err))
 }

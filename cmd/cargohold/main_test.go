@@ -328,7 +328,7 @@ func TestLockedStoreExits3(t *testing.T) {
 	requireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
-	held, err := layout.OpenWithOptions(store, layout.Options{})
+	held, err := layout.OpenWithOptions(t.Context(), store, layout.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

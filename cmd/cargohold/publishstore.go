@@ -29,7 +29,7 @@ func publishStore(ctx context.Context, opts publishOptions, plan *publish.Plan, 
 	if err := interruption(ctx, s.Refs()); err != nil {
 		return err // the signal came while before ran
 	}
-	store, err := openStoreInterruptibly(ctx, dir, storeOpts, s.Refs())
+	store, err := openStore(ctx, dir, storeOpts, s.Refs())
 	if err != nil {
 		return err
 	}
@@ -43,14 +43,14 @@ func publishStore(ctx context.Context, opts publishOptions, plan *publish.Plan, 
 		}
 		return fmt.Errorf("stopped (%w): not published: %s", ctx.Err(), strings.Join(notDone, ", "))
 	}
-	return endStore(opts, store, plan, &report)
+	return endStore(ctx, opts, store, plan, &report)
 }
 
 // endStore ends a store's publish: extras (with a recipe), the JSON report, --register, and the
 // exit status of the images.
-func endStore(opts publishOptions, store *layout.Store, plan *publish.Plan, report *publishReport) error {
+func endStore(ctx context.Context, opts publishOptions, store *layout.Store, plan *publish.Plan, report *publishReport) error {
 	if plan.Recipe {
-		if err := handleExtras(opts, store, plan.Prune, report); err != nil {
+		if err := handleExtras(ctx, opts, store, plan.Prune, report); err != nil {
 			return err
 		}
 	}
@@ -109,7 +109,7 @@ func printResult(opts publishOptions, res builder.Result, where string) {
 
 // handleExtras reports the names the recipe no longer lists, and with --prune removes them when
 // every image succeeded (publish.Extras decides).
-func handleExtras(opts publishOptions, store *layout.Store, prune bool, report *publishReport) error {
+func handleExtras(ctx context.Context, opts publishOptions, store *layout.Store, prune bool, report *publishReport) error {
 	var keep []string
 	for _, img := range report.Images {
 		keep = append(keep, img.Names...)
@@ -130,7 +130,7 @@ func handleExtras(opts publishOptions, store *layout.Store, prune bool, report *
 		return nil
 	}
 	for _, name := range extras {
-		r, err := store.Remove(name, false)
+		r, err := store.Remove(ctx, name, false)
 		if err != nil {
 			return storeError(fmt.Errorf("pruning %s: %w", name, err))
 		}

@@ -43,11 +43,11 @@ type rmOptions struct {
 	json  bool
 }
 
-func runRm(_ context.Context, opts rmOptions) (err error) {
+func runRm(ctx context.Context, opts rmOptions) (err error) {
 	if len(opts.words) == 0 {
 		return usageErrorf("rm needs at least one IMAGE")
 	}
-	store, err := openExistingStore(opts.out, opts.store, opts.noWait)
+	store, err := openExistingStore(ctx, opts.out, opts.store, opts.noWait)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func runRm(_ context.Context, opts rmOptions) (err error) {
 		Failed  []string         `json:"failed"`
 	}{Removed: []layout.Removal{}, Failed: []string{}}
 	for _, word := range opts.words {
-		r, err := store.Remove(word, opts.dryRun)
+		r, err := store.Remove(ctx, word, opts.dryRun)
 		if err != nil {
 			opts.out.errorf("error: %v", err)
 			report.Failed = append(report.Failed, word)
@@ -105,13 +105,13 @@ type gcOptions struct {
 	json  bool
 }
 
-func runGc(_ context.Context, opts gcOptions) (err error) {
-	store, err := openExistingStore(opts.out, opts.store, opts.noWait)
+func runGc(ctx context.Context, opts gcOptions) (err error) {
+	store, err := openExistingStore(ctx, opts.out, opts.store, opts.noWait)
 	if err != nil {
 		return err
 	}
 	defer closeStore(store, &err)
-	report, err := store.GC(opts.grace, time.Now(), opts.dryRun)
+	report, err := store.GC(ctx, opts.grace, time.Now(), opts.dryRun)
 	if err != nil {
 		return storeError(err)
 	}
@@ -143,11 +143,11 @@ func quietFlag() cli.Flag {
 
 // openExistingStore opens the store at dir for writing, waiting for (or with --no-wait refusing)
 // another run's lock. It never creates one: a path that is not a store is an error.
-func openExistingStore(out output, dir string, noWait bool) (*layout.Store, error) {
+func openExistingStore(ctx context.Context, out output, dir string, noWait bool) (*layout.Store, error) {
 	if dir == "" {
 		return nil, usageErrorf("no store: give --store DIR")
 	}
-	store, err := layout.OpenWithOptions(dir, withLock(out, noWait, dir, layout.Options{}))
+	store, err := layout.OpenWithOptions(ctx, dir, withLock(out, noWait, dir, layout.Options{}))
 	if err != nil {
 		return nil, storeError(fmt.Errorf("opening store %s: %w", dir, err))
 	}

@@ -1,6 +1,7 @@
 package testimage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -10,7 +11,7 @@ import (
 // VerifyStore is a deep podmancheck.Check of the store at dir (driver "overlay" or "vfs") for tests:
 // the problems as one error, nil if there are none.
 func VerifyStore(dir, driver string) error {
-	problems, err := podmancheck.Check(dir, podmancheck.Options{Deep: true, Driver: driver})
+	problems, err := podmancheck.Check(context.Background(), dir, podmancheck.Options{Deep: true, Driver: driver})
 	if err != nil {
 		return err
 	}

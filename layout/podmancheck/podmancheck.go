@@ -90,8 +90,9 @@ func (p Problem) String() string {
 //     diff digest and size, so "podman save/push" reproduce the registry's layers.
 //
 // It returns every problem found, each naming the image or layer at fault; the error is for a check
-// that could not run at all. Check writes only to a temporary directory.
-func Check(storeDir string, opts Options) ([]Problem, error) {
+// that could not run at all, or ctx's cause when ctx ends first. Check writes only to a temporary
+// directory.
+func Check(ctx context.Context, storeDir string, opts Options) ([]Problem, error) {
 	storeDir, err := filepath.Abs(storeDir)
 	if err != nil {
 		return nil, err
@@ -146,7 +147,13 @@ func Check(storeDir string, opts Options) ([]Problem, error) {
 			len(want), len(images)))
 	}
 	for _, img := range images {
-		c.checkImage(store, img)
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		c.checkImage(ctx, store, img)
+	}
+	if ctx.Err() != nil { // a deep check reading a layer stops with a problem: the cause is the answer
+		return nil, context.Cause(ctx)
 	}
 	return c.problems, nil
 }
@@ -176,7 +183,7 @@ func recordedImages(storeDir, driver string) ([]storage.Image, error) {
 	return images, nil
 }
 
-func (c *checker) checkImage(store storage.Store, img storage.Image) {
+func (c *checker) checkImage(ctx context.Context, store storage.Store, img storage.Image) {
 	image := fmt.Sprintf("%s %v", img.ID, img.Names)
 	fail := func(format string, args ...any) { c.add(image, "", fmt.Sprintf(format, args...)) }
 	for _, name := range img.Names {
@@ -219,13 +226,13 @@ func (c *checker) checkImage(store storage.Store, img storage.Image) {
 		chain = append(chain, layer)
 		id = layer.Parent
 	}
-	if err := checkAsImage(store, img, chain); err != nil {
+	if err := checkAsImage(ctx, store, img, chain); err != nil {
 		fail("%v", err)
 	}
 	for _, layer := range chain {
 		if !c.checked[layer.ID] {
 			c.checked[layer.ID] = true
-			for _, err := range c.checkLayer(store, layer) {
+			for _, err := range c.checkLayer(ctx, store, layer) {
 				c.add(image, layer.ID, err.Error())
 			}
 		}
@@ -270,8 +277,7 @@ func isSchema1(store storage.Store, img storage.Image) bool {
 // checkAsImage opens the image through the image library's storage transport, as Podman does to
 // inspect, run or push it (manifest, metadata and config are parsed there), and checks that the
 // config's diff IDs lead, as chain IDs, to exactly the recorded layers.
-func checkAsImage(store storage.Store, img storage.Image, chain []*storage.Layer) error {
-	ctx := context.Background()
+func checkAsImage(ctx context.Context, store storage.Store, img storage.Image, chain []*storage.Layer) error {
 	ref, err := istorage.Transport.NewStoreReference(store, nil, img.ID)
 	if err != nil {
 		return err
@@ -351,7 +357,7 @@ func schema1DiffIDs(img storage.Image, data []byte, chain []*storage.Layer) ([]d
 	return diffIDs, nil
 }
 
-func (c *checker) checkLayer(store storage.Store, layer *storage.Layer) []error {
+func (c *checker) checkLayer(ctx context.Context, store storage.Store, layer *storage.Layer) []error {
 	var errs []error
 	if c.driver == "overlay" { // vfs layers are whole trees: nothing links them
 		if err := checkLowers(store, c.dir, layer); err != nil {
@@ -374,7 +380,7 @@ func (c *checker) checkLayer(store storage.Store, layer *storage.Layer) []error 
 		return append(errs, fmt.Errorf("regenerating its diff: %w", err))
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, rc)
+	n, err := io.Copy(h, ctxReader{ctx, rc})
 	if cerr := rc.Close(); err == nil {
 		err = cerr
 	}
@@ -387,6 +393,19 @@ func (c *checker) checkLayer(store storage.Store, layer *storage.Layer) []error 
 			got, n, layer.UncompressedDigest, layer.UncompressedSize))
 	}
 	return errs
+}
+
+// ctxReader ends a read of a whole layer when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if r.ctx.Err() != nil {
+		return 0, context.Cause(r.ctx)
+	}
+	return r.r.Read(p)
 }
 
 // parentChain is the IDs of layer's ancestors as the storage library records them, nearest first.
