@@ -58,6 +58,9 @@ func newPublication(r *Repo, store string, driver layout.Driver) (*Publication, 
 	if p.rel, err = r.Rel(store); err != nil {
 		return nil, err
 	}
+	if p.rel == "." {
+		return nil, fmt.Errorf("the store %s is the root of repository %s: give it a directory of its own (e.g. %s/images)", store, r.Name, r.Mountpoint)
+	}
 	return p, nil
 }
 
@@ -235,7 +238,7 @@ func (p *Publication) ingest(shadow string, identity, dirs []string) error {
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(ingestTar(pw, shadow, p.rel, identity, dirs)) }()
-	err := p.Server.Ingest(p.Repo.Name, pr, remove)
+	err := p.Server.Ingest(p.Repo.Name, ingestBase(p.rel), pr, remove)
 	_ = pr.CloseWithError(errors.New("ingest ended")) // the writer stops if ingest stopped reading
 	return err
 }

@@ -38,10 +38,14 @@ echo "$*" >>"$LOG"
 [ "$1" = ingest ] || exit 0
 shift
 while [ $# -gt 1 ]; do
-	case $1 in --delete) rm -rf "$REPO/$2"; shift ;; esac
+	case $1 in
+	--delete) rm -rf "${REPO:?}/$2"; shift ;;
+	--base_dir) base=$2; shift ;;
+	esac
 	shift
 done
-exec tar -x -C "$REPO" --numeric-owner --same-permissions --no-xattrs --read-full-records -f -
+mkdir -p "$REPO/$base"
+exec tar -x -C "$REPO/$base" --numeric-owner --same-permissions --no-xattrs --read-full-records -f -
 `
 
 type testRepo struct {
@@ -155,7 +159,7 @@ func TestPublication(t *testing.T) {
 	if err := publish(t, r.publication(t, true), ref, false); err == nil {
 		t.Error("a failing transaction: no error")
 	}
-	if calls := r.calls(t); calls != "ingest --tar_file - --base_dir / --keep-ownership test.repo|transaction test.repo" {
+	if calls := r.calls(t); calls != "ingest --tar_file - --base_dir sw --keep-ownership test.repo|transaction test.repo" {
 		t.Errorf("calls %s", calls)
 	}
 	if err := os.Remove(filepath.Join(filepath.Dir(r.log), "fail-transaction")); err != nil {
@@ -165,7 +169,7 @@ func TestPublication(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := r.calls(t)
-	if !strings.HasPrefix(calls, "ingest --tar_file - --base_dir / --keep-ownership --delete sw/images/overlay/") ||
+	if !strings.HasPrefix(calls, "ingest --tar_file - --base_dir sw --keep-ownership --delete sw/images/overlay/") ||
 		!strings.HasSuffix(calls, "test.repo|transaction test.repo|publish test.repo") || strings.Count(calls, "--delete") != 3 {
 		t.Errorf("calls %s: want an ingest replacing the three layer dirs, a transaction and a publish", calls)
 	}

@@ -37,11 +37,11 @@ func (s Server) Publish(repo string) error { return s.run(nil, "publish", repo) 
 func (s Server) Abort(repo string) error { return s.run(nil, "abort", "-f", repo) }
 
 // Ingest publishes the tar stream as the repository's next revision, its paths relative to the
-// repository's root, keeping the owners the tar gives (-k; otherwise every file would be the
-// repository owner's). The paths in remove (relative to the root, no ':') are removed first, in the
-// same revision. It opens a transaction of its own, so none may be open.
-func (s Server) Ingest(repo string, tar io.Reader, remove []string) error {
-	args := []string{"ingest", "--tar_file", "-", "--base_dir", "/", "--keep-ownership"}
+// repository's directory base, keeping the owners the tar gives (-k; otherwise every file would be the
+// repository owner's). The paths in remove (relative to the repository's root, no ':') are removed
+// first, in the same revision. It opens a transaction of its own, so none may be open.
+func (s Server) Ingest(repo, base string, tar io.Reader, remove []string) error {
+	args := []string{"ingest", "--tar_file", "-", "--base_dir", base, "--keep-ownership"}
 	for _, r := range remove {
 		if strings.Contains(r, ":") {
 			return fmt.Errorf("cannot ask cvmfs_server ingest to remove %q: it separates paths with ':'", r)

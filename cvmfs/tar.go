@@ -9,20 +9,29 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// ingestTar writes what Ingest gets: the directories from the repository's root down to the store
-// (those above it 0755 root:root, the store's own as in the shadow), the entries of identity (the
-// store's marker for a new store, see layout.Changes), then each of dirs (relative to the shadow at
-// shadow) with everything in it, all named relative to the repository's root (the store being at
-// rel). A hard link becomes a link to the first name of its file (CVMFS makes each name a file of its
-// own either way); xattrs are left out, ingest drops them.
+// ingestBase is the directory of the repository that Ingest extracts the tar of a store at rel
+// into: the first directory of rel (ingest takes paths below the root oddly, and would give a missing
+// base an owner of -1; the tar holds the base itself, as "./").
+func ingestBase(rel string) string {
+	base, _, _ := strings.Cut(rel, "/")
+	return base
+}
+
+// ingestTar writes what Ingest gets, named relative to ingestBase(rel): the directories from the base
+// down to the store (those above the store 0755 root:root, the store's own as in the shadow), the
+// entries of identity (the store's marker for a new store, see layout.Changes), then each of dirs
+// (relative to the shadow at shadow) with everything in it. A hard link becomes a link to the first
+// name of its file (CVMFS makes each name a file of its own either way); xattrs are left out, ingest
+// drops them.
 func ingestTar(w io.Writer, shadow, rel string, identity, dirs []string) error {
 	tw := tar.NewWriter(w)
-	t := &tarWalk{tw: tw, shadow: shadow, rel: rel, first: map[nodeID]string{}}
+	t := &tarWalk{tw: tw, shadow: shadow, rel: rel, base: ingestBase(rel), first: map[nodeID]string{}}
 	if err := t.ancestors(dirs); err != nil {
 		return err
 	}
@@ -45,22 +54,28 @@ type tarWalk struct {
 	tw     *tar.Writer
 	shadow string
 	rel    string            // the store's path in the repository
-	first  map[nodeID]string // the first name written of a file with several
+	base   string            // what the tar's names are relative to (ingestBase)
+	first  map[nodeID]string // the first name written of a file with several, in the repository
 }
 
-// ancestors writes the repository's directories above the store, the store's root and the parents
+// tarName is the name in the tar of the repository's path p (below or at the base).
+func (t *tarWalk) tarName(p string) string {
+	if p == t.base {
+		return "."
+	}
+	return strings.TrimPrefix(p, t.base+"/")
+}
+
+// ancestors writes the directories from the base down to the store, the store's root and the parents
 // of dirs inside the store, each once: ingest would create a missing one with an owner of -1.
 func (t *tarWalk) ancestors(dirs []string) error {
-	written := map[string]bool{".": true}
+	written := map[string]bool{}
 	var above []string
-	for p := t.rel; p != "."; p = path.Dir(p) {
+	for p := path.Dir(t.rel); p != "."; p = path.Dir(p) {
 		above = append([]string{p}, above...)
 	}
-	for i, p := range above {
-		if i == len(above)-1 {
-			break // the store's root: from the shadow, below
-		}
-		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: 0o755, ModTime: time.Now().Truncate(time.Second)}
+	for _, p := range above {
+		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: t.tarName(p) + "/", Mode: 0o755, ModTime: time.Now().Truncate(time.Second)}
 		if err := t.tw.WriteHeader(hdr); err != nil {
 			return err
 		}
@@ -99,14 +114,14 @@ func (t *tarWalk) visit(p string, _ fs.DirEntry, err error) error {
 	return t.entry(p, path.Join(t.rel, filepath.ToSlash(rel)))
 }
 
-// entry writes the file at p under name.
+// entry writes the file at p as the repository's path name.
 func (t *tarWalk) entry(p, name string) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
 		return &os.PathError{Op: "lstat", Path: p, Err: err}
 	}
 	hdr := &tar.Header{
-		Name:    name,
+		Name:    t.tarName(name),
 		Mode:    int64(st.Mode & 0o7777),
 		Uid:     int(st.Uid),
 		Gid:     int(st.Gid),
@@ -114,7 +129,7 @@ func (t *tarWalk) entry(p, name string) error {
 	}
 	id := nodeID{uint64(st.Dev), st.Ino}
 	if target, ok := t.first[id]; ok && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		hdr.Typeflag, hdr.Linkname = tar.TypeLink, target
+		hdr.Typeflag, hdr.Linkname = tar.TypeLink, t.tarName(target)
 		return t.writeHeader(hdr)
 	}
 	if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
@@ -122,7 +137,7 @@ func (t *tarWalk) entry(p, name string) error {
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		hdr.Typeflag, hdr.Name = tar.TypeDir, name+"/"
+		hdr.Typeflag, hdr.Name = tar.TypeDir, hdr.Name+"/"
 	case unix.S_IFREG:
 		hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
 	case unix.S_IFLNK:

@@ -43,7 +43,7 @@ func TestIngestTar(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	if err := ingestTar(&buf, shadow, "a/images", []string{"marker"}, []string{"overlay/L"}); err != nil {
+	if err := ingestTar(&buf, shadow, "a/b/images", []string{"marker"}, []string{"overlay/L"}); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -65,20 +65,20 @@ func TestIngestTar(t *testing.T) {
 				line += " not 0/0"
 			}
 		case tar.TypeReg:
-			if hdr.Name == "a/images/overlay/L/diff/a/f" && hdr.Mode != 0o4755 {
+			if hdr.Name == "b/images/overlay/L/diff/a/f" && hdr.Mode != 0o4755 {
 				line += " lost its setuid bit"
 			}
 		}
 		got = append(got, line)
 	}
-	want := []string{
-		"5 a/", "5 a/images/", "5 a/images/overlay/", // the repository's dirs down to the store, then the store's
-		"0 a/images/marker",
-		"5 a/images/overlay/L/", "5 a/images/overlay/L/diff/", "5 a/images/overlay/L/diff/a/",
-		"0 a/images/overlay/L/diff/a/f", "3 a/images/overlay/L/diff/a/gone",
-		"5 a/images/overlay/L/diff/b/", "0 a/images/overlay/L/diff/b/" + long,
-		"1 a/images/overlay/L/diff/b/g -> a/images/overlay/L/diff/a/f",
-		"0 a/images/overlay/L/link",
+	want := []string{ // relative to "a", the first dir of the store's path
+		"5 ./", "5 b/", "5 b/images/", "5 b/images/overlay/", // the dirs down to the store, then the store's
+		"0 b/images/marker",
+		"5 b/images/overlay/L/", "5 b/images/overlay/L/diff/", "5 b/images/overlay/L/diff/a/",
+		"0 b/images/overlay/L/diff/a/f", "3 b/images/overlay/L/diff/a/gone",
+		"5 b/images/overlay/L/diff/b/", "0 b/images/overlay/L/diff/b/" + long,
+		"1 b/images/overlay/L/diff/b/g -> b/images/overlay/L/diff/a/f",
+		"0 b/images/overlay/L/link",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("tar entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -1,6 +1,6 @@
 // Command mkbench writes the images of scripts/bench and scripts/e2e-resync as OCI image layouts.
 //
-//	mkbench [-size full|quick] [-compression gzip|zstd] [-set bench,resync] [-base-list FILE] [-runtime-list FILE] OUTDIR
+//	mkbench [-size full|quick] [-compression gzip|zstd] [-set bench,resync,five] [-base-list FILE] [-runtime-list FILE] OUTDIR
 //
 // Set "bench" (needs -base-list and -runtime-list):
 //
@@ -12,6 +12,10 @@
 // The base and runtime layers are made of this machine's installed files, named one per line in the
 // list files (scripts/bench lists the files of Debian's required packages and their dependencies, and
 // of python3.11). Set "resync" is 20 small images resync-00:1 … resync-19:1 sharing a base layer.
+// Set "five" (needs the lists too) is bench-five:1, an image built the way a Dockerfile of five steps
+// builds one: the base, the runtime, a configuration layer, a clean-up layer that empties
+// /usr/share/doc and /usr/share/man (opaque directories) and deletes a file, and an application
+// layer; scripts/e2e-cvmfs-real measures what its overlay and vfs stores cost in CVMFS.
 //
 // Everything is reproducible: fixed mtimes, sorted entries, seeded data, testimage's deterministic
 // gzip. The same machine (same installed packages) gives the same digests on every run.
@@ -65,7 +69,7 @@ type record struct {
 func main() {
 	size := flag.String("size", "full", "data layer size: full (1 GiB) or quick (128 MiB)")
 	compression := flag.String("compression", "gzip", "layer compression of set bench: gzip or zstd")
-	sets := flag.String("set", "bench,resync", "comma-separated image sets to write: bench, resync")
+	sets := flag.String("set", "bench,resync", "comma-separated image sets to write: bench, resync, five")
 	baseList := flag.String("base-list", "", "`FILE` naming the base layer's files, one absolute path a line")
 	runtimeList := flag.String("runtime-list", "", "`FILE` naming the runtime layer's files")
 	flag.Usage = func() {
@@ -118,8 +122,17 @@ func run(outdir, size string, comp testimage.Compression, sets, baseList, runtim
 			images = append(images, imgs...)
 		case "resync":
 			images = append(images, resyncImages(20)...)
+		case "five":
+			if baseList == "" || runtimeList == "" {
+				return fmt.Errorf("set five needs -base-list and -runtime-list")
+			}
+			img, err := fiveLayerImage(comp, baseList, runtimeList)
+			if err != nil {
+				return err
+			}
+			images = append(images, img)
 		default:
-			return fmt.Errorf("-set: unknown set %q (want bench, resync)", set)
+			return fmt.Errorf("-set: unknown set %q (want bench, resync, five)", set)
 		}
 	}
 
@@ -161,6 +174,31 @@ func benchImages(sz sizes, comp testimage.Compression, baseList, runtimeList str
 		{"bench-app", "1", testimage.Image{Layers: []testimage.Layer{base, runtime, data}, Cmd: cmd}},
 		{"bench-tool", "1", testimage.Image{Layers: []testimage.Layer{base, runtime, tool}, Cmd: cmd}},
 	}, nil
+}
+
+// fiveLayerImage is set "five"'s image (see the package comment).
+func fiveLayerImage(comp testimage.Compression, baseList, runtimeList string) (image, error) {
+	base, err := hostLayer(baseList, comp, "Debian-like base: required packages and their dependencies")
+	if err != nil {
+		return image{}, fmt.Errorf("base layer: %w", err)
+	}
+	runtime, err := hostLayer(runtimeList, comp, "language runtime")
+	if err != nil {
+		return image{}, fmt.Errorf("runtime layer: %w", err)
+	}
+	config := testimage.Layer{Compression: comp, CreatedBy: "configuration", Entries: append([]testimage.Entry{
+		testimage.Dir("etc/", 0o755),
+		testimage.File("etc/motd", 0o644, "configured by the third layer\n"),
+	}, textEntries("etc/app/", 20, 2<<10, 5)...)}
+	cleanup := testimage.Layer{Compression: comp, CreatedBy: "clean-up: rm -rf /usr/share/doc/* /usr/share/man/* /etc/motd", Entries: []testimage.Entry{
+		testimage.Dir("etc/", 0o755), testimage.Whiteout("etc/motd"),
+		testimage.Dir("usr/", 0o755), testimage.Dir("usr/share/", 0o755),
+		testimage.Dir("usr/share/doc/", 0o755), testimage.Opaque("usr/share/doc"),
+		testimage.Dir("usr/share/man/", 0o755), testimage.Opaque("usr/share/man"),
+	}}
+	app := testimage.Layer{Compression: comp, CreatedBy: "application", Entries: textEntries("opt/app/", 200, 16<<10, 99)}
+	return image{"bench-five", "1", testimage.Image{Layers: []testimage.Layer{base, runtime, config, cleanup, app},
+		Cmd: []string{"/bin/sh", "-c", "ls /opt/app"}}}, nil
 }
 
 // dataEntries is the big layer: a preallocated disk image (all zeros, which a store should keep as a
