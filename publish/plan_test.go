@@ -158,6 +158,13 @@ func TestInputRules(t *testing.T) {
 		{"a bad driver", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Driver: ptr("btrfs")}}, "btrfs"},
 		{"a bad hardlinks mode", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Hardlinks: ptr("x")}}, "hardlinks"},
 		{"a bad hook placeholder", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Before: ptr("echo {nope}")}}, "{nope}"},
+		{"cvmfs with hooks", Input{Store: "/cvmfs/a.org/s", Refs: []string{"alpine"}, Overrides: Overrides{CVMFS: ptr(true), Before: ptr("true")}},
+			"runs cvmfs_server itself: leave out before, after and on-failure"},
+		{"cvmfs without a repository", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{CVMFS: ptr(true)}},
+			"not below /cvmfs/: name its repository with cvmfs-repo"},
+		{"cvmfs, a repository not on this machine", Input{Store: "/cvmfs/not.here.example.org/s", Refs: []string{"alpine"}, Overrides: Overrides{CVMFS: ptr(true)}},
+			"no such CVMFS repository on this machine: not.here.example.org"},
+		{"a repository name that is none", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{CVMFSRepo: ptr("a b")}}, "is not a CVMFS repository name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.in)
