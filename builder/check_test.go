@@ -3,6 +3,7 @@ package builder
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -12,22 +13,25 @@ func TestRequestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		req Request
-		ok  bool
+		name string
+		req  Request
+		err  string // in the error; "" for none
 	}{
-		{Request{Ref: "alpine"}, true},
-		{Request{Ref: "docker://registry.example/team/app:1", Names: []string{"site/app:stable"}}, true},
-		{Request{Ref: "oci:" + filepath.Dir(auth) + ":app"}, true},
-		{Request{Ref: "Alpine:3.20"}, false}, // upper case repository
-		{Request{Ref: "registry.example/app:bad tag"}, false},
-		{Request{Ref: "alpine", Names: []string{"site/App:x"}}, false},
-		{Request{Ref: "alpine", Options: &Options{Platform: "linux"}}, false},
-		{Request{Ref: "alpine", Options: &Options{AuthFile: auth}}, true},
-		{Request{Ref: "alpine", Options: &Options{AuthFile: auth + ".missing"}}, false},
+		{"a short name", Request{Ref: "alpine"}, ""},
+		{"a docker reference and a name", Request{Ref: "docker://registry.example/team/app:1", Names: []string{"site/app:stable"}}, ""},
+		{"an OCI layout", Request{Ref: "oci:" + filepath.Dir(auth) + ":app"}, ""},
+		{"an upper-case repository", Request{Ref: "Alpine:3.20"}, `reference "Alpine:3.20": invalid reference format: repository name must be lowercase`},
+		{"a space in the tag", Request{Ref: "registry.example/app:bad tag"}, `reference "registry.example/app:bad tag"`},
+		{"an upper-case name", Request{Ref: "alpine", Names: []string{"site/App:x"}}, `alpine: name "site/App:x": invalid reference format: repository name must be lowercase`},
+		{"a platform without an architecture", Request{Ref: "alpine", Options: &Options{Platform: "linux"}}, "alpine: "},
+		{"an auth file", Request{Ref: "alpine", Options: &Options{AuthFile: auth}}, ""},
+		{"a missing auth file", Request{Ref: "alpine", Options: &Options{AuthFile: auth + ".missing"}}, "alpine: auth file: "},
 	} {
-		err := tc.req.Check()
-		if (err == nil) != tc.ok {
-			t.Errorf("Check(%+v) = %v, want ok=%v", tc.req, err, tc.ok)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.req.Check()
+			if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("Check(%+v) = %v, want an error containing %q", tc.req, err, tc.err)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout/podmancheck"
 	"go.podman.io/image/v5/copy"
@@ -33,7 +34,7 @@ import (
 // whole container trees.
 
 func TestCorpusMatchesStorageLibrary(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, f := range testimage.CorpusFixtures(fakeBusybox) {
 		if f.Name == "corpus-big" {
 			continue // TestCorpusBigMatchesStorageLibrary
@@ -44,7 +45,7 @@ func TestCorpusMatchesStorageLibrary(t *testing.T) {
 
 // 50,000 files in one layer: a test of its own, so that `go test -run` can leave it out.
 func TestCorpusBigMatchesStorageLibrary(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, f := range testimage.CorpusFixtures(fakeBusybox) {
 		if f.Name == "corpus-big" {
 			compareWithStorageLibrary(t, f)
@@ -55,7 +56,7 @@ func TestCorpusBigMatchesStorageLibrary(t *testing.T) {
 // cargohold refuses a case's image exactly when the storage library does: each case alone, on the
 // same base, into one store per side.
 func TestCorpusRefusesOnlyWhatStorageLibraryRefuses(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store, storeDir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
 	ref := newReferenceStore(t)
@@ -504,7 +505,7 @@ func joinKeys[V any](a, b map[string]V) map[string]bool {
 // The comparison itself: two pulls of the corpus by the storage library compare equal, and a
 // change of mode, owner, content or xattr in one of them is found and named by its path.
 func TestCorpusComparisonFindsChanges(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	f := testimage.CorpusFixtures(fakeBusybox)[0]
 	dir := filepath.Join(t.TempDir(), f.Name)
 	if _, err := testimage.WriteLayout(dir, f.Tag, f.Image); err != nil {

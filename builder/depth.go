@@ -8,7 +8,7 @@ import (
 
 // Podman 4.x (containers/storage 1.45) mounts a container's layers with one overlay mount whose
 // options, at most one page, list every lower layer of an additional store by its absolute short
-// link "<store>/overlay/l/<26 characters>:". Past a page it retries with paths relative to its own
+// link (how long that list gets is layout's: layout.OverlayLowerLen). Past a page it retries with paths relative to its own
 // store, which cannot reach an additional store ("mountfrom re-exec output: no such file or
 // directory"), so a deep image does not run from a store with a long path. Measured with Podman
 // 4.3.1 (Debian 12), rootful, from a store with a 21-character path and a 15-character graphroot: an
@@ -18,10 +18,8 @@ import (
 // limit; what stops them (and 4.3 with fuse-overlayfs, at 128) is the library's depth limit, "max
 // depth exceeded" past maxLayers (scripts/podman-layer-limit, docs/PODMAN-MATRIX.md).
 const (
+	// mountOptionsPage holds the options and the NUL that ends them.
 	mountOptionsPage = 4096
-	// lowerEntryBytes is what each lower layer adds besides the store path: "/overlay/l/", the link
-	// and the ":" separating it from the next one.
-	lowerEntryBytes = len("/overlay/l/") + 26 + len(":")
 	// mountOptionsReserve is the rest of the options: "lowerdir=", ",upperdir=" and ",workdir=" in
 	// the reader's own graphroot ("<graphroot>/overlay/<64 hex>/diff" and "/work"), ",volatile", and
 	// rootless ",userxattr": 224 bytes in the measurement, 248 with the default rootful graphroot
@@ -35,7 +33,11 @@ const (
 // podman4LayerLimit is how many layers an image may have for Podman 4.x to mount it from an
 // additional overlay store at storeDir (its absolute path as readers name it).
 func podman4LayerLimit(storeDir string) int {
-	return (mountOptionsPage - mountOptionsReserve) / (len(storeDir) + lowerEntryBytes)
+	n := 0
+	for mountOptionsReserve+layout.OverlayLowerLen(storeDir, n+1) < mountOptionsPage {
+		n++
+	}
+	return n
 }
 
 // checkDepth returns a warning about an image of n layers if Podman 4.x readers (or, past maxLayers, any

@@ -7,29 +7,33 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/layout"
 )
 
 func TestPodman4LayerLimit(t *testing.T) {
 	for _, tt := range []struct {
+		name     string
 		storeDir string
 		want     int
 	}{
-		{"/srv/cargohold/store1", 64}, // 21 characters: Podman 4.3.1 rootless native ran 64 layers, not 65
-		{"/s", 94},
-		{"/cvmfs/images.example.org/podman/store", 49},
-		{"/" + strings.Repeat("x", 199), 15},
+		{"the measured path", "/srv/cargohold/store1", 64}, // 21 characters: Podman 4.3.1 rootless native ran 64 layers, not 65
+		{"a short path", "/s", 94},
+		{"a CVMFS path", "/cvmfs/images.example.org/podman/store", 49},
+		{"a 200-character path", "/" + strings.Repeat("x", 199), 15},
 	} {
-		if got := podman4LayerLimit(tt.storeDir); got != tt.want {
-			t.Errorf("podman4LayerLimit(%q) (%d characters) = %d, want %d", tt.storeDir, len(tt.storeDir), got, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			if got := podman4LayerLimit(tt.storeDir); got != tt.want {
+				t.Errorf("podman4LayerLimit(%q) (%d characters) = %d, want %d", tt.storeDir, len(tt.storeDir), got, tt.want)
+			}
+		})
 	}
 }
 
 // An image deeper than Podman 4.x can mount from the store's path is published with a warning, or
 // with Strict refused before anything is fetched.
 func TestTooDeepForPodman4(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	// A path long enough that the limit drops below app:1's 3 layers.
 	dir := t.TempDir()
@@ -67,22 +71,25 @@ func TestTooDeepForPodman4(t *testing.T) {
 
 // Past the storage library's depth limit no Podman version runs the image, whatever the store path.
 func TestDeeperThanAnyPodman(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store, _ := openStore(t)
 	for _, tt := range []struct {
+		name   string
 		layers int
 		want   string // in the warning; "" for none
 	}{
-		{3, ""},
-		{podman4LayerLimit(store.Dir()) + 1, "Podman 4.x cannot run"},
-		{maxLayers + 1, "no Podman version (4.3 to 5.8) can run"},
+		{"shallow", 3, ""},
+		{"one past Podman 4's limit from this path", podman4LayerLimit(store.Dir()) + 1, "Podman 4.x cannot run"},
+		{"one past the storage library's limit", maxLayers + 1, "no Podman version (4.3 to 5.8) can run"},
 	} {
-		warning, err := checkDepth(store, tt.layers, false)
-		if err != nil || !strings.Contains(warning, tt.want) || (tt.want == "") != (warning == "") {
-			t.Errorf("%d layers: warning %q, error %v; want a warning saying %q", tt.layers, warning, err, tt.want)
-		}
-		if _, err := checkDepth(store, tt.layers, true); (err != nil) != (tt.want != "") {
-			t.Errorf("%d layers, strict: error %v", tt.layers, err)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			warning, err := checkDepth(store, tt.layers, false)
+			if err != nil || !strings.Contains(warning, tt.want) || (tt.want == "") != (warning == "") {
+				t.Errorf("%d layers: warning %q, error %v; want a warning saying %q", tt.layers, warning, err, tt.want)
+			}
+			if _, err := checkDepth(store, tt.layers, true); (err != nil) != (tt.want != "") {
+				t.Errorf("%d layers, strict: error %v", tt.layers, err)
+			}
+		})
 	}
 }

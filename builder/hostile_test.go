@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	digest "github.com/opencontainers/go-digest"
@@ -388,7 +389,7 @@ func checkInLayer(t *testing.T, e *hostileEnv, w testimage.Written, name, conten
 }
 
 func TestHostileCorpus(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newHostileEnv(t)
 	policy := acceptAnythingPolicy(t)
 	store, err := layout.OpenWithOptions(t.Context(), e.store, layout.Options{Create: true})
@@ -436,7 +437,7 @@ func TestHostileCorpus(t *testing.T) {
 				}
 				checkStore(t, e.store, false)
 				// Back to the good store for the next case.
-				if _, err := store.Remove(t.Context(), "localhost/hostile/"+tc.name+":1", false); err != nil {
+				if _, err := store.Remove(t.Context(), "localhost/hostile/"+tc.name+":1", layout.RemoveOptions{}); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := store.GC(t.Context(), 0, time.Now(), false); err != nil {
@@ -478,7 +479,7 @@ func TestHostileCorpus(t *testing.T) {
 // An image whose name another image holds takes the name (a store never holds one twice: Podman
 // would refuse the whole store); the other image stays, whole, under its other names.
 func TestHostileNameCollision(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newHostileEnv(t)
 	store, err := layout.OpenWithOptions(t.Context(), e.store, layout.Options{Create: true})
 	if err != nil {
@@ -511,20 +512,23 @@ func TestHostileNameCollision(t *testing.T) {
 // publish must fail naming the entry, rather than write a store that differs from the image. The
 // test runs itself again through setpriv with CAP_MKNOD dropped.
 func TestHostileDeviceNodeWithoutPrivilege(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	root := os.Getenv("CARGOHOLD_TEST_NO_MKNOD")
 	if root == "" {
-		setpriv, err := exec.LookPath("setpriv")
-		if err != nil {
-			t.Skip("needs setpriv (util-linux) to drop CAP_MKNOD")
-		}
+		setpriv := testenv.LookPath(t, "setpriv", "util-linux") // to drop CAP_MKNOD
 		// The store is created here, with every privilege: creating one without them is refused
-		// (layout.ErrNotPrivileged), and what is tested is the unpacker's own refusal.
+		// (layout.ErrNotPrivileged), and what is tested is the unpacker's own refusal. It gets the good
+		// image: a new store closed without images is taken away again.
 		root = t.TempDir()
 		store, err := layout.OpenWithOptions(t.Context(), filepath.Join(root, "store"), layout.Options{Create: true})
 		if err != nil {
 			t.Fatal(err)
 		}
+		goodDir := filepath.Join(t.TempDir(), "good") // outside root, which must hold only what the child makes
+		if _, err := testimage.WriteLayout(goodDir, "1", testimage.Image{Layers: []testimage.Layer{goodBase()}}); err != nil {
+			t.Fatal(err)
+		}
+		mustPublish(t, &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}, "oci:"+goodDir+":1", hostileGoodName)
 		closeStore(t, store)
 		cmd := exec.Command(setpriv, "--inh-caps=-mknod", "--bounding-set=-mknod", "--",
 			os.Args[0], "-test.run=^TestHostileDeviceNodeWithoutPrivilege$", "-test.v")

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cargohold/cargohold/internal/testenv"
 )
 
 // A published overlay image shows its opaque dir (app layer 3's data/opq) the same to rootful readers
@@ -15,7 +17,7 @@ import (
 // userxattr, which does not), and carries no user.overlay.* attribute that rootful containers would
 // see: the layer's diff dir holds whiteouts for what the opaque dir hides.
 func TestOpaqueDirIsOpaqueForEveryReader(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	store, dir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}

@@ -5,6 +5,7 @@
 package builder
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/cargohold/cargohold/internal/platform"
@@ -12,21 +13,44 @@ import (
 	"go.podman.io/image/v5/types"
 )
 
-// Options say how to reach registries and which images are acceptable. The zero value means:
-// the host's platform, TLS verified, default auth file, registries.conf and policy.json.
+// Options say how to fetch one image: how to reach registries and which images are acceptable.
+// It is the one type for that: a recipe's [defaults] and [[image]] settings (recipe.Settings embeds
+// it; the fields with a toml key are the recipe's), the command line's flags and a Request's options
+// are all Options, combined by Over. The zero value means: the host's platform, TLS verified, default
+// auth file, registries.conf and policy.json.
 type Options struct {
-	Platform       string // "os/arch[/variant]"; empty: the host's
-	TLSVerify      *bool  // nil: the registries.conf default (verify)
-	AuthFile       string // empty: containers' default auth file locations
-	RegistriesConf string // empty: /etc/containers/registries.conf (and drop-ins)
-	PolicyPath     string // empty: /etc/containers/policy.json
-	InsecurePolicy bool   // accept every image without consulting policy.json (skopeo's --insecure-policy)
-	MaxLayerSize   int64  // limit on one layer's uncompressed size; 0: none
+	Platform       string `toml:"platform"`   // "os/arch[/variant]"; empty: the host's
+	TLSVerify      *bool  `toml:"tls-verify"` // nil: the registries.conf default (verify)
+	AuthFile       string `toml:"authfile"`   // empty: containers' default auth file locations
+	RegistriesConf string `toml:"-"`          // empty: /etc/containers/registries.conf (and drop-ins)
+	PolicyPath     string `toml:"-"`          // empty: /etc/containers/policy.json
+	InsecurePolicy bool   `toml:"-"`          // accept every image without consulting policy.json (skopeo's --insecure-policy)
+	MaxLayerSize   int64  `toml:"-"`          // limit on one layer's uncompressed size; 0: none
 	// RetryTimes is how often a registry request that failed for a transient reason (network,
 	// 5xx, 429) is tried again, with a growing pause; 0: never (the CLI's default is 3, as podman's).
-	RetryTimes int
+	RetryTimes int `toml:"-"`
 	// Strict turns what would be a warning about an image into a failure of that image.
-	Strict bool
+	Strict bool `toml:"-"`
+}
+
+// Over is o with each field it leaves unset (its zero value, nil for TLSVerify) taken from base:
+// an [[image]]'s settings over the flags over the recipe's [defaults] (see recipe.Settings.Over).
+// The fields without a toml key are set by flags only, so only the flags' values reach them.
+func (o Options) Over(base Options) Options {
+	if o.Platform == "" {
+		o.Platform = base.Platform
+	}
+	if o.TLSVerify == nil {
+		o.TLSVerify = base.TLSVerify
+	}
+	o.AuthFile = cmp.Or(o.AuthFile, base.AuthFile)
+	o.RegistriesConf = cmp.Or(o.RegistriesConf, base.RegistriesConf)
+	o.PolicyPath = cmp.Or(o.PolicyPath, base.PolicyPath)
+	o.InsecurePolicy = o.InsecurePolicy || base.InsecurePolicy
+	o.MaxLayerSize = cmp.Or(o.MaxLayerSize, base.MaxLayerSize)
+	o.RetryTimes = cmp.Or(o.RetryTimes, base.RetryTimes)
+	o.Strict = o.Strict || base.Strict
+	return o
 }
 
 // systemContext is the containers/image view of Options.

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/opencontainers/go-digest"
 )
@@ -33,7 +34,7 @@ func (l *progressLog) kinds(layer digest.Digest) []ProgressKind {
 }
 
 func TestProgressEvents(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	store, _ := openStore(t)
 	var log progressLog

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cargohold/cargohold/builder/unpack"
@@ -95,11 +94,16 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 	}
 	defer func() { _ = policy.Destroy() }() // frees memory only
 
-	if img, names, ok := p.pinnedAndPresent(req); ok {
+	ref, err := parseImageRef(req.Ref)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	if img, names, ok := p.pinnedAndPresent(ref, req.Names); ok {
 		res.Names, res.ImageID, res.ManifestDigest, res.Action = names, img.ID, img.Digest, Unchanged
 		return res
 	}
-	src, err := resolve(ctx, req.Ref, sys, policy, opts.RetryTimes)
+	src, err := resolve(ctx, ref, sys, policy, opts.RetryTimes)
 	if err != nil {
 		res.Err = err
 		return res
@@ -330,16 +334,12 @@ func discard(jobs []*layerJob) {
 // pinnedAndPresent: a fully qualified reference by digest ("registry/name@sha256:…") names content
 // that cannot change, so once the store holds that manifest under all the names, not even the
 // registry is asked.
-func (p *Publisher) pinnedAndPresent(req Request) (storage.Image, []string, bool) {
-	named, err := reference.ParseNamed(strings.TrimPrefix(req.Ref, "docker://"))
-	if err != nil {
-		return storage.Image{}, nil, false // a short name, another transport, or not a reference
-	}
-	pinned, ok := named.(reference.Canonical)
+func (p *Publisher) pinnedAndPresent(ref imageRef, extra []string) (storage.Image, []string, bool) {
+	pinned, ok := ref.pinned()
 	if !ok {
 		return storage.Image{}, nil, false
 	}
-	names, err := imageNames(named, req.Names)
+	names, err := imageNames(pinned, extra)
 	if err != nil {
 		return storage.Image{}, nil, false
 	}
@@ -359,11 +359,11 @@ func imageNames(own reference.Named, extra []string) ([]string, error) {
 		names = append(names, own.String())
 	}
 	for _, e := range extra {
-		named, err := reference.ParseNormalizedNamed(e)
+		named, err := parseName(e)
 		if err != nil {
 			return nil, fmt.Errorf("extra name %q: %w", e, err)
 		}
-		if n := reference.TagNameOnly(named).String(); !slices.Contains(names, n) {
+		if n := named.String(); !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
@@ -22,16 +23,6 @@ import (
 // through the same resolve/fetch/unpack path as docker://) and read the store back with the storage
 // library, as Podman would. The end-to-end suite (scripts/e2e) does the same through a registry and
 // real Podman.
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("publishing writes device nodes, ownership and trusted.* xattrs: run the tests as root")
-		}
-		t.Skip("needs root (device nodes, ownership, trusted.* xattrs); CI runs it as root")
-	}
-}
 
 // fakeBusybox stands in for the binary: these tests never run the image.
 var fakeBusybox = []byte("#!/bin/sh\necho not really busybox\n")
@@ -197,7 +188,7 @@ func layerDirs(t *testing.T, dir, id string) []string {
 }
 
 func TestPublishEveryCompressionAndReadBackAsPodman(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	store, dir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
@@ -226,7 +217,7 @@ func TestPublishEveryCompressionAndReadBackAsPodman(t *testing.T) {
 }
 
 func TestStoreDescribesWhatWasPublished(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	store, dir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
@@ -278,7 +269,7 @@ func TestStoreDescribesWhatWasPublished(t *testing.T) {
 }
 
 func TestPublishTwiceIsANoOp(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	store, dir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
@@ -302,7 +293,7 @@ func TestPublishTwiceIsANoOp(t *testing.T) {
 }
 
 func TestNewTagMovesTheName(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	store, dir := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
@@ -331,7 +322,7 @@ func TestNewTagMovesTheName(t *testing.T) {
 }
 
 func TestBadImagesLeaveTheStoreAsItWas(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, tc := range []struct {
 		name   string
 		break_ func(t *testing.T, layoutDir string, w testimage.Written)
@@ -383,7 +374,7 @@ func TestBadImagesLeaveTheStoreAsItWas(t *testing.T) {
 }
 
 func TestPlatformIsPickedFromAnIndex(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	store, dir := openStore(t)
 	policy := acceptAnythingPolicy(t)
@@ -426,7 +417,7 @@ func TestPlatformIsPickedFromAnIndex(t *testing.T) {
 // A single-platform image of another architecture fails (it would land in that architecture's store
 // under a name nodes of that architecture run); the store is left as it was.
 func TestSinglePlatformImageOfAnotherPlatformFails(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store, _ := openStore(t)
 	other := "linux/arm64"
 	if runtime.GOARCH == "arm64" {
@@ -450,7 +441,7 @@ func TestSinglePlatformImageOfAnotherPlatformFails(t *testing.T) {
 }
 
 func TestTrustPolicyIsHonoured(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	store, dir := openStore(t)
 	reject := filepath.Join(t.TempDir(), "policy.json")
@@ -471,7 +462,7 @@ func TestTrustPolicyIsHonoured(t *testing.T) {
 }
 
 func TestReferenceWithoutNameNeedsOne(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	store, _ := openStore(t)
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}

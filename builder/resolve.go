@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker"
@@ -14,7 +13,6 @@ import (
 	"go.podman.io/image/v5/pkg/shortnames"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/transports"
-	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 )
 
@@ -45,11 +43,11 @@ func (s *source) name() reference.Named {
 	return reference.TagNameOnly(named)
 }
 
-// resolve turns what a user typed into one image instance. A bare "name[:tag]" means docker://;
+// resolve turns what a user typed (parseImageRef) into one image instance. A docker reference's
 // short names go through registries.conf (aliases, unqualified-search registries) like `podman pull`,
 // trying candidates in order. Other transports ("oci:", "docker-archive:", ...) are taken as written.
 // A transient failure of a candidate is retried up to retries times.
-func resolve(ctx context.Context, input string, sys *types.SystemContext, policy *signature.PolicyContext, retries int) (*source, error) {
+func resolve(ctx context.Context, input imageRef, sys *types.SystemContext, policy *signature.PolicyContext, retries int) (*source, error) {
 	refs, resolved, err := candidates(input, sys)
 	if err != nil {
 		return nil, err
@@ -72,16 +70,13 @@ func resolve(ctx context.Context, input string, sys *types.SystemContext, policy
 	return nil, errors.Join(errs...)
 }
 
-func candidates(input string, sys *types.SystemContext) ([]types.ImageReference, *shortnames.Resolved, error) {
-	if transport, _, ok := strings.Cut(input, ":"); ok && transport != docker.Transport.Name() && transports.Get(transport) != nil {
-		ref, err := alltransports.ParseImageName(input)
-		if err != nil {
-			return nil, nil, err
-		}
-		return []types.ImageReference{ref}, nil, nil
+// candidates are the references to try, in order: another transport's as written; for a docker
+// reference, what registries.conf makes of it (one, unless it is a short name).
+func candidates(input imageRef, sys *types.SystemContext) ([]types.ImageReference, *shortnames.Resolved, error) {
+	if input.other != nil {
+		return []types.ImageReference{input.other}, nil, nil
 	}
-	name := strings.TrimPrefix(input, docker.Transport.Name()+"://")
-	resolved, err := shortnames.Resolve(sys, name)
+	resolved, err := shortnames.Resolve(sys, input.name)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -18,25 +18,28 @@ import (
 
 func TestTransient(t *testing.T) {
 	for _, tc := range []struct {
+		name string
 		err  error
 		want bool
 	}{
-		{fmt.Errorf("pinging: %w", syscall.ECONNREFUSED), true},
-		{docker.ErrTooManyRequests, true},
-		{docker.UnexpectedHTTPStatusError{StatusCode: http.StatusServiceUnavailable}, true},
-		{docker.UnexpectedHTTPStatusError{StatusCode: http.StatusNotFound}, false},
-		{errcode.Errors{errcode.ErrorCodeUnavailable.WithMessage("down")}, true},
-		{errcode.Errors{errcode.ErrorCodeUnauthorized.WithMessage("who")}, false},
-		{fmt.Errorf("reading manifest: %w", errcode.ErrorCodeUnavailable), true},
-		{docker.ErrUnauthorizedForCredentials{Err: errors.New("no")}, false},
-		{context.Canceled, false},
-		{errors.New("manifest unknown"), false},
-		{&fs.PathError{Op: "open", Path: "/x/index.json", Err: syscall.ENOENT}, false},
-		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("no route to host")}, true},
+		{"connection refused", fmt.Errorf("pinging: %w", syscall.ECONNREFUSED), true},
+		{"too many requests", docker.ErrTooManyRequests, true},
+		{"HTTP 503", docker.UnexpectedHTTPStatusError{StatusCode: http.StatusServiceUnavailable}, true},
+		{"HTTP 404", docker.UnexpectedHTTPStatusError{StatusCode: http.StatusNotFound}, false},
+		{"registry unavailable", errcode.Errors{errcode.ErrorCodeUnavailable.WithMessage("down")}, true},
+		{"registry unauthorized", errcode.Errors{errcode.ErrorCodeUnauthorized.WithMessage("who")}, false},
+		{"unavailable, wrapped", fmt.Errorf("reading manifest: %w", errcode.ErrorCodeUnavailable), true},
+		{"bad credentials", docker.ErrUnauthorizedForCredentials{Err: errors.New("no")}, false},
+		{"cancelled", context.Canceled, false},
+		{"manifest unknown", errors.New("manifest unknown"), false},
+		{"a missing file", &fs.PathError{Op: "open", Path: "/x/index.json", Err: syscall.ENOENT}, false},
+		{"no route to host", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("no route to host")}, true},
 	} {
-		if got := transient(tc.err); got != tc.want {
-			t.Errorf("transient(%v) = %v, want %v", tc.err, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := transient(tc.err); got != tc.want {
+				t.Errorf("transient(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
@@ -100,7 +101,7 @@ func emptyGzipTar(t *testing.T) []byte {
 // `podman pull` does): the same image ID (derived from the manifest and the layers' diff IDs), the
 // same layers (none for the throwaway one), the manifest kept as it is and no config item.
 func TestSchema1IsPublishedAsPodmanPullsIt(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	ref := writeSchema1Dir(t)
 	const name = "localhost/cargotest/schema1:1"
 	store, dir := openStore(t)
@@ -160,7 +161,7 @@ func imageAndLayers(t *testing.T, s storage.Store, name string) string {
 // image shares the layers of the schema 2 image with the same content: unpacking reveals they are
 // there, and nothing is added but the image.
 func TestSchema1SharesLayersInVFSStore(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := filepath.Join(t.TempDir(), "store")
 	store := openStoreAt(t, dir, layout.Options{Driver: layout.VFS})
 	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
@@ -15,7 +16,7 @@ import (
 // regenerate every layer's diff, and the top layer's tree must be the image's root filesystem with
 // the whiteout and the opaque dir applied.
 func TestPublishVFSStore(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	fx := fixtures
 	dir := filepath.Join(t.TempDir(), "store")
 	store := openStoreAt(t, dir, layout.Options{Driver: layout.VFS})

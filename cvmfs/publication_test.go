@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cargohold/cargohold/builder"
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"go.podman.io/storage/pkg/system"
@@ -20,16 +21,6 @@ import (
 // them), transaction, publish and abort only record. What CVMFS itself does (overlay mounts,
 // revisions, split hard links) is scripts/e2e-cvmfs's (scripts/standin/cvmfs_server) and the real
 // suite's (scripts/e2e-cvmfs-real).
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("publishing writes device nodes, ownership and xattrs: run the tests as root")
-		}
-		t.Skip("needs root (device nodes, ownership, xattrs); CI runs it as root")
-	}
-}
 
 const fakeServer = `#!/bin/sh
 # the calls, one a line; a file fail-COMMAND next to the log makes COMMAND fail
@@ -128,7 +119,7 @@ func publish(t *testing.T, p *Publication, ref string, fail bool) error {
 }
 
 func TestPublication(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	r := newTestRepo(t)
 	ref := appImage(t)
 	store := filepath.Join(r.dir, "sw", "images")

@@ -11,7 +11,7 @@ import (
 // Server runs the release manager's cvmfs_server. Its commands run to their end even when cargohold
 // is asked to stop: a publish cut off half way is worse than one that finishes.
 type Server struct {
-	Command        string    // the cvmfs_server binary; "" is cvmfs_server from PATH
+	Command        string    // the cvmfs_server binary; "": $CVMFS_SERVER, else cvmfs_server from PATH
 	Stdout, Stderr io.Writer // its output; nil: os.Stdout, os.Stderr
 }
 
@@ -53,6 +53,9 @@ func (s Server) Ingest(repo, base string, tar io.Reader, remove []string) error 
 
 func (s Server) run(stdin io.Reader, args ...string) error {
 	command := s.Command
+	if command == "" {
+		command = os.Getenv("CVMFS_SERVER")
+	}
 	if command == "" {
 		command = "cvmfs_server"
 	}

@@ -10,11 +10,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
 func TestIngestTar(t *testing.T) {
-	requireRoot(t) // a 0/0 device
+	testenv.RequireRoot(t) // a 0/0 device
 	shadow := t.TempDir()
 	layer := filepath.Join(shadow, "overlay", "L")
 	long := "deep-\xff-" + strings.Repeat("n", 120) // a long name that is no UTF-8: PAX cannot hold it

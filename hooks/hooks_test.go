@@ -21,10 +21,12 @@ func TestExpandQuotesValues(t *testing.T) {
 		{"echo \"a\\\"\" {repo}", "echo \"a\\\"\" sw.example.org"},
 		{"{ echo x; } && echo {repo}", "{ echo x; } && echo sw.example.org"},
 	} {
-		got, err := Expand(tc.cmd, v)
-		if err != nil || got != tc.want {
-			t.Errorf("Expand(%q) = %q, %v; want %q", tc.cmd, got, err, tc.want)
-		}
+		t.Run(tc.cmd, func(t *testing.T) {
+			got, err := Expand(tc.cmd, v)
+			if err != nil || got != tc.want {
+				t.Errorf("Expand(%q) = %q, %v; want %q", tc.cmd, got, err, tc.want)
+			}
+		})
 	}
 	got, err := Expand("rm -rf {store}", Values{Store: "/srv/my images/x'; reboot; '"})
 	if err != nil || got != `rm -rf '/srv/my images/x'\''; reboot; '\'''` {
@@ -40,9 +42,11 @@ func TestExpandRefusesMistakes(t *testing.T) {
 		{`echo '{store}/x'`, "inside quotes"},
 		{"cvmfs_server publish {repo}", "{repo} has no value: set cvmfs-repo"},
 	} {
-		if _, err := Expand(tc.cmd, v); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Expand(%q): want error containing %q, got %v", tc.cmd, tc.want, err)
-		}
+		t.Run(tc.cmd, func(t *testing.T) {
+			if _, err := Expand(tc.cmd, v); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Expand(%q): want error containing %q, got %v", tc.cmd, tc.want, err)
+			}
+		})
 	}
 	if err := Check("cvmfs_server publish {repo}"); err != nil {
 		t.Errorf("Check needs no values, got %v", err)

@@ -65,7 +65,7 @@ func TestCancelledContextWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Remove(cancelled(t), "example.com/app:1", false); !errors.Is(err, errStopped) {
+	if _, err := s.Remove(cancelled(t), "example.com/app:1", RemoveOptions{}); !errors.Is(err, errStopped) {
 		t.Errorf("Remove with an ended context: %v, want the cause", err)
 	}
 	if _, err := s.GC(cancelled(t), 0, time.Now(), false); !errors.Is(err, errStopped) {

@@ -3,34 +3,26 @@ package layout
 import (
 	"errors"
 	"fmt"
-	"go.podman.io/storage"
 	"io/fs"
 	"path"
+
+	"go.podman.io/storage"
+
+	"github.com/cargohold/cargohold/layout/driver"
 )
 
-// Driver is the containers-storage graph driver whose on-disk format a store has. Podman reads a
-// store only with the same driver as its own: overlay nodes need an overlay store, vfs nodes a vfs one.
-type Driver string
+// Driver is the containers-storage graph driver whose on-disk format a store has (overlay or vfs).
+// It is defined in layout/driver, the light part of layout that storageconf uses too; layout
+// re-exports it, and says here what each driver means on disk (pathsFor).
+type Driver = driver.Driver
 
 const (
-	// Overlay: overlay/<id>/diff holds a layer's own changes (whiteouts as 0/0 devices), stacked by
-	// link/lower files and overlay/l/ symlinks; overlay-layers/, overlay-images/ hold the records.
-	Overlay Driver = "overlay"
-	// VFS: vfs/dir/<id> holds a layer's whole tree (its parent's copied, its own changes applied, so
-	// no whiteouts), as the vfs driver stores it; vfs-layers/, vfs-images/ hold the records.
-	VFS Driver = "vfs"
+	Overlay = driver.Overlay
+	VFS     = driver.VFS
 )
 
 // ParseDriver checks a driver name as given on the command line or in a recipe ("" is overlay).
-func ParseDriver(name string) (Driver, error) {
-	switch Driver(name) {
-	case "", Overlay:
-		return Overlay, nil
-	case VFS:
-		return VFS, nil
-	}
-	return "", fmt.Errorf("unknown storage driver %q: cargohold writes overlay or vfs stores", name)
-}
+func ParseDriver(name string) (Driver, error) { return driver.Parse(name) }
 
 // ErrWrongDriver is returned by OpenWithOptions for a store of another driver than the one asked for.
 var ErrWrongDriver = errors.New("the store has another driver")
@@ -88,6 +80,18 @@ func pathsFor(d Driver) storePaths {
 		p.linkDir = "overlay/l"
 	}
 	return p
+}
+
+// OverlayLowerLen is how long the lowerdir list of a reader's overlay mount gets for an image of n
+// layers from the overlay store at dir (its absolute path, as readers name it): Podman names each
+// layer of an additional store by its short link, "<dir>/overlay/l/<26 characters>", and joins them
+// with ":". What that means for how deep an image may be is builder's (depth.go): readers' limits.
+func OverlayLowerLen(dir string, n int) int {
+	if n <= 0 {
+		return 0
+	}
+	link := len(dir + "/" + pathsFor(Overlay).linkDir + "/")
+	return n*(link+linkLength) + (n - 1)
 }
 
 // layerDir is a layer's dir: overlay/<id> (diff/, link, lower, ...) or vfs/dir/<id> (the tree itself).

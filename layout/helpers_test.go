@@ -224,9 +224,14 @@ func openStore(t *testing.T, dir string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keepStore(s)
 	t.Cleanup(func() { closeStore(t, s) })
 	return s
 }
+
+// keepStore makes a store that s created stay when it is closed holding no image: tests build stores
+// piece by piece over several opens (TestNewStoreWithoutImageIsRemoved tests the removal).
+func keepStore(s *Store) { s.created = nil }
 
 // closeStore closes a store the test opened; a lock it cannot release is a bug to report.
 func closeStore(t *testing.T, s *Store) {

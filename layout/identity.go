@@ -230,41 +230,71 @@ func checkWritable(dir string) error {
 	}
 }
 
+// creation is what opening a new store found at its path, so that Close can take the store away
+// again when nothing was published into it (see Store.discard).
+type creation struct {
+	dir     bool            // the store dir did not exist: open created it (its parents stay)
+	kept    map[string]bool // what an existing empty dir held (lost+found, .cvmfscatalog)
+	mode    fs.FileMode     // an existing dir's mode (open makes the store root a+rx)
+}
+
 // prepare checks that dir may be opened for writing with opts and creates it (with its parents) when
-// it is a new store. Nothing is written when it returns an error.
-func prepare(dir string, opts Options) error {
+// it is a new store. Nothing is written when it returns an error. For a new store it returns what was
+// there (nil for an existing store).
+func prepare(dir string, opts Options) (*creation, error) {
 	f, err := classify(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch {
 	case f.kind == kindStore:
 		if err := f.marker.newer(dir); err != nil {
-			return err
+			return nil, err
 		}
 		if f.marker != nil && opts.Driver != "" && opts.Driver != f.marker.Driver {
-			return wrongDriver(dir, f.marker.Driver, opts.Driver)
+			return nil, wrongDriver(dir, f.marker.Driver, opts.Driver)
 		}
 	case f.kind == kindForeign || !opts.Create:
-		return f.why
+		return nil, f.why
 	}
 	if opts.Create {
 		if err := checkPrivileges(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := checkWritable(dir); err != nil {
-		return err
+		return nil, err
 	}
-	if f.kind == kindMissing {
+	switch f.kind {
+	case kindMissing:
 		if err := os.MkdirAll(dir, dirMode); err != nil {
-			return fmt.Errorf("creating the store directory: %w", err)
+			return nil, fmt.Errorf("creating the store directory: %w", err)
 		}
 		if err := os.Chmod(dir, dirMode); err != nil { // the umask may have narrowed it
-			return err
+			return nil, err
 		}
+		return &creation{dir: true}, nil
+	case kindEmptyDir:
+		return emptyDirCreation(dir)
 	}
-	return nil
+	return nil, nil
+}
+
+// emptyDirCreation records what an empty dir that becomes a store holds (see creation).
+func emptyDirCreation(dir string) (*creation, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &creation{kept: map[string]bool{}, mode: fi.Mode().Perm()}
+	for _, e := range entries {
+		c.kept[e.Name()] = true
+	}
+	return c, nil
 }
 
 // writeMarker records the store's identity, for a new store and one written before markers.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"golang.org/x/sys/unix"
 )
@@ -83,7 +84,7 @@ var entryPoints = []struct {
 		return openAndClose(dir, Options{Create: true, Driver: d}, nil)
 	}},
 	{"rm (OpenWithOptions, Remove)", false, func(dir string, _ Driver) error {
-		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Remove(context.Background(), "app", false); return err })
+		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Remove(context.Background(), "app", RemoveOptions{}); return err })
 	}},
 	{"gc (OpenWithOptions, GC)", false, func(dir string, _ Driver) error {
 		return openAndClose(dir, Options{Lock: LockOptions{NoWait: true}}, func(s *Store) error {
@@ -95,7 +96,10 @@ var entryPoints = []struct {
 		return openAndClose(dir, Options{}, func(s *Store) error { _, err := s.Repair(context.Background()); return err })
 	}},
 	{"ls/inspect (Read)", false, func(dir string, _ Driver) error { _, err := Read(dir); return err }},
-	{"check (Check)", false, func(dir string, _ Driver) error { _, err := Check(context.Background(), dir, CheckOptions{Deep: true}); return err }},
+	{"check (Check)", false, func(dir string, _ Driver) error {
+		_, err := Check(context.Background(), dir, CheckOptions{Deep: true})
+		return err
+	}},
 	{"conf (Identify)", false, func(dir string, _ Driver) error { _, err := Identify(dir); return err }},
 }
 
@@ -270,13 +274,8 @@ func TestCreateNeedsPrivileges(t *testing.T) {
 		}
 		return
 	}
-	if os.Getuid() != 0 {
-		t.Skip("needs root, to drop one capability")
-	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("needs setpriv (util-linux) to drop CAP_CHOWN")
-	}
+	testenv.RequireRoot(t) // to drop one capability
+	setpriv := testenv.LookPath(t, "setpriv", "util-linux")
 	dir := filepath.Join(t.TempDir(), "new", "store")
 	before := treeState(t, filepath.Dir(dir))
 	cmd := exec.Command(setpriv, "--inh-caps=-chown", "--bounding-set=-chown", "--",
@@ -294,12 +293,10 @@ func TestCreateNeedsPrivileges(t *testing.T) {
 
 // A store on a read-only filesystem is refused once, with one clear message that names the path once.
 func TestReadOnlyFilesystem(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root, to mount a read-only tmpfs")
-	}
+	testenv.RequireRoot(t) // to mount a read-only tmpfs
 	mnt := t.TempDir()
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_RDONLY, "size=1m"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
+		testenv.Missing(t, "cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() { _ = unix.Unmount(mnt, 0) })
 	for _, dir := range []string{filepath.Join(mnt, "store"), mnt} {

@@ -47,10 +47,14 @@ func (img Image) ID() (string, error) {
 
 // HasManifest reports whether the store holds the image id (any image for "") reachable by the
 // manifest (or list) digest d under every one of names: what publishing it again would not change.
+// A superseded image counts only for no names (publishing it under names makes it current again).
 func (s *Store) HasManifest(id string, d digest.Digest, names []string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.ContainsFunc(s.images, func(img storage.Image) bool {
+		if _, superseded := supersededSince(img); superseded && len(names) > 0 {
+			return false
+		}
 		return (id == "" || img.ID == id) && slices.Contains(img.BigDataNames, manifestKey(d)) &&
 			!slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(img.Names, n) })
 	})
@@ -70,8 +74,9 @@ func manifestKey(d digest.Digest) string {
 // PutImage adds the image, or updates the image with the same ID, as the image library's commit does
 // through the storage library (see putImage). The image's layers must be committed already. A new
 // image gets cargohold's record (Metadata: its source and publication time); an existing one keeps its
-// own. An image left with no names because img took its last one is removed in the same write (its
-// layers then follow GC's grace period), so that moving tags never leave unnamed images behind.
+// own, and one that was superseded is current again. An image left with no names because img took
+// its last one is superseded in the same write (supersede.go): it stays under its digested names,
+// for containers running from it, until GC's grace period has passed; it is never left unnamed.
 //
 // It returns changed=false and writes nothing when the store already holds exactly this.
 func (s *Store) PutImage(img Image) (changed bool, err error) {
@@ -239,9 +244,9 @@ func (m *imageMeta) validate() error {
 // putImage records img as the storage library would: new names go first and into names-history, big
 // data items are written and recorded with size and digest, metadata is set on a new image. Each of
 // the image's names is taken away from any other image, because one duplicate name makes the whole
-// read-only store unreadable, and images left without names are removed. Big-data files are written
-// first, images.json last (atomically), then images.lock records a write; the big data of removed
-// images goes after that.
+// read-only store unreadable, and images left without names are superseded (or, when they cannot
+// be, removed). Big-data files are written first, images.json last (atomically), then images.lock
+// records a write; the big data of removed images goes after that.
 func (s *Store) putImage(img imageMeta) (changed bool, err error) {
 	if err := img.validate(); err != nil {
 		return false, fmt.Errorf("image %s: %w", img.ID, err)
@@ -317,6 +322,7 @@ func (s *Store) withImage(img imageMeta, digests []digest.Digest) (images []stor
 
 	// Names as the storage library's AddNames sets them: the new ones first, then the old ones, each
 	// pushed to the front of names-history in that order.
+	unsupersede(rec)
 	rec.Names = dedupe(slices.Concat(img.Names, rec.Names))
 	for _, n := range rec.Names {
 		rec.NamesHistory = dedupe(slices.Concat([]string{n}, rec.NamesHistory))
@@ -327,7 +333,7 @@ func (s *Store) withImage(img imageMeta, digests []digest.Digest) (images []stor
 		}
 	}
 	dropDuplicateNames(images)
-	images, dropped = dropNameless(images)
+	images, dropped = settleNameless(s.images, images, s.clock())
 	return images, dropped, nil
 }
 
@@ -348,8 +354,8 @@ func recordBigData(rec *storage.Image, items []bigData, digests []digest.Digest)
 	}
 }
 
-// dropNameless removes the images that have no name: nobody can ask for them, and in a store that
-// follows moving tags they would pile up without bound. A store cargohold manages never lists one.
+// dropNameless removes the images that have no name: Podman lists them as <none>, and nothing says
+// when they may go. A store cargohold manages never lists one (see settleNameless).
 func dropNameless(images []storage.Image) (kept []storage.Image, dropped []string) {
 	for _, img := range images {
 		if len(img.Names) == 0 {

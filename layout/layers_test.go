@@ -283,15 +283,17 @@ func TestCommitLayerRejectsBadMeta(t *testing.T) {
 		"bad compressed":   func(m *LayerMeta) { m.CompressedDigest = "nope" },
 		"parent not a hex": func(m *LayerMeta) { m.Parent = "x" },
 	} {
-		l, _ := stageTar(t, s, childEntries)
-		m := good
-		mutate(&m)
-		if err := s.CommitLayer(l, m); err == nil {
-			t.Errorf("%s: CommitLayer succeeded", name)
-		}
-		if s.HasLayer(m.ID) {
-			t.Errorf("%s: layer recorded", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			l, _ := stageTar(t, s, childEntries)
+			m := good
+			mutate(&m)
+			if err := s.CommitLayer(l, m); err == nil {
+				t.Errorf("%s: CommitLayer succeeded", name)
+			}
+			if s.HasLayer(m.ID) {
+				t.Errorf("%s: layer recorded", name)
+			}
+		})
 	}
 	if entries, _ := os.ReadDir(filepath.Join(s.Dir(), ".cargohold", "staging")); len(entries) != 0 {
 		t.Errorf("failed commits left staging dirs: %v", entries)
@@ -385,22 +387,25 @@ func TestLowerDiffDirs(t *testing.T) {
 	diff := func(id string) string { return filepath.Join(dir, "overlay", id, "diff") }
 
 	for _, tt := range []struct {
+		name   string
 		parent string
 		want   []string
 	}{
-		{"", nil},
-		{base.meta.ID, []string{diff(base.meta.ID)}},
-		{child.meta.ID, []string{diff(child.meta.ID), diff(base.meta.ID)}},
+		{"a base layer", "", nil},
+		{"on the base", base.meta.ID, []string{diff(base.meta.ID)}},
+		{"on the child", child.meta.ID, []string{diff(child.meta.ID), diff(base.meta.ID)}},
 	} {
-		l, err := s.StageLayer(tt.parent)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := l.LowerDiffDirs()
-		_ = l.Discard()
-		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("on parent %q: LowerDiffDirs() = %q, %v; want %q", tt.parent, got, err, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := s.StageLayer(tt.parent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := l.LowerDiffDirs()
+			_ = l.Discard()
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("on parent %q: LowerDiffDirs() = %q, %v; want %q", tt.parent, got, err, tt.want)
+			}
+		})
 	}
 
 	l, err := s.StageLayer(ChainID(child.meta.ID, digest.FromString("not committed")))
@@ -422,5 +427,50 @@ func TestChainIDs(t *testing.T) {
 	}
 	if want := digest.FromString(a.Encoded() + "+" + b.Encoded()).Encoded(); ids[1] != want {
 		t.Errorf("child layer ID %s, want %s", ids[1], want)
+	}
+}
+
+// OverlayLowerLen is the length of what a reader's overlay mount lists for an image's layers: the
+// top layer's short link and its lower file's, each as an absolute path in the store.
+func TestOverlayLowerLen(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	base := commitTestLayer(t, s, "", baseEntries)
+	child := commitTestLayer(t, s, base.meta.ID, childEntries)
+	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
+	lowerdir := func(top testLayer) string {
+		layerDir := filepath.Join(dir, "overlay", top.meta.ID)
+		link, err := os.ReadFile(filepath.Join(layerDir, "link"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries := []string{"l/" + string(link)}
+		if lower, err := os.ReadFile(filepath.Join(layerDir, "lower")); err == nil {
+			entries = append(entries, strings.Split(string(lower), ":")...)
+		}
+		for i, e := range entries {
+			entries[i] = filepath.Join(dir, "overlay", e)
+		}
+		return strings.Join(entries, ":")
+	}
+	for _, tt := range []struct {
+		name string
+		top  *testLayer // nil: no layer
+		n    int
+	}{
+		{"no layer", nil, 0},
+		{"a base layer", &base, 1},
+		{"two layers", &child, 2},
+		{"three layers", &grandchild, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			want := 0
+			if tt.top != nil {
+				want = len(lowerdir(*tt.top))
+			}
+			if got := OverlayLowerLen(dir, tt.n); got != want {
+				t.Errorf("OverlayLowerLen(%d chars, %d) = %d, want %d", len(dir), tt.n, got, want)
+			}
+		})
 	}
 }

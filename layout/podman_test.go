@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout/podmancheck"
 	"go.podman.io/storage"
@@ -227,9 +228,7 @@ func TestVerifyReportsDamage(t *testing.T) {
 // mounts), to compare what layout writes with; root is its graph root.
 func referenceStore(t *testing.T) (ref storage.Store, root string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the storage library writes layers only as root (it chowns and chroots)")
-	}
+	testenv.RequireRoot(t) // the storage library writes layers only as root (it chowns and chroots)
 	root = t.TempDir()
 	ref, err := storage.GetStore(storage.StoreOptions{RunRoot: t.TempDir(), GraphRoot: root, GraphDriverName: "vfs"})
 	if err != nil {

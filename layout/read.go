@@ -87,6 +87,10 @@ func readRecords(fsys fs.FS, p storePaths) (images []storage.Image, layers []sto
 type Metadata struct {
 	Source    string    `json:"source,omitempty"`    // the reference it was published from, e.g. docker://reg/x:1
 	Published time.Time `json:"published,omitempty"` // when it was first published into this store
+
+	// Superseded is when the image lost its last name (a moved tag, rm, --prune); nil while it has
+	// names. It is kept under digested names until gc's grace period has passed (supersede.go).
+	Superseded *time.Time `json:"superseded,omitempty"`
 }
 
 // metadataKey is the key of Metadata inside the image record's metadata JSON.
@@ -113,6 +117,10 @@ type ImageInfo struct {
 	Source    string      `json:"source,omitempty"`
 	Published *time.Time  `json:"published,omitempty"`
 	Layers    []LayerInfo `json:"layers"`
+
+	// Superseded is when the image lost its last name; it is kept under its digested names
+	// ("repo@sha256:…") for containers still running from it until gc's grace period has passed.
+	Superseded *time.Time `json:"superseded,omitempty"`
 }
 
 // LayerInfo describes one layer of an image, base first.
@@ -133,15 +141,10 @@ func (s *Snapshot) Info(img storage.Image) (ImageInfo, error) {
 	if info.Names == nil {
 		info.Names = []string{}
 	}
-	var meta map[string]json.RawMessage
-	if json.Unmarshal([]byte(img.Metadata), &meta) == nil && meta[metadataKey] != nil {
-		var m Metadata
-		if json.Unmarshal(meta[metadataKey], &m) == nil {
-			info.Source = m.Source
-			if !m.Published.IsZero() {
-				info.Published = &m.Published
-			}
-		}
+	m := metadataOf(img)
+	info.Source, info.Superseded = m.Source, m.Superseded
+	if !m.Published.IsZero() {
+		info.Published = &m.Published
 	}
 	for id := img.TopLayer; id != ""; {
 		i := slices.IndexFunc(s.Layers, func(l storage.Layer) bool { return l.ID == id })

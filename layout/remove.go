@@ -15,10 +15,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Removal is in two phases because nodes may run containers whose overlay mounts use a layer of an
-// image that is removed: Remove takes names and image records away at once (Podman stops listing
-// them), while the layers' files stay until GC finds them unused for longer than a grace period.
-// When a layer became unused is recorded in the store (releasedJSON), so the grace spans runs.
+// Removal is in two phases because nodes may run containers from an image that is removed: their
+// Podman looks the image up by ID (inspect, commit, restart) and mounts its layers. Remove takes the
+// names away at once (Podman stops listing them under those names), and an image left without names
+// is superseded: its record stays under its digested names (supersede.go) until GC finds it older
+// than a grace period, and its layers stay as long as any image record uses them. A layer that no
+// image uses waits for the grace period too; when it became unused is recorded in the store
+// (releasedJSON), so the grace spans runs.
 
 const releasedJSON = privateDir + "/released.json" // layer ID → when it was found unused
 
@@ -26,13 +29,26 @@ const releasedJSON = privateDir + "/released.json" // layer ID → when it was f
 type Removal struct {
 	ImageID      string   `json:"id"`
 	Names        []string `json:"names"`         // names taken away
-	ImageRemoved bool     `json:"image_removed"` // the image record went too (no names left, or removed by ID)
+	ImageRemoved bool     `json:"image_removed"` // the image record went too (RemoveOptions.Now)
+	// Superseded says the image has no name left and is kept under the names KeptAs (its digested
+	// names) until gc's grace period has passed.
+	Superseded bool     `json:"superseded"`
+	KeptAs     []string `json:"kept_as,omitempty"`
+}
+
+// RemoveOptions say how Remove removes.
+type RemoveOptions struct {
+	DryRun bool // say what would be done, write nothing
+	// Now removes an image left without names (or named by ID) at once, with its big data, instead of
+	// superseding it: containers running from it on nodes can no longer be inspected or committed.
+	Now bool
 }
 
 // Remove takes away what a user's word names (as Find matches it): a name is taken off its image, and
-// an image left without names is removed; an ID removes the image with all its names. Its layers stay
-// until GC. With dryRun nothing is written; once ctx has ended, nothing either (its cause is the error).
-func (s *Store) Remove(ctx context.Context, word string, dryRun bool) (Removal, error) {
+// an image left without names is superseded (with opts.Now: removed); an ID does that to the image
+// with all its names. A superseded image's layers stay with it; a removed image's stay until GC. Once
+// ctx has ended, nothing is written (its cause is the error).
+func (s *Store) Remove(ctx context.Context, word string, opts RemoveOptions) (Removal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ctx.Err() != nil {
@@ -42,59 +58,78 @@ func (s *Store) Remove(ctx context.Context, word string, dryRun bool) (Removal, 
 	if err != nil {
 		return Removal{}, err
 	}
-	r := Removal{ImageID: img.ID, Names: slices.Clone(img.Names), ImageRemoved: true}
+	r := Removal{ImageID: img.ID, Names: slices.Clone(img.Names)}
 	if !byID {
 		r.Names = slices.DeleteFunc(slices.Clone(img.Names), func(n string) bool { return !nameMatches(n, word) })
-		r.ImageRemoved = len(r.Names) == len(img.Names)
 	}
 	if r.Names == nil {
 		r.Names = []string{}
 	}
-	if dryRun {
-		return r, nil
-	}
-
-	images := make([]storage.Image, 0, len(s.images))
-	for _, im := range s.images {
-		im = copyImage(im)
-		if im.ID == img.ID {
-			if r.ImageRemoved {
-				continue
-			}
-			im.Names = slices.DeleteFunc(im.Names, func(n string) bool { return slices.Contains(r.Names, n) })
+	images, dropped := s.withoutNames(img.ID, r.Names, opts.Now)
+	r.ImageRemoved = slices.Contains(dropped, img.ID)
+	if i := slices.IndexFunc(images, func(im storage.Image) bool { return im.ID == img.ID }); i >= 0 {
+		_, r.Superseded = supersededSince(images[i])
+		if r.Superseded {
+			r.KeptAs = slices.Clone(images[i].Names)
 		}
-		images = append(images, im)
+		if _, was := supersededSince(img); was {
+			r.Names = []string{} // its digested names are cargohold's: nothing was taken away
+		}
+	}
+	if opts.DryRun {
+		return r, nil
 	}
 	if err := s.writeImagesJSON(images); err != nil {
 		return r, err
 	}
-	if r.ImageRemoved {
-		// The record is gone, so no reader looks for these files any more.
-		if err := s.removeTree(path.Join(s.paths.imagesDir, img.ID)); err != nil {
-			return r, fmt.Errorf("image %s: removing its big data: %w", img.ID, err)
+	// The records are gone, so no reader looks for these files any more.
+	return r, s.removeBigData(dropped)
+}
+
+// withoutNames is the store's image records with names taken off image id, an image left without
+// names superseded (or, with now, dropped), and the IDs of the images dropped.
+func (s *Store) withoutNames(id string, names []string, now bool) ([]storage.Image, []string) {
+	images := make([]storage.Image, 0, len(s.images))
+	var dropped []string
+	for _, im := range s.images {
+		im = copyImage(im)
+		if im.ID == id {
+			im.Names = slices.DeleteFunc(im.Names, func(n string) bool { return slices.Contains(names, n) })
+			if now && len(im.Names) == 0 {
+				dropped = append(dropped, im.ID)
+				continue
+			}
 		}
+		images = append(images, im)
 	}
-	return r, nil
+	images, more := settleNameless(s.images, images, s.clock())
+	return images, append(dropped, more...)
 }
 
 // GCReport says what GC did (or would do).
 type GCReport struct {
-	// RemovedImages are images that had no name (left so by an earlier version when a tag moved):
-	// their records and big data were removed, and their layers start their grace period.
+	// RemovedImages are superseded images whose grace period has passed, and images that had no
+	// name at all (left so by an earlier version): their records and big data were removed, and
+	// their layers that no other image uses went too (or, for a nameless image, start their grace
+	// period).
 	RemovedImages []string          `json:"removed_images"`
 	Deleted       []string          `json:"deleted"` // layers whose files were removed
 	Waiting       map[string]string `json:"waiting"` // unused layers still in their grace period → when they may go (RFC 3339)
+	// WaitingImages are superseded images still in their grace period → when they may go (RFC 3339).
+	WaitingImages map[string]string `json:"waiting_images"`
 }
 
-// GC removes images without names, deletes layers that no image uses and that have been unused for at
-// least grace, and starts the grace period of layers found unused for the first time. With dryRun
-// nothing is written. It stops when ctx ends (the error is ctx's cause): at the start, or between two
-// layers whose files it deletes (layers.json no longer records them, so the next
-// writer's Open removes the rest as leftovers).
+// GC removes superseded images whose grace period has passed and images without names, deletes
+// layers that no image uses and that have been unused for at least grace (a superseded image's layers
+// count as unused since it was superseded), and starts the grace period of layers found unused for
+// the first time. With dryRun nothing is written. It stops when ctx ends (the error is ctx's cause):
+// at the start, or between two layers whose files it deletes (layers.json no longer records them, so
+// the next writer's Open removes the rest as leftovers).
 func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryRun bool) (GCReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	report := GCReport{RemovedImages: []string{}, Deleted: []string{}, Waiting: map[string]string{}}
+	report := GCReport{RemovedImages: []string{}, Deleted: []string{}, Waiting: map[string]string{},
+		WaitingImages: map[string]string{}}
 	if ctx.Err() != nil {
 		return report, context.Cause(ctx)
 	}
@@ -102,8 +137,7 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 	if err != nil {
 		return report, err
 	}
-	images, dropped := dropNameless(slices.Clone(s.images))
-	report.RemovedImages = append(report.RemovedImages, dropped...)
+	images, dropped, lastUsed := expireImages(s.images, s.layers, grace, now, &report)
 	if len(dropped) > 0 && !dryRun {
 		if err := s.writeImagesJSON(images); err != nil {
 			return report, err
@@ -114,18 +148,17 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 	}
 
 	used := usedLayers(images, s.layers)
-	var unused []storage.Layer
-	for _, l := range s.layers {
-		if !used[l.ID] {
-			unused = append(unused, l)
-		}
-	}
 	newReleased := map[string]time.Time{}
 	var doomed []storage.Layer
-	for _, l := range unused {
-		since, ok := released[l.ID]
+	for _, l := range s.layers {
+		if used[l.ID] {
+			continue
+		}
+		since, ok := lastUsed[l.ID]
 		if !ok {
-			since = now
+			if since, ok = released[l.ID]; !ok {
+				since = now
+			}
 		}
 		if now.Sub(since) >= grace {
 			doomed = append(doomed, l)
@@ -162,6 +195,37 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 		}
 	}
 	return report, nil
+}
+
+// expireImages is GC's decision about images: those without names, and superseded ones whose grace
+// period has passed at now, are dropped (their IDs in dropped and the report); the others are kept,
+// superseded ones reported as waiting. lastUsed says, for each layer of a dropped superseded image,
+// when it was last used: when the last such image using it was superseded.
+func expireImages(all []storage.Image, layers []storage.Layer, grace time.Duration, now time.Time, report *GCReport) (
+	kept []storage.Image, dropped []string, lastUsed map[string]time.Time) {
+	lastUsed = map[string]time.Time{}
+	kept = make([]storage.Image, 0, len(all))
+	for _, img := range all {
+		since, superseded := supersededSince(img)
+		switch {
+		case len(img.Names) == 0:
+			dropped = append(dropped, img.ID)
+		case superseded && now.Sub(since) >= grace:
+			dropped = append(dropped, img.ID)
+			for id := range usedLayers([]storage.Image{img}, layers) {
+				if since.After(lastUsed[id]) {
+					lastUsed[id] = since
+				}
+			}
+		case superseded:
+			report.WaitingImages[img.ID] = since.Add(grace).UTC().Format(time.RFC3339)
+			kept = append(kept, img)
+		default:
+			kept = append(kept, img)
+		}
+	}
+	report.RemovedImages = append(report.RemovedImages, dropped...)
+	return kept, dropped, lastUsed
 }
 
 // usedLayers is every layer some image stands on: each image's top layer and its ancestors.
@@ -251,12 +315,16 @@ func (s *Store) writeReleased(released map[string]time.Time) error {
 	return s.writeFileAtomic(releasedJSON, data)
 }
 
-// NamesExcept returns the names in the store that are not in keep, sorted: what a recipe no longer lists.
+// NamesExcept returns the names in the store that are not in keep, sorted: what a recipe no longer
+// lists. The digested names of superseded images are not among them: cargohold gave them.
 func (s *Store) NamesExcept(keep []string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	names := []string{}
 	for _, img := range s.images {
+		if _, superseded := supersededSince(img); superseded {
+			continue
+		}
 		for _, n := range img.Names {
 			if !slices.Contains(keep, n) {
 				names = append(names, n)

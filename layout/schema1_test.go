@@ -61,9 +61,11 @@ func TestPutImageSchema1(t *testing.T) {
 		"a diff ID for the throwaway layer": {Manifest: data, DiffIDs: append(slices.Clone(diffIDs), base.meta.DiffID), Names: []string{"example.com/old:1"}},
 		"a manifest that is not schema 1":   {Manifest: []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`), DiffIDs: diffIDs},
 	} {
-		if _, err := s.PutImage(bad); err == nil {
-			t.Errorf("%s: PutImage succeeded", name)
-		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := s.PutImage(bad); err == nil {
+				t.Errorf("%s: PutImage succeeded", name)
+			}
+		})
 	}
 
 	img := Image{Manifest: data, DiffIDs: diffIDs, Names: []string{"example.com/old:1"}, Source: "docker://example.com/old:1"}

@@ -90,7 +90,7 @@ func TestShadow(t *testing.T) {
 	}
 	newImage := testImageMeta(t, []testLayer{base, child, grandchild}, []string{"example.com/app:2"}, "app2")
 	putImage(t, s, newImage)
-	if _, err := s.Remove(context.Background(), "example.com/base:1", false); err != nil {
+	if _, err := s.Remove(context.Background(), "example.com/base:1", RemoveOptions{Now: true}); err != nil {
 		t.Fatal(err)
 	}
 	link, _ := s.linkOf(grandchild.meta.ID)
@@ -166,6 +166,8 @@ func TestShadowRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	base := commitTestLayer(t, s, "", baseEntries)
+	putImage(t, s, testImageMeta(t, []testLayer{base}, []string{"example.com/base:1"}, "base"))
 	closeStore(t, s)
 	if err := Shadow(filepath.Join(t.TempDir(), "shadow"), vfs); err == nil {
 		t.Error("a shadow of a vfs store")

@@ -17,7 +17,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
 	"go.podman.io/storage"
@@ -57,6 +59,20 @@ type Store struct {
 	closed bool
 
 	cleaned []Leftover // what Open removed (Cleaned)
+
+	now func() time.Time // the clock of superseded marks (tests set their own); nil: time.Now
+
+	// created is set while the store is one this open created (a new path or an empty dir) and
+	// another run has not made it a store meanwhile: Close removes it again if no image is recorded.
+	created *creation
+}
+
+// clock is the time a change made now is recorded with.
+func (s *Store) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 // open checks that dir may be written (see prepare: a cargohold store, or with opts.Create a new one),
@@ -64,25 +80,45 @@ type Store struct {
 // creates what the store lacks, loads the metadata and removes what a crashed run left behind (see
 // Leftover). The store keeps the driver it has; a new one gets opts.Driver (default overlay). A wait
 // for the lock ends with ctx (its cause is the error).
-func open(ctx context.Context, dir string, opts Options) (_ *Store, err error) {
+func open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := prepare(abs, opts); err != nil {
+	for attempt := 1; ; attempt++ {
+		s, err := openOnce(ctx, abs, opts)
+		if errors.Is(err, errReplaced) && attempt < 3 {
+			continue // another run took away the new store it created while this one waited: start again
+		}
+		return s, err
+	}
+}
+
+// errReplaced is openOnce's error when the store dir is no longer the one it opened once it holds the
+// writer lock: a run that created it and published nothing removed it meanwhile (Close).
+var errReplaced = errors.New("the store directory was removed while this run waited for its writer lock")
+
+// openOnce is one attempt of open, at the absolute path abs.
+func openOnce(ctx context.Context, abs string, opts Options) (_ *Store, err error) {
+	created, err := prepare(abs, opts)
+	if err != nil {
 		return nil, err
 	}
 	root, err := os.OpenRoot(abs)
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
-	s := &Store{dir: abs, root: root, opts: opts}
+	s := &Store{dir: abs, root: root, opts: opts, created: created}
 	defer func() {
 		if err != nil {
-			_ = s.release() // the open failed: its error is the one to report
+			_ = s.closeUnused() // the open failed: its error is the one to report
 		}
 	}()
 	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.stillAtPath(); err != nil {
+		s.created = nil // what is at the path now is not what this open created
 		return nil, err
 	}
 	faultpoint.Hit("store-locked")
@@ -99,17 +135,8 @@ func open(ctx context.Context, dir string, opts Options) (_ *Store, err error) {
 	return s, nil
 }
 
-// lock makes the store root readable and takes the writer lock.
+// lock takes the writer lock (a wait ends with ctx) and makes the store root readable.
 func (s *Store) lock(ctx context.Context) error {
-	// Readers are other users: a store root they cannot enter shows them nothing. This adds a+rx to
-	// the store's own root (prepare refused every other dir) and takes nothing away.
-	if fi, err := s.root.Stat("."); err != nil {
-		return err
-	} else if fi.Mode().Perm()&0o555 != 0o555 {
-		if err := s.chmod(".", fi.Mode().Perm()|0o555); err != nil {
-			return fmt.Errorf("making the store readable by other users: %w", err)
-		}
-	}
 	if err := s.mkdir(privateDir); err != nil {
 		return err
 	}
@@ -121,6 +148,16 @@ func (s *Store) lock(ctx context.Context) error {
 		s.writer = nil
 		return fmt.Errorf("taking the writer lock %s: %w", s.path(writerLockName), err)
 	}
+	// Readers are other users: a store root they cannot enter shows them nothing. This adds a+rx to
+	// the store's own root (prepare refused every other dir) and takes nothing away. Only now: a run
+	// that held the lock may have given a new store's dir back its mode when it took the store away.
+	if fi, err := s.root.Stat("."); err != nil {
+		return err
+	} else if fi.Mode().Perm()&0o555 != 0o555 {
+		if err := s.chmod(".", fi.Mode().Perm()|0o555); err != nil {
+			return fmt.Errorf("making the store readable by other users: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -131,6 +168,9 @@ func (s *Store) setUp() error {
 	if err != nil {
 		return err
 	}
+	if m != nil {
+		s.created = nil // that run's store, or one published before: never taken away by this run
+	}
 	if err := m.newer(s.dir); err != nil {
 		return err
 	}
@@ -140,6 +180,11 @@ func (s *Store) setUp() error {
 	}
 	s.paths = pathsFor(driver)
 	if m == nil {
+		// The lock file's package makes its dir 0700 when it finds it missing (another run's discard
+		// raced this one's wait for the lock); readers of the marker are other users.
+		if err := s.chmod(privateDir, dirMode); err != nil {
+			return err
+		}
 		if err := s.writeMarker(); err != nil {
 			return err
 		}
@@ -168,7 +213,9 @@ func (s *Store) setUp() error {
 }
 
 // Close releases the writer lock. Staged layers not yet committed are removed by the next
-// OpenWithOptions.
+// OpenWithOptions. A store that this open created and into which no image was recorded (a first
+// publish that failed) is removed again (see DiscardedOnClose), so that nobody registers an empty
+// store with Podman.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -176,7 +223,81 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	return s.release()
+	if len(s.images) > 0 {
+		s.created = nil
+	}
+	return s.closeUnused()
+}
+
+// DiscardedOnClose reports whether Close will remove the store again: this open created it and it
+// records no image.
+func (s *Store) DiscardedOnClose() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.created != nil && len(s.images) == 0
+}
+
+// closeUnused takes away the store this open created (s.created) and releases the lock.
+func (s *Store) closeUnused() error {
+	var err error
+	if s.created != nil && s.writer != nil {
+		err = s.discard()
+	}
+	return errors.Join(err, s.release())
+}
+
+// discard removes what this open created in a store that holds no image: the dirs the store format
+// puts at its top (nothing else: not what an empty dir held before, lost+found, .cvmfscatalog, nor
+// anything somebody else put there meanwhile), cargohold's private dir last (until it goes, the dir is a
+// store to the next run, never a foreign dir); it gives an existing dir back its mode, and removes a
+// store dir this open created if it is empty then (its parents stay: removing them could take away
+// another run's new store). The caller holds the writer lock.
+func (s *Store) discard() error {
+	for _, name := range topLevelDirs() {
+		if s.created.kept[name] {
+			continue
+		}
+		if err := s.root.RemoveAll(name); err != nil {
+			return fmt.Errorf("removing the new store %s, into which nothing was published: %w", s.dir, err)
+		}
+	}
+	if err := s.root.RemoveAll(privateDir); err != nil {
+		return fmt.Errorf("removing the new store %s, into which nothing was published: %w", s.dir, err)
+	}
+	if !s.created.dir {
+		return s.root.Chmod(".", s.created.mode)
+	}
+	// Another run waiting for the lock may have put its own lock file here already: then it stays.
+	if err := os.Remove(s.dir); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("removing the new store %s, into which nothing was published: %w", s.dir, err)
+	}
+	return nil
+}
+
+// topLevelDirs are the dirs a store of either driver has at its top, besides its private dir.
+func topLevelDirs() []string {
+	var dirs []string
+	for _, d := range []Driver{Overlay, VFS} {
+		for _, p := range pathsFor(d).skeleton() {
+			if top, _, _ := strings.Cut(p, "/"); !slices.Contains(dirs, top) {
+				dirs = append(dirs, top)
+			}
+		}
+	}
+	return dirs
+}
+
+// stillAtPath makes sure the store dir opened is still the one at its path now that the writer lock
+// is held (errReplaced if not).
+func (s *Store) stillAtPath() error {
+	opened, err := s.root.Stat(".")
+	if err != nil {
+		return err
+	}
+	if now, err := os.Stat(s.dir); err != nil || !os.SameFile(opened, now) {
+		return errReplaced
+	}
+	return nil
 }
 
 func (s *Store) release() error {

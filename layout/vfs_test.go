@@ -15,6 +15,7 @@ func openVFSStore(t *testing.T, dir string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keepStore(s)
 	t.Cleanup(func() { closeStore(t, s) })
 	return s
 }
@@ -118,7 +119,7 @@ func TestVFSLeftoversRemoveAndGC(t *testing.T) {
 		t.Error("Open left the orphan layer dir")
 	}
 
-	if _, err := s.Remove(t.Context(), "example.com/a:1", false); err != nil {
+	if _, err := s.Remove(t.Context(), "example.com/a:1", RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GC(t.Context(), 0, time.Now(), false); err != nil {

@@ -1,7 +1,9 @@
-// Package publish plans a publish run from the command line and a recipe: which image goes into
-// which store with which builder.Options, what surrounds each store (hooks, CVMFS repository,
-// store options), and what becomes of the names a recipe no longer lists. It decides; builder
-// publishes and layout stores. Everything a plan can check is checked here, before anything runs.
+// Package publish is a whole publish run, usable without the CLI. New plans it from the command line
+// and a recipe: which image goes into which store with which builder.Options, what surrounds each
+// store (hooks, CVMFS repository, store options), and what becomes of the names a recipe no longer
+// lists; everything a plan can check is checked there, before anything runs. Run executes the plan:
+// before hook, store lock, the images (builder), extras and prune, registration (storageconf), after
+// or on-failure hook, and interruption, reporting each step to an Observer.
 package publish
 
 import (
@@ -25,12 +27,16 @@ type Input struct {
 	Names  []string       // --name: extra names of the one IMAGE argument
 	Prune  bool           // --prune
 
-	// Fetch settings given as flags: they override the recipe's [defaults]; an [[image]]'s own win.
+	// Settings are how to fetch each image, as the flags give it: they override the recipe's
+	// [defaults]; an [[image]]'s own win (see fetchSettings).
 	Settings recipe.Settings
-	Options  builder.Options // the flag-only options (registries.conf, policy, retries, ...)
 
 	// Overrides are the [publish] keys given as flags; nil fields were not given.
 	Overrides Overrides
+
+	Jobs     int    // layers fetched and unpacked at once per image; 0: builder's default
+	NoWait   bool   // fail (layout.ErrLocked) instead of waiting for another run's writer lock
+	Register string // a storage.conf to add each store to after its publish ("": none)
 }
 
 // Overrides are the flags that override the recipe's [publish] keys of the same name.
@@ -39,11 +45,16 @@ type Overrides struct {
 	CVMFS, CVMFSCatalogs                                   *bool
 }
 
-// Plan is a checked run: the stores in the order they are first named, each with its images.
+// Plan is a checked run: the stores in the order they are first named, each with its images, and
+// how Run goes about them.
 type Plan struct {
 	Stores []Store
 	Prune  bool
 	Recipe bool // the images come from a recipe: names it no longer lists are extras (see Extras)
+
+	Jobs     int    // Input.Jobs
+	NoWait   bool   // Input.NoWait
+	Register string // Input.Register
 }
 
 // Store is one store of a run and what is published into it.
@@ -74,7 +85,7 @@ func New(in Input) (*Plan, error) {
 	if err := checkInput(in, template, targets); err != nil {
 		return nil, err
 	}
-	plan := &Plan{Prune: in.Prune, Recipe: in.Recipe != nil}
+	plan := &Plan{Prune: in.Prune, Recipe: in.Recipe != nil, Jobs: in.Jobs, NoWait: in.NoWait, Register: in.Register}
 	for _, t := range targets {
 		if err := plan.add(template, t, settings); err != nil {
 			return nil, err
@@ -94,25 +105,28 @@ func gather(in Input) (string, []target, recipe.Publish, error) {
 			template = r.Store
 		}
 		settings = r.Publish
-		defaults := in.Settings.Over(r.Defaults)
 		for _, img := range r.Images {
-			for _, p := range img.PlatformList(defaults) {
-				targets = append(targets, newTarget(img.Ref, img.Names, img.Effective(defaults), p, in.Options))
+			s := fetchSettings(img, in.Settings, r.Defaults)
+			for _, p := range s.PlatformList() {
+				targets = append(targets, newTarget(img.Ref, img.Names, s.Options, p))
 			}
 		}
 	}
 	for _, ref := range in.Refs {
-		targets = append(targets, newTarget(ref, in.Names, in.Settings, in.Settings.Platform, in.Options))
+		targets = append(targets, newTarget(ref, in.Names, in.Settings.Options, in.Settings.Platform))
 	}
 	return template, targets, in.Overrides.apply(settings), nil
 }
 
-// newTarget makes the request of ref for one platform with settings over the flag-only options.
-func newTarget(ref string, names []string, s recipe.Settings, platformName string, base builder.Options) target {
-	opts := base
+// fetchSettings is how an image of a recipe is fetched: its own settings, over the flags, over the
+// recipe's [defaults]. The one place of that order.
+func fetchSettings(img recipe.Image, flags, defaults recipe.Settings) recipe.Settings {
+	return img.Over(flags.Over(defaults)) // recipe.Settings.Over
+}
+
+// newTarget makes the request of ref for one platform ("": the host's).
+func newTarget(ref string, names []string, opts builder.Options, platformName string) target {
 	opts.Platform = platformName
-	opts.TLSVerify = s.TLSVerify
-	opts.AuthFile = s.AuthFile
 	return target{req: builder.Request{Ref: ref, Names: names, Options: &opts}, platform: platformName}
 }
 

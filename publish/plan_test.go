@@ -64,7 +64,7 @@ platform = "linux/arm64/v8"`)},
 		},
 	}, {
 		name: "--platform overrides the recipe's default platforms",
-		in: Input{Settings: recipe.Settings{Platform: "linux/s390x"}, Recipe: mustRecipe(t, `store = "/s/{arch}"
+		in: Input{Settings: recipe.Settings{Options: builder.Options{Platform: "linux/s390x"}}, Recipe: mustRecipe(t, `store = "/s/{arch}"
 [defaults]
 platforms = ["linux/amd64", "linux/arm64"]
 [[image]]
@@ -79,7 +79,7 @@ platforms = ["linux/amd64", "linux/arm64"]`)},
 		error: "would share store /s",
 	}, {
 		name:  "{variant} needs a variant",
-		in:    Input{Store: "/s/{variant}", Refs: []string{"alpine"}, Settings: recipe.Settings{Platform: "linux/arm64"}},
+		in:    Input{Store: "/s/{variant}", Refs: []string{"alpine"}, Settings: recipe.Settings{Options: builder.Options{Platform: "linux/arm64"}}},
 		error: "names {variant}",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,8 +113,8 @@ ref = "alpine"
 ref = "busybox"
 tls-verify = true
 authfile = "/image/auth.json"`)
-	in := Input{Recipe: r, Settings: recipe.Settings{TLSVerify: &no, AuthFile: "/flag/auth.json"},
-		Options: builder.Options{RetryTimes: 5, Strict: true, PolicyPath: "/p.json"}}
+	in := Input{Recipe: r, Settings: recipe.Settings{Options: builder.Options{TLSVerify: &no, AuthFile: "/flag/auth.json",
+		RetryTimes: 5, Strict: true, PolicyPath: "/p.json"}}}
 	targets := mustTargets(t, in)
 	want := []builder.Options{
 		{TLSVerify: &no, AuthFile: "/flag/auth.json", RetryTimes: 5, Strict: true, PolicyPath: "/p.json"},
@@ -154,7 +154,7 @@ func TestInputRules(t *testing.T) {
 		{"--name not a name", Input{Store: "/s", Refs: []string{"alpine"}, Names: []string{"Site/A"}}, `name "Site/A"`},
 		{"a bad reference in a recipe", Input{Recipe: bad}, `"Bad:Ref"`},
 		{"a bad name in a recipe", Input{Recipe: badName}, `"x/Y"`},
-		{"a missing auth file", Input{Store: "/s", Refs: []string{"alpine"}, Settings: recipe.Settings{AuthFile: "/nonexistent/auth.json"}}, "/nonexistent/auth.json"},
+		{"a missing auth file", Input{Store: "/s", Refs: []string{"alpine"}, Settings: recipe.Settings{Options: builder.Options{AuthFile: "/nonexistent/auth.json"}}}, "/nonexistent/auth.json"},
 		{"a bad driver", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Driver: ptr("btrfs")}}, "btrfs"},
 		{"a bad hardlinks mode", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Hardlinks: ptr("x")}}, "hardlinks"},
 		{"a bad hook placeholder", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Before: ptr("echo {nope}")}}, "{nope}"},
@@ -205,20 +205,23 @@ ref = "alpine"`)
 func TestExtrasPolicy(t *testing.T) {
 	some := []string{"docker.io/library/old:1"}
 	for _, tc := range []struct {
+		name   string
 		extras []string
 		prune  bool
 		failed int
 		want   ExtrasAction
 	}{
-		{nil, true, 0, NoExtras},
-		{some, false, 0, ReportExtras},
-		{some, false, 2, ReportExtras},
-		{some, true, 0, RemoveExtras},
-		{some, true, 1, KeepForFailure},
+		{"no extras", nil, true, 0, NoExtras},
+		{"extras without --prune", some, false, 0, ReportExtras},
+		{"extras without --prune, failures", some, false, 2, ReportExtras},
+		{"--prune", some, true, 0, RemoveExtras},
+		{"--prune after a failure", some, true, 1, KeepForFailure},
 	} {
-		if got := Extras(tc.extras, tc.prune, tc.failed); got != tc.want {
-			t.Errorf("Extras(%v, prune %v, failed %d) = %v, want %v", tc.extras, tc.prune, tc.failed, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Extras(tc.extras, tc.prune, tc.failed); got != tc.want {
+				t.Errorf("Extras(%v, prune %v, failed %d) = %v, want %v", tc.extras, tc.prune, tc.failed, got, tc.want)
+			}
+		})
 	}
 }
 

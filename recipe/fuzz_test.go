@@ -49,7 +49,7 @@ func FuzzParse(f *testing.F) {
 			if strings.TrimSpace(img.Ref) == "" {
 				t.Errorf("accepted image %d without a ref", i)
 			}
-			_ = img.Effective(r.Defaults)
+			_ = img.Over(r.Defaults)
 		}
 	})
 }

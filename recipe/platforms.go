@@ -20,16 +20,14 @@ const (
 	placeholderPlatform = "{platform}" // os-arch or os-arch-variant
 )
 
-// PlatformList is what an image is published for: its own platforms (or platform), else the
-// defaults'; a single "" (this host's platform) when none is set.
-func (i Image) PlatformList(defaults Settings) []string {
-	for _, s := range []Settings{i.Settings, defaults} {
-		if len(s.Platforms) > 0 {
-			return s.Platforms
-		}
-		if s.Platform != "" {
-			return []string{s.Platform}
-		}
+// PlatformList is what an image with these (effective) settings is published for: its platforms
+// (or platform); a single "" (this host's platform) when none is set.
+func (s Settings) PlatformList() []string {
+	switch {
+	case len(s.Platforms) > 0:
+		return s.Platforms
+	case s.Platform != "":
+		return []string{s.Platform}
 	}
 	return []string{""}
 }

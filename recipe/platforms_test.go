@@ -16,18 +16,22 @@ func TestStorePath(t *testing.T) {
 		{"/srv/{arch}/{variant}", "linux/arm64/v8", "/srv/arm64/v8"},
 		{"/srv/images/{arch}", "", "/srv/images/" + runtime.GOARCH},
 	} {
-		got, err := StorePath(tc.template, tc.platform)
-		if err != nil || got != tc.want {
-			t.Errorf("StorePath(%q, %q) = %q, %v; want %q", tc.template, tc.platform, got, err, tc.want)
-		}
+		t.Run(tc.template+" for "+tc.platform, func(t *testing.T) {
+			got, err := StorePath(tc.template, tc.platform)
+			if err != nil || got != tc.want {
+				t.Errorf("StorePath(%q, %q) = %q, %v; want %q", tc.template, tc.platform, got, err, tc.want)
+			}
+		})
 	}
-	for _, bad := range []struct{ template, platform string }{
-		{"/srv/{variant}", "linux/amd64"},
-		{"/srv/{arch}", "linux"},
+	for _, bad := range []struct{ name, template, platform string }{
+		{"no variant to fill in", "/srv/{variant}", "linux/amd64"},
+		{"a platform without an architecture", "/srv/{arch}", "linux"},
 	} {
-		if got, err := StorePath(bad.template, bad.platform); err == nil {
-			t.Errorf("StorePath(%q, %q) = %q, want an error", bad.template, bad.platform, got)
-		}
+		t.Run(bad.name, func(t *testing.T) {
+			if got, err := StorePath(bad.template, bad.platform); err == nil {
+				t.Errorf("StorePath(%q, %q) = %q, want an error", bad.template, bad.platform, got)
+			}
+		})
 	}
 }
 
@@ -52,11 +56,11 @@ platforms = ["linux/arm/v7"]
 	}
 	want := [][]string{{"linux/amd64", "linux/arm64"}, {"linux/arm64"}, {"linux/arm/v7"}}
 	for i, img := range r.Images {
-		if got := img.PlatformList(r.Defaults); !slices.Equal(got, want[i]) {
+		if got := img.Over(r.Defaults).PlatformList(); !slices.Equal(got, want[i]) {
 			t.Errorf("image %s: platforms %v, want %v", img.Ref, got, want[i])
 		}
 	}
-	if got := (Image{Ref: "x"}).PlatformList(Settings{}); !slices.Equal(got, []string{""}) {
+	if got := (Image{Ref: "x"}).Over(Settings{}).PlatformList(); !slices.Equal(got, []string{""}) {
 		t.Errorf("no platform anywhere: %v, want the host's", got)
 	}
 }

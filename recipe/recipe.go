@@ -34,6 +34,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/hooks"
 )
 
@@ -88,11 +89,11 @@ func CopyHardlinksAcrossDirs(mode string) (bool, error) {
 	return false, fmt.Errorf("hardlinks = %q: want %q or %q", mode, HardlinksKeep, HardlinksCopyAcrossDirs)
 }
 
-// Settings say how to fetch an image. A nil field is unset (inherit).
+// Settings say how to fetch an image: builder.Options (of which a recipe sets platform, tls-verify
+// and authfile; the command line's flags set the others) and the platforms to publish it for. An unset
+// field (zero, nil) inherits.
 type Settings struct {
-	Platform  string `toml:"platform"`
-	TLSVerify *bool  `toml:"tls-verify"`
-	AuthFile  string `toml:"authfile"`
+	builder.Options
 	// Platforms publishes the image once per platform, each into its own store: the store path
 	// must then name the platform ({arch}, {platform}; see StorePath).
 	Platforms []string `toml:"platforms"`
@@ -105,22 +106,16 @@ type Image struct {
 	Settings
 }
 
-// Effective is the image's settings with the defaults filled in.
-func (i Image) Effective(defaults Settings) Settings { return i.Over(defaults) }
-
-// Over is s with the fields it leaves unset taken from base. A platform given either way
-// (platform or platforms) replaces both of base's.
+// Over is s with the fields it leaves unset taken from base (builder.Options.Over). A platform given
+// either way (platform or platforms) replaces both of base's.
 func (s Settings) Over(base Settings) Settings {
+	merged := Settings{Options: s.Options.Over(base.Options), Platforms: s.Platforms}
 	if s.Platform == "" && len(s.Platforms) == 0 {
-		s.Platform, s.Platforms = base.Platform, base.Platforms
+		merged.Platform, merged.Platforms = base.Platform, base.Platforms
+	} else {
+		merged.Platform = s.Platform
 	}
-	if s.TLSVerify == nil {
-		s.TLSVerify = base.TLSVerify
-	}
-	if s.AuthFile == "" {
-		s.AuthFile = base.AuthFile
-	}
-	return s
+	return merged
 }
 
 // Load reads and validates a recipe file. Unknown keys are errors (a typo must not silently

@@ -33,14 +33,14 @@ func TestParseGood(t *testing.T) {
 	if r.Store != "/srv/images" || len(r.Images) != 2 {
 		t.Fatalf("got %+v", r)
 	}
-	first := r.Images[0].Effective(r.Defaults)
+	first := r.Images[0].Over(r.Defaults)
 	if first.Platform != "linux/amd64" || first.TLSVerify == nil || *first.TLSVerify || first.AuthFile != "" {
 		t.Errorf("first image inherits defaults, got %+v", first)
 	}
 	if got := r.Images[0].Names; len(got) != 1 || got[0] != "site/alpine:stable" {
 		t.Errorf("names: %v", got)
 	}
-	second := r.Images[1].Effective(r.Defaults)
+	second := r.Images[1].Over(r.Defaults)
 	if second.Platform != "linux/arm64" || !*second.TLSVerify || second.AuthFile != "/etc/cargohold/lab.json" {
 		t.Errorf("second image overrides defaults, got %+v", second)
 	}
@@ -55,6 +55,9 @@ func TestUnknownKeysNameTheirLine(t *testing.T) {
 		{"image", "[[image]]\nref = \"a\"\n\n[[image]]\nref = \"b\"\nname = [\"x\"]\n", `line 6: unknown key "image.name"`},
 		{"table", "[[image]]\nref = \"a\"\n[publsh]\nbefore = \"x\"\n", `line 3: unknown key "publsh"`},
 		{"publish", "[[image]]\nref = \"a\"\n[publish]\nbefore = \"x\"\nonfailure = \"y\"\n", `line 5: unknown key "publish.onfailure"`},
+		// builder.Options fields without a toml key are flags only.
+		{"a flag-only setting", "[defaults]\nretrytimes = 5\n[[image]]\nref = \"a\"\n", `line 2: unknown key "defaults.retrytimes"`},
+		{"another", "[[image]]\nref = \"a\"\nRegistriesConf = \"/r.conf\"\n", `line 3: unknown key "image.RegistriesConf"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(tc.text)

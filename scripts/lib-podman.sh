@@ -1,20 +1,53 @@
 # shellcheck shell=bash
-# scripts/lib-podman.sh: newer Podman versions next to the host's, for scripts/e2e-matrix.
-# Source it after lib.sh. See /work/shared/PODMAN-VERSIONS.md (the facts this follows).
+# scripts/lib-podman.sh: the one Podman-reader harness. lib.sh sources it; do not source it
+# yourself. See /work/shared/PODMAN-VERSIONS.md (the facts this follows).
+#
+# A reader is one Podman VERSION (4.3 = the host's; 5.4 and 5.8 from Debian chroots), MODE
+# (root; fuse = rootless with fuse-overlayfs; native = rootless with the kernel's overlay;
+# rootless = a rootless vfs reader) and DRIVER (overlay, vfs), as root or a throwaway USER,
+# with a private, initially empty root whose only additional image store is STORE ("" for
+# none: then its own root is where `pull` puts images).
+#   pm_reader VERSION MODE DRIVER STORE [USER]   select a reader (configs made on first use,
+#                             a chroot built on first use); USER defaults to $PM_USER
+#   pm podman|buildah|skopeo|CMD ARGS...   run as the selected reader
+#   podman_root STORE ARGS...        `podman ARGS` as the host's root reader of STORE
+#                             (driver $PODMAN_DRIVER, default overlay); the selection stays
+#   podman_user USER STORE ARGS...   the same as the rootless USER (fuse-overlayfs)
+#   podman_store_conf STORE   the storage.conf podman_root uses (for skopeo containers-storage:)
+#   pm_containers_conf VERSION [TMPDIR]   the containers.conf every reader gets, for a Podman
+#                             run by hand (e2e-conf, bench): cgroupfs, file events, TMPDIR
+# What readers need:
+#   ensure_rootless_user USER   a throwaway user with subordinate IDs and usable /dev/fuse
+#   make_store_readable STORE [DRIVER]   open a Podman-written store's metadata to others
+#   pm_stop_pauses            end the rootless pause processes (setup_work registers it)
+# Lower level:
+#   pm_exec VERSION USER CMD...   run CMD as USER (root or a rootless user) with Podman
+#                             VERSION's binaries, with $WORK, $PODMAN_RUNDIR and PM_BINDS at
+#                             the same paths as on the host
+#   pm_chroot_build SUITE     create or refresh $PM_CACHE/podman-SUITE (idempotent)
+#   pm_chroot_dir SUITE, pm_version_suite VERSION, pm_podman_version VERSION
 #
 # Debian 12's Podman is 4.3. Podman 5.4 (Debian trixie) and 5.8 (Debian sid) run from a
 # debootstrap chroot each, made from the Debian mirror apt already uses and cached
-# between runs (the build takes minutes, a cached one is free):
-#   pm_chroot_build SUITE     create or refresh $PM_CACHE/podman-SUITE (idempotent)
-#   pm_chroot_dir SUITE       its path
-#   pm_exec VERSION USER CMD...   run CMD as USER (root or the rootless test user) with
-#                             Podman VERSION (4.3 = the host, 5.4, 5.8), with $WORK,
-#                             $PODMAN_RUNDIR and PM_BINDS at the same paths as on the host
-#   pm_version_suite VERSION  the Debian suite of a version ("" for the host)
-#
+# between runs (the build takes minutes, a cached one is free).
 # PM_CACHE (default /var/cache/cargohold) holds the chroots; it survives between runs
 # on a machine that keeps /var/cache. The mirror's host name is never written into
 # the repo nor left in a cached chroot (apt sources, lists and logs are removed).
+
+# lib.sh sources this file; a script that sources it again (as scripts did before) changes nothing.
+[[ -z ${_LIB_PODMAN_SOURCED:-} ]] || return 0
+_LIB_PODMAN_SOURCED=1
+
+# Flags every container run gets (see "Facts about Podman" in DEVELOPERS.md):
+#   --runtime runc and the two ulimits: without them Podman 4.3 cannot start
+#   containers on our machines (a reader's containers.conf names runc instead of the
+#   flag, which buildah would not take).  --net=none: rootless has no working network
+#   here; rootful would work without it, but it would set up a bridge and firewall rules
+#   on the host, which a test has no business doing.  --pull=never: a test of a
+#   store must fail, never fall back to pulling from the registry.
+# shellcheck disable=SC2034 # for the scripts that run podman by hand (quickstart, e2e-conf)
+PODMAN_GLOBAL_FLAGS=(--runtime runc)
+PODMAN_RUN_FLAGS=(--pull=never --net=none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 
 PM_CACHE=${PM_CACHE:-/var/cache/cargohold}
 # What a chroot gets besides debootstrap's minbase: Podman and what it runs with.
@@ -24,6 +57,8 @@ PM_CHROOT_PACKAGES=(podman buildah skopeo fuse-overlayfs crun runc uidmap conmon
 PM_CHROOT_RECIPE=1
 # Extra NAME=VALUE environment for pm_exec (pm_reader sets it).
 PM_ENV=()
+# The rootless readers' user, unless pm_reader is told another.
+PM_USER=${PM_USER:-cargotest}
 # Host dirs besides $WORK and $PODMAN_RUNDIR that a chroot's Podman must see (same paths).
 PM_BINDS=()
 
@@ -175,37 +210,46 @@ pm_exec() {
 	unshare --mount --propagation private -- sh -c "$_PM_ENTER" sh "$dir" "${binds[@]}" -- "${cmd[@]}"
 }
 
-# pm_stop_pauses: end the rootless pause processes (catatonit) the readers left, found
-# by their pid files under $PODMAN_RUNDIR (a reader's tmp_dir is there).
-pm_stop_pauses() {
-	local f pid
-	while IFS= read -r f; do
-		pid=$(cat "$f")
-		[[ $pid =~ ^[0-9]+$ ]] && kill "$pid" 2>/dev/null
-	done < <(find "$PODMAN_RUNDIR" -name pause.pid 2>/dev/null)
-	return 0
-}
-
 # pm_podman_version VERSION: what `podman --version` says for VERSION (a smoke test).
 pm_podman_version() {
 	local PM_ENV=()
 	pm_exec "$1" root podman --version
 }
 
-# ---------------------------------------------------------------- readers
-# A reader is one Podman VERSION, MODE (root; fuse = rootless with fuse-overlayfs;
-# native = rootless with the kernel's overlay) and DRIVER, with a private, initially
-# empty root and STORE as its only additional image store ("" for none: then its own
-# root is where `pull` puts images, the reference a store is compared with).
-#   pm_reader VERSION MODE DRIVER STORE   select one (configs made on first use)
-#   pm podman|buildah|skopeo|CMD ARGS...  run as the selected reader
-# PM_USER names the rootless user (default cargotest).
-PM_USER=${PM_USER:-cargotest}
 
+# ---------------------------------------------------------------- readers
+# Why a storage.conf file (CONTAINERS_STORAGE_CONF) and not --root/--storage-opt:
+#  - it is exactly what sites do with a published store: name it in
+#    additionalimagestores in storage.conf (and what cargohold's snippets write);
+#  - --root/--runroot/--storage-driver/--storage-opt on the command line replace
+#    storage.conf's driver options wholesale (mount_program, additional stores);
+#  - rootless Podman ignores graphroot and has no flag for rootless_storage_path;
+#  - the same file makes skopeo's containers-storage: transport see the store.
+# A private containers.conf (CONTAINERS_CONF, which replaces all others) pins
+# cgroupfs and a file event log, which work with and without systemd, and keeps
+# Podman's tmp_dir private too.
+#
+# Each reader gets its own dirs:
+#   $WORK/pm/<key>/             storage.conf, containers.conf, root/ (graphroot), tmp/ (TMPDIR)
+#   $PODMAN_RUNDIR/<key>/       XDG_RUNTIME_DIR; storage/ the runroot, tmp/ Podman's tmp_dir
+# The runtime dir lives under a short /run path on purpose: Podman 4.3 passes the
+# runroot to conmon's exit command (`podman --runroot X container cleanup`), which
+# refuses runroots longer than 50 characters. The cleanup then never runs, the
+# container never reaches "exited", and every attached `podman run` hangs 20 s
+# on conmon's timeout before returning.
+
+# pm_reader VERSION MODE DRIVER STORE [USER]: select a reader; sets PM_VERSION, PM_MODE,
+# PM_RUN_AS (root or the user), PM_DIR, PM_RUN and PM_ENV for `pm`.
 pm_reader() {
-	local version=$1 mode=$2 driver=$3 store=$4 key user=root
-	[[ $mode == root ]] || user=$PM_USER
-	key=$(printf '%s|%s|%s|%s' "$version" "$mode" "$driver" "$store" | md5sum | cut -c1-8)
+	local version=$1 mode=$2 driver=$3 store=$4 user=root key
+	[[ -n ${PODMAN_RUNDIR:-} ]] || die "pm_reader: call setup_work first"
+	case $mode in
+	root) ;;
+	fuse | native | rootless) user=${5:-$PM_USER} ;;
+	*) die "pm_reader: unknown mode $mode (root, fuse, native, rootless)" ;;
+	esac
+	[[ -z $store ]] || store=$(realpath -m "$store")
+	key=$(printf '%s|%s|%s|%s|%s' "$version" "$mode" "$driver" "$store" "$user" | md5sum | cut -c1-8)
 	# shellcheck disable=SC2034 # PM_MODE is for the caller
 	PM_VERSION=$version PM_MODE=$mode PM_RUN_AS=$user
 	PM_DIR=$WORK/pm/$key
@@ -214,28 +258,41 @@ pm_reader() {
 		XDG_RUNTIME_DIR="$PM_RUN" TMPDIR="$PM_DIR/tmp"
 		# 5.x warns on every command that this machine's cgroups v1 are deprecated.
 		PODMAN_IGNORE_CGROUPSV1_WARNING=1)
-	[[ -f $PM_DIR/storage.conf ]] && return 0
-	[[ $user == root ]] || ensure_rootless_user "$user"
-	mkdir -p "$PM_DIR/root" "$PM_DIR/tmp" "$PM_RUN"
-	_pm_storage_conf "$mode" "$driver" "$store" >"$PM_DIR/storage.conf"
-	{
-		echo '[engine]'
-		echo 'cgroup_manager = "cgroupfs"'
-		echo 'events_logger = "file"'
-		echo "tmp_dir = \"$PM_RUN/tmp\""
-		# Podman and Buildah 4.3 cannot start containers with crun here (lib.sh).
-		if [[ $version == 4.3 ]]; then echo 'runtime = "runc"'; fi
-	} >"$PM_DIR/containers.conf"
-	if [[ $user != root ]]; then
-		chmod 0700 "$PM_RUN"
-		chown -R "$user:" "$PM_DIR" "$PM_RUN"
+	# Podman fails every command while an additional store does not exist; a rootless
+	# reader that cannot read the records silently lists nothing.
+	[[ -z $store || -d $store ]] || die "pm_reader: store $store does not exist"
+	[[ -f $PM_DIR/storage.conf ]] || _pm_reader_setup "$mode" "$driver" "$store"
+	if [[ -n $store && $user != root ]] &&
+		! setpriv --reuid="$(id -u "$user")" --regid="$(id -g "$user")" --init-groups -- test -r "$store/$driver-images/images.json"; then
+		die "pm_reader: $user cannot read $store/$driver-images/images.json (every dir up to the store needs a+x, metadata a+r)"
 	fi
 }
 
-# _pm_storage_conf MODE DRIVER STORE: a reader's storage.conf, the way a site writes
-# one (see lib.sh's podman section for why a file and not flags).
+# _pm_reader_setup MODE DRIVER STORE: the selected reader's chroot, user, dirs and configs.
+_pm_reader_setup() {
+	local suite user=$PM_RUN_AS tmp=.tmp.$BASHPID
+	suite=$(pm_version_suite "$PM_VERSION")
+	[[ -z $suite ]] || pm_chroot_build "$suite"
+	[[ $user == root ]] || ensure_rootless_user "$user"
+	mkdir -p "$PM_DIR/root" "$PM_DIR/tmp" "$PM_RUN"
+	if [[ $user != root ]]; then
+		# XDG_RUNTIME_DIR must belong to the user, mode 0700 (no systemd user session
+		# here makes /run/user/UID for us).
+		chmod 0700 "$PM_RUN"
+		chown -R "$user:" "$PM_DIR" "$PM_RUN"
+	fi
+	# Readers of one store may start in parallel loops: each writes its own temp files and
+	# renames them into place, storage.conf last (a reader whose storage.conf exists is complete).
+	pm_containers_conf "$PM_VERSION" "$PM_RUN/tmp" >"$PM_DIR/containers.conf$tmp"
+	_pm_storage_conf "$@" >"$PM_DIR/storage.conf$tmp"
+	mv "$PM_DIR/containers.conf$tmp" "$PM_DIR/containers.conf"
+	mv "$PM_DIR/storage.conf$tmp" "$PM_DIR/storage.conf"
+}
+
+# _pm_storage_conf MODE DRIVER STORE: a reader's storage.conf, the way a site writes one.
 _pm_storage_conf() {
 	local mode=$1 driver=$2 store=$3
+	echo '# written by scripts/lib-podman.sh: a private, empty Podman root that reads one store'
 	echo '[storage]'
 	echo "driver = \"$driver\""
 	echo "graphroot = \"$PM_DIR/root\""
@@ -249,8 +306,20 @@ _pm_storage_conf() {
 	return 0
 }
 
+# pm_containers_conf VERSION [TMPDIR]: a private containers.conf. Rootful Podman's tmp_dir
+# defaults to /run/libpod, shared by every Podman on the host; rootless Podman's
+# ($XDG_RUNTIME_DIR/libpod/tmp) is private already (no TMPDIR: a file several users share).
+pm_containers_conf() {
+	echo '[engine]'
+	echo 'cgroup_manager = "cgroupfs"'
+	echo 'events_logger = "file"'
+	[[ -z ${2:-} ]] || echo "tmp_dir = \"$2\""
+	# Podman and Buildah 4.3 cannot start containers with crun here (PODMAN_GLOBAL_FLAGS).
+	if [[ $1 == 4.3 ]]; then echo 'runtime = "runc"'; fi
+}
+
 # pm TOOL ARGS...: run TOOL as the selected reader. Podman 4.3 needs runc (the
-# reader's containers.conf names it) and the two ulimits (lib.sh's PODMAN_RUN_FLAGS);
+# reader's containers.conf names it) and the two ulimits (PODMAN_RUN_FLAGS);
 # `buildah from` in the chroots needs the nofile ulimit, `buildah run` no network
 # (nftables fails here).
 pm() {
@@ -271,4 +340,91 @@ pm() {
 		;;
 	esac
 	pm_exec "$PM_VERSION" "$PM_RUN_AS" "${argv[@]}" "$@"
+}
+
+# podman_root STORE SUBCOMMAND ARGS...: the host's Podman as root, with a private,
+# initially empty root and STORE as its only additional image store. Runs in a
+# subshell: the caller's pm_reader selection stays.
+# Example: podman_root "$STORE" run --rm IMAGE cat /etc/motd
+podman_root() {
+	(
+		pm_reader 4.3 root "${PODMAN_DRIVER:-overlay}" "$1"
+		shift
+		pm podman "$@"
+	)
+}
+
+# podman_user USER STORE SUBCOMMAND ARGS...: the same as the rootless USER (created if
+# needed; an overlay store through fuse-overlayfs). Rootless Podman (<= 5.8) ignores the
+# system storage.conf's additionalimagestores, so the reader's own storage.conf names it.
+podman_user() {
+	(
+		pm_reader 4.3 fuse "${PODMAN_DRIVER:-overlay}" "$2" "$1"
+		shift 2
+		pm podman "$@"
+	)
+}
+
+# podman_store_conf STORE: the storage.conf podman_root uses for STORE (created on
+# first use). `CONTAINERS_STORAGE_CONF=$(podman_store_conf S) skopeo ...
+# containers-storage:IMAGE ...` reads the store the same way.
+podman_store_conf() {
+	pm_reader 4.3 root "${PODMAN_DRIVER:-overlay}" "$1"
+	echo "$PM_DIR/storage.conf"
+}
+
+# ---------------------------------------------------------------- what readers need
+# ensure_rootless_user USER: a throwaway user that can run rootless Podman:
+# subordinate ID ranges, usable /dev/fuse. The same uid and ranges hold in the
+# chroots (pm_exec binds the host's user database over theirs).
+ensure_rootless_user() {
+	local user=$1
+	if ! id "$user" >/dev/null 2>&1; then
+		useradd --create-home --shell /bin/sh --comment "cargohold test user (throwaway)" "$user" ||
+			die "useradd $user failed"
+	fi
+	# Debian's useradd allocates subuid/subgid ranges itself; a user made some other
+	# way may have none. Allocate 65536 IDs above every existing range.
+	local f start
+	for f in /etc/subuid /etc/subgid; do
+		touch "$f"
+		if ! grep -q "^$user:" "$f"; then
+			start=$(awk -F: 'BEGIN{m=100000} {e=$2+$3; if (e>m) m=e} END{print m}' "$f")
+			echo "$user:$start:65536" >>"$f"
+		fi
+	done
+	# fuse-overlayfs runs as the user; Debian's udev makes /dev/fuse 0666, but
+	# containers and minimal images often have 0600.
+	[[ -c /dev/fuse ]] || modprobe fuse 2>/dev/null || true
+	[[ -c /dev/fuse ]] || die "no /dev/fuse: rootless Podman needs FUSE for fuse-overlayfs (modprobe fuse)"
+	[[ $(stat -c %a /dev/fuse) == 666 ]] || chmod 0666 /dev/fuse
+}
+
+# make_store_readable STORE [DRIVER]: Podman writes its store 0700/0600; open the store's
+# own dirs and records (driver default overlay) so other users' Podman can read it as an
+# additional store. Not a layer's diff/ (overlay) or vfs/dir/<id>: that is the image's
+# root and keeps its mode. Only for stores Podman wrote (and again after a root reader's
+# containers rewrote its records 0600); cargohold's own stores are readable as written.
+make_store_readable() {
+	local d=$1 driver=${2:-overlay}
+	chmod a+rx "$d" "$d/$driver" "$d/$driver-images" "$d/$driver-layers"
+	if [[ $driver == overlay ]]; then
+		find "$d/overlay" -mindepth 1 -maxdepth 1 -type d -exec chmod a+rx {} +
+		find "$d/overlay" -mindepth 2 -maxdepth 2 \( -name link -o -name lower \) -exec chmod a+r {} +
+	else
+		chmod a+rx "$d/vfs/dir"
+	fi
+	chmod -R a+rX "$d/$driver-images" "$d/$driver-layers"
+}
+
+# pm_stop_pauses: rootless Podman leaves a pause process (catatonit) holding its user
+# namespace; end each one a reader left, found by its pid file under $PODMAN_RUNDIR
+# (readers may have run in $(...) subshells whose variables are gone).
+pm_stop_pauses() {
+	local f pid
+	while IFS= read -r f; do
+		pid=$(cat "$f")
+		[[ $pid =~ ^[0-9]+$ ]] && kill "$pid" 2>/dev/null
+	done < <(find "$PODMAN_RUNDIR" -name pause.pid 2>/dev/null)
+	return 0
 }

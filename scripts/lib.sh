@@ -14,10 +14,9 @@
 #   make_fixtures [REFS]        mkimages into $FIXTURES_DIR; fixture REF FIELD reads fixtures.json
 #   push_fixture SRC [DEST]     push one fixture (SRC=name:tag) as cargotest/DEST, digests verified
 #   push_fixtures [REFS]        make_fixtures + push each
-#   podman_root STORE CMD...    rootful Podman: private empty root + STORE as additional store
-#   podman_user USER STORE CMD...   the same as a throwaway non-root USER (created if needed)
-#   podman_store_conf STORE     the storage.conf podman_root uses (for skopeo containers-storage:)
-#   make_store_readable STORE   chmod a Podman-written store so others can read its metadata
+#   Podman readers              scripts/lib-podman.sh, sourced below: podman_root STORE CMD...,
+#                               podman_user USER STORE CMD..., and any version/mode/driver
+#                               through pm_reader + pm
 #   check_eq/check_match/check_contains_line/check_true, check_summary
 #                               assertions that print ok/FAIL (expected vs got) and count
 #
@@ -30,15 +29,6 @@ GO_BUILD_TAGS="exclude_graphdriver_btrfs containers_image_openpgp"
 # /usr/local/go/bin is where Go lives on our machines; the Debian golang package is too old.
 case ":$PATH:" in *:/usr/local/go/bin:*) ;; *) PATH=/usr/local/go/bin:$PATH ;; esac
 export PATH
-
-# Flags every container run gets (see "Facts about Podman" in DEVELOPERS.md):
-#   --runtime runc and the two ulimits: without them Podman 4.3 cannot start
-#   containers on our machines.  --net=none: rootless has no working network here;
-#   rootful would work without it, but it would set up a bridge and firewall rules
-#   on the host, which a test has no business doing.  --pull=never: a test of a
-#   store must fail, never fall back to pulling from the registry.
-PODMAN_GLOBAL_FLAGS=(--runtime runc)
-PODMAN_RUN_FLAGS=(--pull=never --net=none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 
 log() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'WARNING: %s\n' "$*" >&2; }
@@ -61,6 +51,17 @@ _lib_run_cleanups() {
 	return "$rc"
 }
 trap _lib_run_cleanups EXIT
+
+# _unmount_under DIR: unmount whatever is mounted below DIR, deepest first. Podman's
+# overlay driver leaves its graphroot's overlay/ bind-mounted on itself after it
+# exits, which would make `rm -rf $WORK` fail with EBUSY.
+_unmount_under() {
+	local m
+	findmnt -rn -o TARGET | awk -v p="$1/" 'index($0, p) == 1' | sort -r | while read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m" || warn "could not unmount $m"
+	done
+	return 0
+}
 # Turn Ctrl-C, TERM and a closed output pipe (`scripts/e2e | head`) into a normal
 # exit so the EXIT cleanups still run.
 trap 'exit 130' INT
@@ -100,7 +101,7 @@ setup_work() {
 			warn "$d is not world-searchable: rootless readers cannot reach stores under $WORK"
 	done
 	mkdir -p "$WORK/bin"
-	# Podman's runtime dirs need short paths (see the podman section below).
+	# Podman's runtime dirs need short paths (see the readers section of lib-podman.sh).
 	PODMAN_RUNDIR=$(mktemp -d /run/cargohold.XXXXXX)
 	chmod 0755 "$PODMAN_RUNDIR"
 	# Cleanups run last-registered first: stop rootless pause processes, unmount
@@ -108,7 +109,7 @@ setup_work() {
 	on_exit "rm -rf '$PODMAN_RUNDIR'"
 	on_exit _unmount_under "'$PODMAN_RUNDIR'"
 	on_exit _unmount_under "'$WORK'"
-	on_exit _podman_user_stop_all
+	on_exit pm_stop_pauses
 	export WORK PODMAN_RUNDIR
 }
 
@@ -364,189 +365,6 @@ push_fixtures() {
 	log "pushed $(fixture_refs | wc -l) fixture images to $REGISTRY/cargotest/"
 }
 
-# ---------------------------------------------------------------- podman
-# Why a storage.conf file (CONTAINERS_STORAGE_CONF) and not --root/--storage-opt:
-#  - it is exactly what sites do with a published store: name it in
-#    additionalimagestores in storage.conf (and what cargohold's snippets write);
-#  - --root/--runroot/--storage-driver/--storage-opt on the command line replace
-#    storage.conf's driver options wholesale (mount_program, additional stores);
-#  - rootless Podman ignores graphroot and has no flag for rootless_storage_path;
-#  - the same file makes skopeo's containers-storage: transport see the store.
-# A private containers.conf (CONTAINERS_CONF, which replaces all others) pins
-# cgroupfs and a file event log, which work with and without systemd, and keeps
-# Podman's tmp_dir private too.
-#
-# Each (mode, user, store) gets a private, initially empty Podman:
-#   $WORK/podman/<r|u><key>/          storage.conf, containers.conf, root/ (graphroot)
-#   $PODMAN_RUNDIR/<r|u><key>/        runroot (rootful) or XDG_RUNTIME_DIR (rootless)
-# The runtime dir lives under a short /run path on purpose: Podman 4.3 passes the
-# runroot to conmon's exit command (`podman --runroot X container cleanup`), which
-# refuses runroots longer than 50 characters. The cleanup then never runs, the
-# container never reaches "exited", and every attached `podman run` hangs 20 s
-# on conmon's timeout before returning.
-
-# PODMAN_DRIVER (default overlay) is the storage driver of the store and of the private root.
-# _podman_setup MODE STORE [USER]: create the dirs and configs (once) and set
-# _PM_DIR (configs + graphroot) and _PM_RUN (runroot / XDG_RUNTIME_DIR).
-_podman_setup() {
-	local mode=$1 store=$2 user=${3:-} key rootless=0
-	[[ -n ${PODMAN_RUNDIR:-} ]] || die "call setup_work first"
-	local driver=${PODMAN_DRIVER:-overlay}
-	key=$mode$(printf '%s|%s|%s' "$user" "$store" "$driver" | md5sum | cut -c1-6)
-	_PM_DIR=$WORK/podman/$key
-	_PM_RUN=$PODMAN_RUNDIR/$key
-	[[ -f $_PM_DIR/storage.conf ]] && return 0
-	[[ $mode == u ]] && rootless=1
-	mkdir -p "$_PM_DIR/root" "$_PM_RUN"
-	{
-		echo '# written by scripts/lib.sh: a private, empty Podman root that reads one store'
-		echo '[storage]'
-		echo "driver = \"$driver\""
-		echo "graphroot = \"$_PM_DIR/root\""
-		echo "runroot = \"$_PM_RUN\""
-		# Rootless Podman ignores graphroot (and runroot: it uses
-		# $XDG_RUNTIME_DIR/containers); this is its graphroot.
-		[[ $rootless == 1 ]] && echo "rootless_storage_path = \"$_PM_DIR/root\""
-		echo '[storage.options]'
-		echo "additionalimagestores = [\"$store\"]"
-		# Rootless overlay mounts go through fuse-overlayfs.
-		[[ $rootless == 1 && $driver == overlay ]] && printf '[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
-	} >"$_PM_DIR/storage.conf"
-	{
-		echo '[engine]'
-		echo 'cgroup_manager = "cgroupfs"'
-		echo 'events_logger = "file"'
-		# Rootful defaults to /run/libpod, shared by every Podman on the host;
-		# rootless uses $XDG_RUNTIME_DIR/libpod/tmp, private already.
-		[[ $rootless == 1 ]] || echo "tmp_dir = \"$_PM_RUN/tmp\""
-	} >"$_PM_DIR/containers.conf"
-	if [[ $rootless == 1 ]]; then
-		# XDG_RUNTIME_DIR must belong to the user, mode 0700 (no systemd user session
-		# here makes /run/user/UID for us).
-		chmod 0700 "$_PM_RUN"
-		chown -R "$user:" "$_PM_DIR" "$_PM_RUN"
-	fi
-}
-
-# _podman_cmd SUBCOMMAND ARGS...: fills _PODMAN_ARGV with the podman command line,
-# adding PODMAN_RUN_FLAGS right after run/create. The subcommand must come first.
-_podman_cmd() {
-	local sub=$1
-	shift
-	case $sub in
-	run | create) _PODMAN_ARGV=(podman "${PODMAN_GLOBAL_FLAGS[@]}" "$sub" "${PODMAN_RUN_FLAGS[@]}" "$@") ;;
-	*) _PODMAN_ARGV=(podman "${PODMAN_GLOBAL_FLAGS[@]}" "$sub" "$@") ;;
-	esac
-}
-
-# podman_store_conf STORE: the storage.conf podman_root uses for STORE (created on
-# first use). `CONTAINERS_STORAGE_CONF=$(podman_store_conf S) skopeo ...
-# containers-storage:IMAGE ...` reads the store the same way.
-podman_store_conf() {
-	_podman_setup r "$(realpath -m "$1")"
-	echo "$_PM_DIR/storage.conf"
-}
-
-# podman_root STORE SUBCOMMAND ARGS...: rootful Podman whose own root is private and
-# initially empty and whose only additional image store is STORE.
-# Example: podman_root "$STORE" run --rm IMAGE cat /etc/motd
-podman_root() {
-	local store
-	store=$(realpath -m "$1")
-	shift
-	[[ -d $store ]] || die "podman_root: store $store does not exist"
-	_podman_setup r "$store"
-	_podman_cmd "$@"
-	CONTAINERS_STORAGE_CONF=$_PM_DIR/storage.conf CONTAINERS_CONF=$_PM_DIR/containers.conf "${_PODMAN_ARGV[@]}"
-}
-
-# ensure_rootless_user USER: a throwaway user that can run rootless Podman:
-# subordinate ID ranges, usable /dev/fuse.
-ensure_rootless_user() {
-	local user=$1
-	if ! id "$user" >/dev/null 2>&1; then
-		useradd --create-home --shell /bin/sh --comment "cargohold test user (throwaway)" "$user" ||
-			die "useradd $user failed"
-	fi
-	# Debian's useradd allocates subuid/subgid ranges itself; a user made some other
-	# way may have none. Allocate 65536 IDs above every existing range.
-	local f start
-	for f in /etc/subuid /etc/subgid; do
-		touch "$f"
-		if ! grep -q "^$user:" "$f"; then
-			start=$(awk -F: 'BEGIN{m=100000} {e=$2+$3; if (e>m) m=e} END{print m}' "$f")
-			echo "$user:$start:65536" >>"$f"
-		fi
-	done
-	# fuse-overlayfs runs as the user; Debian's udev makes /dev/fuse 0666, but
-	# containers and minimal images often have 0600.
-	[[ -c /dev/fuse ]] || modprobe fuse 2>/dev/null || true
-	[[ -c /dev/fuse ]] || die "no /dev/fuse: rootless Podman needs FUSE for fuse-overlayfs (modprobe fuse)"
-	[[ $(stat -c %a /dev/fuse) == 666 ]] || chmod 0666 /dev/fuse
-}
-
-# podman_user USER STORE SUBCOMMAND ARGS...: rootless Podman as USER (created if
-# needed) with a private root and STORE as its only additional store. Rootless
-# Podman (<= 5.8) ignores the system storage.conf's additionalimagestores, so the
-# user's own storage.conf names the store.
-podman_user() {
-	local user=$1 store home
-	store=$(realpath -m "$2")
-	shift 2
-	ensure_rootless_user "$user"
-	_podman_setup u "$store" "$user"
-	local images=$store/${PODMAN_DRIVER:-overlay}-images/images.json
-	if ! runuser -u "$user" -- test -r "$images"; then
-		die "podman_user: $user cannot read $images (every dir up to the store needs a+x, metadata a+r)"
-	fi
-	home=$(getent passwd "$user" | cut -d: -f6)
-	_podman_cmd "$@"
-	# runuser keeps the cwd; start from / so Podman never trips over root's cwd.
-	(cd / && runuser -u "$user" -- env -i \
-		HOME="$home" USER="$user" LOGNAME="$user" \
-		PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-		XDG_RUNTIME_DIR="$_PM_RUN" \
-		CONTAINERS_STORAGE_CONF="$_PM_DIR/storage.conf" CONTAINERS_CONF="$_PM_DIR/containers.conf" \
-		"${_PODMAN_ARGV[@]}")
-}
-
-# Rootless Podman leaves a pause process (catatonit) holding its user namespace;
-# end each one podman_user started (by its pid file) so a run leaves no processes
-# behind. Found via the files, since podman_user may have run in a $(...)
-# subshell whose variables are gone.
-_podman_user_stop_all() {
-	local pidfile pid
-	for pidfile in "$PODMAN_RUNDIR"/u*/libpod/tmp/pause.pid; do
-		[[ -f $pidfile ]] || continue
-		pid=$(cat "$pidfile")
-		[[ $pid =~ ^[0-9]+$ ]] && kill "$pid" 2>/dev/null
-	done
-	return 0
-}
-
-# _unmount_under DIR: unmount whatever is mounted below DIR, deepest first. Podman's
-# overlay driver leaves its graphroot's overlay/ bind-mounted on itself after it
-# exits, which would make `rm -rf $WORK` fail with EBUSY.
-_unmount_under() {
-	local m
-	findmnt -rn -o TARGET | awk -v p="$1/" 'index($0, p) == 1' | sort -r | while read -r m; do
-		umount "$m" 2>/dev/null || umount -l "$m" || warn "could not unmount $m"
-	done
-	return 0
-}
-
-# make_store_readable STORE: Podman writes its store 0700/0600; open the metadata
-# (not the layers' files, whose modes are the image's) so other users' Podman can
-# read it as an additional store. Only for stores Podman wrote; cargohold's own
-# stores are readable as written.
-make_store_readable() {
-	local s=$1
-	chmod a+rx "$s" "$s/overlay" "$s/overlay/l" "$s"/overlay/*/
-	chmod a+r "$s"/overlay/*/link
-	find "$s"/overlay/ -mindepth 2 -maxdepth 2 -name lower -exec chmod a+r {} +
-	chmod -R a+rX "$s/overlay-images" "$s/overlay-layers"
-}
-
 # ---------------------------------------------------------------- checks
 # check_* record one assertion each, print "ok" or a loud FAIL with what was
 # expected and what came instead, and keep going so one run shows every failure.
@@ -602,3 +420,8 @@ check_summary() {
 	printf '%d passed, %d failed\n' "$CHECKS_PASSED" "$CHECKS_FAILED"
 	((CHECKS_FAILED == 0))
 }
+
+# The Podman-reader harness (podman_root, podman_user, pm_reader, pm, the chroots of
+# the newer versions).
+# shellcheck source=scripts/lib-podman.sh
+. "$CARGOHOLD_ROOT/scripts/lib-podman.sh"

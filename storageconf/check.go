@@ -3,10 +3,11 @@ package storageconf
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"github.com/cargohold/cargohold/internal/shell"
-	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/layout/driver"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -23,7 +24,7 @@ type Report struct {
 	Store string
 	// Storage is Podman's own storage for this user (Effective.GraphRoot): the driver it was made
 	// with is the one Podman uses.
-	Storage  layout.PodmanStorage
+	Storage  driver.PodmanStorage
 	Listed   bool     // the effective configuration names the store
 	Failures []string // each one makes every podman command of this user fail
 	Problems []string // each one keeps Podman from using the store; empty: it will
@@ -36,8 +37,8 @@ func (r *Report) OK() bool { return r.Listed && len(r.Problems) == 0 && len(r.Fa
 
 // Check works out whether the Podman described by l will work and list the images of store (whose
 // driver is storeDriver).
-func Check(store, storeDriver string, l Lookup) (*Report, error) {
-	storeDriver = driverOrDefault(storeDriver)
+func Check(store string, d driver.Driver, l Lookup) (*Report, error) {
+	storeDriver := string(driverOrDefault(d))
 	if err := CheckStorePath(store); err != nil {
 		return nil, err
 	}
@@ -46,7 +47,7 @@ func Check(store, storeDriver string, l Lookup) (*Report, error) {
 		return nil, err
 	}
 	r := &Report{Effective: eff, Store: store}
-	if r.Storage, err = layout.ReadPodmanStorage(eff.GraphRoot); err != nil {
+	if r.Storage, err = driver.ReadPodmanStorage(eff.GraphRoot); err != nil {
 		return nil, fmt.Errorf("reading Podman's storage %s: %w", eff.GraphRoot, err)
 	}
 	r.Listed = slices.ContainsFunc(eff.Stores, func(s string) bool { return sameStore(s, store) })
@@ -72,7 +73,7 @@ func Check(store, storeDriver string, l Lookup) (*Report, error) {
 	} else if err := readable(store, l); err != nil {
 		r.Problems = append(r.Problems, fmt.Sprintf("this user cannot read %s (%v): every directory up to it needs a+rx.", store, err))
 	}
-	if l.UID != 0 && storeDriver == "overlay" && eff.MountProgram == "" && r.Listed && r.Storage.MountProgram != "true" {
+	if l.UID != 0 && storeDriver == string(driver.Overlay) && eff.MountProgram == "" && r.Listed && r.Storage.MountProgram != "true" {
 		r.Warnings = append(r.Warnings, `no mount_program is set: rootless Podman then mounts the store with the kernel's overlay, `+
 			`which runs only images that have /etc/mtab and cannot enter directories only root may enter; `+
 			`mount_program = "/usr/bin/fuse-overlayfs" under [storage.options.overlay] runs them all.`)
@@ -97,8 +98,8 @@ func (r *Report) checkFailures(l Lookup) {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("Podman's storage %s holds records of several drivers (%s): "+
 			"podman info --format '{{.Store.GraphDriverName}}' says which one Podman uses.", r.GraphRoot, strings.Join(r.Storage.Drivers, ", ")))
 	}
-	driver := cmp.Or(r.Storage.Driver(), r.Driver)
-	if r.MountProgram != "" && (driver == "" || sameDriver(driver, "overlay")) {
+	used := cmp.Or(r.Storage.Driver(), r.Driver)
+	if r.MountProgram != "" && (used == "" || sameDriver(used, string(driver.Overlay))) {
 		if err := unix.Access(r.MountProgram, unix.X_OK); err != nil {
 			r.Failures = append(r.Failures, fmt.Sprintf("the mount_program %s cannot be run (%v): the overlay driver refuses to start.", r.MountProgram, err))
 		}
@@ -112,8 +113,8 @@ func (r *Report) checkFailures(l Lookup) {
 // sameDriver compares driver names as containers/storage does (overlay2 is overlay).
 func sameDriver(a, b string) bool {
 	norm := func(d string) string {
-		if d == "overlay2" {
-			return "overlay"
+		if d == "overlay2" { // (a name Podman accepts in storage.conf, never a store's driver)
+			return string(driver.Overlay)
 		}
 		return d
 	}
@@ -189,9 +190,10 @@ func fixFor(store string, l Lookup, eff *Effective) string {
 	}
 }
 
-// DetectReader runs `podman --version` and returns how that Podman reads storage.conf.
-func DetectReader() (Reader, string, error) {
-	out, err := exec.Command("podman", "--version").Output()
+// DetectReader runs `podman --version` (killed when ctx ends) and returns how that Podman reads
+// storage.conf.
+func DetectReader(ctx context.Context) (Reader, string, error) {
+	out, err := exec.CommandContext(ctx, "podman", "--version").Output()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) && len(bytes.TrimSpace(exit.Stderr)) > 0 {
 		// Podman up to 5.x fails even --version on a configuration it cannot use: say why.

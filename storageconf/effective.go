@@ -153,7 +153,9 @@ func decodeText(name string, data []byte) (*fileConfig, error) {
 // hasDriverOptions reports whether a storage.conf text sets a driver option: a store, or any other
 // non-empty key under [storage.options].
 func hasDriverOptions(data []byte) bool {
-	var doc struct{ Storage struct{ Options map[string]any } }
+	var doc struct {
+		Storage struct{ Options map[string]any }
+	}
 	if _, err := toml.Decode(string(data), &doc); err != nil {
 		return false
 	}

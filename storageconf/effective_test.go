@@ -213,7 +213,7 @@ func TestCheckPodmanWillFail(t *testing.T) {
 		name  string
 		uid   int
 		setUp func(s *sandbox, home string) // home: the user's
-		fails string                         // a failure saying this; "": none
+		fails string                        // a failure saying this; "": none
 	}{
 		{name: "rootless, storage and file agree", uid: 1000, setUp: func(s *sandbox, home string) {
 			madeWith(t, home, "overlay")
@@ -299,8 +299,10 @@ func TestCheckForAnotherUser(t *testing.T) {
 
 func TestReaderFor(t *testing.T) {
 	for v, want := range map[string]Reader{"4.3.1": Legacy, "5.8.0": Legacy, "6.0.0": Current, "10.1": Current, "": Legacy} {
-		if got := ReaderFor(v); got != want {
-			t.Errorf("ReaderFor(%q) = %v", v, got)
-		}
+		t.Run(v, func(t *testing.T) {
+			if got := ReaderFor(v); got != want {
+				t.Errorf("ReaderFor(%q) = %v", v, got)
+			}
+		})
 	}
 }

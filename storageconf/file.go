@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/cargohold/cargohold/layout/driver"
 )
 
 // Where containers/storage looks for the system-wide file.
@@ -23,9 +25,8 @@ var distributionFile = DistributionFile
 
 // Options tune AddStore and RemoveStore.
 type Options struct {
-	// Driver is the store's storage driver, "overlay" (default) or "vfs"; it goes into a
-	// file cargohold creates.
-	Driver string
+	// Driver is the store's storage driver ("": overlay); it goes into a file cargohold creates.
+	Driver driver.Driver
 	// Backup keeps the previous content as FILE.bak (same mode and owner) when FILE changes.
 	Backup bool
 	// Base is what a missing FILE starts as. Empty: a copy of DistributionFile if it exists
@@ -67,8 +68,8 @@ type Result struct {
 
 // DriverMismatch reports whether the file names another driver than the store's: Podman
 // with that driver does not see the store.
-func (r Result) DriverMismatch(storeDriver string) bool {
-	return r.Driver != "" && r.Driver != driverOrDefault(storeDriver)
+func (r Result) DriverMismatch(storeDriver driver.Driver) bool {
+	return r.Driver != "" && r.Driver != string(driverOrDefault(storeDriver))
 }
 
 // AddStore adds store to the additionalimagestores of the storage.conf file, creating the
@@ -87,17 +88,17 @@ func RemoveStore(file, store string, opts Options) (Result, error) {
 	})
 }
 
-// Register adds the store (of driver: "overlay" or "vfs") to the storage.conf file the way
+// Register adds the store (of driver d) to the storage.conf file the way
 // `cargohold conf patch --store STORE --file FILE` does; for `publish --register`.
 // A relative store path is made absolute.
-func Register(file, store, driver string) (changed bool, err error) {
+func Register(file, store string, d driver.Driver) (changed bool, err error) {
 	if store, err = filepath.Abs(store); err != nil {
 		return false, err
 	}
 	if err := CheckStoreDir(store); err != nil {
 		return false, err
 	}
-	r, err := AddStore(file, store, Options{Driver: driver})
+	r, err := AddStore(file, store, Options{Driver: d})
 	return r.Changed, err
 }
 
@@ -221,9 +222,10 @@ func sameStoreList(a, b []byte) bool {
 	return errA == nil && errB == nil && slices.Equal(sa, sb)
 }
 
-func driverOrDefault(d string) string {
+// driverOrDefault is the store's driver, overlay if none is given.
+func driverOrDefault(d driver.Driver) driver.Driver {
 	if d == "" {
-		return "overlay"
+		return driver.Overlay
 	}
 	return d
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cargohold/cargohold/layout/driver"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -150,11 +152,13 @@ func TestRemoveGolden(t *testing.T) {
 
 func TestRemoveAbsent(t *testing.T) {
 	for _, in := range []string{"debian", "empty", "no-options", "oneline"} {
-		data := input(t, in)
-		out, changed, err := RemoveFromText(in, data, store)
-		if err != nil || changed || !bytes.Equal(out, data) {
-			t.Errorf("%s: changed=%v err=%v, want no change", in, changed, err)
-		}
+		t.Run(in, func(t *testing.T) {
+			data := input(t, in)
+			out, changed, err := RemoveFromText(in, data, store)
+			if err != nil || changed || !bytes.Equal(out, data) {
+				t.Errorf("%s: changed=%v err=%v, want no change", in, changed, err)
+			}
+		})
 	}
 }
 
@@ -204,25 +208,29 @@ func TestQuote(t *testing.T) {
 		`/srv/back\slash`:    `"/srv/back\\slash"`,
 		"/srv/ünïcode space": `"/srv/ünïcode space"`,
 	} {
-		if got := quote(in); got != want {
-			t.Errorf("quote(%q) = %s, want %s", in, got, want)
-		}
+		t.Run(in, func(t *testing.T) {
+			if got := quote(in); got != want {
+				t.Errorf("quote(%q) = %s, want %s", in, got, want)
+			}
+		})
 	}
 }
 
 func TestSnippetParses(t *testing.T) {
-	for _, driver := range []string{"overlay", "vfs"} {
-		s, err := Snippet(`/srv/my "images"`, driver)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stores, err := StoresInText("snippet", []byte(s))
-		if err != nil || len(stores) != 1 || stores[0] != `/srv/my "images"` {
-			t.Errorf("%s snippet lists %q (%v):\n%s", driver, stores, err, s)
-		}
-		if !strings.Contains(s, driver+".imagestore=") {
-			t.Errorf("%s snippet lacks the command-line form:\n%s", driver, s)
-		}
+	for _, d := range []driver.Driver{driver.Overlay, driver.VFS} {
+		t.Run(string(d), func(t *testing.T) {
+			s, err := Snippet(`/srv/my "images"`, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stores, err := StoresInText("snippet", []byte(s))
+			if err != nil || len(stores) != 1 || stores[0] != `/srv/my "images"` {
+				t.Errorf("%s snippet lists %q (%v):\n%s", d, stores, err, s)
+			}
+			if !strings.Contains(s, string(d)+".imagestore=") {
+				t.Errorf("%s snippet lacks the command-line form:\n%s", d, s)
+			}
+		})
 	}
 	var vfs struct {
 		Storage struct{ Driver string }

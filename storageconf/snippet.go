@@ -2,9 +2,10 @@ package storageconf
 
 import (
 	"fmt"
-	"github.com/cargohold/cargohold/internal/shell"
-	"github.com/cargohold/cargohold/layout"
 	"strings"
+
+	"github.com/cargohold/cargohold/internal/shell"
+	"github.com/cargohold/cargohold/layout/driver"
 )
 
 // Defaults of containers/storage for rootful Podman when no file sets them.
@@ -15,27 +16,28 @@ const (
 
 // Snippet returns the storage.conf lines that register store, ready to paste into a file
 // that has no [storage.options] table yet, with comments saying where they go.
-func Snippet(store, driver string) (string, error) {
-	driver = driverOrDefault(driver)
+func Snippet(store string, d driver.Driver) (string, error) {
+	d, err := driver.Parse(string(d))
+	if err != nil {
+		return "", err
+	}
 	if err := CheckStorePath(store); err != nil {
 		return "", err
 	}
-	if _, err := layout.ParseDriver(driver); err != nil {
-		return "", err
-	}
+	name := string(d)
 	var b strings.Builder
 	b.WriteString("# Registers the cargohold store " + store + " with Podman.\n")
 	b.WriteString("# Rootful: /etc/containers/storage.conf. Rootless (Podman up to 5.x): each user's\n")
 	b.WriteString("# ~/.config/containers/storage.conf or $CONTAINERS_STORAGE_CONF.\n")
 	b.WriteString("# If the file already has a [storage.options] table, add the path to its\n")
 	b.WriteString("# additionalimagestores list instead (cargohold conf patch does that).\n")
-	fmt.Fprintf(&b, "# The store is read only by Podman using driver = %q in [storage].\n", driver)
-	fmt.Fprintf(&b, "# Command-line equivalent: --storage-driver %s --storage-opt %s\n", driver, shell.Quote(driver+".imagestore="+store))
+	fmt.Fprintf(&b, "# The store is read only by Podman using driver = %q in [storage].\n", name)
+	fmt.Fprintf(&b, "# Command-line equivalent: --storage-driver %s --storage-opt %s\n", name, shell.Quote(name+".imagestore="+store))
 	b.WriteString("# (command-line storage options replace every driver option of storage.conf).\n")
-	if driver != "overlay" {
+	if d != driver.Overlay {
 		// Podman's default driver is overlay: with any other it sees nothing of the store.
 		b.WriteString("[storage]\n")
-		b.WriteString("driver = " + quote(driver) + "\n")
+		b.WriteString("driver = " + quote(name) + "\n")
 	}
 	b.WriteString("[storage.options]\n")
 	b.WriteString("additionalimagestores = [" + quote(store) + "]\n")
@@ -50,12 +52,12 @@ func DropInSnippet(store string) (string, error) {
 }
 
 // minimalConfig is a new system-wide storage.conf when the distribution ships none.
-func minimalConfig(driver string) []byte {
+func minimalConfig(d driver.Driver) []byte {
 	return []byte(`# Podman storage configuration (containers-storage.conf(5)), created by cargohold.
 # containers/storage reads only this file (no defaults are merged in), so it names the
 # driver and the default locations itself.
 [storage]
-driver = ` + quote(driver) + `
+driver = ` + quote(string(d)) + `
 runroot = ` + quote(defaultRunRoot) + `
 graphroot = ` + quote(defaultGraphRoot) + `
 

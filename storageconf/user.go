@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
-	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/layout/driver"
 )
 
 // OriginalSuffix names the copy of a storage.conf as it was before conf user first changed it
@@ -25,7 +25,7 @@ var ErrUserStorage = errors.New("nothing was written")
 
 // UserOptions tune AddUserStore and RemoveUserStore.
 type UserOptions struct {
-	Driver string // the store's driver (default overlay)
+	Driver driver.Driver // the store's driver ("": overlay)
 	// MountProgram goes under [storage.options.overlay] of a new overlay file ("": none). nil: the
 	// one the user's storage was made with; for new storage fuse-overlayfs, if installed.
 	MountProgram *string
@@ -52,7 +52,7 @@ func UserFile(home string) string {
 // graphroot and runroot to Podman's per-user defaults. The first change of an existing file keeps
 // its content beside it (OriginalSuffix) for RemoveUserStore.
 func AddUserStore(file, store string, o UserOptions) (Result, error) {
-	driver := driverOrDefault(o.Driver)
+	d := driverOrDefault(o.Driver)
 	opts := o.fileOptions(file)
 	existing, err := readConfig(file, opts)
 	if err != nil {
@@ -62,12 +62,12 @@ func AddUserStore(file, store string, o UserOptions) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	plan, err := planUserFile(file, existing, storage, driver, o)
+	plan, err := planUserFile(file, existing, storage, d, o)
 	if err != nil {
 		return Result{}, err
 	}
-	opts.Driver, opts.MakeDirs, opts.keepOriginal = driver, true, true
-	opts.template = userTemplate(driver, plan.mountProgram)
+	opts.Driver, opts.MakeDirs, opts.keepOriginal = d, true, true
+	opts.template = userTemplate(string(d), plan.mountProgram)
 	res, err := AddStore(file, store, opts)
 	if res.Created {
 		res.Notes = append(res.Notes, plan.notes...)
@@ -155,19 +155,19 @@ func readConfig(file string, opts Options) (*fileConfig, error) {
 
 // storage looks at the Podman storage of the user who reads the file (with file's content, which
 // may move it): zero for a file shared by many users.
-func (o UserOptions) storage(file *fileConfig) (layout.PodmanStorage, error) {
+func (o UserOptions) storage(file *fileConfig) (driver.PodmanStorage, error) {
 	if o.User == nil {
-		return layout.PodmanStorage{}, nil
+		return driver.PodmanStorage{}, nil
 	}
 	system, err := systemConfig(*o.User)
 	if err != nil {
-		return layout.PodmanStorage{}, err
+		return driver.PodmanStorage{}, err
 	}
 	var eff Effective
 	if err := eff.setGraphRoot(*o.User, file, system); err != nil {
-		return layout.PodmanStorage{}, err
+		return driver.PodmanStorage{}, err
 	}
-	return layout.ReadPodmanStorage(eff.GraphRoot)
+	return driver.ReadPodmanStorage(eff.GraphRoot)
 }
 
 // userPlan is what conf user writes into a new file beyond the store.
@@ -180,18 +180,18 @@ type userPlan struct {
 // settings, nil if it does not exist) given their Podman storage, and what a new file holds.
 // Podman keeps the driver its storage was made with whatever storage.conf says, and then refuses the
 // options written for another driver: every podman command of the user would fail.
-func planUserFile(file string, existing *fileConfig, storage layout.PodmanStorage, driver string, o UserOptions) (userPlan, error) {
+func planUserFile(file string, existing *fileConfig, storage driver.PodmanStorage, d driver.Driver, o UserOptions) (userPlan, error) {
 	who := "this user"
 	if o.User != nil && o.User.Name != "" {
 		who = o.User.Name
 	}
-	if err := storageAllows(storage, driver, who); err != nil {
+	if err := storageAllows(storage, string(d), who); err != nil {
 		return userPlan{}, err
 	}
 	if existing != nil {
-		return userPlan{}, fileAllows(file, existing.Storage.Driver, storage, driver, who)
+		return userPlan{}, fileAllows(file, existing.Storage.Driver, storage, string(d), who)
 	}
-	if driver != string(layout.Overlay) {
+	if d != driver.Overlay {
 		return userPlan{}, nil
 	}
 	switch {
@@ -209,22 +209,22 @@ func planUserFile(file string, existing *fileConfig, storage layout.PodmanStorag
 
 // storageAllows refuses a store of driver for a user whose Podman storage has another driver (or
 // one that cannot be told).
-func storageAllows(storage layout.PodmanStorage, driver, who string) error {
+func storageAllows(storage driver.PodmanStorage, storeDriver, who string) error {
 	recorded := storage.Driver()
-	howToTell := "As " + who + ", podman info --format '{{.Store.GraphDriverName}}' says which; if it is " + driver +
+	howToTell := "As " + who + ", podman info --format '{{.Store.GraphDriverName}}' says which; if it is " + storeDriver +
 		", add the store with cargohold conf patch --file on " + who + "'s storage.conf, else reset the storage first (podman system reset)"
 	switch {
-	case recorded != "" && !sameDriver(recorded, driver):
+	case recorded != "" && !sameDriver(recorded, storeDriver):
 		alternative := ""
-		if _, err := layout.ParseDriver(recorded); err == nil {
+		if _, err := driver.Parse(recorded); err == nil {
 			alternative = ", or register " + aStore(recorded) + " for " + who + " (cargohold publish --driver " + recorded + ")"
 		}
 		return userStorageError("%s's Podman storage %s was made with the %s driver, which Podman keeps whatever storage.conf says: "+
 			"%s configuration would make every podman command of %s fail (%q), and the %s driver cannot read %s. "+
 			"Reset %s's storage first (as %s: podman system reset, which removes their images, containers and volumes) "+
 			"and run this again%s",
-			who, storage.Dir, recorded, aOrAn(driver), who, recorded+" driver does not support "+driver+".imagestore options",
-			recorded, aStore(driver), who, who, alternative)
+			who, storage.Dir, recorded, aOrAn(storeDriver), who, recorded+" driver does not support "+storeDriver+".imagestore options",
+			recorded, aStore(storeDriver), who, who, alternative)
 	case len(storage.Drivers) > 1:
 		return userStorageError("%s's Podman storage %s holds records of several drivers (%s): cargohold cannot tell which one "+
 			"Podman recorded. %s", who, storage.Dir, strings.Join(storage.Drivers, ", "), howToTell)
@@ -237,22 +237,22 @@ func storageAllows(storage layout.PodmanStorage, driver, who string) error {
 
 // fileAllows refuses to add a store of driver to a file that names another driver, or none while
 // the user's storage does not exist yet (Podman would pick one itself, and keep it).
-func fileAllows(file, fileDriver string, storage layout.PodmanStorage, driver, who string) error {
+func fileAllows(file, fileDriver string, storage driver.PodmanStorage, storeDriver, who string) error {
 	switch {
-	case fileDriver != "" && !sameDriver(fileDriver, driver):
+	case fileDriver != "" && !sameDriver(fileDriver, storeDriver):
 		return userStorageError("%s sets driver = %q: Podman with it cannot read %s. Change the driver there "+
 			"(for a user whose Podman storage exists, only after podman system reset as that user), or register %s",
-			file, fileDriver, aStore(driver), aStore(fileDriver))
+			file, fileDriver, aStore(storeDriver), aStore(fileDriver))
 	case fileDriver == "" && storage.Fresh():
 		return userStorageError("%s sets no driver and %s has no Podman storage yet: Podman would pick a driver "+
 			"itself on its first run (vfs on some machines), keep it, and not read %s. Add driver = %q "+
-			"under [storage] in %s and run this again", file, who, aStore(driver), driver, file)
+			"under [storage] in %s and run this again", file, who, aStore(storeDriver), storeDriver, file)
 	}
 	return nil
 }
 
 // aStore is "an overlay store", "a vfs store".
-func aStore(driver string) string { return aOrAn(driver) + " store" }
+func aStore(driverName string) string { return aOrAn(driverName) + " store" }
 
 func aOrAn(word string) string {
 	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
@@ -276,15 +276,15 @@ const userHeader = `# Podman storage configuration for this user (containers-sto
 // userTemplate is a new per-user storage.conf. graphroot and runroot stay unset on purpose: Podman
 // then keeps the user's defaults, which its database has recorded (other values make it refuse to
 // start until `podman system reset`). createdByConfUser recognises it again.
-func userTemplate(driver, mountProgram string) []byte {
-	return []byte(userHeader + userBody(driver, mountProgram))
+func userTemplate(driverName, mountProgram string) []byte {
+	return []byte(userHeader + userBody(driverName, mountProgram))
 }
 
-func userBody(driver, mountProgram string) string {
+func userBody(driverName, mountProgram string) string {
 	var b strings.Builder
-	b.WriteString("[storage]\ndriver = " + quote(driver) + "\n\n")
+	b.WriteString("[storage]\ndriver = " + quote(driverName) + "\n\n")
 	b.WriteString("[storage.options]\n# Read-only image stores (cargohold publish).\nadditionalimagestores = [\n]\n")
-	if driver == string(layout.Overlay) && mountProgram != "" {
+	if driverName == string(driver.Overlay) && mountProgram != "" {
 		b.WriteString("\n[storage.options.overlay]\n")
 		b.WriteString("# Rootless overlay mounts of a root-published store go through fuse-overlayfs.\n")
 		b.WriteString("mount_program = " + quote(mountProgram) + "\n")

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cargohold/cargohold/layout/driver"
 )
 
 // podmanUser is a rootless user's home with (optionally) Podman storage made with some driver, as
@@ -50,8 +52,8 @@ func (u *podmanUser) writeConf(text string) []byte {
 	return readFile(u.t, writeFile(u.t, filepath.Dir(u.file()), "storage.conf", []byte(text), 0o644))
 }
 
-func (u *podmanUser) options(driver string, mountProgram *string) UserOptions {
-	return UserOptions{Driver: driver, MountProgram: mountProgram, Home: u.home, User: u.l}
+func (u *podmanUser) options(d driver.Driver, mountProgram *string) UserOptions {
+	return UserOptions{Driver: d, MountProgram: mountProgram, Home: u.home, User: u.l}
 }
 
 func ptr(s string) *string { return &s }
@@ -62,7 +64,7 @@ func TestAddUserStoreFollowsTheUsersStorage(t *testing.T) {
 	tests := []struct {
 		name         string
 		setUp        func(u *podmanUser)
-		driver       string
+		driver       driver.Driver
 		mountProgram *string
 		wantDriver   string // of the created file; "" when refused
 		wantMount    string

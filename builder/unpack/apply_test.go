@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
@@ -15,7 +16,7 @@ import (
 // In apply mode (vfs stores) a layer lands on a copy of its parent's tree: whiteouts delete, opaque
 // markers empty their directory of what lower layers left, and nothing overlay-specific is written.
 func TestApplyOntoLowerTree(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	lower := makeTar(t,
 		testimage.Dir("etc/", 0o755), testimage.File("etc/motd", 0o644, "hello"), testimage.File("etc/keep", 0o644, "keep"),

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 )
 
@@ -49,7 +50,7 @@ func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); retur
 // (On ext4, creating files right after many were deleted, as every iteration does, costs far more
 // kernel time than the unpacker itself: ext4 scans for inodes not recently deleted.)
 func BenchmarkLayer(b *testing.B) {
-	requireRoot(b)
+	testenv.RequireRoot(b)
 	random := randomBytes(benchRandomSize, 7)
 	var size countWriter
 	if err := writeBenchLayer(&size, random); err != nil {

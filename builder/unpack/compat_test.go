@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
@@ -21,7 +22,7 @@ import (
 // TestMatchesContainersStorage unpacks one layer with Layer and with containers/storage's own
 // applier (what "podman pull" does for the overlay driver) and compares the two trees.
 func TestMatchesContainersStorage(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	ping := testimage.File("usr/bin/ping", 0o4755, "ping").Owner(1000, 1000)
 	ping.Header.PAXRecords = map[string]string{
 		"SCHILY.xattr.security.capability": string(capNetBindService()),
@@ -109,7 +110,7 @@ func compareWithStorage(t *testing.T, stream []byte, apply bool) *env {
 // A hard link entry whose owner is already the file's must not chown the shared inode: the kernel
 // drops security.capability on chown. GNU tar --xattrs writes exactly this.
 func TestHardlinkKeepsCapability(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	ping := testimage.File("usr/bin/ping", 0o755, "ping").Owner(0, 0)
 	ping.Header.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(capNetBindService())}
 	owned := testimage.File("usr/bin/arping", 0o755, "arping").Owner(1000, 1000)
@@ -131,7 +132,7 @@ func TestHardlinkKeepsCapability(t *testing.T) {
 // A hard link to a symlink shares the symlink's inode; the storage library sets neither its mode
 // nor its times from the link entry.
 func TestHardlinkToSymlinkKeepsItsTimes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	sym := testimage.Symlink("bin/sh", "dash")
 	sym.Header.ModTime = time.Date(2003, 3, 3, 3, 3, 3, 0, time.UTC)
 	link := testimage.Hardlink("bin/sh.link", "bin/sh")
@@ -146,7 +147,7 @@ func TestHardlinkToSymlinkKeepsItsTimes(t *testing.T) {
 // 0755 and, below a setgid directory, the setgid bit the kernel passes down (overlay: owned by
 // root:root; vfs: the group the kernel passes down too).
 func TestImplicitDirsLikeStorageLibrary(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	shared := testimage.Dir("srv/", 0o2775)
 	shared.Header.Gid = 50
 	stream := makeTar(t, shared, testimage.File("srv/a/b/f", 0o644, "f"), testimage.File("opt/x/y", 0o644, "y"))
@@ -160,7 +161,7 @@ func TestImplicitDirsLikeStorageLibrary(t *testing.T) {
 // Times before 1970 or after 2262 are written as the storage library writes them: 1970-01-01 for
 // everything but symlinks (system.Chtimes), which keep theirs (or wrap around as UnixNano does).
 func TestOutOfRangeTimesLikeStorageLibrary(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	before, after := time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
 	var entries []testimage.Entry
 	for i, mtime := range []time.Time{before, after} {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/opencontainers/go-digest"
 )
@@ -23,7 +24,7 @@ func FuzzLayer(f *testing.F) {
 	}
 	const limit = 1 << 20
 	f.Fuzz(func(t *testing.T, data []byte) {
-		requireRoot(t)
+		testenv.RequireRoot(t)
 		e := newEnv(t)
 		var ts bytes.Buffer
 		res, err := Layer(t.Context(), bytes.NewReader(data), e.root, &ts, Options{MaxSize: limit})

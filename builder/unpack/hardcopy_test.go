@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -16,7 +17,7 @@ import (
 // the shared inode would (content, holes, owner, mode incl. setuid, xattrs incl. a capability,
 // times), links within one directory stay links, and the layer still reassembles byte for byte.
 func TestHardlinksAcrossDirsBecomeCopies(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	file := testimage.File("a/file", 0o4755, "one inode, many names").Owner(1000, 1001)
 	file.Header.PAXRecords = map[string]string{
 		"SCHILY.xattr.security.capability": string(capNetBindService()),
@@ -148,7 +149,7 @@ func checkRecordedAsLinks(t *testing.T, root string, stream []byte, res Result, 
 // b/copy, by a whiteout), the extractor no longer trusts its record of copies: the next link
 // gets a fresh copy rather than a link to a name that may now hold something else.
 func TestCopiedHardlinkReplacesEarlierEntry(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	stream := makeTar(t, testimage.File("a/file", 0o644, "the target"), testimage.File("b/copy/inner", 0o644, "gone"), testimage.Hardlink("b/copy", "a/file"),
 		testimage.Hardlink("b/gone", "a/file"), testimage.File("b/.wh.gone", 0o644, ""), testimage.Hardlink("b/later", "a/file"))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +18,7 @@ import (
 // upper first (an overlay mount's lowerdir order).
 func opaqueStack(t *testing.T) []string {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	base := newEnv(t)
 	base.mustUnpack(t, makeTar(t,
 		testimage.Dir("a/", 0o755), testimage.File("a/x", 0o644, "x"),
@@ -162,7 +163,7 @@ func listTree(t *testing.T, root string) string {
 // Without lower layers, without opaque dirs, or with only the root opaque (which the kernel
 // ignores), HideLower writes nothing.
 func TestHideLowerNothingBelow(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	res, _ := e.mustUnpack(t, makeTar(t, testimage.Dir("a/", 0o755), testimage.File("a/.wh..wh..opq", 0o644, "")))
 	if err := HideLower(e.root, res.OpaqueDirs, nil); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -20,22 +21,24 @@ func TestCRCUpdateMatchesHashCRC64(t *testing.T) {
 	zeros := make([]byte, 4*holeBlock+100)
 	mixed := slices.Concat(rnd[:holeBlock/2], zeros, rnd[:7], zeros[:holeBlock])
 	for name, data := range map[string][]byte{"random": rnd, "zeros": zeros, "mixed": mixed, "empty": nil} {
-		for _, start := range []uint64{0, 1, 0xdeadbeefcafef00d, ^uint64(0)} {
-			want := crc64.Update(start, storage.CRCTable, data)
-			if got := crcUpdate(start, data); got != want {
-				t.Errorf("%s from %#x: crcUpdate %#x, want %#x", name, start, got, want)
+		t.Run(name, func(t *testing.T) {
+			for _, start := range []uint64{0, 1, 0xdeadbeefcafef00d, ^uint64(0)} {
+				want := crc64.Update(start, storage.CRCTable, data)
+				if got := crcUpdate(start, data); got != want {
+					t.Errorf("%s from %#x: crcUpdate %#x, want %#x", name, start, got, want)
+				}
+				// In pieces that do not line up with holeBlock, as reads return them.
+				got := start
+				for rest := data; len(rest) > 0; {
+					n := min(len(rest), holeBlock+333)
+					got = crcUpdate(got, rest[:n])
+					rest = rest[n:]
+				}
+				if got != want {
+					t.Errorf("%s from %#x in pieces: %#x, want %#x", name, start, got, want)
+				}
 			}
-			// In pieces that do not line up with holeBlock, as reads return them.
-			got := start
-			for rest := data; len(rest) > 0; {
-				n := min(len(rest), holeBlock+333)
-				got = crcUpdate(got, rest[:n])
-				rest = rest[n:]
-			}
-			if got != want {
-				t.Errorf("%s from %#x in pieces: %#x, want %#x", name, start, got, want)
-			}
-		}
+		})
 	}
 }
 
@@ -45,7 +48,7 @@ func TestCRCUpdateMatchesHashCRC64(t *testing.T) {
 // padding after the end-of-archive marker. Equal metadata means equal crc64s, so Podman's
 // reassembly (TestTarSplitRoundTrip) accepts the files.
 func TestTarSplitMatchesAsm(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	long := strings.Repeat("long-directory-name/", 12) + "file"
 	big := make([]byte, 5*holeBlock+17)
 	copy(big[2*holeBlock+5:], "data between zero blocks")

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/ctxio"
 	"github.com/opencontainers/go-digest"
 	tstar "github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -92,7 +93,7 @@ func Layer(ctx context.Context, tarStream io.Reader, root string, tarSplit io.Wr
 	// Data flow, in one pass on this goroutine: tarStream → size limit → sha256 and byte count →
 	// tar-split's tar reader → filesystem, with the tar-split metadata recorded from the same reads
 	// (tarsplit.go).
-	in := io.Reader(ctxReader{ctx, tarStream})
+	in := ctxio.Reader(ctx, tarStream)
 	if opts.MaxSize > 0 {
 		in = io.LimitReader(in, opts.MaxSize+1) // one byte more than allowed is enough to know
 	}
@@ -127,20 +128,6 @@ func Layer(ctx context.Context, tarStream io.Reader, root string, tarSplit io.Wr
 
 		OpaqueDirs: slices.Compact(slices.Sorted(slices.Values(x.opaqueDirs))),
 	}, nil
-}
-
-// ctxReader ends the stream when ctx ends: a layer read from a local file (an oci: layout) has no
-// request that ctx would cancel.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if r.ctx.Err() != nil {
-		return 0, context.Cause(r.ctx)
-	}
-	return r.r.Read(p)
 }
 
 // extractor holds the state of one layer's extraction.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/opencontainers/go-digest"
 	"github.com/vbatts/tar-split/tar/asm"
@@ -25,18 +26,6 @@ import (
 	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
 )
-
-// requireRoot skips tests that need root, except in CI (CI set), where not being root is a failure.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "" {
-		t.Skip("needs root (ownership, device nodes, trusted.* xattrs)")
-	}
-	t.Fatal("needs root, and CI is set: run the tests as root")
-}
 
 var testTime = time.Date(2021, 3, 4, 5, 6, 7, 123456789, time.UTC)
 
@@ -204,7 +193,7 @@ func capNetBindService() []byte {
 }
 
 func TestEntryTypes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	dirTime := time.Date(2010, 1, 2, 3, 4, 5, 6000, time.UTC)
 	fileTime := time.Date(2001, 2, 3, 4, 5, 6, 789000000, time.UTC)
@@ -312,7 +301,7 @@ func TestEntryTypes(t *testing.T) {
 }
 
 func TestSELinuxLabelIsNotCopied(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	f := testimage.File("f", 0o644, "x")
 	f.Header.PAXRecords = map[string]string{"SCHILY.xattr.security.selinux": "system_u:object_r:bogus_t:s0"}
@@ -329,7 +318,7 @@ func TestSELinuxLabelIsNotCopied(t *testing.T) {
 // unpacking. (Storage 1.65, which this module builds with, no longer skips it in archive.Unpack;
 // no Podman release does that yet, so it cannot be the reference here.)
 func TestRootEntry(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	root := testimage.Dir("./", 0o700) // a tarball made from a mktemp -d directory
 	root.Header.Uid, root.Header.Gid = 10, 20
 	root.Header.ModTime = time.Date(2015, 5, 5, 5, 5, 5, 0, time.UTC)
@@ -383,7 +372,7 @@ func checkUnpackTime(t testing.TB, p string, start time.Time) {
 // Header.Xattrs, which is what Podman 4.3's storage library applies (verified). Storage 1.57 and
 // later (Podman 5.x) apply Header.PAXRecords and would write it.
 func TestEmptyXattrIsNotWritten(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	f := testimage.File("f", 0o644, "x")
 	f.Header.PAXRecords = map[string]string{"SCHILY.xattr.user.empty": "", "SCHILY.xattr.user.full": "v"}
@@ -397,7 +386,7 @@ func TestEmptyXattrIsNotWritten(t *testing.T) {
 }
 
 func TestWhiteouts(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	wh := testimage.File("etc/.wh.motd", 0o644, "").Owner(12, 34)
 	opq := testimage.File("var/cache/.wh..wh..opq", 0o644, "")
@@ -453,7 +442,7 @@ func TestWhiteouts(t *testing.T) {
 }
 
 func TestInvalidWhiteouts(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	for _, name := range []string{".wh..", "a/.wh..", ".wh.", "a/.wh."} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
@@ -467,7 +456,7 @@ func TestInvalidWhiteouts(t *testing.T) {
 }
 
 func TestSparse(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	const size = 16 << 20
 	holey := make([]byte, size)
@@ -500,7 +489,7 @@ func TestSparse(t *testing.T) {
 }
 
 func TestDiffIDSizeAndOwners(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	a := testimage.File("a", 0o644, "a").Owner(1000, 50)
 	b := testimage.File("b", 0o644, "b").Owner(33, 1000)
@@ -550,7 +539,7 @@ func reassemble(t testing.TB, root string, tarSplit []byte) []byte {
 }
 
 func TestTarSplitRoundTrip(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	long := strings.Repeat("long-directory-name/", 12) + "file-with-a-long-name"
 	caps := testimage.File("usr/sbin/ping", 0o4755, "ping")
@@ -593,7 +582,7 @@ func TestTarSplitRoundTrip(t *testing.T) {
 }
 
 func TestReplacingEntries(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	explicit := testimage.Dir("p/", 0o700).Owner(7, 7)
 	e.mustUnpack(t, makeTar(t,
@@ -621,7 +610,7 @@ func TestReplacingEntries(t *testing.T) {
 }
 
 func TestDuplicateEntry(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	_, _, err := e.unpack(t, makeTar(t, testimage.File("a/b", 0o644, "1"), testimage.File("./a/b", 0o644, "2")), Options{})
 	if err == nil || !strings.Contains(err.Error(), `"./a/b"`) || !strings.Contains(err.Error(), "duplicate") {
@@ -630,7 +619,7 @@ func TestDuplicateEntry(t *testing.T) {
 }
 
 func TestSymlinksInParents(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	e.mustUnpack(t, makeTar(t,
 		testimage.Dir("real/", 0o755), testimage.Symlink("lnk", "real"), testimage.File("lnk/f", 0o644, "via link"),
@@ -653,7 +642,7 @@ func TestSymlinksInParents(t *testing.T) {
 }
 
 func TestHostile(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	type check func(t *testing.T, e *env)
 	landed := func(p, content string) check {
 		return func(t *testing.T, e *env) { checkContent(t, e.path(p), content) }
@@ -753,7 +742,7 @@ func TestHostile(t *testing.T) {
 }
 
 func TestSizeLimit(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	stream := makeTar(t, testimage.File("a", 0o644, strings.Repeat("a", 5000)), testimage.File("b", 0o644, strings.Repeat("b", 5000)))
 
@@ -761,31 +750,48 @@ func TestSizeLimit(t *testing.T) {
 		t.Fatalf("a layer of exactly MaxSize bytes: %v", err)
 	}
 
-	for _, limit := range []int64{int64(len(stream)) - 1, 8000, 4000} { // at the padding, mid-stream, one entry too big
-		e := newEnv(t)
-		_, _, err := e.unpack(t, stream, Options{MaxSize: limit})
-		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(limit)) {
-			t.Errorf("limit %d: error %v, want ErrTooLarge mentioning the limit", limit, err)
-		}
-		e.checkOutside(t)
+	for _, tc := range []struct {
+		name  string
+		limit int64
+	}{
+		{"at the padding", int64(len(stream)) - 1},
+		{"mid-stream", 8000},
+		{"one entry too big", 4000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			_, _, err := e.unpack(t, stream, Options{MaxSize: tc.limit})
+			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(tc.limit)) {
+				t.Errorf("limit %d: error %v, want ErrTooLarge mentioning the limit", tc.limit, err)
+			}
+			e.checkOutside(t)
+		})
 	}
 }
 
 func TestTruncatedStream(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	stream := makeTar(t, testimage.File("a", 0o644, strings.Repeat("a", 3000)), testimage.File("b", 0o644, strings.Repeat("b", 1000)))
-	// In the first header, in the first body, in the second body. (A cut at an entry boundary
-	// or in padding looks like a complete archive to any tar reader; the caller's diff ID check
-	// catches those.)
-	for _, cut := range []int{100, 2000, len(stream) - 1024 - 700} {
-		e := newEnv(t)
-		_, _, err := e.unpack(t, stream[:cut], Options{})
-		if err == nil {
-			t.Errorf("cut at %d: no error", cut)
-		} else if !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Errorf("cut at %d: error %v, want unexpected EOF", cut, err)
-		}
-		e.checkOutside(t)
+	// (A cut at an entry boundary or in padding looks like a complete archive to any tar reader;
+	// the caller's diff ID check catches those.)
+	for _, tc := range []struct {
+		name string
+		cut  int
+	}{
+		{"in the first header", 100},
+		{"in the first body", 2000},
+		{"in the second body", len(stream) - 1024 - 700},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			_, _, err := e.unpack(t, stream[:tc.cut], Options{})
+			if err == nil {
+				t.Errorf("cut at %d: no error", tc.cut)
+			} else if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("cut at %d: error %v, want unexpected EOF", tc.cut, err)
+			}
+			e.checkOutside(t)
+		})
 	}
 	// A stream that is not a tar at all.
 	e := newEnv(t)
@@ -796,7 +802,7 @@ func TestTruncatedStream(t *testing.T) {
 
 // TestStreamReadToEOF checks that everything after the end-of-archive marker is read too.
 func TestStreamReadToEOF(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	stream := append(makeTar(t, testimage.File("a", 0o644, "a")), make([]byte, 3<<20)...)
 	r := bytes.NewReader(stream)
@@ -816,7 +822,7 @@ func TestStreamReadToEOF(t *testing.T) {
 // A cancelled context stops the unpacking at the next read of the stream, with the context's cause
 // as the error (a local oci: layout has no request that cancellation would end).
 func TestCancelledContextStopsTheUnpack(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	first := makeTar(t, testimage.File("a", 0o644, "a"))
 	stream := append(first[:len(first)-1024], makeTar(t, testimage.File("b", 0o644, "b"))...) // a, b, end marker
@@ -860,7 +866,7 @@ func TestBadRoot(t *testing.T) {
 // parent, an implicit directory) by a symlink; the next entry in the same directory must follow
 // the symlink rather than land in the removed directory.
 func TestParentCacheInvalidation(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	e := newEnv(t)
 	e.mustUnpack(t, makeTar(t,
 		testimage.Dir("c/", 0o755), testimage.Dir("c/b/", 0o755),

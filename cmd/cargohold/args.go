@@ -7,8 +7,11 @@ import (
 )
 
 // reorderArgs moves a command's flags before its arguments, so that "publish REF --store S" works
-// as in podman and skopeo: urfave/cli v2 (Go's flag package) stops parsing flags at the first
-// argument and would take "--store" for an image. Everything after "--" stays an argument.
+// as in podman and skopeo. urfave/cli v2 parses a command's flags with Go's flag package, which stops
+// at the first argument and would take "--store" for an image, and v2 has no setting to go on (its
+// issues #427 and #976; v3 parses flags after arguments): with v2 this shim is the only way (see
+// docs/DESIGN.md, "The command line"). It reads the commands' own flag definitions, so it knows
+// which flags take a value. Everything after "--" stays an argument.
 func reorderArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args

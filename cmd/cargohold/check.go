@@ -8,7 +8,14 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+type checkOptions struct {
+	out                        output
+	store                      string
+	deep, repair, noWait, json bool
+}
+
 func newCheckCommand() *cli.Command {
+	o := &checkOptions{}
 	return &cli.Command{
 		Name:  "check",
 		Usage: "verify the store as Podman reads it; --repair makes the safe fixes",
@@ -19,23 +26,17 @@ func newCheckCommand() *cli.Command {
 			"Without --repair it needs no write access and takes no lock (it works while a publish runs).\n" +
 			"Leftovers of interrupted runs are listed but are no problem: readers never see them.\n" +
 			"Exit status: 0 no problems, 3 problems found (or the store cannot be read or locked).",
-		Flags: []cli.Flag{storeFlag(),
-			&cli.BoolFlag{Name: "deep", Usage: "also regenerate every layer's diff and compare it with its diff ID (reads everything)"},
-			&cli.BoolFlag{Name: "repair", Usage: "take the writer lock and remove leftovers, restore permissions and missing l/ links first"},
-			noWaitFlag(),
-			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+		Flags: []cli.Flag{storeFlag(&o.store, true),
+			&cli.BoolFlag{Name: "deep", Destination: &o.deep, Usage: "also regenerate every layer's diff and compare it with its diff ID (reads everything)"},
+			&cli.BoolFlag{Name: "repair", Destination: &o.repair, Usage: "take the writer lock and remove leftovers, restore permissions and missing l/ links first"},
+			noWaitFlag(&o.noWait),
+			jsonFlag(&o.json, "print the report as JSON"),
 		},
 		Action: func(c *cli.Context) error {
-			return runCheck(c.Context, checkOptions{out: outputOf(c), store: c.String("store"), deep: c.Bool("deep"),
-				repair: c.Bool("repair"), noWait: c.Bool("no-wait"), json: c.Bool("json")})
+			o.out = outputOf(c)
+			return runCheck(c.Context, *o)
 		},
 	}
-}
-
-type checkOptions struct {
-	out                        output
-	store                      string
-	deep, repair, noWait, json bool
 }
 
 func runCheck(ctx context.Context, opts checkOptions) error {
@@ -109,30 +110,18 @@ func printCheck(out output, dir string, report *layout.CheckReport, repaired []s
 	out.printf("%s: %d images, %d layers: %s\n", dir, report.Images, report.Layers, kind)
 }
 
-// noWaitFlag is shared by the commands that take the writer lock.
-func noWaitFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "no-wait", Usage: "fail at once (exit 3) if another cargohold run holds the store's writer lock, instead of waiting"}
-}
-
 // withLock sets how opts's Open of dir waits for the writer lock: as --no-wait says, and with a line on
 // standard error while it waits, so that a cron job's log says why it sits there.
 func withLock(out output, noWait bool, dir string, opts layout.Options) layout.Options {
-	opts.Lock = layout.LockOptions{
-		NoWait: noWait,
-		Waiting: func(pid int) {
-			holder := "another cargohold run"
-			if pid > 0 {
-				holder = fmt.Sprintf("another cargohold run (pid %d)", pid)
-			}
-			out.errorf("waiting: %s is writing the store %s; --no-wait fails instead", holder, dir)
-		},
-	}
+	opts.Lock = layout.LockOptions{NoWait: noWait, Waiting: func(pid int) { out.errorf("%s", waitingLine(pid, dir)) }}
 	return opts
 }
 
-// reportCleaned says on standard error what Open removed that an interrupted run left behind.
-func reportCleaned(out output, store *layout.Store) {
-	if n := len(store.Cleaned()); n > 0 {
-		out.errorf("removed %d leftovers of an interrupted run (staging dirs, temp files, unrecorded layers)", n)
+// waitingLine says why a run sits there: another run (pid, if known) holds the lock of the store at dir.
+func waitingLine(pid int, dir string) string {
+	holder := "another cargohold run"
+	if pid > 0 {
+		holder = fmt.Sprintf("another cargohold run (pid %d)", pid)
 	}
+	return fmt.Sprintf("waiting: %s is writing the store %s; --no-wait fails instead", holder, dir)
 }

@@ -24,38 +24,46 @@ func newConfCommand() *cli.Command {
 	}
 }
 
-// Flags shared by the subcommands (fresh values each: a cli.Flag keeps state).
-func storeFlag() cli.Flag {
-	return &cli.StringFlag{Name: "store", Required: true, Usage: "the store `DIR` (made absolute)"}
-}
-func driverFlag() cli.Flag {
-	return &cli.StringFlag{Name: "driver", Usage: "the store's storage `DRIVER`: overlay or vfs (default: the store's own; overlay for a store not written yet)"}
-}
-func removeFlag() cli.Flag { return &cli.BoolFlag{Name: "remove", Usage: "take the store out instead"} }
-func backupFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "backup", Usage: "keep the previous content as FILE.bak when the file changes"}
-}
-func missingOKFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "allow-missing-store", Usage: "register a path that is not a cargohold store here (yet) " +
-		"(every Podman command fails until it is one)"}
-}
-
 // confOptions are what every conf subcommand needs: the store as this node sees it and its driver.
+// Its flags are bound to the fields; prepare turns them into store and driver.
 type confOptions struct {
-	out    output
-	store  string // absolute, a platform template expanded for this host
-	driver string // --driver, else the store's own, else overlay
-	remove bool
-	backup bool
+	out          output
+	store        string        // --store; prepare makes it absolute, a platform template expanded for this host
+	driverName   string        // --driver
+	driver       layout.Driver // prepare: --driver, else the store's own, else overlay
+	remove       bool
+	backup       bool
+	allowMissing bool // --allow-missing-store
 }
 
-// confOptionsOf reads the shared flags. A subcommand that adds the store to a file (registers)
-// refuses a path that is not a cargohold store (Podman fails altogether while a listed store is
-// missing, and would write its own files into a foreign directory), unless --allow-missing-store;
-// the others only warn.
-func confOptionsOf(c *cli.Context, registers bool) (confOptions, error) {
-	opts := confOptions{out: outputOf(c), remove: c.Bool("remove"), backup: c.Bool("backup")}
-	store, err := recipe.StorePath(c.String("store"), "")
+// confFlags are the flags of the conf subcommands, bound to o: --store, and those of want
+// ("driver", "remove", "backup", "allow-missing-store"), in that order.
+func confFlags(o *confOptions, want ...string) []cli.Flag {
+	flags := []cli.Flag{storeFlag(&o.store, true)}
+	all := map[string]cli.Flag{
+		"driver": &cli.StringFlag{Name: "driver", Destination: &o.driverName,
+			Usage: "the store's storage `DRIVER`: overlay or vfs (default: the store's own; overlay for a store not written yet)"},
+		"remove": &cli.BoolFlag{Name: "remove", Destination: &o.remove, Usage: "take the store out instead"},
+		"backup": &cli.BoolFlag{Name: "backup", Destination: &o.backup, Usage: "keep the previous content as FILE.bak when the file changes"},
+		"allow-missing-store": &cli.BoolFlag{Name: "allow-missing-store", Destination: &o.allowMissing,
+			Usage: "register a path that is not a cargohold store here (yet) (every Podman command fails until it is one)"},
+	}
+	for _, name := range want {
+		flags = append(flags, all[name])
+	}
+	return flags
+}
+
+// prepare checks the store path and decides the driver. A subcommand that adds the store to a file
+// (registers) refuses a path that is not a cargohold store (Podman fails altogether while a listed
+// store is missing, and would write its own files into a foreign directory), unless
+// --allow-missing-store; the others only warn. Once ctx has ended (a signal), it is ctx's cause: the
+// conf commands are quick, and this is where they stop before they read or write anything.
+func (o *confOptions) prepare(ctx context.Context, registers bool) error {
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	store, err := recipe.StorePath(o.store, "")
 	if err == nil {
 		store, err = filepath.Abs(store)
 	}
@@ -63,64 +71,70 @@ func confOptionsOf(c *cli.Context, registers bool) (confOptions, error) {
 		err = storageconf.CheckStorePath(store)
 	}
 	if err != nil {
-		return opts, usageError(err)
+		return usageError(err)
 	}
-	opts.store = store
+	o.store = store
 	found, identityErr := identify(store)
-	if opts.driver = c.String("driver"); opts.driver == "" {
-		opts.driver = found
-	}
-	if _, err := layout.ParseDriver(opts.driver); err != nil {
-		return opts, usageError(err)
+	o.driver = found
+	if o.driverName != "" {
+		if o.driver, err = layout.ParseDriver(o.driverName); err != nil {
+			return usageError(err)
+		}
 	}
 	// A store read with the other driver shows nothing, and Podman 5.8 then writes its own dirs into it.
-	if identityErr == nil && opts.driver != found && !opts.remove {
-		return opts, fmt.Errorf("%s is a %s store; Podman with driver %q cannot read it (leave --driver out): %w",
-			store, found, opts.driver, layout.ErrWrongDriver)
+	if identityErr == nil && o.driver != found && !o.remove {
+		return fmt.Errorf("%s is a %s store; Podman with driver %q cannot read it (leave --driver out): %w",
+			store, found, o.driver, layout.ErrWrongDriver)
 	}
 	switch {
-	case identityErr == nil, opts.remove, c.Bool("allow-missing-store"):
+	case identityErr == nil, o.remove, o.allowMissing:
 	case registers:
-		return opts, usageError(fmt.Errorf("%w; give --allow-missing-store to register it anyway", identityErr))
+		return usageError(fmt.Errorf("%w; give --allow-missing-store to register it anyway", identityErr))
 	default:
-		opts.out.errorf("warning: %v", identityErr)
+		o.out.errorf("warning: %v", identityErr)
 	}
-	return opts, nil
+	return nil
 }
 
 // identify is the driver of the cargohold store at dir (overlay when it is not one), and why it
 // is not one.
-func identify(dir string) (string, error) {
+func identify(dir string) (layout.Driver, error) {
 	if err := storageconf.CheckStoreDir(dir); err != nil {
-		return string(layout.Overlay), err // "no such file or directory"
+		return layout.Overlay, err // "no such file or directory"
 	}
 	d, err := layout.Identify(dir)
 	if err != nil {
-		return string(layout.Overlay), err
+		return layout.Overlay, err
 	}
-	return string(d), nil
+	return d, nil
+}
+
+type snippetOptions struct {
+	confOptions
+	dropin bool
 }
 
 func newConfSnippetCommand() *cli.Command {
+	o := &snippetOptions{}
 	return &cli.Command{
 		Name:  "snippet",
 		Usage: "print the storage.conf lines that register the store",
-		Flags: []cli.Flag{storeFlag(), driverFlag(), missingOKFlag(),
-			&cli.BoolFlag{Name: "dropin", Usage: "print a storage.conf.d drop-in instead (Podman 6+)"}},
+		Flags: append(confFlags(&o.confOptions, "driver", "allow-missing-store"),
+			&cli.BoolFlag{Name: "dropin", Destination: &o.dropin, Usage: "print a storage.conf.d drop-in instead (Podman 6+)"}),
 		Action: func(c *cli.Context) error {
-			opts, err := confOptionsOf(c, false)
-			if err != nil {
-				return err
-			}
-			return runConfSnippet(c.Context, opts, c.Bool("dropin"))
+			o.out = outputOf(c)
+			return runConfSnippet(c.Context, *o)
 		},
 	}
 }
 
-func runConfSnippet(_ context.Context, opts confOptions, dropin bool) error {
+func runConfSnippet(ctx context.Context, opts snippetOptions) error {
+	if err := opts.prepare(ctx, false); err != nil {
+		return err
+	}
 	var text string
 	var err error
-	if dropin {
+	if opts.dropin {
 		text, err = storageconf.DropInSnippet(opts.store)
 	} else {
 		text, err = storageconf.Snippet(opts.store, opts.driver)
@@ -132,35 +146,41 @@ func runConfSnippet(_ context.Context, opts confOptions, dropin bool) error {
 	return nil
 }
 
+type patchOptions struct {
+	confOptions
+	file, base string
+}
+
 func newConfPatchCommand() *cli.Command {
+	o := &patchOptions{}
 	return &cli.Command{
 		Name:  "patch",
 		Usage: "add the store to a storage.conf in place (comments and everything else kept byte for byte)",
 		Description: "Idempotent: a second run changes nothing. The file is written atomically with its mode and\n" +
 			"owner kept. A missing file is created (with its missing parent directories) from the\n" +
 			"distribution's default (" + storageconf.DistributionFile + ") or, without one, as a minimal file.",
-		Flags: []cli.Flag{storeFlag(), driverFlag(), removeFlag(), backupFlag(), missingOKFlag(),
-			&cli.StringFlag{Name: "file", Value: storageconf.SystemFile, Usage: "the storage.conf `FILE` to edit"},
-			&cli.StringFlag{Name: "base", Usage: "`FILE` a missing --file starts as (default: the distribution's, if any)"},
-		},
+		Flags: append(confFlags(&o.confOptions, "driver", "remove", "backup", "allow-missing-store"),
+			&cli.StringFlag{Name: "file", Value: storageconf.SystemFile, Usage: "the storage.conf `FILE` to edit", Destination: &o.file},
+			&cli.StringFlag{Name: "base", Usage: "`FILE` a missing --file starts as (default: the distribution's, if any)", Destination: &o.base},
+		),
 		Action: func(c *cli.Context) error {
-			opts, err := confOptionsOf(c, !c.Bool("remove"))
-			if err != nil {
-				return err
-			}
-			return runConfPatch(c.Context, opts, c.String("file"), c.String("base"))
+			o.out = outputOf(c)
+			return runConfPatch(c.Context, *o)
 		},
 	}
 }
 
-func runConfPatch(_ context.Context, opts confOptions, file, base string) error {
-	so := storageconf.Options{Driver: opts.driver, Backup: opts.backup, Base: base, MakeDirs: true}
-	if opts.remove {
-		r, err := storageconf.RemoveStore(file, opts.store, so)
-		return printChange(opts, r, err)
+func runConfPatch(ctx context.Context, opts patchOptions) error {
+	if err := opts.prepare(ctx, !opts.remove); err != nil {
+		return err
 	}
-	r, err := storageconf.AddStore(file, opts.store, so)
-	return printChange(opts, r, err)
+	so := storageconf.Options{Driver: opts.driver, Backup: opts.backup, Base: opts.base, MakeDirs: true}
+	if opts.remove {
+		r, err := storageconf.RemoveStore(opts.file, opts.store, so)
+		return printChange(opts.confOptions, r, err)
+	}
+	r, err := storageconf.AddStore(opts.file, opts.store, so)
+	return printChange(opts.confOptions, r, err)
 }
 
 // printChange prints what a change did, one line (plus warnings), or fails.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cargohold/cargohold/internal/testenv"
 )
 
 // conf refuses to register a path that is not a cargohold store, and says how to do it anyway.
@@ -29,7 +31,7 @@ func TestConfRefusesWhatIsNotAStore(t *testing.T) {
 
 // conf patch --file creates the missing parent directories (a user's ~/.config/containers/).
 func TestConfPatchCreatesParentDirs(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
@@ -54,7 +56,7 @@ func TestConfSnippetOfAVFSStore(t *testing.T) {
 
 // conf dropin says whether the installed Podman reads drop-ins.
 func TestConfDropinSaysWhichPodmanReadsIt(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
@@ -82,7 +84,7 @@ func TestConfCheckNotSeen(t *testing.T) {
 // conf user refuses (exit 2, nothing written) what Podman could not work with, and --remove restores
 // the file byte for byte.
 func TestConfUserKeepsTheFileWorkingAndRestoresIt(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)

@@ -8,52 +8,58 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/layout/driver"
 	"github.com/cargohold/cargohold/storageconf"
 	"github.com/urfave/cli/v2"
 )
 
+type dropinOptions struct {
+	confOptions
+	dir, name string
+}
+
 func newConfDropinCommand() *cli.Command {
+	o := &dropinOptions{}
 	return &cli.Command{
 		Name:  "dropin",
 		Usage: "write a storage.conf.d drop-in that adds the store to the others (Podman 6+)",
 		Description: "The list is written with {append = true}, so it extends the stores of storage.conf and of\n" +
 			"earlier drop-ins instead of replacing them. Podman up to 5.x ignores drop-ins: use patch or user.\n" +
 			"Rootless users only: --dir /etc/containers/storage.rootless.conf.d.",
-		Flags: []cli.Flag{storeFlag(), removeFlag(), backupFlag(), missingOKFlag(),
-			&cli.StringFlag{Name: "dir", Value: storageconf.DefaultDropInDir, Usage: "the drop-in `DIR` (created if missing)"},
-			&cli.StringFlag{Name: "name", Value: storageconf.DefaultDropInName, Usage: "the drop-in's file `NAME` (*.conf; later names win)"},
-		},
+		Flags: append(confFlags(&o.confOptions, "remove", "backup", "allow-missing-store"),
+			&cli.StringFlag{Name: "dir", Value: storageconf.DefaultDropInDir, Usage: "the drop-in `DIR` (created if missing)", Destination: &o.dir},
+			&cli.StringFlag{Name: "name", Value: storageconf.DefaultDropInName, Usage: "the drop-in's file `NAME` (*.conf; later names win)", Destination: &o.name},
+		),
 		Action: func(c *cli.Context) error {
-			opts, err := confOptionsOf(c, !c.Bool("remove"))
-			if err != nil {
-				return err
-			}
-			return runConfDropin(c.Context, opts, c.String("dir"), c.String("name"))
+			o.out = outputOf(c)
+			return runConfDropin(c.Context, *o)
 		},
 	}
 }
 
-func runConfDropin(_ context.Context, opts confOptions, dir, name string) error {
+func runConfDropin(ctx context.Context, opts dropinOptions) error {
+	if err := opts.prepare(ctx, !opts.remove); err != nil {
+		return err
+	}
 	var r storageconf.Result
 	var err error
 	if opts.remove {
-		r, err = storageconf.RemoveDropIn(dir, name, opts.store, opts.backup)
+		r, err = storageconf.RemoveDropIn(opts.dir, opts.name, opts.store, opts.backup)
 	} else {
-		r, err = storageconf.AddDropIn(dir, name, opts.store, opts.backup)
+		r, err = storageconf.AddDropIn(opts.dir, opts.name, opts.store, opts.backup)
 	}
-	if err := printChange(opts, r, err); err != nil {
+	if err := printChange(opts.confOptions, r, err); err != nil {
 		return err
 	}
 	if !opts.remove {
-		opts.out.errorf("%s", dropinNote())
+		opts.out.errorf("%s", dropinNote(ctx))
 	}
 	return nil
 }
 
 // dropinNote says which Podman reads the drop-in: the installed one's version decides.
-func dropinNote() string {
-	reader, version, err := storageconf.DetectReader()
+func dropinNote(ctx context.Context) string {
+	reader, version, err := storageconf.DetectReader(ctx)
 	switch {
 	case err != nil:
 		return "note: drop-ins are read by Podman 6 and later; older Podman needs conf patch or conf user"
@@ -64,7 +70,14 @@ func dropinNote() string {
 		"use conf patch (rootful) or conf user (rootless) for it", version)
 }
 
+type userOptions struct {
+	confOptions
+	user, file   string
+	mountProgram *string // nil: as the user's storage was made, else fuse-overlayfs if installed
+}
+
 func newConfUserCommand() *cli.Command {
+	o := &userOptions{}
 	return &cli.Command{
 		Name:  "user",
 		Usage: "add the store to a rootless user's own storage.conf (created if missing)",
@@ -73,35 +86,23 @@ func newConfUserCommand() *cli.Command {
 			"fuse-overlayfs mount program, and leaves graphroot and runroot to the user's defaults.\n" +
 			"As root: --user NAME writes that user's file, owned by them. --file FILE writes a file to share\n" +
 			"(e.g. exported as CONTAINERS_STORAGE_CONF from /etc/profile.d; see the README).",
-		Flags: []cli.Flag{storeFlag(), driverFlag(), removeFlag(), backupFlag(), missingOKFlag(),
-			&cli.StringFlag{Name: "user", Usage: "the user `NAME` whose ~/.config/containers/storage.conf to write (root only)"},
-			&cli.StringFlag{Name: "file", Usage: "the `FILE` to write (default: the user's; for yourself $CONTAINERS_STORAGE_CONF if set)"},
+		Flags: append(confFlags(&o.confOptions, "driver", "remove", "backup", "allow-missing-store"),
+			&cli.StringFlag{Name: "user", Usage: "the user `NAME` whose ~/.config/containers/storage.conf to write (root only)", Destination: &o.user},
+			&cli.StringFlag{Name: "file", Usage: "the `FILE` to write (default: the user's; for yourself $CONTAINERS_STORAGE_CONF if set)", Destination: &o.file},
 			&cli.StringFlag{Name: "mount-program", Usage: "overlay mount `PROGRAM` for a new file (default: the one the user's storage " +
-				"was made with; for new storage fuse-overlayfs if installed; \"\" for none)"},
-		},
+				"was made with; for new storage fuse-overlayfs if installed; \"\" for none)", Action: setPtr(&o.mountProgram)},
+		),
 		Action: func(c *cli.Context) error {
-			opts, err := confOptionsOf(c, !c.Bool("remove"))
-			if err != nil {
-				return err
-			}
-			u := userOptions{confOptions: opts, user: c.String("user"), file: c.String("file")}
-			if c.IsSet("mount-program") {
-				u.mountProgram = ptrTo(c.String("mount-program"))
-			}
-			return runConfUser(c.Context, u)
+			o.out = outputOf(c)
+			return runConfUser(c.Context, *o)
 		},
 	}
 }
 
-type userOptions struct {
-	confOptions
-	user, file   string
-	mountProgram *string // nil: as the user's storage was made, else fuse-overlayfs if installed
-}
-
-func ptrTo[T any](v T) *T { return &v }
-
-func runConfUser(_ context.Context, opts userOptions) error {
+func runConfUser(ctx context.Context, opts userOptions) error {
+	if err := opts.prepare(ctx, !opts.remove); err != nil {
+		return err
+	}
 	o := storageconf.UserOptions{Driver: opts.driver, Backup: opts.backup, MountProgram: opts.mountProgram}
 	file, err := userFile(opts, &o)
 	if err != nil {
@@ -167,7 +168,14 @@ func lookupUser(name string) (storageconf.Lookup, error) {
 	return l, nil
 }
 
+type checkConfOptions struct {
+	confOptions
+	version, user string
+	sysroot       string // for tests: look for /etc and /usr/share files under it
+}
+
 func newConfCheckCommand() *cli.Command {
+	o := &checkConfOptions{}
 	return &cli.Command{
 		Name:  "check",
 		Usage: "tell whether the current user's (or --user NAME's) Podman will work and see the store, and why not",
@@ -175,29 +183,22 @@ func newConfCheckCommand() *cli.Command {
 			"(CONTAINERS_STORAGE_CONF, the user's file, /etc, /usr/share, drop-ins for Podman 6+) and looks at\n" +
 			"the user's own Podman storage, whose recorded driver Podman keeps.\n" +
 			"Exit status 0: Podman will see the store; 1: it will not, or will fail; 2: bad flags or unreadable files.",
-		Flags: []cli.Flag{storeFlag(), driverFlag(), missingOKFlag(),
-			&cli.StringFlag{Name: "podman-version", Usage: "assume this Podman `VERSION` (default: ask podman --version)"},
-			&cli.StringFlag{Name: "user", Usage: "check for the user `NAME` (root only; without their environment variables)"},
-			// For tests: look for /etc and /usr/share files under DIR.
-			&cli.StringFlag{Name: "sysroot", Hidden: true}},
+		Flags: append(confFlags(&o.confOptions, "driver", "allow-missing-store"),
+			&cli.StringFlag{Name: "podman-version", Usage: "assume this Podman `VERSION` (default: ask podman --version)", Destination: &o.version},
+			&cli.StringFlag{Name: "user", Usage: "check for the user `NAME` (root only; without their environment variables)", Destination: &o.user},
+			&cli.StringFlag{Name: "sysroot", Hidden: true, Destination: &o.sysroot}),
 		Action: func(c *cli.Context) error {
-			opts, err := confOptionsOf(c, false)
-			if err != nil {
-				return err
-			}
-			return runConfCheck(c.Context, checkConfOptions{confOptions: opts, version: c.String("podman-version"),
-				user: c.String("user"), sysroot: c.String("sysroot")})
+			o.out = outputOf(c)
+			return runConfCheck(c.Context, *o)
 		},
 	}
 }
 
-type checkConfOptions struct {
-	confOptions
-	version, user, sysroot string
-}
-
-func runConfCheck(_ context.Context, opts checkConfOptions) error {
-	l, version, err := checkLookup(opts)
+func runConfCheck(ctx context.Context, opts checkConfOptions) error {
+	if err := opts.prepare(ctx, false); err != nil {
+		return err
+	}
+	l, version, err := checkLookup(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -220,7 +221,7 @@ func runConfCheck(_ context.Context, opts checkConfOptions) error {
 }
 
 // checkLookup is whose view conf check computes, and how (version) their Podman reads storage.conf.
-func checkLookup(opts checkConfOptions) (storageconf.Lookup, string, error) {
+func checkLookup(ctx context.Context, opts checkConfOptions) (storageconf.Lookup, string, error) {
 	l := storageconf.Lookup{UID: os.Geteuid(), Reader: storageconf.ReaderFor(opts.version), Root: opts.sysroot}
 	if opts.user != "" {
 		if os.Geteuid() != 0 {
@@ -236,7 +237,7 @@ func checkLookup(opts checkConfOptions) (storageconf.Lookup, string, error) {
 	if opts.version != "" {
 		return l, opts.version, nil
 	}
-	reader, version, err := storageconf.DetectReader()
+	reader, version, err := storageconf.DetectReader(ctx)
 	if err != nil {
 		opts.out.errorf("warning: %v; assuming Podman up to 5.x", err)
 		version = "unknown"
@@ -246,7 +247,7 @@ func checkLookup(opts checkConfOptions) (storageconf.Lookup, string, error) {
 }
 
 // storageState says what conf check found in the user's own Podman storage.
-func storageState(p layout.PodmanStorage) string {
+func storageState(p driver.PodmanStorage) string {
 	switch {
 	case p.Fresh():
 		return "not made yet: Podman's first run records the driver it uses"

@@ -7,13 +7,14 @@ import (
 
 	"github.com/cargohold/cargohold/hooks"
 	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/publish"
 )
 
 // Exit statuses, documented in the README; exitCode is the one place that picks them.
 const (
 	exitOK          = 0
-	exitFailed      = 1 // some image failed (publish, rm, inspect); conf check: Podman will not see the store
-	exitUsage       = 2 // bad flags, recipe or configuration; not a store; missing privileges
+	exitFailed      = 1 // some image failed (publish, rm, inspect); conf check: Podman will not see the store; any error of no other kind
+	exitUsage       = 2 // what the user typed: bad flags, recipe or configuration; not a store; missing privileges
 	exitStore       = 3 // the store could not be opened, locked or read; check found problems
 	exitHook        = 4 // a before/after hook, or a step of publishing through CVMFS, failed
 	exitSignalsBase = 128
@@ -24,9 +25,6 @@ var (
 	errUsage  = errors.New("usage")
 	errStore  = errors.New("store")
 	errFailed = errors.New("failed")
-	// errRepository: publishing through CVMFS failed on the repository's side (cvmfs_server, its
-	// configuration); it exits as a failed hook does.
-	errRepository = errors.New("cvmfs")
 	// errNotSeen is conf check's answer "Podman will not see the store".
 	errNotSeen = errors.New("podman will not see the store")
 )
@@ -49,15 +47,13 @@ func usageErrorf(format string, a ...any) error { return usageError(fmt.Errorf(f
 // reported is a failure whose details the command has printed already: only the status is left.
 func reported(kind error) error { return &kindError{kind, errors.New("")} }
 
-// interruptedError: a signal stopped the run; it exits 128 + the signal's number (130, 143).
-type interruptedError struct {
+// signalError is the cause of a context a signal cancelled (see interruptible): an error that wraps
+// it exits 128 + the signal's number (130, 143).
+type signalError struct {
 	signal syscall.Signal
-	what   string // what was not done, for the message
 }
 
-func (e *interruptedError) Error() string {
-	return fmt.Sprintf("interrupted by %s: %s", signalName(e.signal), e.what)
-}
+func (e *signalError) Error() string { return "interrupted by " + signalName(e.signal) }
 
 func signalName(s syscall.Signal) string {
 	switch s {
@@ -69,27 +65,28 @@ func signalName(s syscall.Signal) string {
 	return s.String()
 }
 
-// exitCode maps an error to the exit status, by kind; an error of no kind is a usage error (the
-// flag parser's own errors have none).
+// exitCode maps an error to the exit status, by kind; an error of no kind is a failure (1). The flag
+// parser's own errors are marked as usage errors by run (see markRun).
 func exitCode(err error) int {
-	var interrupted *interruptedError
+	var interrupted *signalError
 	var hookErr *hooks.Error
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &interrupted):
 		return exitSignalsBase + int(interrupted.signal)
-	case errors.Is(err, errUsage), errors.Is(err, layout.ErrNotStore), errors.Is(err, layout.ErrNotPrivileged):
+	case errors.Is(err, errUsage), errors.Is(err, layout.ErrNotStore), errors.Is(err, layout.ErrNotPrivileged),
+		errors.Is(err, publish.ErrRegister):
 		return exitUsage
 	case errors.Is(err, errStore), errors.Is(err, layout.ErrLocked), errors.Is(err, layout.ErrWrongDriver),
-		errors.Is(err, layout.ErrNewerFormat):
+		errors.Is(err, layout.ErrNewerFormat), errors.Is(err, publish.ErrStore):
 		return exitStore
-	case errors.Is(err, errFailed), errors.Is(err, errNotSeen):
+	case errors.Is(err, errFailed), errors.Is(err, errNotSeen), errors.Is(err, publish.ErrImagesFailed):
 		return exitFailed
-	case errors.As(err, &hookErr), errors.Is(err, errRepository):
+	case errors.As(err, &hookErr), errors.Is(err, publish.ErrRepository):
 		return exitHook
 	}
-	return exitUsage
+	return exitFailed
 }
 
 // errorText is what run prints for err ("" for none: the command reported it).

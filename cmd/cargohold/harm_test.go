@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 )
 
@@ -14,7 +15,7 @@ import (
 // a typo'd path) or asked for the other driver of a store, changes no byte, mode, owner or time there
 // and creates nothing (issue 13: "do no harm as root").
 func TestEveryCommandLeavesWhatIsNotItsStoreAlone(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	targets := map[string]string{
 		"home":      makeTree(t, filepath.Join(dir, "home"), map[string]string{".ssh/id_rsa": "secret", "notes.txt": "mine"}),

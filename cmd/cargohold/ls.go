@@ -12,11 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// formatFlag is shared by the read commands (a fresh value each: a cli.Flag keeps state).
-func formatFlag() cli.Flag {
-	return &cli.StringFlag{Name: "format", Value: "table", Usage: "`table` or json"}
-}
-
 // readOptions are those of the commands that only read a store (ls, inspect).
 type readOptions struct {
 	out   output
@@ -24,89 +19,115 @@ type readOptions struct {
 	json  bool // --format json
 }
 
-func readOptionsOf(c *cli.Context) (readOptions, error) {
-	opts := readOptions{out: outputOf(c), store: c.String("store")}
-	switch f := c.String("format"); f {
-	case "table":
-	case "json":
-		opts.json = true
-	default:
-		return opts, usageErrorf("--format %q: want table or json", f)
-	}
-	return opts, nil
+type lsOptions struct {
+	readOptions
+	grace time.Duration // gc's, for when a superseded image may go
 }
 
 func newLsCommand() *cli.Command {
+	o := &lsOptions{}
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list the store's images",
 		Description: "Reads the store without locking it, as Podman does: it works while a publish runs and\n" +
-			"needs no write access.",
-		Flags: []cli.Flag{storeFlag(), formatFlag()},
+			"needs no write access. A superseded image (no name left: a moved tag, rm) is listed under its\n" +
+			"digested name, with the time a gc with --grace may remove it.",
+		Flags: []cli.Flag{storeFlag(&o.store, true), formatFlag(&o.json),
+			graceFlag(&o.grace, "gc's --grace, for when gc may remove a superseded image")},
 		Action: func(c *cli.Context) error {
-			opts, err := readOptionsOf(c)
-			if err != nil {
-				return err
-			}
-			return runLs(c.Context, opts)
+			o.out = outputOf(c)
+			return runLs(c.Context, *o)
 		},
 	}
 }
 
-func runLs(_ context.Context, opts readOptions) error {
+// lsImage is one image as ls shows it: the image and, for a superseded one, when gc (with ls's
+// --grace) may remove it.
+type lsImage struct {
+	layout.ImageInfo
+	GCAfter *time.Time `json:"gc_after,omitempty"`
+}
+
+func runLs(ctx context.Context, opts lsOptions) error {
 	snap, err := readStore(opts.store)
 	if err != nil {
 		return err
 	}
-	infos, err := imageInfos(snap)
+	infos, err := imageInfos(ctx, snap)
 	if err != nil {
 		return storeError(err)
 	}
+	images := make([]lsImage, len(infos))
+	for i, info := range infos {
+		images[i].ImageInfo = info
+		if info.Superseded != nil {
+			after := info.Superseded.Add(opts.grace)
+			images[i].GCAfter = &after
+		}
+	}
 	if opts.json {
-		return opts.out.printJSON(infos)
+		return opts.out.printJSON(images)
 	}
 	w := tabwriter.NewWriter(opts.out.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tIMAGE ID\tSIZE\tPLATFORM\tPUBLISHED")
-	for _, info := range infos {
-		names := info.Names
+	fmt.Fprintln(w, "NAME\tIMAGE ID\tSIZE\tPLATFORM\tPUBLISHED\tSTATE")
+	for _, img := range images {
+		names := img.Names
 		if len(names) == 0 {
 			names = []string{"<none>"}
 		}
-		published := "-"
-		if info.Published != nil {
-			published = units.HumanDuration(time.Since(*info.Published)) + " ago"
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", strings.Join(names, ","), shortID(info.ID),
-			units.HumanSize(float64(info.Size)), info.Platform, published)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(names, ","), shortID(img.ID),
+			units.HumanSize(float64(img.Size)), img.Platform, ago(img.Published), img.state())
 	}
 	return w.Flush()
 }
 
+// state is "current", or when the image was superseded and when gc may remove it.
+func (img lsImage) state() string {
+	if img.GCAfter == nil {
+		return "current"
+	}
+	return fmt.Sprintf("superseded %s, gc after %s", strings.ToLower(ago(img.Superseded)), img.GCAfter.UTC().Format(time.RFC3339))
+}
+
+// ago is "3 hours ago", or "-" for no time.
+func ago(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return units.HumanDuration(time.Since(*t)) + " ago"
+}
+
+type inspectOptions struct {
+	readOptions
+	images []string // the IMAGE arguments: exactly one
+}
+
 func newInspectCommand() *cli.Command {
+	o := &inspectOptions{}
 	return &cli.Command{
 		Name:      "inspect",
 		Usage:     "show one image: names, digests, platform, source, layers",
 		ArgsUsage: "IMAGE   (name, name without registry, or ID)",
-		Flags:     []cli.Flag{storeFlag(), formatFlag()},
+		Flags:     []cli.Flag{storeFlag(&o.store, true), formatFlag(&o.json)},
 		Action: func(c *cli.Context) error {
-			opts, err := readOptionsOf(c)
-			if err != nil {
-				return err
-			}
-			if c.Args().Len() != 1 {
-				return usageErrorf("inspect takes one IMAGE")
-			}
-			return runInspect(c.Context, opts, c.Args().First())
+			o.out, o.images = outputOf(c), c.Args().Slice()
+			return runInspect(c.Context, *o)
 		},
 	}
 }
 
-func runInspect(_ context.Context, opts readOptions, image string) error {
+func runInspect(ctx context.Context, opts inspectOptions) error {
+	if len(opts.images) != 1 {
+		return usageErrorf("inspect takes one IMAGE")
+	}
+	if err := context.Cause(ctx); err != nil {
+		return err // a signal: inspect is quick, it stops before it starts
+	}
 	snap, err := readStore(opts.store)
 	if err != nil {
 		return err
 	}
-	img, err := snap.Find(image)
+	img, err := snap.Find(opts.images[0])
 	if err != nil {
 		return &kindError{errFailed, err}
 	}
@@ -131,6 +152,10 @@ func printInfo(out output, info layout.ImageInfo) {
 	if info.Published != nil {
 		out.printf("Published: %s\n", info.Published.Format(time.RFC3339))
 	}
+	if info.Superseded != nil {
+		out.printf("Superseded: %s (no name left; kept for running containers until gc's grace period has passed)\n",
+			info.Superseded.Format(time.RFC3339))
+	}
 	out.println("Layers (base first):")
 	for _, l := range info.Layers {
 		out.printf("  %s  %9s  from %s\n", l.DiffID, units.HumanSize(float64(l.Size)), l.CompressedDigest)
@@ -145,9 +170,13 @@ func readStore(dir string) (*layout.Snapshot, error) {
 	return snap, nil
 }
 
-func imageInfos(snap *layout.Snapshot) ([]layout.ImageInfo, error) {
+// imageInfos reads the details of every image (a file per image), until ctx ends.
+func imageInfos(ctx context.Context, snap *layout.Snapshot) ([]layout.ImageInfo, error) {
 	infos := []layout.ImageInfo{}
 	for _, img := range snap.Images {
+		if err := context.Cause(ctx); err != nil {
+			return nil, err
+		}
 		info, err := snap.Info(img)
 		if err != nil {
 			return nil, err

@@ -17,11 +17,18 @@ func main() {
 	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
 }
 
-// run runs the command line args and returns its exit status; tests call it in-process.
+// run runs the command line args and returns its exit status; tests call it in-process. A signal
+// cancels the command's context (see interruptible): every runX stops on it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	routeLibraryLogs(stderr)
+	ran := markRun(app.Commands)
+	ctx, stop := interruptible(ctx)
+	defer stop()
 	err := app.RunContext(ctx, reorderArgs(app, args))
+	if err != nil && !*ran {
+		err = usageError(err) // urfave/cli's own, before any command ran: what the user typed
+	}
 	if msg := errorText(err); msg != "" {
 		fmt.Fprintln(stderr, "cargohold:", msg)
 	}
@@ -50,6 +57,28 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// urfave/cli would print the error and exit by itself; run does both, from one place.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+}
+
+// markRun wraps the action of every command so that the flag it returns says whether one started.
+// An error from before that is urfave/cli's own (an unknown flag, a bad flag value, a missing
+// required flag, an unknown help topic): what the user typed, exit 2. It carries no kind of ours,
+// and an error of no kind is otherwise a failure (exit 1).
+func markRun(commands []*cli.Command) *bool {
+	ran := new(bool)
+	var mark func([]*cli.Command)
+	mark = func(commands []*cli.Command) {
+		for _, c := range commands {
+			if action := c.Action; action != nil {
+				c.Action = func(ctx *cli.Context) error {
+					*ran = true
+					return action(ctx)
+				}
+			}
+			mark(c.Subcommands)
+		}
+	}
+	mark(commands)
+	return ran
 }
 
 // routeLibraryLogs sends containers/image's own log lines (a blob read that reconnects, a retry)

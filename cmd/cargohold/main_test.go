@@ -4,19 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
+	"github.com/cargohold/cargohold/publish"
 	"github.com/sirupsen/logrus"
 )
 
@@ -32,17 +36,8 @@ func TestMain(m *testing.M) {
 	}
 	layouts = dir
 	busybox := []byte("#!/bin/sh\necho not really busybox\n")
-	for _, f := range testimage.Fixtures(busybox) {
-		var err error
-		switch f.Name {
-		case "hello", "other":
-			_, err = testimage.WriteLayout(filepath.Join(dir, f.Name), f.Tag, f.Image)
-		case "multi":
-			_, _, err = testimage.WriteMultiPlatform(filepath.Join(dir, f.Name), f.Tag, f.Platforms)
-		}
-		if err != nil {
-			panic(err)
-		}
+	if err := testimage.WriteFixtureLayouts(dir, busybox, "hello", "other", "multi"); err != nil {
+		panic(err)
 	}
 	code := m.Run()
 	if err := os.RemoveAll(dir); err != nil {
@@ -82,13 +77,6 @@ func (r result) want(t *testing.T, code int, stderrHas ...string) {
 	}
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("publishing needs root (ownership, device nodes, xattrs)")
-	}
-}
-
 // publishArgs publishes hello:1 as localhost/test/hello:1 into store.
 func publishArgs(store string, extra ...string) []string {
 	return append([]string{"publish", "--store", store, "--insecure-policy", "--name", "localhost/test/hello:1",
@@ -108,6 +96,10 @@ func TestExitCodes(t *testing.T) {
 		{"version", []string{"--version"}, 0, ""},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"unknown flag", []string{"ls", "--stroe", dir}, 2, "stroe"},
+		{"a bad flag value", []string{"publish", "--store", dir, "--jobs", "many", "alpine"}, 2, `invalid value "many" for flag -jobs`},
+		{"a flag without its value", []string{"ls", "--store"}, 2, "flag needs an argument"},
+		{"an unknown help topic", []string{"help", "frobnicate"}, 2, "No help topic"},
+		{"an unknown conf subcommand", []string{"conf", "frob"}, 2, "frob"},
 		{"missing --store", []string{"gc"}, 2, "store"},
 		{"bad --format", []string{"ls", "--store", dir, "--format", "yaml"}, 2, "yaml"},
 		{"missing --authfile", []string{"publish", "--store", dir, "alpine", "--authfile", dir + "/none.json"}, 2, "none.json"},
@@ -124,6 +116,28 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// An error of no kind is a failure (1), not a usage error: 2 is only for what the user typed, and the
+// flag parser's errors are marked as such (TestExitCodes).
+func TestErrorsOfNoKindExit1(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{errors.New("writing the report: broken pipe"), exitFailed},
+		{fmt.Errorf("wrapped: %w", errors.New("no kind")), exitFailed},
+		{usageErrorf("bad flag"), exitUsage},
+		{storeError(errors.New("unreadable")), exitStore},
+		{fmt.Errorf("opening store: %w", layout.ErrNotStore), exitUsage},
+		{fmt.Errorf("%w: 1 of 2 images failed", publish.ErrImagesFailed), exitFailed},
+	} {
+		t.Run(tc.err.Error(), func(t *testing.T) {
+			if got := exitCode(tc.err); got != tc.want {
+				t.Errorf("exitCode(%q) = %d, want %d", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
 func TestVersionNamesTheLibraries(t *testing.T) {
 	r := cargohold(t, "--version")
 	r.want(t, 0)
@@ -136,7 +150,7 @@ func TestVersionNamesTheLibraries(t *testing.T) {
 
 // Flags may follow the image arguments, as in podman and skopeo.
 func TestFlagsAfterArguments(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, "publish", ociRef("hello:1"), "--store", store, "--insecure-policy", "--name", "localhost/test/hello:1").want(t, 0)
 	r := cargohold(t, "ls", "--store", store, "--format", "json")
@@ -158,16 +172,18 @@ func TestReorderArgs(t *testing.T) {
 		{"help publish", "help publish"},
 		{"frobnicate --x y", "frobnicate --x y"},
 	} {
-		got := strings.Join(reorderArgs(app, append([]string{"cargohold"}, strings.Fields(tc.in)...))[1:], " ")
-		if got != tc.want {
-			t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
-		}
+		t.Run(tc.in, func(t *testing.T) {
+			got := strings.Join(reorderArgs(app, append([]string{"cargohold"}, strings.Fields(tc.in)...))[1:], " ")
+			if got != tc.want {
+				t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
+			}
+		})
 	}
 }
 
 // The --json report's schema, as the README documents it.
 func TestPublishJSONSchema(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	r := cargohold(t, publishArgs(store, "--json")...)
 	r.want(t, 0)
@@ -213,10 +229,10 @@ func recipeOf(store string, refs ...string) string {
 	return text
 }
 
-// Names the recipe no longer lists are reported; --prune removes them, but not after a run in
-// which an image failed.
+// Names the recipe no longer lists are reported; --prune removes them (their image is superseded,
+// as by rm), but not after a run in which an image failed.
 func TestPrunePolicy(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	both := writeRecipe(t, recipeOf(store, "hello:1", "other:1"))
 	cargohold(t, "publish", "--insecure-policy", "--recipe", both).want(t, 0)
@@ -234,18 +250,23 @@ func TestPrunePolicy(t *testing.T) {
 
 	r = cargohold(t, "publish", "--insecure-policy", "--recipe", one, "--prune")
 	r.want(t, 0)
-	if !strings.Contains(r.stdout, "pruned    localhost/test/other:1") {
-		t.Errorf("--prune did not prune:\n%s", r.stdout)
+	if !strings.Contains(r.stdout, "pruned    localhost/test/other:1") || !strings.Contains(r.stdout, "(kept as localhost/test/other@sha256:") {
+		t.Errorf("--prune did not prune, or not say that the image is kept until gc:\n%s", r.stdout)
 	}
-	if ls := cargohold(t, "ls", "--store", store); strings.Contains(ls.stdout, "other") {
-		t.Errorf("the pruned name is still listed:\n%s", ls.stdout)
+	ls := cargohold(t, "ls", "--store", store)
+	if strings.Contains(ls.stdout, "other:1") || !regexp.MustCompile(`localhost/test/other@sha256:.*superseded`).MatchString(ls.stdout) {
+		t.Errorf("the pruned name is still listed, or its image not as superseded:\n%s", ls.stdout)
+	}
+	r = cargohold(t, "publish", "--insecure-policy", "--recipe", one, "--prune")
+	if r.want(t, 0); strings.Contains(r.stdout, "extra") || strings.Contains(r.stdout, "pruned") {
+		t.Errorf("a superseded image's digested name counts as a name the recipe does not list:\n%s", r.stdout)
 	}
 }
 
 // A recipe's platforms go into the stores its template names; a single-platform image fails for
 // the other platform's store (exit 1) and never lands there; each line names its store.
 func TestPlatformTemplates(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	base := t.TempDir()
 	path := writeRecipe(t, `store = "`+base+`/{arch}"
 [defaults]
@@ -280,7 +301,7 @@ names = ["localhost/test/hello:1"]
 
 // A failed before hook exits 4 and publishes nothing; a failed after hook makes a good run exit 4.
 func TestHookExitCodes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store, "--before", "exit 7")...).want(t, 4, "before hook failed")
 	if _, err := os.Stat(store); err == nil {
@@ -292,7 +313,7 @@ func TestHookExitCodes(t *testing.T) {
 // SIGTERM while a run is under way: on-failure runs, the message says what was not published, the
 // exit status is 143 and the store holds nothing of the interrupted image.
 func TestSignalStopsThePublish(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	store, marker := filepath.Join(dir, "store"), filepath.Join(dir, "on-failure-ran")
 	// The before hook's shell is our child: it signals this process as systemd stopping the unit would.
@@ -308,7 +329,7 @@ func TestSignalStopsThePublish(t *testing.T) {
 
 // gc and rm --quiet print nothing on success.
 func TestQuiet(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
 	for _, args := range [][]string{
@@ -325,7 +346,7 @@ func TestQuiet(t *testing.T) {
 
 // A store another run holds: --no-wait exits 3 at once, naming the reason.
 func TestLockedStoreExits3(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
 	held, err := layout.OpenWithOptions(t.Context(), store, layout.Options{})
@@ -339,6 +360,27 @@ func TestLockedStoreExits3(t *testing.T) {
 	}()
 	cargohold(t, "gc", "--store", store, "--no-wait").want(t, 3, "another cargohold run is writing the store")
 	cargohold(t, publishArgs(store, "--no-wait")...).want(t, 3, "another cargohold run is writing the store")
+}
+
+// SIGTERM while gc waits for another run's lock ends the wait: exit 143, saying why.
+func TestSignalEndsALockWait(t *testing.T) {
+	testenv.RequireRoot(t)
+	store := filepath.Join(t.TempDir(), "store")
+	cargohold(t, publishArgs(store)...).want(t, 0)
+	held, err := layout.OpenWithOptions(t.Context(), store, layout.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = held.Close() }()
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	}()
+	start := time.Now()
+	cargohold(t, "gc", "--store", store).want(t, 143, "waiting: another cargohold run", "interrupted by SIGTERM")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("gc took %s to stop", d)
+	}
 }
 
 // containers/image's own log lines come out as cargohold's, not as logrus's "time=… level=…".
@@ -356,7 +398,7 @@ func TestLibraryLogLines(t *testing.T) {
 // SIGTERM while the registry hangs (systemd's stop timeout, a cancelled CI job): the fetch stops,
 // on-failure runs, and the run exits 143 saying what was not published.
 func TestSignalDuringAHungFetch(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v2/" {
 			return // 200: no authentication

@@ -10,19 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func newRmCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "rm",
-		Usage:     "take names or images out of the store (their layers stay until gc)",
-		ArgsUsage: "IMAGE...   (a name removes that name, and the image once it has none left; an ID removes the image)",
-		Flags: []cli.Flag{storeFlag(), noWaitFlag(), dryRunFlag("removed"), quietFlag(),
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}},
-		Action: func(c *cli.Context) error {
-			return runRm(c.Context, rmOptions{writeOptions: writeOptionsOf(c), words: c.Args().Slice(), json: c.Bool("json")})
-		},
-	}
-}
-
 // writeOptions are those of the commands that change a store (rm, gc).
 type writeOptions struct {
 	out    output
@@ -30,17 +17,39 @@ type writeOptions struct {
 	noWait bool
 	dryRun bool
 	quiet  bool // print nothing on success
+	json   bool
 }
 
-func writeOptionsOf(c *cli.Context) writeOptions {
-	return writeOptions{out: outputOf(c), store: c.String("store"), noWait: c.Bool("no-wait"),
-		dryRun: c.Bool("dry-run"), quiet: c.Bool("quiet")}
+// writeFlags are rm's and gc's shared flags, bound to o, with the command's own before --json; what
+// says what a dry run reports.
+func writeFlags(o *writeOptions, what string, own ...cli.Flag) []cli.Flag {
+	flags := []cli.Flag{storeFlag(&o.store, true), noWaitFlag(&o.noWait), dryRunFlag(&o.dryRun, what),
+		quietFlag(&o.quiet, "print nothing on success (errors only)")}
+	return append(append(flags, own...), jsonFlag(&o.json, "print a JSON report"))
 }
 
 type rmOptions struct {
 	writeOptions
-	words []string // names or IDs
-	json  bool
+	words []string // the IMAGE arguments: names or IDs
+	now   bool     // remove images left without names at once instead of superseding them
+}
+
+func newRmCommand() *cli.Command {
+	o := &rmOptions{}
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "take names or images out of the store (an image kept for running containers until gc)",
+		ArgsUsage: "IMAGE...   (a name removes that name, and the image once it has none left; an ID removes the image)",
+		Description: "An image that loses its last name is superseded, not removed: containers already running\n" +
+			"from it on nodes stay inspectable, so it stays under its digested name (repo@sha256:...) until\n" +
+			"a gc after the grace period removes it and its layers. --now removes it at once.",
+		Flags: writeFlags(&o.writeOptions, "removed", &cli.BoolFlag{Name: "now", Destination: &o.now,
+			Usage: "remove an image left without names at once instead of keeping it until gc"}),
+		Action: func(c *cli.Context) error {
+			o.out, o.words = outputOf(c), c.Args().Slice()
+			return runRm(c.Context, *o)
+		},
+	}
 }
 
 func runRm(ctx context.Context, opts rmOptions) (err error) {
@@ -57,7 +66,7 @@ func runRm(ctx context.Context, opts rmOptions) (err error) {
 		Failed  []string         `json:"failed"`
 	}{Removed: []layout.Removal{}, Failed: []string{}}
 	for _, word := range opts.words {
-		r, err := store.Remove(ctx, word, opts.dryRun)
+		r, err := store.Remove(ctx, word, layout.RemoveOptions{DryRun: opts.dryRun, Now: opts.now})
 		if err != nil {
 			opts.out.errorf("error: %v", err)
 			report.Failed = append(report.Failed, word)
@@ -65,11 +74,7 @@ func runRm(ctx context.Context, opts rmOptions) (err error) {
 		}
 		report.Removed = append(report.Removed, r)
 		if !opts.json && !opts.quiet {
-			what := "untagged"
-			if r.ImageRemoved {
-				what = "removed"
-			}
-			opts.out.printf("%s%s %s %s\n", dryRunPrefix(opts.dryRun), what, shortID(r.ImageID), strings.Join(r.Names, ","))
+			opts.out.printf("%s%s\n", dryRunPrefix(opts.dryRun), removalLine(r))
 		}
 	}
 	if opts.json {
@@ -83,26 +88,38 @@ func runRm(ctx context.Context, opts rmOptions) (err error) {
 	return nil
 }
 
-func newGcCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "gc",
-		Usage: "delete layers no image has used for longer than the grace period",
-		Description: "A layer of a removed image may still be mounted by containers running on nodes, so it is\n" +
-			"deleted only when it has been unused for --grace (the time it became unused is recorded in the\n" +
-			"store by the first gc that sees it unused).",
-		Flags: []cli.Flag{storeFlag(), noWaitFlag(), dryRunFlag("deleted"), quietFlag(),
-			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "how long an unused layer is kept"},
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}},
-		Action: func(c *cli.Context) error {
-			return runGc(c.Context, gcOptions{writeOptions: writeOptionsOf(c), grace: c.Duration("grace"), json: c.Bool("json")})
-		},
+// removalLine says what Remove did: "untagged", "removed", or "superseded" with the names it is kept as.
+func removalLine(r layout.Removal) string {
+	switch {
+	case r.ImageRemoved:
+		return fmt.Sprintf("removed %s %s", shortID(r.ImageID), strings.Join(r.Names, ","))
+	case r.Superseded:
+		return fmt.Sprintf("superseded %s %s  (kept as %s for running containers until gc's grace period has passed)",
+			shortID(r.ImageID), strings.Join(r.Names, ","), strings.Join(r.KeptAs, ","))
 	}
+	return fmt.Sprintf("untagged %s %s", shortID(r.ImageID), strings.Join(r.Names, ","))
 }
 
 type gcOptions struct {
 	writeOptions
 	grace time.Duration
-	json  bool
+}
+
+func newGcCommand() *cli.Command {
+	o := &gcOptions{}
+	return &cli.Command{
+		Name:  "gc",
+		Usage: "remove superseded images and delete layers no image has used for longer than the grace period",
+		Description: "Containers running on nodes may still use a superseded image (one left without names by a\n" +
+			"moved tag or rm) and its layers, so gc removes such an image only --grace after it was superseded,\n" +
+			"with the layers no other image uses, and deletes any other layer only when it has been unused for\n" +
+			"--grace (the time it became unused is recorded in the store by the first gc that sees it unused).",
+		Flags: writeFlags(&o.writeOptions, "deleted", graceFlag(&o.grace, "how long a superseded image or an unused layer is kept")),
+		Action: func(c *cli.Context) error {
+			o.out = outputOf(c)
+			return runGc(c.Context, *o)
+		},
+	}
 }
 
 func runGc(ctx context.Context, opts gcOptions) (err error) {
@@ -122,7 +139,10 @@ func runGc(ctx context.Context, opts gcOptions) (err error) {
 		return nil
 	}
 	for _, id := range report.RemovedImages {
-		opts.out.printf("%sremoved image %s (it had no name left)\n", dryRunPrefix(opts.dryRun), shortID(id))
+		opts.out.printf("%sremoved image %s (superseded, or without a name)\n", dryRunPrefix(opts.dryRun), shortID(id))
+	}
+	for id, after := range report.WaitingImages {
+		opts.out.printf("superseded image %s is kept until %s\n", shortID(id), after)
 	}
 	for _, id := range report.Deleted {
 		opts.out.printf("%sdeleted layer %s\n", dryRunPrefix(opts.dryRun), id)
@@ -131,14 +151,6 @@ func runGc(ctx context.Context, opts gcOptions) (err error) {
 		opts.out.printf("unused layer %s is kept until %s\n", id, after)
 	}
 	return nil
-}
-
-func dryRunFlag(what string) cli.Flag {
-	return &cli.BoolFlag{Name: "dry-run", Usage: "say what would be " + what + ", change nothing"}
-}
-
-func quietFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing on success (errors only)"}
 }
 
 // openExistingStore opens the store at dir for writing, waiting for (or with --no-wait refusing)

@@ -18,9 +18,11 @@ func TestParse(t *testing.T) {
 		"layer-renamed:stop": {name: "layer-renamed", nth: 1, stop: true},
 		"a:2:stop":           {name: "a", nth: 2, stop: true},
 	} {
-		if got := parse(v); got != want {
-			t.Errorf("parse(%q) = %+v, want %+v", v, got, want)
-		}
+		t.Run(v, func(t *testing.T) {
+			if got := parse(v); got != want {
+				t.Errorf("parse(%q) = %+v, want %+v", v, got, want)
+			}
+		})
 	}
 	for _, v := range []string{":1", "a:0", "a:x", "a:1:2", "a:1:kill"} {
 		func() {
@@ -64,6 +66,7 @@ func TestHitKillsAtTheNthPass(t *testing.T) {
 
 func TestHitWithoutFaultIsFree(t *testing.T) {
 	if target.name != "" {
+		// Not a missing tool: this binary is the child of a fault test, run with a fault configured.
 		t.Skip(EnvVar + " is set")
 	}
 	if n := testing.AllocsPerRun(100, func() { Hit("layer-renamed") }); n != 0 {

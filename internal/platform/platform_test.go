@@ -17,19 +17,21 @@ func TestParse(t *testing.T) {
 		{in: "linux/arm/", bad: true},
 		{in: "", bad: true},
 	} {
-		got, err := Parse(tc.in)
-		if tc.bad {
-			if err == nil {
-				t.Errorf("Parse(%q) = %v, want an error", tc.in, got)
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := Parse(tc.in)
+			if tc.bad {
+				if err == nil {
+					t.Errorf("Parse(%q) = %v, want an error", tc.in, got)
+				}
+				return
 			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("Parse(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
-		}
-		if got.String() != tc.in {
-			t.Errorf("Parse(%q).String() = %q", tc.in, got.String())
-		}
+			if err != nil || got != tc.want {
+				t.Errorf("Parse(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			}
+			if got.String() != tc.in {
+				t.Errorf("Parse(%q).String() = %q", tc.in, got.String())
+			}
+		})
 	}
 }
 
@@ -45,8 +47,10 @@ func TestMatches(t *testing.T) {
 		{arm64, Platform{OS: "linux", Arch: "amd64"}, false},
 		{arm64, Platform{OS: "windows", Arch: "arm64"}, false},
 	} {
-		if got := tc.want.Matches(tc.found); got != tc.ok {
-			t.Errorf("%v.Matches(%v) = %v, want %v", tc.want, tc.found, got, tc.ok)
-		}
+		t.Run(tc.want.String()+" finds "+tc.found.String(), func(t *testing.T) {
+			if got := tc.want.Matches(tc.found); got != tc.ok {
+				t.Errorf("%v.Matches(%v) = %v, want %v", tc.want, tc.found, got, tc.ok)
+			}
+		})
 	}
 }

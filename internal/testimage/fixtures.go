@@ -3,7 +3,10 @@ package testimage
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
+	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -129,6 +132,26 @@ type Fixture struct {
 
 // Ref is "name:tag".
 func (f Fixture) Ref() string { return f.Name + ":" + f.Tag }
+
+// WriteFixtureLayouts writes the Fixtures of the given names (every tag of each) as OCI layouts
+// dir/NAME, for tests that publish "oci:dir/NAME:TAG" without a registry.
+func WriteFixtureLayouts(dir string, busybox []byte, names ...string) error {
+	for _, f := range Fixtures(busybox) {
+		if !slices.Contains(names, f.Name) {
+			continue
+		}
+		var err error
+		if f.Platforms != nil {
+			_, _, err = WriteMultiPlatform(filepath.Join(dir, f.Name), f.Tag, f.Platforms)
+		} else {
+			_, err = WriteLayout(filepath.Join(dir, f.Name), f.Tag, f.Image)
+		}
+		if err != nil {
+			return fmt.Errorf("fixture %s: %w", f.Ref(), err)
+		}
+	}
+	return nil
+}
 
 // Fixtures is the e2e set (see DEVELOPERS.md and scripts/e2e):
 //

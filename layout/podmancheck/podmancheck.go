@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cargohold/cargohold/internal/ctxio"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/manifest"
 	istorage "go.podman.io/image/v5/storage"
@@ -380,7 +381,7 @@ func (c *checker) checkLayer(ctx context.Context, store storage.Store, layer *st
 		return append(errs, fmt.Errorf("regenerating its diff: %w", err))
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{ctx, rc})
+	n, err := io.Copy(h, ctxio.Reader(ctx, rc))
 	if cerr := rc.Close(); err == nil {
 		err = cerr
 	}
@@ -393,19 +394,6 @@ func (c *checker) checkLayer(ctx context.Context, store storage.Store, layer *st
 			got, n, layer.UncompressedDigest, layer.UncompressedSize))
 	}
 	return errs
-}
-
-// ctxReader ends a read of a whole layer when ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if r.ctx.Err() != nil {
-		return 0, context.Cause(r.ctx)
-	}
-	return r.r.Read(p)
 }
 
 // parentChain is the IDs of layer's ancestors as the storage library records them, nearest first.

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// The flags several commands share, each defined once here. Every flag of every command is bound to
+// a field of its options struct (a Destination, or an Action for a flag whose absence matters), so
+// that no command looks a flag up by name. A fresh flag each call: a cli.Flag keeps state.
+
+// storeFlag is --store DIR. Only publish may leave it out (not required): the recipe names the store.
+func storeFlag(dst *string, required bool) cli.Flag {
+	usage := "the store `DIR` (made absolute)"
+	if !required {
+		usage = "store directory (default: the recipe's store)"
+	}
+	return &cli.StringFlag{Name: "store", Required: required, Usage: usage, Destination: dst}
+}
+
+// noWaitFlag is shared by the commands that take the writer lock.
+func noWaitFlag(dst *bool) cli.Flag {
+	return &cli.BoolFlag{Name: "no-wait", Destination: dst,
+		Usage: "fail at once (exit 3) if another cargohold run holds the store's writer lock, instead of waiting"}
+}
+
+func dryRunFlag(dst *bool, what string) cli.Flag {
+	return &cli.BoolFlag{Name: "dry-run", Destination: dst, Usage: "say what would be " + what + ", change nothing"}
+}
+
+// quietFlag is --quiet/-q: usage says what is still printed.
+func quietFlag(dst *bool, usage string) cli.Flag {
+	return &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Destination: dst, Usage: usage}
+}
+
+// jsonFlag is --json: usage says what is printed as JSON.
+func jsonFlag(dst *bool, usage string) cli.Flag {
+	return &cli.BoolFlag{Name: "json", Destination: dst, Usage: usage}
+}
+
+// formatFlag is the read commands' --format table|json; json says which was asked for.
+func formatFlag(json *bool) cli.Flag {
+	return &cli.StringFlag{Name: "format", Value: "table", Usage: "`table` or json",
+		Action: func(_ *cli.Context, f string) error {
+			switch f {
+			case "table":
+			case "json":
+				*json = true
+			default:
+				return usageErrorf("--format %q: want table or json", f)
+			}
+			return nil
+		}}
+}
+
+// defaultGrace is gc's --grace, and what ls assumes for when gc may remove a superseded image.
+const defaultGrace = 24 * time.Hour
+
+// graceFlag is gc's --grace, and ls's, which shows when gc may remove a superseded image.
+func graceFlag(dst *time.Duration, usage string) cli.Flag {
+	return &cli.DurationFlag{Name: "grace", Value: defaultGrace, Usage: usage, Destination: dst}
+}
+
+// setPtr is the Action of a flag whose absence matters (it then leaves *dst nil): it runs only when
+// the flag is given, and points *dst at the value.
+func setPtr[T any](dst **T) func(*cli.Context, T) error {
+	return func(_ *cli.Context, v T) error {
+		*dst = &v
+		return nil
+	}
+}
