@@ -8,6 +8,7 @@ import (
 	"github.com/cargohold/cargohold/builder/unpack"
 	"github.com/cargohold/cargohold/internal/faultpoint"
 	"github.com/cargohold/cargohold/layout"
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
@@ -28,6 +29,9 @@ type layerJob struct {
 	retries  int   // Options.RetryTimes: for the request of the blob (a broken stream is resumed by containers/image)
 	progress progress
 	opaque   []string // the layer's opaque dirs (unpack.Result.OpaqueDirs)
+	// Of the images of a run that need this layer, one fetches it (see layerFlights): lead is set
+	// when this job does, wait when another image does and this job waits for it to commit.
+	lead, wait *flight
 }
 
 // fetch streams one layer blob from the source through decompression into the unpacker, writing into a
@@ -63,7 +67,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 	}
 	tarStream := peeked
 	if decompress != nil {
-		d, err := decompressorFor(algo, decompress)(peeked)
+		d, err := decompressorFor(algo, decompress, j.blob.Size)(peeked)
 		if err != nil {
 			return fmt.Errorf("layer %s: opening %s stream: %w", j.blob.Digest, algo.Name(), err)
 		}
@@ -122,23 +126,36 @@ func (j *layerJob) hideLower() error {
 	return unpack.HideLower(j.staged.DiffDir(), j.opaque, lowers)
 }
 
-// decompressorFor picks the decompressor of a detected algorithm: containers/image's (klauspost's
-// pgzip for gzip), except for zstd. Its default decoder decodes ahead on up to four goroutines per
-// stream, each with buffers of the stream's window (8 MiB as klauspost and Podman write zstd), so
-// memory would grow with --jobs times the host's CPUs; decoding in the reading goroutine keeps one
-// window per layer, and the layers fetched at once keep the CPUs busy anyway.
-func decompressorFor(algo compression.Algorithm, d compression.DecompressorFunc) compression.DecompressorFunc {
-	if algo.BaseVariantName() != compression.Zstd.Name() {
-		return d
-	}
-	return func(r io.Reader) (io.ReadCloser, error) {
-		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, err
+// decompressorFor picks the decompressor of a detected algorithm for a blob of size bytes (<= 0:
+// unknown): containers/image's (klauspost's pgzip for gzip), except for zstd and small gzip blobs.
+//
+// pgzip decodes ahead in 16 blocks of 1 MiB, allocated and cleared for every stream: for the small
+// layers of most images that costs more than decoding them, and a run publishing many images at
+// once would hold that much per layer in flight. A blob smaller than that decodes in the reading
+// goroutine (klauspost's gzip), with a buffer of its own size.
+//
+// zstd's default decoder decodes ahead on up to four goroutines per stream, each with buffers of
+// the stream's window (8 MiB as klauspost and Podman write zstd), so memory would grow with --jobs
+// times the host's CPUs; decoding in the reading goroutine keeps one window per layer, and the
+// layers fetched at once keep the CPUs busy anyway.
+func decompressorFor(algo compression.Algorithm, d compression.DecompressorFunc, size int64) compression.DecompressorFunc {
+	switch {
+	case algo.BaseVariantName() == compression.Zstd.Name():
+		return func(r io.Reader) (io.ReadCloser, error) {
+			z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+			if err != nil {
+				return nil, err
+			}
+			return z.IOReadCloser(), nil
 		}
-		return z.IOReadCloser(), nil
+	case algo.BaseVariantName() == compression.Gzip.Name() && size > 0 && size < smallGzipBlob:
+		return func(r io.Reader) (io.ReadCloser, error) { return gzip.NewReader(r) }
 	}
+	return d
 }
+
+// smallGzipBlob is the size below which a gzip blob is decoded without pgzip's read-ahead (16 MiB).
+const smallGzipBlob = 16 << 20
 
 // storageCompression maps a detected algorithm to the value containers/storage records in layers.json.
 func storageCompression(algo compression.Algorithm, compressed bool) archive.Compression {

@@ -54,21 +54,34 @@ type Result struct {
 type Publisher struct {
 	Store   *layout.Store
 	Options Options
-	Jobs    int // layers fetched and unpacked at once; 0: defaultJobs
+	// Jobs is how many layers are fetched and unpacked at once, by all images together; 0:
+	// defaultJobs.
+	Jobs int
+	// ImageJobs is how many images PublishAll works on at once; 0: defaultImageJobs.
+	ImageJobs int
 	// CopyHardlinksAcrossDirs unpacks hard links into another directory as copies (a store on
 	// CVMFS; see unpack.Options).
 	CopyHardlinksAcrossDirs bool
 	// Progress, if set, receives progress events of every layer (see ProgressEvent). It is called
 	// from the goroutines that fetch layers, so it must be safe for concurrent use, and quick.
 	Progress func(ProgressEvent)
+
+	flights layerFlights // a layer needed by several images in flight is fetched once
+	slots   layerSlots   // Jobs
 }
 
 // defaultJobs overlaps network waits with unpacking without flooding a registry.
 const defaultJobs = 4
 
 // Publish makes the image named by req available in the store under its names. On any error the store
-// is left as it was for this image: staged layers are discarded, nothing is recorded.
-func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
+// is left as it was for this image: staged layers are discarded, nothing is recorded. It may run
+// concurrently with other Publish calls on the same Publisher (PublishAll does).
+func (p *Publisher) Publish(ctx context.Context, req Request) Result {
+	return p.publish(ctx, req, nil)
+}
+
+// publish is Publish in its turn t (see turn; nil: any time).
+func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Result) {
 	start := time.Now()
 	res = Result{Ref: req.Ref}
 	defer func() {
@@ -99,8 +112,11 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 		res.Err = err
 		return res
 	}
-	if img, names, ok := p.pinnedAndPresent(ref, req.Names); ok {
-		res.Names, res.ImageID, res.ManifestDigest, res.Action = names, img.ID, img.Digest, Unchanged
+	var pinned storage.Image
+	var pinnedNames []string
+	present := func() (ok bool) { pinned, pinnedNames, ok = p.pinnedAndPresent(ref, req.Names); return ok }
+	if unchanged, err := p.unchangedInTurn(ctx, t, present); err != nil || unchanged {
+		res.Names, res.ImageID, res.ManifestDigest, res.Action, res.Err = pinnedNames, pinned.ID, pinned.Digest, Unchanged, err
 		return res
 	}
 	src, err := resolve(ctx, ref, sys, policy, opts.RetryTimes)
@@ -129,25 +145,35 @@ func (p *Publisher) Publish(ctx context.Context, req Request) (res Result) {
 	}
 
 	// Already there, with this manifest and all its names: nothing to fetch, not even the config.
-	_, existed := p.Store.Image(res.ImageID)
-	if res.ImageID != "" && p.Store.HasManifest(res.ImageID, src.manifestDigest, res.Names) {
-		res.Action = Unchanged
-		return res
-	}
-	res.Err = p.publish(ctx, src, &res, opts)
-	if res.Err == nil && res.Action == "" {
-		res.Action = Added
-		if existed {
-			res.Action = Updated
+	held := func() bool { return p.Store.HasManifest(res.ImageID, src.manifestDigest, res.Names) }
+	if res.ImageID != "" {
+		if unchanged, err := p.unchangedInTurn(ctx, t, held); err != nil || unchanged {
+			res.Action, res.Err = Unchanged, err
+			return res
 		}
 	}
+	res.Err = p.fetchAndRecord(ctx, src, &res, opts, t)
 	return res
 }
 
-// publish fetches what the store lacks of src and records the image.
-func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts Options) error {
+// unchangedInTurn says whether present() holds now and still does in t's turn: an image requested
+// before this one may take one of its names meanwhile. It waits for the turn only if present() holds
+// now, so that images to fetch are fetched at once.
+func (p *Publisher) unchangedInTurn(ctx context.Context, t *turn, present func() bool) (bool, error) {
+	if !present() {
+		return false, nil
+	}
+	if err := t.wait(ctx); err != nil {
+		return false, err
+	}
+	p.Store.FlushImages() // the images before this one may have queued their records only
+	return present(), nil
+}
+
+// fetchAndRecord fetches what the store lacks of src and records the image in turn t.
+func (p *Publisher) fetchAndRecord(ctx context.Context, src *source, res *Result, opts Options, t *turn) error {
 	if src.schema1 {
-		return p.publishSchema1(ctx, src, res, opts)
+		return p.publishSchema1(ctx, src, res, opts, t)
 	}
 	config, err := src.img.ConfigBlob(ctx)
 	if err != nil {
@@ -168,6 +194,7 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 
 	jobs := p.layerJobs(src, diffIDs, res.Ref, opts.RetryTimes)
 	uopts := p.unpackOptions(opts)
+	defer landAll(jobs) // whatever happens, no image waits for these layers any longer
 	if p.Store.CommitsInOrder() {
 		if err := p.fetchInOrder(ctx, src, jobs, uopts, res); err != nil {
 			return err
@@ -177,24 +204,39 @@ func (p *Publisher) publish(ctx context.Context, src *source, res *Result, opts 
 			return err
 		}
 		// Parents first, so every layer's lower chain is complete before the layer is recorded.
-		if err := p.commit(jobs, res); err != nil {
+		if err := p.commit(ctx, src, jobs, uopts, res); err != nil {
 			return err
 		}
 	}
 	faultpoint.Hit("image-layers-committed")
-	return p.record(layout.Image{Config: config, Manifest: src.manifest, List: src.list, Names: res.Names,
+	return p.record(ctx, t, layout.Image{Config: config, Manifest: src.manifest, List: src.list, Names: res.Names,
 		Source: transports.ImageName(src.ref)}, res)
 }
 
-// record makes the image, whose layers are all committed, visible under its names.
-func (p *Publisher) record(img layout.Image, res *Result) error {
-	changed, err := p.Store.PutImage(img)
+// record makes the image, whose layers are all committed, visible under its names, in its turn. It
+// queues the record and passes the turn on at once: the next image queues its own behind it, and
+// the store writes the records queued together at once (layout.QueueImage).
+func (p *Publisher) record(ctx context.Context, t *turn, img layout.Image, res *Result) error {
+	if err := t.wait(ctx); err != nil {
+		return err
+	}
+	wait, err := p.Store.QueueImage(img)
+	t.pass()
+	if err != nil {
+		return err
+	}
+	put, err := wait()
 	if err != nil {
 		return err
 	}
 	faultpoint.Hit("image-published")
-	if !changed {
+	switch {
+	case !put.Changed:
 		res.Action = Unchanged
+	case put.New:
+		res.Action = Added
+	default:
+		res.Action = Updated
 	}
 	return nil
 }
@@ -208,7 +250,7 @@ func (p *Publisher) unpackOptions(opts Options) unpack.Options {
 // config, and a layer for each layer that is not throwaway. Schema 1 lists no diff IDs, so a layer's
 // chain ID is known only once it is unpacked, and its child can be staged only then: the layers are
 // fetched one after another, all of them (a layer the store turns out to hold is discarded).
-func (p *Publisher) publishSchema1(ctx context.Context, src *source, res *Result, opts Options) error {
+func (p *Publisher) publishSchema1(ctx context.Context, src *source, res *Result, opts Options, t *turn) error {
 	if len(src.layers) == 0 {
 		return errors.New("the image has no layers; Podman cannot run it from an additional store")
 	}
@@ -218,13 +260,13 @@ func (p *Publisher) publishSchema1(ctx context.Context, src *source, res *Result
 	for _, blob := range src.layers {
 		j := &layerJob{blob: blob, parent: parent, retries: opts.RetryTimes,
 			progress: progress{fn: p.Progress, ref: res.Ref, layer: blob.Digest, size: blob.Size}}
-		if err := j.fetch(ctx, src.src, p.Store, uopts); err != nil {
+		if err := p.fetchJob(ctx, src, j, uopts); err != nil {
 			discard([]*layerJob{j})
 			return err
 		}
 		if p.Store.HasLayer(j.id) {
 			discard([]*layerJob{j})
-		} else if err := p.commit([]*layerJob{j}, res); err != nil {
+		} else if err := p.commit(ctx, src, []*layerJob{j}, uopts, res); err != nil {
 			return err
 		}
 		diffIDs = append(diffIDs, j.meta.DiffID)
@@ -237,7 +279,7 @@ func (p *Publisher) publishSchema1(ctx context.Context, src *source, res *Result
 	if res.ImageID, err = img.ID(); err != nil {
 		return err
 	}
-	return p.record(img, res)
+	return p.record(ctx, t, img, res)
 }
 
 // imageWithManifest is the ID of an image of the store that holds the manifest d, "" if none does.
@@ -250,17 +292,20 @@ func (p *Publisher) imageWithManifest(d digest.Digest) string {
 	return ""
 }
 
-// layerJobs lists the image's layers the store lacks, in order from the base up.
+// layerJobs lists the image's layers the store lacks, in order from the base up. Of a layer that
+// another image of this run is fetching already, the job waits for that image (layerJob.wait).
 func (p *Publisher) layerJobs(src *source, diffIDs []digest.Digest, ref string, retries int) []*layerJob {
 	ids := layout.ChainIDs(diffIDs)
+	have, lead, wait := p.flights.plan(ids, p.Store.HasLayer)
 	var jobs []*layerJob
 	for i, id := range ids {
 		progress := progress{fn: p.Progress, ref: ref, layer: src.layers[i].Digest, size: src.layers[i].Size}
-		if p.Store.HasLayer(id) {
+		if have[i] {
 			progress.send(LayerSkipped, 0)
 			continue
 		}
-		j := &layerJob{blob: src.layers[i], diffID: diffIDs[i], id: id, retries: retries, progress: progress}
+		j := &layerJob{blob: src.layers[i], diffID: diffIDs[i], id: id, retries: retries, progress: progress,
+			lead: lead[i], wait: wait[i]}
 		if i > 0 {
 			j.parent = ids[i-1]
 		}
@@ -269,17 +314,15 @@ func (p *Publisher) layerJobs(src *source, diffIDs []digest.Digest, ref string, 
 	return jobs
 }
 
-// fetchAll fetches and unpacks the jobs concurrently; on the first error the others are cancelled
-// and every staged layer of this image is discarded.
+// fetchAll fetches and unpacks the jobs this image leads concurrently (the others wait until they
+// are committed: see commit); on the first error the others are cancelled and every staged layer
+// of this image is discarded.
 func (p *Publisher) fetchAll(ctx context.Context, src *source, jobs []*layerJob, uopts unpack.Options) error {
 	g, gctx := errgroup.WithContext(ctx)
-	limit := p.Jobs
-	if limit <= 0 {
-		limit = defaultJobs
-	}
-	g.SetLimit(limit)
 	for _, j := range jobs {
-		g.Go(func() error { return j.fetch(gctx, src.src, p.Store, uopts) })
+		if j.wait == nil {
+			g.Go(func() error { return p.fetchJob(gctx, src, j, uopts) })
+		}
 	}
 	if err := g.Wait(); err != nil {
 		discard(jobs)
@@ -288,25 +331,51 @@ func (p *Publisher) fetchAll(ctx context.Context, src *source, jobs []*layerJob,
 	return nil
 }
 
+// fetchJob fetches one layer in one of the Publisher's layer slots.
+func (p *Publisher) fetchJob(ctx context.Context, src *source, j *layerJob, uopts unpack.Options) error {
+	if err := p.slots.acquire(ctx, p.Jobs); err != nil {
+		return err
+	}
+	defer p.slots.release()
+	return j.fetch(ctx, src.src, p.Store, uopts)
+}
+
 // fetchInOrder fetches, unpacks and commits one layer after another: a vfs layer is unpacked onto a
 // copy of its parent's tree, so the parent must be committed first. If a layer fails, the ones
 // before it stay committed but unused: a retry reuses them, gc removes them.
 func (p *Publisher) fetchInOrder(ctx context.Context, src *source, jobs []*layerJob, uopts unpack.Options, res *Result) error {
 	for i, j := range jobs {
-		if err := j.fetch(ctx, src.src, p.Store, uopts); err != nil {
-			discard(jobs)
-			return err
+		if j.wait == nil {
+			if err := p.fetchJob(ctx, src, j, uopts); err != nil {
+				discard(jobs)
+				return err
+			}
 		}
-		if err := p.commit(jobs[i:i+1], res); err != nil {
+		if err := p.commit(ctx, src, jobs[i:i+1], uopts, res); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// commit commits the fetched jobs in order, parents first.
-func (p *Publisher) commit(jobs []*layerJob, res *Result) error {
+// commit commits the fetched jobs in order, parents first. A job waiting for another image's fetch
+// of its layer waits here, and fetches the layer itself if that image gave up.
+func (p *Publisher) commit(ctx context.Context, src *source, jobs []*layerJob, uopts unpack.Options, res *Result) error {
 	for _, j := range jobs {
+		if j.wait != nil {
+			done, err := p.awaitLayer(ctx, src, j, uopts)
+			if err != nil {
+				discard(jobs)
+				return err
+			}
+			if done {
+				continue
+			}
+		}
+		if err := ctx.Err(); err != nil { // a stopped run records nothing more
+			discard(jobs)
+			return err
+		}
 		if err := j.hideLower(); err != nil {
 			discard(jobs)
 			return fmt.Errorf("layer %s: %w", j.blob.Digest, err)
@@ -316,10 +385,27 @@ func (p *Publisher) commit(jobs []*layerJob, res *Result) error {
 			return fmt.Errorf("committing layer %s: %w", j.blob.Digest, err)
 		}
 		j.staged = nil
+		j.lead.land()
 		res.LayersFetched++
 		res.BytesFetched += j.fetched
 	}
 	return nil
+}
+
+// awaitLayer waits for the image that fetches j's layer. done: the layer is in the store now;
+// otherwise that image gave up, and j has fetched (staged) the layer itself, ready to commit.
+func (p *Publisher) awaitLayer(ctx context.Context, src *source, j *layerJob, uopts unpack.Options) (done bool, err error) {
+	for j.wait != nil {
+		if err := j.wait.await(ctx); err != nil {
+			return false, err
+		}
+		if p.Store.HasLayer(j.id) {
+			j.progress.send(LayerSkipped, 0)
+			return true, nil
+		}
+		j.lead, j.wait = p.flights.lead(j.id)
+	}
+	return false, p.fetchJob(ctx, src, j, uopts)
 }
 
 func discard(jobs []*layerJob) {
@@ -328,6 +414,14 @@ func discard(jobs []*layerJob) {
 			_ = j.staged.Discard() // what is left is a leftover the next Open removes
 			j.staged = nil
 		}
+	}
+	landAll(jobs)
+}
+
+// landAll ends the flights of the layers the jobs lead: committed or not, nobody waits for them.
+func landAll(jobs []*layerJob) {
+	for _, j := range jobs {
+		j.lead.land()
 	}
 }
 

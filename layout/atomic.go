@@ -77,7 +77,13 @@ func (s *Store) writeFile(name string, data []byte) error {
 
 // writeFileAtomic replaces name with data so that a reader sees either the old or the new content and,
 // after a crash, never a torn file: temp file beside the target, fsync, chmod 0644, rename, fsync dir.
-func (s *Store) writeFileAtomic(name string, data []byte) (err error) {
+func (s *Store) writeFileAtomic(name string, data []byte) error {
+	return s.replaceFile(name, data, true)
+}
+
+// replaceFile is writeFileAtomic, without the fsyncs unless durable: for files that a later syncfs
+// makes durable before anything refers to them (the big data of a new image).
+func (s *Store) replaceFile(name string, data []byte, durable bool) (err error) {
 	dir, base := path.Split(name)
 	tmp := path.Join(dir, tempPrefix+base+"-"+randomName())
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
@@ -93,7 +99,7 @@ func (s *Store) writeFileAtomic(name string, data []byte) (err error) {
 	if err == nil {
 		err = f.Chmod(fileMode) // the umask may have narrowed the create mode
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -107,6 +113,9 @@ func (s *Store) writeFileAtomic(name string, data []byte) (err error) {
 		return err
 	}
 	faultpoint.Hit(s.faultLabel(name) + "-renamed")
+	if !durable {
+		return nil
+	}
 	return s.syncDir(dir)
 }
 

@@ -54,7 +54,7 @@ func (r *CheckReport) OK() bool { return len(r.Problems) == 0 }
 //
 // It stops when ctx ends, with ctx's cause as the error (a deep check reads every file of the store).
 func Check(ctx context.Context, dir string, opts CheckOptions) (*CheckReport, error) {
-	dir, err := filepath.Abs(dir)
+	dir, err := ResolveDir(dir)
 	if err != nil {
 		return nil, err
 	}

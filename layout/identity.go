@@ -142,7 +142,7 @@ func (m *marker) newer(dir string) error {
 // writes nothing. A store written before markers that holds no records yet is an overlay store, as
 // opening it without Options.Driver would make it.
 func Identify(dir string) (Driver, error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := ResolveDir(dir)
 	if err != nil {
 		return "", err
 	}
@@ -233,9 +233,9 @@ func checkWritable(dir string) error {
 // creation is what opening a new store found at its path, so that Close can take the store away
 // again when nothing was published into it (see Store.discard).
 type creation struct {
-	dir     bool            // the store dir did not exist: open created it (its parents stay)
-	kept    map[string]bool // what an existing empty dir held (lost+found, .cvmfscatalog)
-	mode    fs.FileMode     // an existing dir's mode (open makes the store root a+rx)
+	dir  bool            // the store dir did not exist: open created it (its parents stay)
+	kept map[string]bool // what an existing empty dir held (lost+found, .cvmfscatalog)
+	mode fs.FileMode     // an existing dir's mode (open makes the store root a+rx)
 }
 
 // prepare checks that dir may be opened for writing with opts and creates it (with its parents) when

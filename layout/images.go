@@ -80,11 +80,76 @@ func manifestKey(d digest.Digest) string {
 //
 // It returns changed=false and writes nothing when the store already holds exactly this.
 func (s *Store) PutImage(img Image) (changed bool, err error) {
-	meta, err := imageMetaOf(img)
+	wait, err := s.QueueImage(img)
 	if err != nil {
 		return false, err
 	}
-	return s.putImage(meta)
+	put, err := wait()
+	return put.Changed, err
+}
+
+// Put is what recording a queued image did.
+type Put struct {
+	Changed bool // false: the store held exactly this already
+	New     bool // the store had no image with this ID before
+}
+
+// QueueImage is PutImage in two steps: it queues img to be recorded after the images queued before
+// it, and returns a function that waits until img is recorded and reports as PutImage does. Images
+// queued while a group is being recorded are recorded as the next group, in queue order, with one
+// write of images.json (see putImages): a run publishing many images at once does not write the
+// whole images.json, and fsync it, once for every image. The error is for an img that cannot be
+// recorded at all.
+func (s *Store) QueueImage(img Image) (wait func() (Put, error), err error) {
+	meta, err := imageMetaOf(img)
+	if err != nil {
+		return nil, err
+	}
+	return s.queueImage(meta), nil
+}
+
+// An imageRequest is one image waiting in the queue for its group to be recorded.
+type imageRequest struct {
+	meta     imageMeta
+	put      Put
+	dropped  []string // the images its record left without names
+	err      error
+	finished bool // set by the goroutine recording its group, under s.recording
+}
+
+// queueImage queues img; the function returned waits for it (see QueueImage).
+func (s *Store) queueImage(img imageMeta) func() (Put, error) {
+	r := &imageRequest{meta: img}
+	s.pendingMu.Lock()
+	s.pendingImages = append(s.pendingImages, r)
+	s.pendingMu.Unlock()
+	return func() (Put, error) {
+		s.recording.Lock()
+		defer s.recording.Unlock()
+		if !r.finished { // else a group recorded while this one waited took it along
+			s.recordQueued()
+		}
+		return r.put, r.err
+	}
+}
+
+// FlushImages waits until every image queued so far is recorded: what the store says about its
+// images (Image, HasManifest, ...) then includes them.
+func (s *Store) FlushImages() {
+	s.recording.Lock()
+	defer s.recording.Unlock()
+	s.recordQueued()
+}
+
+// recordQueued records the images queued now as one group. The caller holds s.recording.
+func (s *Store) recordQueued() {
+	s.pendingMu.Lock()
+	group := s.pendingImages
+	s.pendingImages = nil
+	s.pendingMu.Unlock()
+	if len(group) > 0 {
+		s.putImages(group)
+	}
 }
 
 // imageMetaOf is what the store records about img.
@@ -241,68 +306,122 @@ func (m *imageMeta) validate() error {
 	return nil
 }
 
-// putImage records img as the storage library would: new names go first and into names-history, big
-// data items are written and recorded with size and digest, metadata is set on a new image. Each of
-// the image's names is taken away from any other image, because one duplicate name makes the whole
-// read-only store unreadable, and images left without names are superseded (or, when they cannot
-// be, removed). Big-data files are written first, images.json last (atomically), then images.lock
-// records a write; the big data of removed images goes after that.
+// putImage records img and waits until it is recorded (see putImages).
 func (s *Store) putImage(img imageMeta) (changed bool, err error) {
+	put, err := s.queueImage(img)()
+	return put.Changed, err
+}
+
+// putImages records the images of a group, in order, each as the storage library would: new names
+// go first and into names-history, big data items are written and recorded with size and digest,
+// metadata is set on a new image. Each of an image's names is taken away from any other image,
+// because one duplicate name makes the whole read-only store unreadable, and images left without
+// names are superseded (or, when they cannot be, removed). Big-data files are written first,
+// images.json last (atomically, once for the group), then images.lock records a write; the big data of removed images goes after that. An
+// image that cannot be recorded gets its error; the others are recorded.
+func (s *Store) putImages(group []*imageRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range group {
+		r.finished = true
+	}
+	if s.closed {
+		for _, r := range group {
+			r.err = errors.New("layout: store is closed")
+		}
+		return
+	}
+	images := s.images
+	data, err := s.marshalledImages()
+	if err != nil {
+		for _, r := range group {
+			r.err = err
+		}
+		return
+	}
+	var recorded []*imageRequest
+	unsynced := false // big data written without fsyncs
+	for _, r := range group {
+		r.put.New = !slices.ContainsFunc(images, func(i storage.Image) bool { return i.ID == r.meta.ID })
+		next, nextData, drop, changed, err := s.applyImage(images, data, r.meta, !r.put.New)
+		if r.err = err; err != nil {
+			continue
+		}
+		r.put.Changed, r.dropped = changed, drop
+		unsynced = unsynced || (changed && r.put.New)
+		images, data = next, nextData
+		recorded = append(recorded, r)
+	}
+	if old, _ := s.marshalledImages(); !bytes.Equal(data, old) {
+		var err error
+		if unsynced {
+			err = s.syncFS()
+		}
+		if err == nil {
+			err = s.writeImages(images, data)
+		}
+		if err != nil {
+			for _, r := range recorded {
+				r.put.Changed, r.err = false, fmt.Errorf("image %s: %w", r.meta.ID, err)
+			}
+			return
+		}
+		faultpoint.Hit("image-recorded")
+	}
+	for _, r := range recorded {
+		// An image dropped by one image of the group may have been put back by a later one.
+		gone := slices.DeleteFunc(r.dropped, func(id string) bool { return s.imageIndex(id) >= 0 })
+		r.err = s.removeBigData(gone)
+	}
+}
+
+// applyImage returns the records images (marshalled: data) with img added or updated, and the IDs
+// of the images it leaves without names; img's big data that is missing or stale on disk is written
+// on the way. changed is false when the store already holds exactly img. The caller holds s.mu.
+//
+// The big data of an image the store already has is written durably at once; that of a new image is
+// made durable by the syncfs before images.json records it (see putImages): one syncfs for a group
+// instead of two fsyncs for each item.
+func (s *Store) applyImage(images []storage.Image, data []byte, img imageMeta, durable bool) (_ []storage.Image, _ []byte, dropped []string, changed bool, err error) {
 	if err := img.validate(); err != nil {
-		return false, fmt.Errorf("image %s: %w", img.ID, err)
+		return nil, nil, nil, false, fmt.Errorf("image %s: %w", img.ID, err)
 	}
 	digests := make([]digest.Digest, len(img.BigData))
 	for i, b := range img.BigData {
 		if digests[i], err = bigDataDigest(b.Key, b.Data); err != nil {
-			return false, fmt.Errorf("image %s: %w", img.ID, err)
+			return nil, nil, nil, false, fmt.Errorf("image %s: %w", img.ID, err)
 		}
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false, errors.New("layout: store is closed")
 	}
 	if img.TopLayer != "" && s.layerIndex(img.TopLayer) < 0 {
-		return false, fmt.Errorf("image %s: top layer %s is not committed", img.ID, img.TopLayer)
+		return nil, nil, nil, false, fmt.Errorf("image %s: top layer %s is not committed", img.ID, img.TopLayer)
 	}
-	images, dropped, err := s.withImage(img, digests)
+	next, dropped, err := withImage(images, img, digests, s.clock())
 	if err != nil {
-		return false, err
+		return nil, nil, nil, false, err
 	}
-	newJSON, err := json.Marshal(images)
+	nextData, err := json.Marshal(next)
 	if err != nil {
-		return false, err
-	}
-	oldJSON, err := json.Marshal(s.images)
-	if err != nil {
-		return false, err
+		return nil, nil, nil, false, err
 	}
 	stale := s.staleBigData(img)
-	if bytes.Equal(newJSON, oldJSON) && len(stale) == 0 {
-		return false, nil
+	if bytes.Equal(nextData, data) && len(stale) == 0 {
+		return images, data, nil, false, nil
 	}
-	if err := s.writeBigData(img.ID, stale); err != nil {
-		return false, err
+	if err := s.writeBigData(img.ID, stale, durable); err != nil {
+		return nil, nil, nil, false, err
 	}
 	faultpoint.Hit("image-bigdata-written")
-	if !bytes.Equal(newJSON, oldJSON) {
-		if err := s.writeImages(images, newJSON); err != nil {
-			return false, fmt.Errorf("image %s: %w", img.ID, err)
-		}
-		faultpoint.Hit("image-recorded")
-	}
-	return true, s.removeBigData(dropped)
+	return next, nextData, dropped, true, nil
 }
 
-// withImage returns the store's image records with img added or updated (digests are its big data's),
+// withImage returns the image records base with img added or updated (digests are its big data's),
 // and the IDs of the images dropped because they were left without names.
-func (s *Store) withImage(img imageMeta, digests []digest.Digest) (images []storage.Image, dropped []string, err error) {
-	images = make([]storage.Image, len(s.images))
-	for i, im := range s.images {
+func withImage(base []storage.Image, img imageMeta, digests []digest.Digest, now time.Time) (images []storage.Image, dropped []string, err error) {
+	images = make([]storage.Image, len(base))
+	for i, im := range base {
 		images[i] = copyImage(im)
 	}
-	idx := s.imageIndex(img.ID)
+	idx := slices.IndexFunc(images, func(i storage.Image) bool { return i.ID == img.ID })
 	if idx < 0 {
 		created := img.Created
 		if created.IsZero() {
@@ -333,7 +452,7 @@ func (s *Store) withImage(img imageMeta, digests []digest.Digest) (images []stor
 		}
 	}
 	dropDuplicateNames(images)
-	images, dropped = settleNameless(s.images, images, s.clock())
+	images, dropped = settleNameless(base, images, now)
 	return images, dropped, nil
 }
 
@@ -376,8 +495,9 @@ func (s *Store) staleBigData(img imageMeta) []bigData {
 	return stale
 }
 
-// writeBigData writes big data items of image id, each atomically.
-func (s *Store) writeBigData(id string, items []bigData) error {
+// writeBigData writes big data items of image id, each atomically, durable unless the caller
+// syncs the filesystem before recording the image (a new image: no reader knows its files yet).
+func (s *Store) writeBigData(id string, items []bigData, durable bool) error {
 	if len(items) == 0 {
 		return nil
 	}
@@ -385,7 +505,7 @@ func (s *Store) writeBigData(id string, items []bigData) error {
 		return fmt.Errorf("image %s: %w", id, err)
 	}
 	for _, b := range items {
-		if err := s.writeFileAtomic(s.paths.bigDataPath(id, b.Key), b.Data); err != nil {
+		if err := s.replaceFile(s.paths.bigDataPath(id, b.Key), b.Data, durable); err != nil {
 			return fmt.Errorf("image %s: big data %q: %w", id, b.Key, err)
 		}
 	}

@@ -282,12 +282,16 @@ func (m *LayerMeta) validate() error {
 }
 
 // CommitLayer makes a staged layer part of the store: it finishes the tar-split file, writes link,
-// lower and lower-layers (or empty/ for a base layer; overlay only), renames the staging dir to
-// overlay/<id> (vfs/dir/<id>), moves the tar-split to overlay-layers/ (vfs-layers/), creates
-// overlay/l/<link> (overlay only), syncs the filesystem once, and only then records the layer in
-// layers.json and a write on layers.lock. A crash at any point leaves nothing a
-// reader sees. If the layer already exists, the staged copy is discarded and CommitLayer returns nil.
-// CommitLayer always consumes l: on error the staging dir is removed too.
+// lower and lower-layers (or empty/ for a base layer; overlay only), syncs the filesystem once,
+// renames the staging dir to overlay/<id> (vfs/dir/<id>), moves the tar-split to overlay-layers/
+// (vfs-layers/), creates overlay/l/<link> (overlay only), syncs those directories, and only then
+// records the layer in layers.json and a write on layers.lock. A crash at any point leaves nothing
+// a reader sees. If the layer already exists, the staged copy is discarded and CommitLayer returns
+// nil. CommitLayer always consumes l: on error the staging dir is removed too.
+//
+// Layers committed at the same time (by the images of a run fetched at once) are committed as one
+// group: one syncfs and one write of layers.json for all of them (see commitGroup). The parent of
+// a layer must be committed before the layer's CommitLayer is called.
 func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 	if l == nil || l.s != s {
 		return errors.New("layout: CommitLayer of a layer staged in another store")
@@ -310,27 +314,185 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 		return fmt.Errorf("layer %s: staged on parent %q, committed with parent %q", meta.ID, l.parent, meta.Parent)
 	}
 
+	req := &commitRequest{l: l, meta: meta}
+	s.pendingMu.Lock()
+	s.pending = append(s.pending, req)
+	s.pendingMu.Unlock()
+	s.committing.Lock()
+	defer s.committing.Unlock()
+	if !req.done { // else a group committed while this one waited took it along
+		s.pendingMu.Lock()
+		group := s.pending
+		s.pending = nil
+		s.pendingMu.Unlock()
+		s.commitGroup(group)
+	}
+	return req.err
+}
+
+// A commitRequest is one CommitLayer waiting for its group to be committed. Its caller holds l.mu
+// and waits, so the goroutine committing the group may use l meanwhile.
+type commitRequest struct {
+	l    *StagedLayer
+	meta LayerMeta
+	link string // its overlay/l/ name, once chosen
+	err  error
+	done bool
+}
+
+// commitGroup commits the layers of a group in three steps, each durable for all of them before
+// the next: their link and lower files (one syncfs for those and every unpacked file), their dirs
+// moved into place (one fsync of each directory that changed), their records (one layers.json).
+// A layer that fails gets its error; the others go on.
+func (s *Store) commitGroup(group []*commitRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	finish := func(rs []*commitRequest, err error) {
+		for _, r := range rs {
+			r.err, r.done = err, true
+		}
+	}
 	if s.closed {
-		return errors.New("layout: store is closed")
+		finish(group, errors.New("layout: store is closed"))
+		return
 	}
-	if s.layerIndex(meta.ID) >= 0 {
-		return nil // already there; the deferred discard drops the staged copy
+	placing := s.prepareGroup(group)
+	if len(placing) == 0 {
+		return
 	}
+	// One syncfs makes every unpacked file durable before its dir gets its final name: after a
+	// power cut, a dir under overlay/ never holds files whose data was lost.
+	if err := s.syncFS(); err != nil {
+		finish(placing, err)
+		return
+	}
+	faultpoint.Hit("layer-lowers-written")
+	placed := s.moveGroup(placing)
+	if len(placed) == 0 {
+		return
+	}
+	layers := slices.Clip(s.layers)
+	for _, r := range placed {
+		layers = append(layers, layerRecord(r.meta))
+	}
+	if err := s.writeLayers(layers); err != nil {
+		finish(placed, fmt.Errorf("recording layers: %w", err))
+		return
+	}
+	s.layers = layers
+	for range placed {
+		faultpoint.Hit("layer-recorded")
+	}
+	finish(placed, nil)
+}
+
+// prepareGroup finishes the tar-split and writes link and lower files of each layer of the group
+// that the store lacks, and returns those; the others are done (already there: nil; failed: err).
+func (s *Store) prepareGroup(group []*commitRequest) []*commitRequest {
+	var placing []*commitRequest
+	for _, r := range group {
+		id := r.meta.ID
+		if s.layerIndex(id) >= 0 || slices.ContainsFunc(placing, func(p *commitRequest) bool { return p.meta.ID == id }) {
+			r.done = true // already there; the caller's deferred discard drops the staged copy
+			continue
+		}
+		r.err = s.prepare(r)
+		if r.err != nil {
+			r.done = true
+			continue
+		}
+		placing = append(placing, r)
+	}
+	return placing
+}
+
+// prepare finishes one staged layer's tar-split and writes its link and lower files.
+func (s *Store) prepare(r *commitRequest) error {
+	id := r.meta.ID
 	var parent *storage.Layer
-	if meta.Parent != "" {
-		i := s.layerIndex(meta.Parent)
+	if r.meta.Parent != "" {
+		i := s.layerIndex(r.meta.Parent)
 		if i < 0 {
-			return fmt.Errorf("layer %s: parent layer %s is not committed yet", meta.ID, meta.Parent)
+			return fmt.Errorf("layer %s: parent layer %s is not committed yet", id, r.meta.Parent)
 		}
 		parent = &s.layers[i]
 	}
-	if err := s.place(l, meta.ID, parent); err != nil {
+	if err := r.l.finishTarSplit(); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	if s.paths.linkDir == "" {
+		return nil
+	}
+	var err error
+	if r.link, err = s.newLink(); err != nil {
 		return err
 	}
+	if err := s.writeLowers(r.l.layerDir(), r.link, parent); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	return nil
+}
 
-	rec := storage.Layer{
+// moveGroup moves each prepared layer into place (layer dir, tar-split, overlay/l link) and makes
+// the moves durable; it returns the layers placed. Nothing a reader sees changes until layers.json
+// records them: a layer dir placed but not recorded is a leftover the next Open removes.
+func (s *Store) moveGroup(placing []*commitRequest) []*commitRequest {
+	var placed []*commitRequest
+	for _, r := range placing {
+		if r.err = s.move(r); r.err != nil {
+			r.done = true
+			continue
+		}
+		placed = append(placed, r)
+	}
+	if len(placed) == 0 {
+		return nil
+	}
+	// The renames and the symlinks are durable before layers.json refers to them.
+	synced := []string{s.paths.layerRoot, s.paths.layersDir}
+	if s.paths.linkDir != "" {
+		synced = append(synced, s.paths.linkDir)
+	}
+	for _, dir := range synced {
+		if err := s.syncDir(dir); err != nil {
+			for _, r := range placed {
+				r.err, r.done = err, true
+			}
+			return nil
+		}
+	}
+	for range placed {
+		faultpoint.Hit("layer-synced")
+	}
+	return placed
+}
+
+// move renames one prepared layer's dir and tar-split into place and links it in overlay/l/.
+func (s *Store) move(r *commitRequest) error {
+	id := r.meta.ID
+	if err := s.removeUnrecordedLayerDir(id); err != nil {
+		return err
+	}
+	if err := s.root.Rename(r.l.layerDir(), s.paths.layerDir(id)); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	faultpoint.Hit("layer-renamed")
+	if err := s.root.Rename(r.l.tarSplitFile(), path.Join(s.paths.layersDir, id+tarSplitSuffix)); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	faultpoint.Hit("layer-tarsplit-moved")
+	if r.link != "" {
+		if err := s.root.Symlink(linkTarget(id), path.Join(s.paths.linkDir, r.link)); err != nil {
+			return fmt.Errorf("layer %s: %w", id, err)
+		}
+	}
+	faultpoint.Hit("layer-linked")
+	return nil
+}
+
+// layerRecord is the layers.json record of a layer committed now.
+func layerRecord(meta LayerMeta) storage.Layer {
+	return storage.Layer{
 		ID:                 meta.ID,
 		Parent:             meta.Parent,
 		Created:            time.Now().UTC(),
@@ -342,68 +504,6 @@ func (s *Store) CommitLayer(l *StagedLayer, meta LayerMeta) (err error) {
 		UIDs:               sortedIDs(meta.UIDs),
 		GIDs:               sortedIDs(meta.GIDs),
 	}
-	layers := append(slices.Clip(s.layers), rec)
-	if err := s.writeLayers(layers); err != nil {
-		return fmt.Errorf("layer %s: %w", meta.ID, err)
-	}
-	s.layers = layers
-	faultpoint.Hit("layer-recorded")
-	return nil
-}
-
-// place moves a staged layer into the store (tar-split, lowers and link for overlay, the layer dir),
-// each step durable before the next, and nothing a reader sees until layers.json records it.
-func (s *Store) place(l *StagedLayer, id string, parent *storage.Layer) error {
-	if err := l.finishTarSplit(); err != nil {
-		return fmt.Errorf("layer %s: %w", id, err)
-	}
-
-	var link string
-	if s.paths.linkDir != "" {
-		var err error
-		if link, err = s.newLink(); err != nil {
-			return err
-		}
-		if err := s.writeLowers(l.layerDir(), link, parent); err != nil {
-			return fmt.Errorf("layer %s: %w", id, err)
-		}
-	}
-	// One syncfs makes every unpacked file durable before the dir gets its final name: after a
-	// power cut, a dir under overlay/ never holds files whose data was lost.
-	if err := s.syncFS(); err != nil {
-		return err
-	}
-	faultpoint.Hit("layer-lowers-written")
-
-	final := s.paths.layerDir(id)
-	if err := s.removeUnrecordedLayerDir(id); err != nil {
-		return err
-	}
-	if err := s.root.Rename(l.layerDir(), final); err != nil {
-		return fmt.Errorf("layer %s: %w", id, err)
-	}
-	faultpoint.Hit("layer-renamed")
-	if err := s.root.Rename(l.tarSplitFile(), path.Join(s.paths.layersDir, id+tarSplitSuffix)); err != nil {
-		return fmt.Errorf("layer %s: %w", id, err)
-	}
-	faultpoint.Hit("layer-tarsplit-moved")
-	synced := []string{s.paths.layerRoot, s.paths.layersDir}
-	if link != "" {
-		if err := s.root.Symlink(linkTarget(id), path.Join(s.paths.linkDir, link)); err != nil {
-			return fmt.Errorf("layer %s: %w", id, err)
-		}
-		synced = append(synced, s.paths.linkDir)
-	}
-	faultpoint.Hit("layer-linked")
-	// The renames and the symlink are durable before layers.json refers to them.
-	for _, dir := range synced {
-		if err := s.syncDir(dir); err != nil {
-			return err
-		}
-	}
-	faultpoint.Hit("layer-synced")
-
-	return nil
 }
 
 // writeLowers writes link, and lower and lower-layers (child) or empty/ (base layer) into a staged

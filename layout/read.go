@@ -31,6 +31,10 @@ type Snapshot struct {
 // looks only at Podman's images.json and layers.json, which every format version keeps as Podman reads
 // them.
 func Read(dir string) (*Snapshot, error) {
+	dir, err := ResolveDir(dir)
+	if err != nil {
+		return nil, err
+	}
 	paths, err := identifiedPaths(dir)
 	if err != nil {
 		return nil, err
@@ -41,6 +45,9 @@ func Read(dir string) (*Snapshot, error) {
 	}
 	return &Snapshot{dir: dir, paths: paths, Images: images, Layers: layers}, nil
 }
+
+// Dir is the store's path, symlinks resolved (ResolveDir).
+func (s *Snapshot) Dir() string { return s.dir }
 
 // identifiedPaths returns the paths of the cargohold store at dir, or an error wrapping ErrNotStore.
 func identifiedPaths(dir string) (storePaths, error) {

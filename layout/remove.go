@@ -280,8 +280,21 @@ func (s *Store) writeImages(images []storage.Image, data []byte) error {
 	if err := recordWrite(s.imagesLock, func() error { return s.writeFileAtomic(s.paths.imagesJSON, data) }); err != nil {
 		return err
 	}
-	s.images = images
+	s.images, s.imagesJSON = images, data
 	return nil
+}
+
+// marshalledImages is json.Marshal(s.images), remembered until the records change: putImage
+// compares its result with it for every image of a run. The caller holds s.mu.
+func (s *Store) marshalledImages() ([]byte, error) {
+	if s.imagesJSON == nil {
+		data, err := json.Marshal(s.images)
+		if err != nil {
+			return nil, err
+		}
+		s.imagesJSON = data
+	}
+	return s.imagesJSON, nil
 }
 
 // writeImagesJSON is writeImages for records not yet marshalled.

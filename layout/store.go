@@ -40,7 +40,7 @@ const (
 // Store is a store opened for writing by one cargohold process. Its methods are safe for
 // concurrent use; commits and image updates are serialized.
 type Store struct {
-	dir   string     // absolute path, as given
+	dir   string     // absolute path, symlinks resolved (ResolveDir)
 	root  *os.Root   // every write goes through it, so nothing outside the store is ever written
 	paths storePaths // where the driver's files are
 
@@ -53,10 +53,21 @@ type Store struct {
 
 	opts Options // set by OpenWithOptions
 
+	// CommitLayer's group commit: requests wait in pending; one group is committed at a time.
+	committing sync.Mutex
+	pendingMu  sync.Mutex
+	pending    []*commitRequest
+	// PutImage's group commit: images wait in pendingImages (under pendingMu); one group is
+	// recorded at a time.
+	recording     sync.Mutex
+	pendingImages []*imageRequest
+
 	mu     sync.Mutex
 	layers []storage.Layer // as in layers.json
 	images []storage.Image // as in images.json
-	closed bool
+	// imagesJSON is images marshalled, nil until needed (see marshalledImages); set with images.
+	imagesJSON []byte
+	closed     bool
 
 	cleaned []Leftover // what Open removed (Cleaned)
 
@@ -81,7 +92,7 @@ func (s *Store) clock() time.Time {
 // Leftover). The store keeps the driver it has; a new one gets opts.Driver (default overlay). A wait
 // for the lock ends with ctx (its cause is the error).
 func open(ctx context.Context, dir string, opts Options) (*Store, error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := ResolveDir(dir)
 	if err != nil {
 		return nil, err
 	}

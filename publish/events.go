@@ -40,7 +40,9 @@ type LeftoversRemoved struct {
 	Leftovers []layout.Leftover
 }
 
-// ImageStarted: the run starts publishing one image.
+// ImageStarted: the run starts publishing one image. The images of a store are published several
+// at once: an ImageStarted comes for each before the LayerProgress of any, and their ImageDone or
+// ImageStopped come in the same order.
 type ImageStarted struct {
 	Store string
 	Ref   string

@@ -9,7 +9,6 @@ package publish
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/cvmfs"
@@ -34,9 +33,12 @@ type Input struct {
 	// Overrides are the [publish] keys given as flags; nil fields were not given.
 	Overrides Overrides
 
-	Jobs     int    // layers fetched and unpacked at once per image; 0: builder's default
-	NoWait   bool   // fail (layout.ErrLocked) instead of waiting for another run's writer lock
-	Register string // a storage.conf to add each store to after its publish ("": none)
+	Jobs int // layers fetched and unpacked at once, by all images together; 0: builder's default
+	// ImageJobs is how many images are published at once (builder.Publisher.ImageJobs); 0: builder's
+	// default.
+	ImageJobs int
+	NoWait    bool   // fail (layout.ErrLocked) instead of waiting for another run's writer lock
+	Register  string // a storage.conf to add each store to after its publish ("": none)
 }
 
 // Overrides are the flags that override the recipe's [publish] keys of the same name.
@@ -52,9 +54,10 @@ type Plan struct {
 	Prune  bool
 	Recipe bool // the images come from a recipe: names it no longer lists are extras (see Extras)
 
-	Jobs     int    // Input.Jobs
-	NoWait   bool   // Input.NoWait
-	Register string // Input.Register
+	Jobs      int    // Input.Jobs
+	ImageJobs int    // Input.ImageJobs
+	NoWait    bool   // Input.NoWait
+	Register  string // Input.Register
 }
 
 // Store is one store of a run and what is published into it.
@@ -85,7 +88,7 @@ func New(in Input) (*Plan, error) {
 	if err := checkInput(in, template, targets); err != nil {
 		return nil, err
 	}
-	plan := &Plan{Prune: in.Prune, Recipe: in.Recipe != nil, Jobs: in.Jobs, NoWait: in.NoWait, Register: in.Register}
+	plan := &Plan{Prune: in.Prune, Recipe: in.Recipe != nil, Jobs: in.Jobs, ImageJobs: in.ImageJobs, NoWait: in.NoWait, Register: in.Register}
 	for _, t := range targets {
 		if err := plan.add(template, t, settings); err != nil {
 			return nil, err
@@ -163,7 +166,7 @@ func (p *Plan) add(template string, t target, settings recipe.Publish) error {
 	if err != nil {
 		return err
 	}
-	if dir, err = filepath.Abs(dir); err != nil {
+	if dir, err = layout.ResolveDir(dir); err != nil { // two spellings of one store are one store
 		return err
 	}
 	s, err := p.store(dir, settings)

@@ -235,3 +235,26 @@ func TestRelativeStoreIsMadeAbsolute(t *testing.T) {
 		t.Errorf("store %s, hooks' {store} %s; want %s", p.Stores[0].Dir, p.Stores[0].Hooks.Values.Store, want)
 	}
 }
+
+// A store reached through a symlinked parent is published, locked and reported at its real path.
+func TestStoreThroughSymlinkIsItsRealPath(t *testing.T) {
+	base := t.TempDir()
+	if err := os.Mkdir(filepath.Join(base, "real"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(base, "real"), filepath.Join(base, "link")); err != nil {
+		t.Fatal(err)
+	}
+	want, err := filepath.EvalSymlinks(filepath.Join(base, "real"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = filepath.Join(want, "store")
+	p, err := New(Input{Store: filepath.Join(base, "link", "store"), Refs: []string{"alpine"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stores[0].Dir != want || p.Stores[0].Hooks.Values.Store != want {
+		t.Errorf("store %s, hooks' {store} %s; want %s", p.Stores[0].Dir, p.Stores[0].Hooks.Values.Store, want)
+	}
+}

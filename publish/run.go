@@ -115,23 +115,27 @@ func (r *run) open(ctx context.Context, s Store, dir string) (*layout.Store, err
 	return store, nil
 }
 
-// images publishes each request of s and reports it; when ctx ends it stops and returns the
-// references not published.
+// images publishes the requests of s, several at once (builder.Publisher.PublishAll), and reports
+// each in request order; when ctx ends it stops and returns the references not published.
 func (r *run) images(ctx context.Context, store *layout.Store, s Store) (*Report, []string) {
-	p := builder.Publisher{Store: store, Jobs: r.plan.Jobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs,
+	p := builder.Publisher{Store: store, Jobs: r.plan.Jobs, ImageJobs: r.plan.ImageJobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs,
 		Progress: func(e builder.ProgressEvent) { r.obs.send(LayerProgress{Store: s.Dir, ProgressEvent: e}) }}
 	report := &Report{Store: store.Dir(), Driver: string(store.Driver()), Images: []ImageReport{}}
-	for i, req := range s.Requests {
+	for _, req := range s.Requests {
 		r.obs.send(ImageStarted{Store: s.Dir, Ref: req.Ref})
-		res := p.Publish(ctx, req)
-		if ctx.Err() != nil && res.Err != nil {
-			r.obs.send(ImageStopped{Store: s.Dir, Ref: req.Ref})
-			return report, s.Refs()[i:]
+	}
+	var notDone []string
+	p.PublishAll(ctx, s.Requests, func(_ int, res builder.Result) {
+		// Images are recorded in order: once one was stopped, none after it was published.
+		if len(notDone) > 0 || (ctx.Err() != nil && res.Err != nil) {
+			r.obs.send(ImageStopped{Store: s.Dir, Ref: res.Ref})
+			notDone = append(notDone, res.Ref)
+			return
 		}
 		report.add(res)
 		r.obs.send(ImageDone{Store: s.Dir, Result: res})
-	}
-	return report, nil
+	})
+	return report, notDone
 }
 
 // end ends a store's publish once every image was tried: extras (with a recipe), the report,

@@ -315,6 +315,7 @@ func TestInterruption(t *testing.T) {
 		wantNotPublished []string
 		wantNotStarted   []string // store dirs, relative to base
 		wantNames        []string // in base/store
+		imageJobs        int      // Input.ImageJobs
 	}{{
 		name:             "before the run",
 		wantNotPublished: []string{ociRef("hello"), ociRef("other")},
@@ -330,7 +331,8 @@ func TestInterruption(t *testing.T) {
 		wantNotPublished: []string{ociRef("hello"), ociRef("other")},
 		wantNames:        []string{},
 	}, {
-		name:             "between two images",
+		name:             "between two images (one image at a time)",
+		imageJobs:        1,
 		cancelOn:         func(e Event) bool { d, ok := e.(ImageDone); return ok && d.Ref == ociRef("hello") },
 		wantNotPublished: []string{ociRef("other")},
 		wantNames:        []string{nameOf("hello")},
@@ -356,6 +358,7 @@ func TestInterruption(t *testing.T) {
 				}
 				defer func() { _ = held.Close() }()
 			}
+			in.ImageJobs = tc.imageJobs
 			hook, readLog := hookLog(t)
 			in.Overrides = Overrides{After: ptr(hook("after")), OnFailure: ptr(hook("on-failure"))}
 			ctx, cancel := context.WithCancelCause(t.Context())

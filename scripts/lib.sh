@@ -119,9 +119,9 @@ setup_work() {
 # has. curl: registry health checks; unzip: the Go toolchain zip; git: go build's
 # VCS stamp; apache2-utils: htpasswd for the registry that requires a login; systemd:
 # systemd-analyze for scripts/e2e-cvmfs (a minimal Debian may lack it); debootstrap:
-# the newer Podman versions scripts/e2e-matrix runs (scripts/lib-podman.sh).
+# the newer Podman versions scripts/e2e-matrix runs (scripts/lib-podman.sh); time: /usr/bin/time for scripts/bench*.
 DEB_PACKAGES=(podman skopeo buildah docker-registry fuse-overlayfs runc catatonit uidmap
-	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git apache2-utils systemd shellcheck debootstrap)
+	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git apache2-utils systemd shellcheck debootstrap time)
 
 # GOLANGCI_LINT_VERSION: the linter scripts/test runs (configured by .golangci.yml).
 GOLANGCI_LINT_VERSION=v2.15.0

@@ -90,9 +90,9 @@ func (r *Report) checkFailures(l Lookup) {
 	}
 	if recorded := r.Storage.Driver(); recorded != "" && r.Driver != "" && !sameDriver(recorded, r.Driver) && r.DriverOptions {
 		r.Failures = append(r.Failures, fmt.Sprintf("Podman's storage %s was made with the %s driver, which Podman keeps "+
-			"whatever storage.conf says; it then refuses the configuration's %s options (%q). Either set driver = %q "+
+			"whatever storage.conf says; it then fails on the configuration's %s options (%s). Either set driver = %q "+
 			"again, or reset the storage first (podman system reset, as this user: removes their images and containers).",
-			r.GraphRoot, recorded, r.Driver, recorded+" driver does not support "+r.Driver+".imagestore options", recorded))
+			r.GraphRoot, recorded, r.Driver, optionsError(recorded, r.Driver), recorded))
 	}
 	if len(r.Storage.Drivers) > 1 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("Podman's storage %s holds records of several drivers (%s): "+
@@ -108,6 +108,13 @@ func (r *Report) checkFailures(l Lookup) {
 		r.Failures = append(r.Failures, fmt.Sprintf("%s sets no %s: rootful Podman up to 5.x fails on every command (%q).",
 			r.Files[0], strings.Join(r.Unset, " and "), r.Unset[0]+" must be set"))
 	}
+}
+
+// optionsError is how Podman fails with the options of configured handed to the recorded driver
+// (measured with 4.3, 5.4 and 5.8).
+func optionsError(recorded, configured string) string {
+	return fmt.Sprintf("Podman 4.3 and 5.4: %q; 5.8 looks for %s-images in the listed stores", recorded+" driver does not support "+
+		configured+".imagestore options", recorded)
 }
 
 // sameDriver compares driver names as containers/storage does (overlay2 is overlay).

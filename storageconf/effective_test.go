@@ -222,7 +222,7 @@ func TestCheckPodmanWillFail(t *testing.T) {
 		{name: "rootless vfs storage, overlay file", uid: 1000, setUp: func(s *sandbox, home string) {
 			madeWith(t, home, "vfs")
 			s.file("~/.config/containers/storage.conf", "", realStore)
-		}, fails: `made with the vfs driver, which Podman keeps whatever storage.conf says; it then refuses the configuration's overlay options ("vfs driver does not support overlay.imagestore options")`},
+		}, fails: `made with the vfs driver, which Podman keeps whatever storage.conf says; it then fails on the configuration's overlay options (Podman 4.3 and 5.4: "vfs driver does not support overlay.imagestore options"`},
 		{name: "rootless vfs storage, overlay file without options", uid: 1000, setUp: func(s *sandbox, home string) {
 			madeWith(t, home, "vfs")
 			writeFile(t, home, ".config/containers/storage.conf", []byte("[storage]\ndriver = \"overlay\"\n"), 0o644)

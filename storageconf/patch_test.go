@@ -251,3 +251,33 @@ func must(s string, err error) []byte {
 	}
 	return []byte(s)
 }
+
+// Two spellings of one store (a symlinked parent) are one store: patch adds it once, remove takes
+// out either spelling, check sees it listed. Podman would list it twice: every image twice.
+func TestSymlinkedStoreIsOneStore(t *testing.T) {
+	base := t.TempDir()
+	real := filepath.Join(base, "real", "store")
+	setUp(t, os.MkdirAll(real, 0o755))
+	setUp(t, os.Symlink(filepath.Join(base, "real"), filepath.Join(base, "link")))
+	link := filepath.Join(base, "link", "store")
+	for _, spellings := range [][2]string{{real, link}, {link, real}} {
+		listed, given := spellings[0], spellings[1]
+		file := filepath.Join(t.TempDir(), "storage.conf")
+		if _, err := AddStore(file, listed, Options{Base: "/dev/null"}); err != nil {
+			t.Fatal(err)
+		}
+		before := readFile(t, file)
+		res, err := AddStore(file, given, Options{})
+		if err != nil || res.Changed || !bytes.Equal(readFile(t, file), before) {
+			t.Errorf("%s listed, %s added again: %+v, %v\n%s", listed, given, res, err, readFile(t, file))
+		}
+		s := newSandbox(t)
+		t.Setenv("CONTAINERS_STORAGE_CONF", file)
+		if r, err := Check(given, "overlay", Lookup{UID: 1000, Reader: Legacy, Root: s.root}); err != nil || !r.Listed {
+			t.Errorf("%s listed, check of %s: %+v, %v", listed, given, r, err)
+		}
+		if res, err = RemoveStore(file, given, Options{}); err != nil || !res.Changed || len(res.Stores) != 0 {
+			t.Errorf("%s listed, %s removed: %+v, %v", listed, given, res, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package storageconf
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"unicode"
@@ -27,10 +28,16 @@ func CheckStorePath(path string) error {
 	return nil
 }
 
-// sameStore reports whether two store paths name the same directory the way
-// containers/storage compares them (it cleans each path; it does not resolve symlinks).
+// sameStore reports whether two store paths name the same directory: equal once cleaned, or two
+// spellings of one directory (a symlink, a symlinked parent, a bind mount). containers/storage
+// compares only cleaned paths, so Podman would list such a store twice: every image twice.
 func sameStore(a, b string) bool {
-	return filepath.Clean(a) == filepath.Clean(b)
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 // quote returns s as a TOML basic string. Control characters never get here

@@ -220,10 +220,10 @@ func storageAllows(storage driver.PodmanStorage, storeDriver, who string) error 
 			alternative = ", or register " + aStore(recorded) + " for " + who + " (cargohold publish --driver " + recorded + ")"
 		}
 		return userStorageError("%s's Podman storage %s was made with the %s driver, which Podman keeps whatever storage.conf says: "+
-			"%s configuration would make every podman command of %s fail (%q), and the %s driver cannot read %s. "+
+			"%s configuration would make every podman command of %s fail (%s), and the %s driver cannot read %s. "+
 			"Reset %s's storage first (as %s: podman system reset, which removes their images, containers and volumes) "+
 			"and run this again%s",
-			who, storage.Dir, recorded, aOrAn(storeDriver), who, recorded+" driver does not support "+storeDriver+".imagestore options",
+			who, storage.Dir, recorded, aOrAn(storeDriver), who, optionsError(recorded, storeDriver),
 			recorded, aStore(storeDriver), who, who, alternative)
 	case len(storage.Drivers) > 1:
 		return userStorageError("%s's Podman storage %s holds records of several drivers (%s): cargohold cannot tell which one "+

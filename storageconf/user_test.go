@@ -88,8 +88,8 @@ func TestAddUserStoreFollowsTheUsersStorage(t *testing.T) {
 		{name: "records of two drivers", setUp: func(u *podmanUser) { u.madeWith("vfs", ""); u.madeWith("overlay", "true") },
 			driver: "overlay", refused: []string{"several drivers (overlay, vfs)", "podman info --format"}},
 		{name: "a database without records", setUp: func(u *podmanUser) {
-			writeFile(t, u.graphRoot(), "libpod/db.sql", []byte("sqlite"), 0o600)
-		}, driver: "overlay", refused: []string{"libpod/db.sql", "no records of any driver"}},
+			writeFile(t, u.graphRoot(), "db.sql", []byte("sqlite"), 0o600)
+		}, driver: "overlay", refused: []string{"storage/db.sql", "no records of any driver"}},
 		{name: "graphroot moved by the system file's rootless_storage_path", setUp: func(u *podmanUser) {
 			writeFile(t, u.l.Root, "etc/containers/storage.conf", []byte("[storage]\nrootless_storage_path = \"$HOME/elsewhere/$USER\"\n"), 0o644)
 			setUp(t, os.MkdirAll(filepath.Join(u.home, "elsewhere", "alice", "vfs-layers"), 0o700))

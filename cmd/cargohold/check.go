@@ -39,10 +39,12 @@ func newCheckCommand() *cli.Command {
 	}
 }
 
-func runCheck(ctx context.Context, opts checkOptions) error {
+func runCheck(ctx context.Context, opts checkOptions) (err error) {
+	if opts.store, err = realStore(opts.store); err != nil {
+		return err
+	}
 	var repaired []string
 	if opts.repair {
-		var err error
 		if repaired, err = repairStore(ctx, opts); err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/recipe"
@@ -28,7 +27,7 @@ func newConfCommand() *cli.Command {
 // Its flags are bound to the fields; prepare turns them into store and driver.
 type confOptions struct {
 	out          output
-	store        string        // --store; prepare makes it absolute, a platform template expanded for this host
+	store        string        // --store; prepare makes it absolute (symlinks resolved), a platform template expanded for this host
 	driverName   string        // --driver
 	driver       layout.Driver // prepare: --driver, else the store's own, else overlay
 	remove       bool
@@ -65,7 +64,7 @@ func (o *confOptions) prepare(ctx context.Context, registers bool) error {
 	}
 	store, err := recipe.StorePath(o.store, "")
 	if err == nil {
-		store, err = filepath.Abs(store)
+		store, err = layout.ResolveDir(store) // one spelling of the store: its real path
 	}
 	if err == nil {
 		err = storageconf.CheckStorePath(store)

@@ -137,7 +137,7 @@ func TestConfCheckPodmanWillFail(t *testing.T) {
 	r.want(t, 1)
 	for _, want := range []string{"storage: " + graph + " (made with the vfs driver, which Podman keeps)",
 		"result:  Podman will FAIL: every podman command of this user exits with an error:",
-		`("vfs driver does not support overlay.imagestore options")`, "result:  Podman will NOT see " + store} {
+		`"vfs driver does not support overlay.imagestore options"`, "result:  Podman will NOT see " + store} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout does not say %q:\n%s", want, r.stdout)
 		}
@@ -152,4 +152,37 @@ func setUp(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A store reached through a symlinked parent: every command acts on and prints its real path, check
+// finds it healthy, and conf patch lists it once whichever spelling is given.
+func TestStoreThroughSymlinkedParent(t *testing.T) {
+	testenv.RequireRoot(t)
+	base := t.TempDir()
+	setUp(t, os.Mkdir(filepath.Join(base, "real"), 0o755))
+	real := filepath.Join(base, "real", "store")
+	cargohold(t, publishArgs(real)...).want(t, 0)
+	setUp(t, os.Symlink(filepath.Join(base, "real"), filepath.Join(base, "link")))
+	link := filepath.Join(base, "link", "store")
+	real, err := filepath.EvalSymlinks(real)
+	setUp(t, err)
+
+	r := cargohold(t, "check", "--store", link)
+	r.want(t, 0)
+	if !strings.HasPrefix(r.stdout, real+": 1 images") {
+		t.Errorf("check does not report the real path %s:\n%s", real, r.stdout)
+	}
+	conf := filepath.Join(base, "storage.conf")
+	r = cargohold(t, "conf", "patch", "--store", link, "--file", conf, "--base", "/dev/null")
+	r.want(t, 0)
+	if !strings.Contains(r.stdout, "listing "+real) {
+		t.Errorf("conf patch does not register the real path:\n%s", r.stdout)
+	}
+	r = cargohold(t, "conf", "patch", "--store", real, "--file", conf)
+	r.want(t, 0)
+	if !strings.HasPrefix(r.stdout, "unchanged") {
+		t.Errorf("the real path was added again:\n%s", r.stdout)
+	}
+	cargohold(t, "ls", "--store", link).want(t, 0)
+	cargohold(t, "gc", "--store", link).want(t, 0)
 }

@@ -163,11 +163,25 @@ func printInfo(out output, info layout.ImageInfo) {
 }
 
 func readStore(dir string) (*layout.Snapshot, error) {
+	dir, err := realStore(dir)
+	if err != nil {
+		return nil, err
+	}
 	snap, err := layout.Read(dir)
 	if err != nil {
 		return nil, storeError(err)
 	}
 	return snap, nil
+}
+
+// realStore is the store's path with its symlinks resolved: every command acts on, and reports,
+// one path for one store however it was reached.
+func realStore(dir string) (string, error) {
+	real, err := layout.ResolveDir(dir)
+	if err != nil {
+		return "", storeError(err)
+	}
+	return real, nil
 }
 
 // imageInfos reads the details of every image (a file per image), until ctx ends.

@@ -17,19 +17,24 @@ import (
 // logs) nothing is drawn: the one line per finished image is the report. --quiet and --json
 // silence the bars too.
 
-// layerProgress returns a Publisher.Progress callback that draws the bars of one image, and a
-// function that ends the drawing, to call before the image's result line is printed. Both do
-// nothing when no bars are wanted.
-func layerProgress(out output, silent bool) (func(builder.ProgressEvent), func()) {
+// layerProgress returns a Publisher.Progress callback that draws the bars of the layers in flight
+// (of all images being published), a function that ends the drawing, and the output to print
+// lines to meanwhile: above the bars, where they go to the terminal the bars are drawn on. When
+// no bars are wanted, the callback is nil, the end does nothing and the output is out.
+func layerProgress(out output, silent bool) (func(builder.ProgressEvent), func(), output) {
 	tty, ok := out.stderr.(*os.File)
 	if silent || !ok || !term.IsTerminal(int(tty.Fd())) {
-		return nil, func() {}
+		return nil, func() {}, out
 	}
 	b := &layerBars{
 		pool: mpb.New(mpb.WithWidth(40), mpb.WithOutput(tty)),
 		bars: map[digest.Digest]*layerBar{},
 	}
-	return b.event, b.finish
+	lines := output{stdout: out.stdout, stderr: b.pool}
+	if f, ok := out.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		lines.stdout = b.pool
+	}
+	return b.event, b.finish, lines
 }
 
 type layerBars struct {
@@ -77,6 +82,7 @@ func (b *layerBars) add(e builder.ProgressEvent) *layerBar {
 		counters = decor.CurrentKibiByte("%.1f")
 	}
 	bar := &layerBar{last: time.Now(), Bar: b.pool.AddBar(size,
+		mpb.BarRemoveOnComplete(), // the image's line says what became of it
 		mpb.BarFillerClearOnComplete(),
 		mpb.BarFillerClearOnAbort(),
 		mpb.PrependDecorators(decor.OnAbort(decor.OnComplete(decor.Name(label), done), label+" failed")),

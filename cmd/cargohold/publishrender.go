@@ -15,10 +15,13 @@ type publishRenderer struct {
 	multi       bool // a run writing several stores names each line's
 	err         error
 
-	// The bars of the image under way (see layerProgress): set on ImageStarted, before the
-	// goroutines that send its LayerProgress events start.
+	// The bars of the layers under way (see layerProgress): set on the first ImageStarted of a
+	// store, before the goroutines that send LayerProgress events start, ended with its last image;
+	// lines is where the image lines go meanwhile (above the bars).
 	progress func(builder.ProgressEvent)
 	endBars  func()
+	lines    output
+	pending  int // images started and not yet done or stopped
 }
 
 func (r *publishRenderer) observer() publish.Observer {
@@ -36,16 +39,19 @@ func (r *publishRenderer) event(e publish.Event) {
 	case publish.LeftoversRemoved:
 		r.out.errorf("removed %d leftovers of an interrupted run (staging dirs, temp files, unrecorded layers)", len(e.Leftovers))
 	case publish.ImageStarted:
-		r.progress, r.endBars = layerProgress(r.out, r.quiet || r.json)
+		if r.pending == 0 {
+			r.progress, r.endBars, r.lines = layerProgress(r.out, r.quiet || r.json)
+		}
+		r.pending++
 	case publish.LayerProgress:
 		if r.progress != nil {
 			r.progress(e.ProgressEvent)
 		}
 	case publish.ImageStopped:
-		r.endBars()
+		r.imageEnded()
 	case publish.ImageDone:
-		r.endBars()
 		r.printResult(e.Result, r.where(e.Store))
+		r.imageEnded()
 	case publish.ExtrasFound:
 		r.printExtras(e)
 	case publish.Pruned:
@@ -67,6 +73,14 @@ func (r *publishRenderer) event(e publish.Event) {
 	}
 }
 
+// imageEnded notes that an image is done or stopped; after the last one the bars end.
+func (r *publishRenderer) imageEnded() {
+	if r.pending--; r.pending == 0 {
+		r.endBars()
+		r.progress, r.lines = nil, r.out
+	}
+}
+
 // printf prints a line of the text report: not with --quiet or --json.
 func (r *publishRenderer) printf(format string, a ...any) {
 	if !r.quiet && !r.json {
@@ -83,15 +97,21 @@ func (r *publishRenderer) where(store string) string {
 
 // printResult prints one image's line, its warnings and its error.
 func (r *publishRenderer) printResult(res builder.Result, where string) {
+	out := r.lines // above the bars, while they are drawn
+	if out.stdout == nil {
+		out = r.out
+	}
 	for _, w := range res.Warnings {
-		r.out.errorf("warning: %s: %s%s", res.Ref, w, where)
+		out.errorf("warning: %s: %s%s", res.Ref, w, where)
 	}
 	if res.Err != nil {
-		r.out.errorf("error: %v%s", res.Err, where)
+		out.errorf("error: %v%s", res.Err, where)
 		return
 	}
-	r.printf("%-9s %s  %s  %d layers, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","),
-		shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
+	if !r.quiet && !r.json {
+		out.printf("%-9s %s  %s  %d layers, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","),
+			shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
+	}
 }
 
 // printExtras says what becomes of the names the recipe no longer lists.

@@ -159,6 +159,10 @@ func openExistingStore(ctx context.Context, out output, dir string, noWait bool)
 	if dir == "" {
 		return nil, usageErrorf("no store: give --store DIR")
 	}
+	dir, err := realStore(dir)
+	if err != nil {
+		return nil, err
+	}
 	store, err := layout.OpenWithOptions(ctx, dir, withLock(out, noWait, dir, layout.Options{}))
 	if err != nil {
 		return nil, storeError(fmt.Errorf("opening store %s: %w", dir, err))

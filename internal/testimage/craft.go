@@ -34,7 +34,7 @@ func AddBlob(dir string, data []byte) (v1.Descriptor, error) {
 // the new manifest and config digests.
 func EditImage(dir, tag string, edit func(m *v1.Manifest, c *v1.Image)) (manifest, config digest.Digest, err error) {
 	var idx v1.Index
-	if err := readJSONFile(filepath.Join(dir, v1.ImageIndexFile), &idx); err != nil {
+	if err := ReadJSONFile(filepath.Join(dir, v1.ImageIndexFile), &idx); err != nil {
 		return "", "", err
 	}
 	var desc *v1.Descriptor
@@ -47,11 +47,11 @@ func EditImage(dir, tag string, edit func(m *v1.Manifest, c *v1.Image)) (manifes
 		return "", "", fmt.Errorf("%s has no single-platform image tagged %q", dir, tag)
 	}
 	var m v1.Manifest
-	if err := readJSONFile(BlobPath(dir, desc.Digest), &m); err != nil {
+	if err := ReadJSONFile(BlobPath(dir, desc.Digest), &m); err != nil {
 		return "", "", err
 	}
 	var c v1.Image
-	if err := readJSONFile(BlobPath(dir, m.Config.Digest), &c); err != nil {
+	if err := ReadJSONFile(BlobPath(dir, m.Config.Digest), &c); err != nil {
 		return "", "", err
 	}
 	edit(&m, &c)
@@ -70,7 +70,8 @@ func EditImage(dir, tag string, edit func(m *v1.Manifest, c *v1.Image)) (manifes
 	return manDesc.Digest, cfgDesc.Digest, addToIndex(dir, tag, manDesc)
 }
 
-func readJSONFile(path string, v any) error {
+// ReadJSONFile decodes the JSON file at path into v; its error names the file.
+func ReadJSONFile(path string, v any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err

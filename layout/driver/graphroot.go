@@ -21,8 +21,8 @@ type PodmanStorage struct {
 	// Drivers are the graph drivers whose records are in Dir (each <driver>-layers/), sorted. One
 	// driver: the one Podman recorded. None: storage not made yet (when Database is "" too).
 	Drivers []string
-	// Database is libpod's database (libpod/bolt_state.db up to Podman 4.x, libpod/db.sql from 5.x),
-	// "" if there is none.
+	// Database is libpod's database (libpod/bolt_state.db up to Podman 4.x, db.sql from 5.x; measured
+	// with 4.3, 5.4 and 5.8), "" if there is none.
 	Database string
 	// MountProgram is overlay's record of how its layers were made (overlay/.has-mount-program):
 	// "true" with a mount program (fuse-overlayfs), "false" with the kernel's overlay, "" unknown.
@@ -41,8 +41,9 @@ func (p PodmanStorage) Driver() string {
 	return ""
 }
 
-// podmanDatabases are libpod's database files inside its static dir (graph root/libpod).
-var podmanDatabases = []string{"libpod/bolt_state.db", "libpod/db.sql"}
+// podmanDatabases are where libpod keeps its database in a graph root: BoltDB in its static dir
+// (libpod/), SQLite at the top.
+var podmanDatabases = []string{"libpod/bolt_state.db", "db.sql"}
 
 // ReadPodmanStorage looks at the Podman graph root dir without changing anything. A missing dir is
 // fresh storage.

@@ -147,6 +147,17 @@ func Check(ctx context.Context, storeDir string, opts Options) ([]Problem, error
 		c.add("", "", fmt.Sprintf("images.json records %d images but the storage library lists %d (missing or unreadable lock files?)",
 			len(want), len(images)))
 	}
+	// One read of the layers for every lookup: asking the library for each layer of each image
+	// locks and stats layers.json every time, which made the check of a thousand images slow.
+	layers, err := store.Layers()
+	if err != nil {
+		c.add("", "", fmt.Sprintf("the storage library cannot list the layers (Podman runs nothing): %v", err))
+		return c.problems, nil
+	}
+	c.layers = map[string]*storage.Layer{}
+	for i := range layers {
+		c.layers[layers[i].ID] = &layers[i]
+	}
 	for _, img := range images {
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
@@ -159,11 +170,20 @@ func Check(ctx context.Context, storeDir string, opts Options) ([]Problem, error
 	return c.problems, nil
 }
 
+// layer is the storage library's record of layer id, as store.Layer reads it.
+func (c *checker) layer(id string) (*storage.Layer, error) {
+	if l, ok := c.layers[id]; ok {
+		return l, nil
+	}
+	return nil, storage.ErrLayerUnknown
+}
+
 type checker struct {
 	dir      string
 	driver   string
 	deep     bool
 	checked  map[string]bool // layers are shared between images; check each once
+	layers   map[string]*storage.Layer
 	problems []Problem
 }
 
@@ -215,7 +235,7 @@ func (c *checker) checkImage(ctx context.Context, store storage.Store, img stora
 	}
 	var chain []*storage.Layer // top first
 	for id := img.TopLayer; id != ""; {
-		layer, err := store.Layer(id)
+		layer, err := c.layer(id)
 		if err != nil {
 			fail("layer %s: %v (Podman cannot run it)", id, err)
 			return
@@ -361,7 +381,7 @@ func schema1DiffIDs(img storage.Image, data []byte, chain []*storage.Layer) ([]d
 func (c *checker) checkLayer(ctx context.Context, store storage.Store, layer *storage.Layer) []error {
 	var errs []error
 	if c.driver == "overlay" { // vfs layers are whole trees: nothing links them
-		if err := checkLowers(store, c.dir, layer); err != nil {
+		if err := c.checkLowers(layer); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -397,14 +417,14 @@ func (c *checker) checkLayer(ctx context.Context, store storage.Store, layer *st
 }
 
 // parentChain is the IDs of layer's ancestors as the storage library records them, nearest first.
-func parentChain(store storage.Store, layer *storage.Layer) ([]string, error) {
+func (c *checker) parentChain(layer *storage.Layer) ([]string, error) {
 	var chain []string
 	for p := layer.Parent; p != ""; {
 		if slices.Contains(chain, p) || p == layer.ID {
 			return nil, fmt.Errorf("the parent chain loops at layer %s", p)
 		}
 		chain = append(chain, p)
-		parent, err := store.Layer(p)
+		parent, err := c.layer(p)
 		if err != nil {
 			return nil, fmt.Errorf("ancestor %s: %w", p, err)
 		}
@@ -415,8 +435,8 @@ func parentChain(store storage.Store, layer *storage.Layer) ([]string, error) {
 
 // checkLowers follows link, overlay/l/ and lower the way the overlay driver did before lower-layers
 // existed (Podman 4.3 still does), and checks lower-layers against the chain in layers.json.
-func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) error {
-	overlay := filepath.Join(storeDir, "overlay")
+func (c *checker) checkLowers(layer *storage.Layer) error {
+	overlay := filepath.Join(c.dir, "overlay")
 	dir := filepath.Join(overlay, layer.ID)
 	diffOf := func(link string) (string, error) {
 		target, err := filepath.EvalSymlinks(filepath.Join(overlay, link))
@@ -440,7 +460,7 @@ func checkLowers(store storage.Store, storeDir string, layer *storage.Layer) err
 		return fmt.Errorf("its link l/%s leads to the diff dir of layer %s", link, id)
 	}
 
-	chain, err := parentChain(store, layer)
+	chain, err := c.parentChain(layer)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 // Command mkbench writes the images of scripts/bench and scripts/e2e-resync as OCI image layouts.
 //
-//	mkbench [-size full|quick] [-compression gzip|zstd] [-set bench,resync,five] [-base-list FILE] [-runtime-list FILE] OUTDIR
+//	mkbench [-size full|quick] [-compression gzip|zstd] [-set bench,resync,scale,five] [-n N] [-registry-dir DIR -registry-prefix P]
+//	        [-base-list FILE] [-runtime-list FILE] OUTDIR
 //
 // Set "bench" (needs -base-list and -runtime-list):
 //
@@ -12,6 +13,9 @@
 // The base and runtime layers are made of this machine's installed files, named one per line in the
 // list files (scripts/bench lists the files of Debian's required packages and their dependencies, and
 // of python3.11). Set "resync" is 20 small images resync-00:1 … resync-19:1 sharing a base layer.
+// Set "scale" is -n small images scale-0000:1 … of five layers, the first three shared by the
+// images of one of ten families (scripts/bench-scale). With -registry-dir, the images are also put
+// straight into that docker-registry storage root as repositories -registry-prefix+name.
 // Set "five" (needs the lists too) is bench-five:1, an image built the way a Dockerfile of five steps
 // builds one: the base, the runtime, a configuration layer, a clean-up layer that empties
 // /usr/share/doc and /usr/share/man (opaque directories) and deletes a file, and an application
@@ -69,7 +73,10 @@ type record struct {
 func main() {
 	size := flag.String("size", "full", "data layer size: full (1 GiB) or quick (128 MiB)")
 	compression := flag.String("compression", "gzip", "layer compression of set bench: gzip or zstd")
-	sets := flag.String("set", "bench,resync", "comma-separated image sets to write: bench, resync, five")
+	sets := flag.String("set", "bench,resync", "comma-separated image sets to write: bench, resync, scale, five")
+	scaleN := flag.Int("n", 1000, "images of set scale")
+	registryDir := flag.String("registry-dir", "", "also put the images into this docker-registry filesystem storage `DIR` (the registry stopped)")
+	registryPrefix := flag.String("registry-prefix", "bench/", "repository `PREFIX` of the images put into -registry-dir")
 	baseList := flag.String("base-list", "", "`FILE` naming the base layer's files, one absolute path a line")
 	runtimeList := flag.String("runtime-list", "", "`FILE` naming the runtime layer's files")
 	flag.Usage = func() {
@@ -86,7 +93,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "mkbench: -compression %q: want gzip or zstd\n", *compression)
 		os.Exit(2)
 	}
-	if err := run(flag.Arg(0), *size, comp, *sets, *baseList, *runtimeList); err != nil {
+	out, err := run(flag.Arg(0), *size, comp, *sets, *scaleN, *baseList, *runtimeList)
+	if err == nil && *registryDir != "" {
+		err = exportToRegistry(*registryDir, *registryPrefix, out)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mkbench:", err)
 		os.Exit(1)
 	}
@@ -99,40 +110,39 @@ type image struct {
 
 var compressions = map[string]testimage.Compression{"gzip": testimage.Gzip, "zstd": testimage.Zstd}
 
-func run(outdir, size string, comp testimage.Compression, sets, baseList, runtimeList string) error {
+func run(outdir, size string, comp testimage.Compression, sets string, scaleN int, baseList, runtimeList string) ([]record, error) {
 	sz, ok := sizesByName[size]
 	if !ok {
-		return fmt.Errorf("-size %q: want full or quick", size)
+		return nil, fmt.Errorf("-size %q: want full or quick", size)
 	}
 	outdir, err := filepath.Abs(outdir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var images []image
 	for _, set := range strings.Split(sets, ",") {
 		switch set {
 		case "bench":
 			if baseList == "" || runtimeList == "" {
-				return fmt.Errorf("set bench needs -base-list and -runtime-list")
+				return nil, fmt.Errorf("set bench needs -base-list and -runtime-list")
 			}
 			imgs, err := benchImages(sz, comp, baseList, runtimeList)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			images = append(images, imgs...)
 		case "resync":
 			images = append(images, resyncImages(20)...)
+		case "scale":
+			images = append(images, scaleImages(scaleN)...)
 		case "five":
-			if baseList == "" || runtimeList == "" {
-				return fmt.Errorf("set five needs -base-list and -runtime-list")
-			}
 			img, err := fiveLayerImage(comp, baseList, runtimeList)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			images = append(images, img)
 		default:
-			return fmt.Errorf("-set: unknown set %q (want bench, resync, five)", set)
+			return nil, fmt.Errorf("-set: unknown set %q (want bench, resync, scale, five)", set)
 		}
 	}
 
@@ -141,11 +151,11 @@ func run(outdir, size string, comp testimage.Compression, sets, baseList, runtim
 		dir := filepath.Join(outdir, im.name)
 		// Start from scratch so index.json holds exactly this run's tag.
 		if err := os.RemoveAll(dir); err != nil {
-			return err
+			return nil, err
 		}
 		w, err := testimage.WriteLayout(dir, im.tag, im.img)
 		if err != nil {
-			return fmt.Errorf("%s:%s: %w", im.name, im.tag, err)
+			return nil, fmt.Errorf("%s:%s: %w", im.name, im.tag, err)
 		}
 		ref := im.name + ":" + im.tag
 		out = append(out, record{Ref: ref, Name: im.name, Tag: im.tag, Layout: dir, Written: w})
@@ -153,9 +163,9 @@ func run(outdir, size string, comp testimage.Compression, sets, baseList, runtim
 	}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(filepath.Join(outdir, "fixtures.json"), append(b, '\n'), 0o644)
+	return out, os.WriteFile(filepath.Join(outdir, "fixtures.json"), append(b, '\n'), 0o644)
 }
 
 func benchImages(sz sizes, comp testimage.Compression, baseList, runtimeList string) ([]image, error) {
@@ -178,6 +188,9 @@ func benchImages(sz sizes, comp testimage.Compression, baseList, runtimeList str
 
 // fiveLayerImage is set "five"'s image (see the package comment).
 func fiveLayerImage(comp testimage.Compression, baseList, runtimeList string) (image, error) {
+	if baseList == "" || runtimeList == "" {
+		return image{}, fmt.Errorf("set five needs -base-list and -runtime-list")
+	}
 	base, err := hostLayer(baseList, comp, "Debian-like base: required packages and their dependencies")
 	if err != nil {
 		return image{}, fmt.Errorf("base layer: %w", err)
