@@ -228,17 +228,24 @@ func (p *Publication) unchanged(dir string) error {
 	return nil
 }
 
-// ingest brings the new layer dirs in, replacing what a crashed run left under the same names.
+// ingest brings the new layer dirs in. Dirs of the same names that a failed run left (ingested, then
+// no transaction published their records) are removed first, in a revision of their own (see
+// Server.Remove).
 func (p *Publication) ingest(shadow string, identity, dirs []string) error {
-	var remove []string
+	var stale []string
 	for _, d := range dirs {
 		if _, err := os.Lstat(filepath.Join(p.published(), d)); err == nil {
-			remove = append(remove, filepath.ToSlash(filepath.Join(p.rel, d)))
+			stale = append(stale, filepath.ToSlash(filepath.Join(p.rel, d)))
+		}
+	}
+	if len(stale) > 0 {
+		if err := p.Server.Remove(p.Repo.Name, stale); err != nil {
+			return err
 		}
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(ingestTar(pw, shadow, p.rel, identity, dirs)) }()
-	err := p.Server.Ingest(p.Repo.Name, ingestBase(p.rel), pr, remove)
+	err := p.Server.Ingest(p.Repo.Name, ingestBase(p.rel), pr)
 	_ = pr.CloseWithError(errors.New("ingest ended")) // the writer stops if ingest stopped reading
 	return err
 }

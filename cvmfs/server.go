@@ -38,17 +38,24 @@ func (s Server) Abort(repo string) error { return s.run(nil, "abort", "-f", repo
 
 // Ingest publishes the tar stream as the repository's next revision, its paths relative to the
 // repository's directory base, keeping the owners the tar gives (-k; otherwise every file would be the
-// repository owner's). The paths in remove (relative to the repository's root, no ':') are removed
-// first, in the same revision. It opens a transaction of its own, so none may be open.
-func (s Server) Ingest(repo, base string, tar io.Reader, remove []string) error {
-	args := []string{"ingest", "--tar_file", "-", "--base_dir", base, "--keep-ownership"}
-	for _, r := range remove {
-		if strings.Contains(r, ":") {
-			return fmt.Errorf("cannot ask cvmfs_server ingest to remove %q: it separates paths with ':'", r)
+// repository owner's). It opens a transaction of its own, so none may be open.
+func (s Server) Ingest(repo, base string, tar io.Reader) error {
+	return s.run(tar, "ingest", "--tar_file", "-", "--base_dir", base, "--keep-ownership", repo)
+}
+
+// Remove publishes the repository's next revision without paths (relative to its root, no ':'), as
+// an ingest of nothing. Removing a directory that holds a nested catalog and ingesting the same path
+// in one ingest makes cvmfs_server fail ("catalog for file ... cannot be found"), so what is to be
+// replaced goes first, in a revision of its own.
+func (s Server) Remove(repo string, paths []string) error {
+	args := []string{"ingest"}
+	for _, p := range paths {
+		if strings.Contains(p, ":") {
+			return fmt.Errorf("cannot ask cvmfs_server ingest to remove %q: it separates paths with ':'", p)
 		}
-		args = append(args, "--delete", r)
+		args = append(args, "--delete", p)
 	}
-	return s.run(tar, append(args, repo)...)
+	return s.run(nil, append(args, repo)...)
 }
 
 func (s Server) run(stdin io.Reader, args ...string) error {

@@ -2,7 +2,6 @@ package cvmfs
 
 import (
 	"archive/tar"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -11,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -177,17 +177,22 @@ func (t *tarWalk) entry(p, name string) error {
 	return err
 }
 
-// writeHeader writes hdr in the first format that holds it. Nanoseconds need PAX, and PAX holds
-// only UTF-8 names: a long name that is not UTF-8 goes as GNU, with its mtime in whole seconds (what
-// CVMFS keeps unless CVMFS_ENABLE_MTIME_NS is set).
+// writeHeader writes hdr. Nanoseconds need PAX (a Writer given no format rounds mtimes to seconds);
+// but a PAX path is read as UTF-8 (libarchive converts it), so a name or link target too long for the
+// header's own field that is not UTF-8 goes as GNU, whose long names are bytes, with its mtime in whole
+// seconds (what CVMFS keeps unless CVMFS_ENABLE_MTIME_NS is set).
 func (t *tarWalk) writeHeader(hdr *tar.Header) error {
-	err := t.tw.WriteHeader(hdr)
-	if errors.Is(err, tar.ErrHeader) && hdr.ModTime.Nanosecond() != 0 {
-		hdr.ModTime = hdr.ModTime.Truncate(time.Second)
-		err = t.tw.WriteHeader(hdr)
+	switch {
+	case longNotUTF8(hdr.Name) || longNotUTF8(hdr.Linkname):
+		hdr.Format, hdr.ModTime = tar.FormatGNU, hdr.ModTime.Truncate(time.Second)
+	case hdr.ModTime.Nanosecond() != 0:
+		hdr.Format = tar.FormatPAX
 	}
-	if err != nil {
+	if err := t.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("%s: %w", hdr.Name, err)
 	}
 	return nil
 }
+
+// longNotUTF8 says whether s is too long for a ustar name field (100 bytes) and not UTF-8.
+func longNotUTF8(s string) bool { return len(s) > 100 && !utf8.ValidString(s) }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cargohold/cargohold/internal/testenv"
 	"golang.org/x/sys/unix"
@@ -39,6 +40,12 @@ func TestIngestTar(t *testing.T) {
 	if err := unix.Chmod(filepath.Join(layer, "diff/a/f"), 0o4755); err != nil {
 		t.Fatal(err)
 	}
+	nanos := time.Date(2020, 1, 2, 3, 4, 5, 123456789, time.UTC)
+	for _, name := range []string{"diff/a/f", "diff/b/" + long} {
+		if err := os.Chtimes(filepath.Join(layer, name), nanos, nanos); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.WriteFile(filepath.Join(shadow, "marker"), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +75,12 @@ func TestIngestTar(t *testing.T) {
 		case tar.TypeReg:
 			if hdr.Name == "b/images/overlay/L/diff/a/f" && hdr.Mode != 0o4755 {
 				line += " lost its setuid bit"
+			}
+			if hdr.Name == "b/images/overlay/L/diff/a/f" && !hdr.ModTime.Equal(nanos) {
+				line += " mtime " + hdr.ModTime.String()
+			}
+			if strings.HasPrefix(hdr.Name, "b/images/overlay/L/diff/b/deep") && !hdr.ModTime.Equal(nanos.Truncate(time.Second)) {
+				line += " mtime " + hdr.ModTime.String() + " (not UTF-8: GNU, whole seconds)"
 			}
 		}
 		got = append(got, line)
