@@ -94,7 +94,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 	if j.diffID == "" { // schema 1: no config lists the diff ID, so the content names the layer
 		j.diffID, j.id = result.DiffID, layout.ChainID(j.parent, result.DiffID)
 	} else if result.DiffID != j.diffID {
-		return fmt.Errorf("layer %s: uncompressed content has digest %s, but the image config lists diff_id %s", j.blob.Digest, result.DiffID, j.diffID)
+		return diffIDMismatch(j.blob.Digest, j.diffID, result)
 	}
 	j.meta = layout.LayerMeta{
 		ID:               j.id,
@@ -110,6 +110,34 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 	j.opaque = result.OpaqueDirs
 	j.progress.send(LayerDone, counted.n)
 	return nil
+}
+
+// tarBlock is the unit of a tar stream; a tar writer pads an archive with zero blocks after its
+// end-of-archive marker up to a whole record, 20 blocks by default (GNU tar, bsdtar).
+const (
+	tarBlock        = 512
+	tarRecordBlocks = 20
+)
+
+// diffIDMismatch is the error for a layer whose uncompressed content is not the one its config
+// names. One cause is known and common enough to name: the zstd:chunked compressor of
+// containers/storage before v1.52 (skopeo up to 1.13, Podman 4.x) dropped the zero padding after
+// the tar's end-of-archive marker but kept the diff ID of the padded tar (containers/storage#1771).
+// Podman 5.4 and later refuse such a layer too ("does not match config's DiffID"), and no store
+// can hold it under its config's diff ID: the image must be pushed again from its original.
+func diffIDMismatch(blob, want digest.Digest, got unpack.Result) error {
+	if got.DiffSize%tarBlock == 0 {
+		for n := 1; n <= tarRecordBlocks; n++ {
+			if got.DiffIDWithZeros(n*tarBlock) == want {
+				return fmt.Errorf("layer %s: uncompressed content has digest %s, but the image config lists diff_id %s, "+
+					"the digest of this content followed by %d zero bytes: the tar padding after its end-of-archive marker was lost, "+
+					"most likely by the zstd:chunked compressor of skopeo <= 1.13 or Podman 4.x (containers/storage#1771). "+
+					"Podman 5.4 and later refuse this layer too. Push the image again from its original (not from this copy) "+
+					"with a current skopeo or Podman, then publish it", blob, got.DiffID, want, n*tarBlock)
+			}
+		}
+	}
+	return fmt.Errorf("layer %s: uncompressed content has digest %s, but the image config lists diff_id %s", blob, got.DiffID, want)
 }
 
 // hideLower writes the whiteouts that make the layer's opaque dirs opaque for rootless readers too

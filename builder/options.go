@@ -6,7 +6,9 @@ package builder
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cargohold/cargohold/internal/platform"
 	"go.podman.io/image/v5/signature"
@@ -19,13 +21,19 @@ import (
 // are all Options, combined by Over. The zero value means: the host's platform, TLS verified, default
 // auth file, registries.conf and policy.json.
 type Options struct {
-	Platform       string `toml:"platform"`   // "os/arch[/variant]"; empty: the host's
-	TLSVerify      *bool  `toml:"tls-verify"` // nil: the registries.conf default (verify)
-	AuthFile       string `toml:"authfile"`   // empty: containers' default auth file locations
-	RegistriesConf string `toml:"-"`          // empty: /etc/containers/registries.conf (and drop-ins)
-	PolicyPath     string `toml:"-"`          // empty: /etc/containers/policy.json
-	InsecurePolicy bool   `toml:"-"`          // accept every image without consulting policy.json (skopeo's --insecure-policy)
-	MaxLayerSize   int64  `toml:"-"`          // limit on one layer's uncompressed size; 0: none
+	Platform  string `toml:"platform"`   // "os/arch[/variant]"; empty: the host's
+	TLSVerify *bool  `toml:"tls-verify"` // nil: the registries.conf default (verify)
+	AuthFile  string `toml:"authfile"`   // empty: containers' default auth file locations
+	// Creds is "USER:PASSWORD" for every registry that asks (skopeo's --creds); it wins over
+	// AuthFile. Not a recipe key: a recipe is often world-readable.
+	Creds string `toml:"-"`
+	// CertDir holds the client certificates and CA certificates (*.crt, *.cert, *.key) for TLS;
+	// empty: /etc/containers/certs.d/HOST/ and /etc/docker/certs.d/HOST/.
+	CertDir        string `toml:"-"`
+	RegistriesConf string `toml:"-"` // empty: /etc/containers/registries.conf (and drop-ins)
+	PolicyPath     string `toml:"-"` // empty: /etc/containers/policy.json
+	InsecurePolicy bool   `toml:"-"` // accept every image without consulting policy.json (skopeo's --insecure-policy)
+	MaxLayerSize   int64  `toml:"-"` // limit on one layer's uncompressed size; 0: none
 	// RetryTimes is how often a registry request that failed for a transient reason (network,
 	// 5xx, 429) is tried again, with a growing pause; 0: never (the CLI's default is 3, as podman's).
 	RetryTimes int `toml:"-"`
@@ -44,6 +52,8 @@ func (o Options) Over(base Options) Options {
 		o.TLSVerify = base.TLSVerify
 	}
 	o.AuthFile = cmp.Or(o.AuthFile, base.AuthFile)
+	o.Creds = cmp.Or(o.Creds, base.Creds)
+	o.CertDir = cmp.Or(o.CertDir, base.CertDir)
 	o.RegistriesConf = cmp.Or(o.RegistriesConf, base.RegistriesConf)
 	o.PolicyPath = cmp.Or(o.PolicyPath, base.PolicyPath)
 	o.InsecurePolicy = o.InsecurePolicy || base.InsecurePolicy
@@ -57,9 +67,17 @@ func (o Options) Over(base Options) Options {
 func (o Options) systemContext() (*types.SystemContext, error) {
 	sys := &types.SystemContext{
 		AuthFilePath:             o.AuthFile,
+		DockerCertPath:           o.CertDir,
 		SystemRegistriesConfPath: o.RegistriesConf,
 		SignaturePolicyPath:      o.PolicyPath,
 		DockerRegistryUserAgent:  "cargohold",
+	}
+	if o.Creds != "" {
+		user, password, err := splitCreds(o.Creds)
+		if err != nil {
+			return nil, err
+		}
+		sys.DockerAuthConfig = &types.DockerAuthConfig{Username: user, Password: password}
 	}
 	if o.TLSVerify != nil {
 		sys.DockerInsecureSkipTLSVerify = types.NewOptionalBool(!*o.TLSVerify)
@@ -72,6 +90,15 @@ func (o Options) systemContext() (*types.SystemContext, error) {
 		sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = p.OS, p.Arch, p.Variant
 	}
 	return sys, nil
+}
+
+// splitCreds splits "USER:PASSWORD" (the password may hold colons).
+func splitCreds(creds string) (user, password string, err error) {
+	user, password, ok := strings.Cut(creds, ":")
+	if !ok || user == "" {
+		return "", "", errors.New("--creds: want USER:PASSWORD")
+	}
+	return user, password, nil
 }
 
 // policyContext decides which images may be published, exactly as Podman decides which it may pull.

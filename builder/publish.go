@@ -48,6 +48,9 @@ type Result struct {
 	// Warnings are things readers may trip over although the publish succeeded (an image too deep
 	// for Podman 4.x to mount from this store path); the CLI prints each as "warning: ...".
 	Warnings []string
+	// Retries are the transient failures that were tried again ("reading … failed (…); trying
+	// again in 1s (1 of 3)"), whether or not the image then succeeded.
+	Retries []string
 }
 
 // Publisher publishes images into one store, holding its writer lock.
@@ -55,9 +58,9 @@ type Publisher struct {
 	Store   *layout.Store
 	Options Options
 	// Jobs is how many layers are fetched and unpacked at once, by all images together; 0:
-	// defaultJobs.
+	// DefaultJobs.
 	Jobs int
-	// ImageJobs is how many images PublishAll works on at once; 0: defaultImageJobs.
+	// ImageJobs is how many images PublishAll works on at once; 0: DefaultImageJobs.
 	ImageJobs int
 	// CopyHardlinksAcrossDirs unpacks hard links into another directory as copies (a store on
 	// CVMFS; see unpack.Options).
@@ -65,13 +68,16 @@ type Publisher struct {
 	// Progress, if set, receives progress events of every layer (see ProgressEvent). It is called
 	// from the goroutines that fetch layers, so it must be safe for concurrent use, and quick.
 	Progress func(ProgressEvent)
+	// OnRetry, if set, hears of each retry as it happens (ref is the Request's Ref), for someone
+	// watching; Result.Retries has them all. Called concurrently, like Progress.
+	OnRetry func(ref, msg string)
 
 	flights layerFlights // a layer needed by several images in flight is fetched once
 	slots   layerSlots   // Jobs
 }
 
-// defaultJobs overlaps network waits with unpacking without flooding a registry.
-const defaultJobs = 4
+// DefaultJobs overlaps network waits with unpacking without flooding a registry.
+const DefaultJobs = 4
 
 // Publish makes the image named by req available in the store under its names. On any error the store
 // is left as it was for this image: staged layers are discarded, nothing is recorded. It may run
@@ -84,7 +90,13 @@ func (p *Publisher) Publish(ctx context.Context, req Request) Result {
 func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Result) {
 	start := time.Now()
 	res = Result{Ref: req.Ref}
+	retries := &retryNotes{}
+	if p.OnRetry != nil {
+		retries.live = func(msg string) { p.OnRetry(req.Ref, msg) }
+	}
+	ctx = withRetryNotes(ctx, retries)
 	defer func() {
+		res.Retries = retries.list()
 		res.Duration = time.Since(start)
 		if res.Err != nil {
 			res.Action = Failed

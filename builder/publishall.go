@@ -5,13 +5,13 @@ import (
 	"sync"
 )
 
-// defaultImageJobs is how many images PublishAll works on at once. Most of an image's time in a
+// DefaultImageJobs is how many images PublishAll works on at once. Most of an image's time in a
 // resync is waiting for a registry: containers/image gives each image source a client of its own
 // (its own connections, registry ping and token), so the six round trips of a no-op image (three
 // connections, two requests) cannot be shared, only overlapped. 64 at once make a resync of a
 // thousand tags from a registry 50 ms away take 1000 × 0.3 s / 64 ≈ 5 s. Layer work stays bounded
 // by Jobs across all images, so memory hardly grows with this.
-const defaultImageJobs = 64
+const DefaultImageJobs = 64
 
 // PublishAll publishes the requests, up to ImageJobs at once, and calls onResult(i, result of
 // reqs[i]) for every request in request order, one call after another (from goroutines of its own),
@@ -23,7 +23,7 @@ const defaultImageJobs = 64
 func (p *Publisher) PublishAll(ctx context.Context, reqs []Request, onResult func(int, Result)) {
 	limit := p.ImageJobs
 	if limit <= 0 {
-		limit = defaultImageJobs
+		limit = DefaultImageJobs
 	}
 	inOrder(ctx, len(reqs), limit,
 		func(i int, t *turn) Result { return p.publish(ctx, reqs[i], t) },
@@ -232,7 +232,7 @@ type layerSlots struct {
 func (s *layerSlots) acquire(ctx context.Context, jobs int) error {
 	s.once.Do(func() {
 		if jobs <= 0 {
-			jobs = defaultJobs
+			jobs = DefaultJobs
 		}
 		s.c = make(chan struct{}, jobs)
 	})

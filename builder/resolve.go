@@ -62,7 +62,7 @@ func resolve(ctx context.Context, input imageRef, sys *types.SystemContext, poli
 		if err == nil {
 			return s, nil
 		}
-		errs = append(errs, explainAuth(err, ref, sys))
+		errs = append(errs, explainTLS(explainAuth(err, ref, sys), ref))
 	}
 	if resolved != nil {
 		return nil, resolved.FormatPullErrors(errs)

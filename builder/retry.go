@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,8 +35,7 @@ func retry(ctx context.Context, times int, what string, op func() error) error {
 		if err == nil || try >= times || !transient(err) || ctx.Err() != nil {
 			return err
 		}
-		// Through logrus, as containers/image reports its own reconnects: the CLI formats both.
-		logrus.Warnf("%s failed (%v); trying again in %s (%d of %d)", what, err, delay, try+1, times)
+		note(ctx, fmt.Sprintf("%s failed (%v); trying again in %s (%d of %d)", what, err, delay, try+1, times))
 		select {
 		case <-ctx.Done():
 			return err
@@ -42,6 +43,43 @@ func retry(ctx context.Context, times int, what string, op func() error) error {
 		}
 		delay *= 2
 	}
+}
+
+// retryNotes collects the retries of one Publish (Result.Retries). A retry that worked is no news
+// to a cron job, so the caller decides what to show: Publish puts the notes into the context of
+// the image's requests, and passes each to Publisher.OnRetry as it happens.
+type retryNotes struct {
+	mu    sync.Mutex
+	notes []string
+	live  func(string)
+}
+
+type retryNotesKey struct{}
+
+func withRetryNotes(ctx context.Context, n *retryNotes) context.Context {
+	return context.WithValue(ctx, retryNotesKey{}, n)
+}
+
+// note records a retry in ctx's notes, or without any (a caller other than Publish) logs it as
+// containers/image logs its own reconnects.
+func note(ctx context.Context, msg string) {
+	n, ok := ctx.Value(retryNotesKey{}).(*retryNotes)
+	if !ok {
+		logrus.Warn(msg)
+		return
+	}
+	n.mu.Lock()
+	n.notes = append(n.notes, msg)
+	n.mu.Unlock()
+	if n.live != nil {
+		n.live(msg)
+	}
+}
+
+func (n *retryNotes) list() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.notes)
 }
 
 // transient says whether err may go away by itself: a network failure, a registry overloaded or
@@ -113,10 +151,7 @@ func authFiles(sys *types.SystemContext) string {
 	if sys.AuthFilePath != "" {
 		return sys.AuthFilePath
 	}
-	var candidates []string
-	if env := os.Getenv("REGISTRY_AUTH_FILE"); env != "" {
-		candidates = append(candidates, env)
-	}
+	var candidates []string // containers/image's search; REGISTRY_AUTH_FILE is the caller's (publish.Input)
 	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
 		candidates = append(candidates, filepath.Join(dir, "containers", "auth.json"))
 	} else {

@@ -1,17 +1,20 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/docker/distribution/registry/api/errcode"
+	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/types"
 )
@@ -88,5 +91,32 @@ func TestExplainAuthNamesRegistryAndFile(t *testing.T) {
 	plain := errors.New("manifest unknown")
 	if got := explainAuth(plain, ref, sys); !errors.Is(got, plain) || got.Error() != plain.Error() {
 		t.Errorf("a non-auth error was changed: %v", got)
+	}
+}
+
+// The retries of a Publish go into its notes (Result.Retries, and OnRetry as they happen), not to
+// the log: a retry that worked is no news to a --quiet run.
+func TestRetriesAreNotedNotLogged(t *testing.T) {
+	var logged bytes.Buffer
+	logrus.SetOutput(&logged)
+	defer logrus.SetOutput(os.Stderr)
+	var live []string
+	notes := &retryNotes{live: func(msg string) { live = append(live, msg) }}
+	calls := 0
+	healing := func() error {
+		calls++
+		if calls < 2 {
+			return docker.ErrTooManyRequests
+		}
+		return nil
+	}
+	if err := retry(withRetryNotes(context.Background(), notes), 3, "reading x", healing); err != nil {
+		t.Fatal(err)
+	}
+	if got := notes.list(); len(got) != 1 || !strings.Contains(got[0], "reading x failed") || !strings.Contains(got[0], "(1 of 3)") {
+		t.Errorf("notes %q", got)
+	}
+	if len(live) != 1 || logged.Len() != 0 {
+		t.Errorf("live %q, logged %q", live, logged.String())
 	}
 }

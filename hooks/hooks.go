@@ -145,6 +145,9 @@ func (e *Error) Unwrap() error { return e.Err }
 type Set struct {
 	Before, After, OnFailure string
 	Values                   Values
+	// Dir is the hooks' working directory; "" is the current one. With a recipe it is the recipe's
+	// directory, so that a relative path in a hook means what it means in the recipe's other keys.
+	Dir string
 	// Where the hooks' output goes; nil means os.Stdout / os.Stderr.
 	Stdout, Stderr io.Writer
 }
@@ -197,6 +200,7 @@ func (s *Set) run(name, command string) error {
 	}
 	cmd := exec.Command("/bin/sh", "-c", expanded)
 	cmd.Env = s.Values.environ(name)
+	cmd.Dir = s.Dir
 	cmd.Stdin = nil // /dev/null: a hook waiting for input would hang a cron run
 	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
 	if cmd.Stdout == nil {

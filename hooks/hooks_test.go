@@ -178,3 +178,20 @@ func TestHostileValueIsOneArgument(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// Dir is where the hooks run (a recipe's directory), so that a relative path in a hook means what
+// it means in the recipe.
+func TestHooksRunInDir(t *testing.T) {
+	dir := t.TempDir()
+	s := Set{Before: "pwd > where", Dir: dir}
+	if err := s.RunBefore(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "where"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(data)); got != dir {
+		t.Errorf("the hook ran in %s, want %s", got, dir)
+	}
+}

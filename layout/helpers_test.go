@@ -137,6 +137,15 @@ func commitTestLayer(t *testing.T, s *Store, parent string, entries []testEntry)
 	return testLayer{meta: meta, tar: data}
 }
 
+// commitTestChain commits the test layers base, child and grandchild, each on the one before.
+func commitTestChain(t *testing.T, s *Store) (base, child, grandchild testLayer) {
+	t.Helper()
+	base = commitTestLayer(t, s, "", baseEntries)
+	child = commitTestLayer(t, s, base.meta.ID, childEntries)
+	grandchild = commitTestLayer(t, s, child.meta.ID, grandchildEntries)
+	return base, child, grandchild
+}
+
 // layerMetaFor describes a tar as if it had been pulled gzip-compressed.
 func layerMetaFor(parent string, data []byte) LayerMeta {
 	gz := gzipBytes(data)

@@ -208,7 +208,26 @@ func checkPrivileges() error {
 		return fmt.Errorf("%w: publishing reproduces every image's owners, device nodes and xattrs, which needs root (missing %s); run it as root",
 			ErrNotPrivileged, strings.Join(missing, ", "))
 	}
+	uidMap, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return fmt.Errorf("reading this process's user namespace: %w", err)
+	}
+	if !hostUIDMap(string(uidMap)) {
+		// unshare -r, rootless Podman, a rootless container: every capability, but only over what
+		// the namespace owns; the kernel refuses device nodes, trusted.* xattrs and owners outside
+		// the ID map.
+		return fmt.Errorf("%w: publishing reproduces every image's owners, device nodes and xattrs, which needs root on the host "+
+			"(missing CAP_CHOWN, CAP_MKNOD and CAP_SYS_ADMIN in the host's user namespace: this process is root only inside a user "+
+			"namespace, uid_map %q, as under unshare -r, rootless Podman or a rootless container); run it as root on the host",
+			ErrNotPrivileged, strings.Join(strings.Fields(string(uidMap)), " "))
+	}
 	return nil
+}
+
+// hostUIDMap says whether a /proc/PID/uid_map is the host's own (the initial user namespace):
+// every ID maps to itself.
+func hostUIDMap(uidMap string) bool {
+	return strings.Join(strings.Fields(uidMap), " ") == "0 0 4294967295"
 }
 
 // checkWritable says, once and clearly, when dir (or, for a new store, its nearest existing ancestor)

@@ -309,3 +309,23 @@ func TestReadOnlyFilesystem(t *testing.T) {
 		}
 	}
 }
+
+// Only the host's own ID map counts as real root: under unshare -r or rootless Podman the process
+// has every capability, but not over the host's files.
+func TestHostUIDMap(t *testing.T) {
+	for _, tc := range []struct {
+		uidMap string
+		host   bool
+	}{
+		{"         0          0 4294967295\n", true},
+		{"         0          0          1\n", false}, // unshare -r as root
+		{"         0       1000          1\n", false}, // unshare -r as a user
+		{"0 1000 1\n1 100000 65536\n", false},         // rootless Podman
+		{"         0     100000      65536\n", false}, // a remapped container
+		{"", false},
+	} {
+		if got := hostUIDMap(tc.uidMap); got != tc.host {
+			t.Errorf("hostUIDMap(%q) = %v, want %v", tc.uidMap, got, tc.host)
+		}
+	}
+}

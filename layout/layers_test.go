@@ -37,9 +37,7 @@ func TestChainID(t *testing.T) {
 func TestLayerChain(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir)
-	base := commitTestLayer(t, s, "", baseEntries)
-	child := commitTestLayer(t, s, base.meta.ID, childEntries)
-	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
+	base, child, grandchild := commitTestChain(t, s)
 
 	links := map[string]string{}
 	for _, l := range []testLayer{base, child, grandchild} {
@@ -434,10 +432,7 @@ func TestChainIDs(t *testing.T) {
 // top layer's short link and its lower file's, each as an absolute path in the store.
 func TestOverlayLowerLen(t *testing.T) {
 	dir := t.TempDir()
-	s := openStore(t, dir)
-	base := commitTestLayer(t, s, "", baseEntries)
-	child := commitTestLayer(t, s, base.meta.ID, childEntries)
-	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
+	base, child, grandchild := commitTestChain(t, openStore(t, dir))
 	lowerdir := func(top testLayer) string {
 		layerDir := filepath.Join(dir, "overlay", top.meta.ID)
 		link, err := os.ReadFile(filepath.Join(layerDir, "link"))

@@ -25,9 +25,7 @@ func publishTestImages(t *testing.T, dir string) (layers []testLayer, images []i
 		t.Fatal(err)
 	}
 	defer closeStore(t, s)
-	base := commitTestLayer(t, s, "", baseEntries)
-	child := commitTestLayer(t, s, base.meta.ID, childEntries)
-	grandchild := commitTestLayer(t, s, child.meta.ID, grandchildEntries)
+	base, child, grandchild := commitTestChain(t, s)
 	one := testImageMeta(t, []testLayer{base, child}, []string{"example.com/app:1", "example.com/app:latest"}, "one")
 	two := testImageMeta(t, []testLayer{base, child, grandchild}, []string{"example.com/app:2", "example.com/app:latest"}, "two")
 	putImage(t, s, one)

@@ -11,8 +11,8 @@ import (
 // Its zero value reports nothing and discards the hooks' output.
 type Observer struct {
 	// Event receives each step of the run, in order, from the goroutine that called Run; only
-	// LayerProgress comes from the goroutines fetching layers (so Event must be safe for concurrent
-	// use, and quick).
+	// LayerProgress and ImageRetrying come from the goroutines fetching layers (so Event must be safe
+	// for concurrent use, and quick).
 	Event func(Event)
 	// HookStdout and HookStderr receive the output of the hooks' commands (nil: discarded).
 	HookStdout, HookStderr io.Writer
@@ -52,6 +52,14 @@ type ImageStarted struct {
 type LayerProgress struct {
 	Store string
 	builder.ProgressEvent
+}
+
+// ImageRetrying: a registry request of the image under way failed for a transient reason and is
+// tried again (Message: "reading … failed (…); trying again in 1s (1 of 3)"). The image's Result
+// lists its retries too (builder.Result.Retries), for those who show them only if it fails. It
+// comes from the goroutines fetching layers, as LayerProgress does.
+type ImageRetrying struct {
+	Store, Ref, Message string
 }
 
 // ImageDone is one image's result: what it did, its warnings, or its error.
@@ -106,6 +114,7 @@ func (e LockWaiting) StoreDir() string      { return e.Store }
 func (e LeftoversRemoved) StoreDir() string { return e.Store }
 func (e ImageStarted) StoreDir() string     { return e.Store }
 func (e LayerProgress) StoreDir() string    { return e.Store }
+func (e ImageRetrying) StoreDir() string    { return e.Store }
 func (e ImageDone) StoreDir() string        { return e.Store }
 func (e ImageStopped) StoreDir() string     { return e.Store }
 func (e ExtrasFound) StoreDir() string      { return e.Store }
@@ -137,12 +146,13 @@ type ImageReport struct {
 	Seconds       float64  `json:"seconds"`
 	Error         string   `json:"error,omitempty"`
 	Warnings      []string `json:"warnings,omitempty"`
+	Retries       []string `json:"retries,omitempty"`
 }
 
 func (r *Report) add(res builder.Result) {
 	ir := ImageReport{Reference: res.Ref, Names: res.Names, ID: res.ImageID, Digest: res.ManifestDigest.String(),
 		Action: string(res.Action), LayersFetched: res.LayersFetched, BytesFetched: res.BytesFetched,
-		Seconds: res.Duration.Seconds(), Warnings: res.Warnings}
+		Seconds: res.Duration.Seconds(), Warnings: res.Warnings, Retries: res.Retries}
 	if ir.Names == nil {
 		ir.Names = []string{}
 	}

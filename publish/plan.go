@@ -9,6 +9,7 @@ package publish
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/cvmfs"
@@ -29,6 +30,9 @@ type Input struct {
 	// Settings are how to fetch each image, as the flags give it: they override the recipe's
 	// [defaults]; an [[image]]'s own win (see fetchSettings).
 	Settings recipe.Settings
+	// EnvAuthFile is REGISTRY_AUTH_FILE: the auth file of an image for which neither a flag nor the
+	// recipe names one (the environment is the least specific statement).
+	EnvAuthFile string
 
 	// Overrides are the [publish] keys given as flags; nil fields were not given.
 	Overrides Overrides
@@ -58,6 +62,9 @@ type Plan struct {
 	ImageJobs int    // Input.ImageJobs
 	NoWait    bool   // Input.NoWait
 	Register  string // Input.Register
+
+	relativeStore bool   // see NamesStores
+	hookDir       string // the hooks' working directory: the recipe's, else the current one
 }
 
 // Store is one store of a run and what is published into it.
@@ -71,12 +78,15 @@ type Store struct {
 	// CVMFS, if set, publishes the store through its CVMFS repository ([publish] cvmfs): Begin says
 	// where to open the store (with Options.ServedAt = Dir), Finish takes the place of the hooks.
 	CVMFS *cvmfs.Publication
+
+	claims map[string]string // every name the requests claim → the entry or argument claiming it
 }
 
 // target is one image for one platform, before it is put into its store.
 type target struct {
 	req      builder.Request
 	platform string
+	origin   string // the recipe entry or argument it comes from, for messages
 }
 
 // New checks in and plans the run. Its errors are the user's to fix (bad flags or recipe).
@@ -89,18 +99,31 @@ func New(in Input) (*Plan, error) {
 		return nil, err
 	}
 	plan := &Plan{Prune: in.Prune, Recipe: in.Recipe != nil, Jobs: in.Jobs, ImageJobs: in.ImageJobs, NoWait: in.NoWait, Register: in.Register}
+	if in.Recipe != nil {
+		plan.relativeStore = in.Store == "" && in.Recipe.RelativeStore
+		plan.hookDir = in.Recipe.Dir
+	}
 	for _, t := range targets {
 		if err := plan.add(template, t, settings); err != nil {
+			if in.Recipe != nil && in.Recipe.Path != "" {
+				err = fmt.Errorf("recipe %s: %w", in.Recipe.Path, err)
+			}
 			return nil, err
 		}
 	}
 	return plan, nil
 }
 
+// NamesStores says whether each line of output should name its store: the run writes several, or
+// the recipe gave its store as a relative path (resolved against the recipe's directory, which the
+// reader of a cron log may not guess).
+func (p *Plan) NamesStores() bool { return len(p.Stores) > 1 || p.relativeStore }
+
 // gather lists the targets of the recipe and of the arguments, the store template, and the merged
 // [publish] settings.
 func gather(in Input) (string, []target, recipe.Publish, error) {
 	template := in.Store
+	env := recipe.Settings{Options: builder.Options{AuthFile: in.EnvAuthFile}}
 	var settings recipe.Publish
 	var targets []target
 	if r := in.Recipe; r != nil {
@@ -109,22 +132,26 @@ func gather(in Input) (string, []target, recipe.Publish, error) {
 		}
 		settings = r.Publish
 		for _, img := range r.Images {
-			s := fetchSettings(img, in.Settings, r.Defaults)
+			s := fetchSettings(img, in.Settings, r.Defaults, env)
 			for _, p := range s.PlatformList() {
-				targets = append(targets, newTarget(img.Ref, img.Names, s.Options, p))
+				t := newTarget(img.Ref, img.Names, s.Options, p)
+				t.origin = fmt.Sprintf("%s (ref %q)", img.Where(), img.Ref)
+				targets = append(targets, t)
 			}
 		}
 	}
 	for _, ref := range in.Refs {
-		targets = append(targets, newTarget(ref, in.Names, in.Settings.Options, in.Settings.Platform))
+		t := newTarget(ref, in.Names, in.Settings.Over(env).Options, in.Settings.Platform)
+		t.origin = fmt.Sprintf("the argument %q", ref)
+		targets = append(targets, t)
 	}
 	return template, targets, in.Overrides.apply(settings), nil
 }
 
 // fetchSettings is how an image of a recipe is fetched: its own settings, over the flags, over the
-// recipe's [defaults]. The one place of that order.
-func fetchSettings(img recipe.Image, flags, defaults recipe.Settings) recipe.Settings {
-	return img.Over(flags.Over(defaults)) // recipe.Settings.Over
+// recipe's [defaults], over the environment (REGISTRY_AUTH_FILE). The one place of that order.
+func fetchSettings(img recipe.Image, flags, defaults, env recipe.Settings) recipe.Settings {
+	return img.Over(flags.Over(defaults.Over(env))) // recipe.Settings.Over
 }
 
 // newTarget makes the request of ref for one platform ("": the host's).
@@ -179,8 +206,39 @@ func (p *Plan) add(template string, t target, settings recipe.Publish) error {
 				t.req.Ref, other.Options.Platform, t.platform, dir)
 		}
 	}
+	if err := s.claim(t); err != nil {
+		return err
+	}
 	s.Requests = append(s.Requests, t.req)
 	return nil
+}
+
+// claim records the names t's image will have in the store. A name points to one image: two
+// entries claiming it would move it from one image to the other on every run, and nodes would
+// see either, so that is refused.
+func (s *Store) claim(t target) error {
+	for _, name := range t.req.Claims() {
+		if other, taken := s.claims[name]; taken {
+			return fmt.Errorf("%s and %s both claim the name %s in store %s; a name points to one image, "+
+				"so it would move between the two on every run: give each name to one image", other, t.origin, name, s.Dir)
+		}
+		if s.claims == nil {
+			s.claims = map[string]string{}
+		}
+		s.claims[name] = t.origin
+	}
+	return nil
+}
+
+// Listed is every name the store's requests claim (see builder.Request.Claims). A name the
+// recipe lists is never an extra, even when its image failed in this run.
+func (s *Store) Listed() []string {
+	names := make([]string, 0, len(s.claims))
+	for name := range s.claims {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // store returns the plan's store at dir, set up from settings when it is new to the plan.
@@ -190,7 +248,7 @@ func (p *Plan) store(dir string, settings recipe.Publish) (*Store, error) {
 			return &p.Stores[i], nil
 		}
 	}
-	s, err := setUp(dir, settings)
+	s, err := setUp(dir, settings, p.hookDir)
 	if err != nil {
 		return nil, err
 	}

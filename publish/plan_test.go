@@ -236,6 +236,133 @@ func TestRelativeStoreIsMadeAbsolute(t *testing.T) {
 	}
 }
 
+// Two entries that claim one name in one store are refused before anything runs, naming both
+// entries by their lines: the name would move between two images on every run.
+func TestTwoEntriesClaimingOneNameAreRefused(t *testing.T) {
+	for _, tc := range []struct{ name, text, want string }{
+		{"same extra name", `store = "/s"
+[[image]]
+ref = "registry.example/a:1"
+names = ["site/bb:stable"]
+
+[[image]]
+ref = "registry.example/b:1"
+names = ["docker.io/site/bb:stable"]`,
+			`[[image]] at line 2 (ref "registry.example/a:1") and [[image]] at line 6 (ref "registry.example/b:1") both claim the name docker.io/site/bb:stable in store /s`},
+		{"a ref is another's name", `store = "/s"
+[[image]]
+ref = "docker://registry.example/a:1"
+[[image]]
+ref = "registry.example/b:1"
+names = ["registry.example/a:1"]`,
+			`[[image]] at line 2 (ref "docker://registry.example/a:1") and [[image]] at line 4 (ref "registry.example/b:1") both claim the name registry.example/a:1`},
+		{"the same ref twice", `store = "/s"
+[[image]]
+ref = "registry.example/a"
+[[image]]
+ref = "registry.example/a:latest"`,
+			`both claim the name registry.example/a:latest`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(Input{Recipe: mustRecipe(t, tc.text)})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+	// One name per platform store is fine: each store holds its own image under it.
+	_, err := New(Input{Recipe: mustRecipe(t, `store = "/s/{arch}"
+[[image]]
+ref = "registry.example/a:1"
+platforms = ["linux/amd64", "linux/arm64"]
+names = ["site/a:stable"]`)})
+	if err != nil {
+		t.Errorf("one name in two platform stores: %v", err)
+	}
+}
+
+// A recipe's relative store is its directory's, shown on every output line, and its hooks run
+// there; a cron run's current directory ("/") plays no part.
+func TestRecipePathsAreTheRecipesDirectorys(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "images.toml")
+	if err := os.WriteFile(path, []byte("store = \"relstore\"\n[publish]\nafter = \"./notify\"\n[[image]]\nref = \"registry.example/a:1\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir("/")
+	r, err := recipe.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Input{Recipe: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Stores[0]
+	if want := filepath.Join(dir, "relstore"); s.Dir != want || s.Hooks.Values.Store != want {
+		t.Errorf("store %s ({store} %s), want %s", s.Dir, s.Hooks.Values.Store, want)
+	}
+	if s.Hooks.Dir != dir {
+		t.Errorf("hooks run in %q, want the recipe's directory %s", s.Hooks.Dir, dir)
+	}
+	if !p.NamesStores() {
+		t.Error("the output does not name a store the recipe gave as a relative path")
+	}
+}
+
+// A name the recipe lists is not an extra, even when its image failed in this run (its published
+// version stays and is still wanted).
+func TestListedNamesAreNotExtras(t *testing.T) {
+	p, err := New(Input{Recipe: mustRecipe(t, `store = "/s"
+[[image]]
+ref = "registry.example/team/app:1"
+[[image]]
+ref = "oci:`+t.TempDir()+`:1"
+names = ["site/tool:1"]`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"docker.io/site/tool:1", "registry.example/team/app:1"}
+	if got := p.Stores[0].Listed(); !reflect.DeepEqual(got, want) {
+		t.Errorf("listed %v, want %v", got, want)
+	}
+}
+
+// REGISTRY_AUTH_FILE is the least specific statement: a recipe's authfile ([defaults] or the
+// image's) and --authfile win over it; it serves only where nothing else names a file.
+func TestEnvironmentAuthFileIsTheLowest(t *testing.T) {
+	r := mustRecipe(t, `store = "/s"
+[defaults]
+authfile = "/recipe/auth.json"
+[[image]]
+ref = "alpine"
+[[image]]
+ref = "busybox"
+authfile = "/image/auth.json"`)
+	bare := mustRecipe(t, "store = \"/s\"\n[[image]]\nref = \"alpine\"\n")
+	for _, tc := range []struct {
+		name string
+		in   Input
+		want []string
+	}{
+		{"recipe over environment", Input{Recipe: r, EnvAuthFile: "/env/auth.json"}, []string{"/recipe/auth.json", "/image/auth.json"}},
+		{"flag over both", Input{Recipe: r, EnvAuthFile: "/env/auth.json", Settings: recipe.Settings{Options: builder.Options{AuthFile: "/flag/auth.json"}}},
+			[]string{"/flag/auth.json", "/image/auth.json"}},
+		{"environment where nothing else names one", Input{Recipe: bare, EnvAuthFile: "/env/auth.json", Refs: []string{"busybox"}},
+			[]string{"/env/auth.json", "/env/auth.json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, tg := range mustTargets(t, tc.in) {
+				got = append(got, tg.req.Options.AuthFile)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("auth files %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 // A store reached through a symlinked parent is published, locked and reported at its real path.
 func TestStoreThroughSymlinkIsItsRealPath(t *testing.T) {
 	base := t.TempDir()

@@ -60,7 +60,7 @@ func (r *run) store(ctx context.Context, s Store) (err error) {
 	if len(notDone) > 0 {
 		return interrupted(ctx, s.Dir, notDone)
 	}
-	return r.end(ctx, store, report)
+	return r.end(ctx, store, &s, report)
 }
 
 // begin runs what comes before the store is opened and returns where to open it: the before hook,
@@ -119,7 +119,8 @@ func (r *run) open(ctx context.Context, s Store, dir string) (*layout.Store, err
 // each in request order; when ctx ends it stops and returns the references not published.
 func (r *run) images(ctx context.Context, store *layout.Store, s Store) (*Report, []string) {
 	p := builder.Publisher{Store: store, Jobs: r.plan.Jobs, ImageJobs: r.plan.ImageJobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs,
-		Progress: func(e builder.ProgressEvent) { r.obs.send(LayerProgress{Store: s.Dir, ProgressEvent: e}) }}
+		Progress: func(e builder.ProgressEvent) { r.obs.send(LayerProgress{Store: s.Dir, ProgressEvent: e}) },
+		OnRetry:  func(ref, msg string) { r.obs.send(ImageRetrying{Store: s.Dir, Ref: ref, Message: msg}) }}
 	report := &Report{Store: store.Dir(), Driver: string(store.Driver()), Images: []ImageReport{}}
 	for _, req := range s.Requests {
 		r.obs.send(ImageStarted{Store: s.Dir, Ref: req.Ref})
@@ -140,9 +141,9 @@ func (r *run) images(ctx context.Context, store *layout.Store, s Store) (*Report
 
 // end ends a store's publish once every image was tried: extras (with a recipe), the report,
 // registration, and the error of the images that failed.
-func (r *run) end(ctx context.Context, store *layout.Store, report *Report) error {
+func (r *run) end(ctx context.Context, store *layout.Store, s *Store, report *Report) error {
 	if r.plan.Recipe {
-		if err := r.extras(ctx, store, report); err != nil {
+		if err := r.extras(ctx, store, s, report); err != nil {
 			return err
 		}
 	}
@@ -167,9 +168,10 @@ func (r *run) end(ctx context.Context, store *layout.Store, report *Report) erro
 }
 
 // extras reports the names the recipe no longer lists, and with --prune removes them when every
-// image succeeded (see Extras).
-func (r *run) extras(ctx context.Context, store *layout.Store, report *Report) error {
-	names := store.NamesExcept(report.names())
+// image succeeded (see Extras). A name the recipe lists is kept even when its image failed in this
+// run: a failed image has no names in the report.
+func (r *run) extras(ctx context.Context, store *layout.Store, s *Store, report *Report) error {
+	names := store.NamesExcept(append(s.Listed(), report.names()...))
 	action := Extras(names, r.plan.Prune, report.Failed)
 	if action == NoExtras {
 		return nil

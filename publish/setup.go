@@ -31,8 +31,8 @@ func (o Overrides) apply(p recipe.Publish) recipe.Publish {
 }
 
 // setUp checks the [publish] settings for the store at dir (absolute) and turns them into the
-// store's hooks and options.
-func setUp(dir string, settings recipe.Publish) (Store, error) {
+// store's hooks, run in hookDir ("": the current directory), and options.
+func setUp(dir string, settings recipe.Publish, hookDir string) (Store, error) {
 	copyLinks, err := recipe.CopyHardlinksAcrossDirs(settings.Hardlinks)
 	if err != nil {
 		return Store{}, err
@@ -50,7 +50,7 @@ func setUp(dir string, settings recipe.Publish) (Store, error) {
 	s := Store{
 		Dir: dir,
 		Hooks: hooks.Set{Before: settings.Before, After: settings.After, OnFailure: settings.OnFailure,
-			Values: hooks.Values{Store: dir, Repo: repo}},
+			Values: hooks.Values{Store: dir, Repo: repo}, Dir: hookDir},
 		Options:                 layout.Options{CatalogMarkers: settings.CVMFSCatalogs, Driver: driver, Create: true},
 		CopyHardlinksAcrossDirs: copyLinks,
 	}

@@ -22,6 +22,8 @@
 //	hardlinks = "keep"               # the default; or "copy-across-dirs"
 //	driver = "vfs"                   # a new store's driver: overlay (the default) or vfs
 //
+// Relative paths (store, authfile) are relative to the recipe file's directory; hooks run there.
+//
 // The store path may hold {os}, {arch}, {variant} or {platform}, one store per platform
 // (platforms = [...] in [defaults] or an [[image]]); publish plans which image goes where.
 package recipe
@@ -30,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -44,6 +47,15 @@ type Recipe struct {
 	Defaults Settings `toml:"defaults"`
 	Publish  Publish  `toml:"publish"`
 	Images   []Image  `toml:"image"`
+
+	// Path is the file it was loaded from ("" for Parse). Its relative paths (store, authfile) are
+	// resolved against the file's directory, Dir, as other tools read paths in their configuration
+	// files: a cron or systemd run's current directory is "/", and "relstore" must not become
+	// "/relstore".
+	Path string `toml:"-"`
+	Dir  string `toml:"-"`
+	// RelativeStore says that store was written as a relative path (Store is then resolved).
+	RelativeStore bool `toml:"-"`
 }
 
 // Publish is the [publish] table: commands run around a publish (see package hooks; {store} and
@@ -104,6 +116,18 @@ type Image struct {
 	Ref   string   `toml:"ref"`
 	Names []string `toml:"names"`
 	Settings
+	// Line is the line of its [[image]] header (0 if unknown: an inline array of tables).
+	Line int `toml:"-"`
+	// Number is its position among the entries, from 1.
+	Number int `toml:"-"`
+}
+
+// Where names the entry for messages: "[[image]] at line 12", or by number when the line is unknown.
+func (i Image) Where() string {
+	if i.Line > 0 {
+		return fmt.Sprintf("[[image]] at line %d", i.Line)
+	}
+	return fmt.Sprintf("[[image]] number %d", i.Number)
 }
 
 // Over is s with the fields it leaves unset taken from base (builder.Options.Over). A platform given
@@ -129,7 +153,30 @@ func Load(path string) (*Recipe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recipe %s: %w", path, err)
 	}
+	if r.Path, err = filepath.Abs(path); err != nil {
+		return nil, err
+	}
+	r.Dir = filepath.Dir(r.Path)
+	r.resolvePaths()
 	return r, nil
+}
+
+// resolvePaths makes the recipe's relative paths relative to its directory.
+func (r *Recipe) resolvePaths() {
+	r.RelativeStore = r.Store != "" && !filepath.IsAbs(r.Store)
+	for _, p := range []*string{&r.Store, &r.Defaults.AuthFile} {
+		*p = r.resolve(*p)
+	}
+	for i := range r.Images {
+		r.Images[i].AuthFile = r.resolve(r.Images[i].AuthFile)
+	}
+}
+
+func (r *Recipe) resolve(path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(r.Dir, path)
 }
 
 // Parse parses recipe text.
@@ -155,9 +202,15 @@ func Parse(text string) (*Recipe, error) {
 	if len(r.Images) == 0 {
 		return nil, errors.New("no [[image]] entries")
 	}
-	for i, img := range r.Images {
+	lines := imageLines(text)
+	for i := range r.Images {
+		img := &r.Images[i]
+		img.Number = i + 1
+		if len(lines) == len(r.Images) {
+			img.Line = lines[i]
+		}
 		if strings.TrimSpace(img.Ref) == "" {
-			return nil, fmt.Errorf("[[image]] number %d has no ref", i+1)
+			return nil, fmt.Errorf("%s has no ref", img.Where())
 		}
 	}
 	return &r, nil
@@ -177,9 +230,22 @@ func (p Publish) validate(text string) error {
 }
 
 var (
+	imageHeader = regexp.MustCompile(`^\s*\[\[\s*image\s*\]\]`)
 	tableHeader = regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?`)
 	keyAssign   = regexp.MustCompile(`^\s*"?([A-Za-z0-9_.-]+)"?\s*=`)
 )
+
+// imageLines lists the lines of the [[image]] headers, in order. As for keyLine, the text is
+// scanned: the TOML library does not export positions.
+func imageLines(text string) []int {
+	var lines []int
+	for i, line := range strings.Split(text, "\n") {
+		if imageHeader.MatchString(line) {
+			lines = append(lines, i+1)
+		}
+	}
+	return lines
+}
 
 // keyLine finds the line of a key the decoder did not use. The TOML library knows key positions
 // but does not export them, so the text is scanned: table headers set the current table, and the

@@ -157,3 +157,52 @@ func TestBadPublish(t *testing.T) {
 		})
 	}
 }
+
+// A relative store or auth file is relative to the recipe's directory, not to the current one (a
+// cron run's is "/": "relstore" must not fill "/relstore").
+func TestLoadResolvesPathsAgainstTheRecipesDirectory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "images.toml")
+	text := "store = \"relstore/{arch}\"\n[defaults]\nauthfile = \"auth/site.json\"\n" +
+		"[[image]]\nref = \"a\"\nauthfile = \"../lab.json\"\n[[image]]\nref = \"b\"\nauthfile = \"/etc/abs.json\"\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir("/")
+	r, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ what, got, want string }{
+		{"store", r.Store, filepath.Join(dir, "relstore/{arch}")},
+		{"[defaults] authfile", r.Defaults.AuthFile, filepath.Join(dir, "auth/site.json")},
+		{"image authfile", r.Images[0].AuthFile, filepath.Join(filepath.Dir(dir), "lab.json")},
+		{"absolute authfile", r.Images[1].AuthFile, "/etc/abs.json"},
+		{"Dir", r.Dir, dir},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
+		}
+	}
+	if !r.RelativeStore {
+		t.Error("RelativeStore is false for a relative store")
+	}
+}
+
+// Each entry knows the line of its [[image]] header, for messages naming it.
+func TestImageLines(t *testing.T) {
+	r, err := Parse(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{r.Images[0].Where(), r.Images[1].Where()}; got[0] != "[[image]] at line 8" || got[1] != "[[image]] at line 12" {
+		t.Errorf("entries at %v, want lines 8 and 12", got)
+	}
+	inline, err := Parse("image = [{ref = \"a\"}, {ref = \"b\"}]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := inline.Images[1].Where(); got != "[[image]] number 2" {
+		t.Errorf("an inline entry is %q", got)
+	}
+}

@@ -10,6 +10,7 @@
 #   on_exit CMD...              run CMD on exit (LIFO). lib.sh owns the EXIT trap: use this.
 #   build_cargohold / build_mkimages   static binaries in $WORK/bin ($CARGOHOLD, $MKIMAGES)
 #   start_registry              docker-registry on 127.0.0.1:$REGISTRY_PORT; sets $REGISTRY
+#   make_tls_cert DIR           a self-signed certificate for an HTTPS registry (REGISTRY_TLS_CERT/KEY)
 #   access_log_mark / registry_blob_gets MARK [DIGEST...]   count blob downloads
 #   make_fixtures [REFS]        mkimages into $FIXTURES_DIR; fixture REF FIELD reads fixtures.json
 #   push_fixture SRC [DEST]     push one fixture (SRC=name:tag) as cargotest/DEST, digests verified
@@ -119,9 +120,10 @@ setup_work() {
 # has. curl: registry health checks; unzip: the Go toolchain zip; git: go build's
 # VCS stamp; apache2-utils: htpasswd for the registry that requires a login; systemd:
 # systemd-analyze for scripts/e2e-cvmfs (a minimal Debian may lack it); debootstrap:
-# the newer Podman versions scripts/e2e-matrix runs (scripts/lib-podman.sh); time: /usr/bin/time for scripts/bench*.
+# the newer Podman versions scripts/e2e-matrix runs (scripts/lib-podman.sh); time: /usr/bin/time for scripts/bench*;
+# openssl: the self-signed certificate of scripts/e2e-registry's HTTPS registry.
 DEB_PACKAGES=(podman skopeo buildah docker-registry fuse-overlayfs runc catatonit uidmap
-	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates unzip git apache2-utils systemd shellcheck debootstrap time)
+	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates openssl unzip git apache2-utils systemd shellcheck debootstrap time)
 
 # GOLANGCI_LINT_VERSION: the linter scripts/test runs (configured by .golangci.yml).
 GOLANGCI_LINT_VERSION=v2.15.0
@@ -177,9 +179,14 @@ install_go() {
 }
 
 # ---------------------------------------------------------------- builds
-go_build() { # OUT PKG
-	(cd "$CARGOHOLD_ROOT" && CGO_ENABLED=0 go build -tags "$GO_BUILD_TAGS" -o "$1" "$2") ||
+go_build() { # OUT PKG [GO BUILD FLAGS...]
+	(cd "$CARGOHOLD_ROOT" && CGO_ENABLED=0 go build -tags "$GO_BUILD_TAGS" "${@:3}" -o "$1" "$2") ||
 		die "go build $2 failed"
+}
+# cargohold_version: what the README's install command stamps (git describe of the checkout), or
+# nothing where git cannot say (no checkout). safe.directory: CI's checkout may belong to another user.
+cargohold_version() {
+	git -c safe.directory='*' -C "$CARGOHOLD_ROOT" describe --tags --always --dirty 2>/dev/null || true
 }
 # build_cargohold: build ./cmd/cargohold into $WORK/bin and set $CARGOHOLD, unless
 # CARGOHOLD already names a binary to test (a release build, or a stand-in).
@@ -190,7 +197,7 @@ build_cargohold() {
 		return 0
 	fi
 	log "building cargohold"
-	go_build "$WORK/bin/cargohold" ./cmd/cargohold
+	go_build "$WORK/bin/cargohold" ./cmd/cargohold -ldflags "-X main.buildVersion=$(cargohold_version)"
 	export CARGOHOLD=$WORK/bin/cargohold
 }
 build_mkimages() {
@@ -220,7 +227,8 @@ free_port() {
 # tests can count blob downloads; its own log goes to $REGISTRY_LOG. With
 # REGISTRY_HTPASSWD set (a bcrypt htpasswd file) every request needs those credentials.
 # With REGISTRY_SCHEMA1=1 it also accepts pushes of Docker schema 1 manifests (distribution
-# 2.8 refuses them by default).
+# 2.8 refuses them by default). With REGISTRY_TLS_CERT and REGISTRY_TLS_KEY (PEM files) it
+# serves HTTPS instead, with that certificate (make_tls_cert makes a self-signed one).
 start_registry() {
 	require_cmds docker-registry curl
 	local dir=$WORK/registry
@@ -249,19 +257,29 @@ start_registry() {
 		  # a fixed secret silences the "No HTTP secret" warning; nothing here is secret
 		  secret: cargohold-test-registry
 	EOF
+	local scheme=http curl_tls=()
+	if [[ -n ${REGISTRY_TLS_CERT:-} ]]; then
+		printf '  tls:\n    certificate: %s\n    key: %s\n' "$REGISTRY_TLS_CERT" "$REGISTRY_TLS_KEY" >>"$dir/config.yml"
+		scheme=https curl_tls=(--cacert "$REGISTRY_TLS_CERT")
+	fi
 	if [[ -n ${REGISTRY_HTPASSWD:-} ]]; then
 		printf 'auth:\n  htpasswd:\n    realm: cargohold-test\n    path: %s\n' "$REGISTRY_HTPASSWD" >>"$dir/config.yml"
 	fi
 	if [[ ${REGISTRY_SCHEMA1:-} == 1 ]]; then
 		printf 'compatibility:\n  schema1:\n    enabled: true\n' >>"$dir/config.yml"
 	fi
-	docker-registry serve "$dir/config.yml" >"$REGISTRY_ACCESS_LOG" 2>"$REGISTRY_LOG" &
+
+	# docker-registry reads REGISTRY_* variables of its environment as configuration; none of
+	# ours (REGISTRY_TLS_CERT, an exported REGISTRY_AUTH_FILE) is meant for it.
+	local v unset=()
+	for v in $(compgen -e); do [[ $v != REGISTRY_* ]] || unset+=(-u "$v"); done
+	env "${unset[@]}" docker-registry serve "$dir/config.yml" >"$REGISTRY_ACCESS_LOG" 2>"$REGISTRY_LOG" &
 	REGISTRY_PID=$!
 	on_exit stop_registry
 	local i
 	for ((i = 0; i < 100; i++)); do
 		# 401 is an answer too: the registry is up and wants a login.
-		if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://$REGISTRY/v2/" 2>/dev/null) == @(200|401) ]]; then
+		if [[ $(curl -s "${curl_tls[@]}" -o /dev/null -w '%{http_code}' "$scheme://$REGISTRY/v2/" 2>/dev/null) == @(200|401) ]]; then
 			log "registry up at $REGISTRY (pid $REGISTRY_PID, access log $REGISTRY_ACCESS_LOG)"
 			return 0
 		fi
@@ -269,7 +287,17 @@ start_registry() {
 		sleep 0.1
 	done
 	cat "$REGISTRY_LOG" >&2
-	die "docker-registry did not answer on http://$REGISTRY/v2/ (log above)"
+	die "docker-registry did not answer on $scheme://$REGISTRY/v2/ (log above)"
+}
+
+# make_tls_cert DIR: a self-signed certificate for 127.0.0.1 (DIR/registry.crt, DIR/registry.key),
+# valid for a day, as a site's private authority would give a registry.
+make_tls_cert() {
+	require_cmds openssl
+	mkdir -p "$1"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 -keyout "$1/registry.key" -out "$1/registry.crt" 2>"$1/openssl.log" ||
+		die "openssl could not make a certificate: $(cat "$1/openssl.log")"
 }
 
 stop_registry() {

@@ -9,6 +9,8 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +53,20 @@ type Result struct {
 	// OpaqueDirs are the directories the layer marked opaque (paths relative to the root, "." for
 	// the root itself), for HideLower once the layers below are final. None in Apply mode.
 	OpaqueDirs []string
+
+	digestState []byte // the sha256 state after the last byte, for DiffIDWithZeros
+}
+
+// DiffIDWithZeros is the digest the stream would have with n more zero bytes at its end ("" if
+// unknown). It tells a layer that lost the zero padding after its tar's end-of-archive marker (see
+// builder's check of the diff ID) from one whose content differs.
+func (r Result) DiffIDWithZeros(n int) digest.Digest {
+	h := sha256.New()
+	if u, ok := h.(encoding.BinaryUnmarshaler); !ok || r.digestState == nil || u.UnmarshalBinary(r.digestState) != nil {
+		return ""
+	}
+	_, _ = h.Write(make([]byte, n)) // a hash's Write never fails
+	return digest.NewDigest(digest.SHA256, h)
 }
 
 // ErrTooLarge is wrapped by the error Layer returns when the layer exceeds Options.MaxSize.
@@ -120,11 +136,16 @@ func Layer(ctx context.Context, tarStream io.Reader, root string, tarSplit io.Wr
 	if err := x.touchRoot(); err != nil {
 		return Result{}, err
 	}
+	var state []byte
+	if m, ok := digester.Hash().(encoding.BinaryMarshaler); ok {
+		state, _ = m.MarshalBinary() // without it, DiffIDWithZeros knows nothing
+	}
 	return Result{
-		DiffID:   digester.Digest(),
-		DiffSize: counter.Count,
-		UIDs:     slices.Sorted(maps.Keys(x.uids)),
-		GIDs:     slices.Sorted(maps.Keys(x.gids)),
+		DiffID:      digester.Digest(),
+		DiffSize:    counter.Count,
+		digestState: state,
+		UIDs:        slices.Sorted(maps.Keys(x.uids)),
+		GIDs:        slices.Sorted(maps.Keys(x.gids)),
 
 		OpaqueDirs: slices.Compact(slices.Sorted(slices.Values(x.opaqueDirs))),
 	}, nil

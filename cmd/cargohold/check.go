@@ -11,6 +11,7 @@ import (
 type checkOptions struct {
 	out                        output
 	store                      string
+	platform                   string // what --store's placeholders stand for
 	deep, repair, noWait, json bool
 }
 
@@ -26,14 +27,16 @@ func newCheckCommand() *cli.Command {
 			"Without --repair it needs no write access and takes no lock (it works while a publish runs).\n" +
 			"Leftovers of interrupted runs are listed but are no problem: readers never see them.\n" +
 			"Exit status: 0 no problems, 3 problems found (or the store cannot be read or locked).",
-		Flags: []cli.Flag{storeFlag(&o.store, true),
+		Flags: append([]cli.Flag{storeFlag(&o.store, true), platformFlag(&o.platform),
 			&cli.BoolFlag{Name: "deep", Destination: &o.deep, Usage: "also regenerate every layer's diff and compare it with its diff ID (reads everything)"},
 			&cli.BoolFlag{Name: "repair", Destination: &o.repair, Usage: "take the writer lock and remove leftovers, restore permissions and missing l/ links first"},
 			noWaitFlag(&o.noWait),
-			jsonFlag(&o.json, "print the report as JSON"),
-		},
+		}, formatFlags(&o.json)...),
 		Action: func(c *cli.Context) error {
 			o.out = outputOf(c)
+			if err := expandStore(&o.store, o.platform); err != nil {
+				return err
+			}
 			return runCheck(c.Context, *o)
 		},
 	}
@@ -109,7 +112,7 @@ func printCheck(out output, dir string, report *layout.CheckReport, repaired []s
 	if !report.OK() {
 		kind = fmt.Sprintf("problems: %d", len(report.Problems))
 	}
-	out.printf("%s: %d images, %d layers: %s\n", dir, report.Images, report.Layers, kind)
+	out.printf("%s: %s, %s: %s\n", dir, plural(report.Images, "image"), plural(report.Layers, "layer"), kind)
 }
 
 // withLock sets how opts's Open of dir waits for the writer lock: as --no-wait says, and with a line on

@@ -169,7 +169,7 @@ func TestStoreThroughSymlinkedParent(t *testing.T) {
 
 	r := cargohold(t, "check", "--store", link)
 	r.want(t, 0)
-	if !strings.HasPrefix(r.stdout, real+": 1 images") {
+	if !strings.HasPrefix(r.stdout, real+": 1 image,") {
 		t.Errorf("check does not report the real path %s:\n%s", real, r.stdout)
 	}
 	conf := filepath.Join(base, "storage.conf")

@@ -34,24 +34,33 @@ func quietFlag(dst *bool, usage string) cli.Flag {
 	return &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Destination: dst, Usage: usage}
 }
 
-// jsonFlag is --json: usage says what is printed as JSON.
-func jsonFlag(dst *bool, usage string) cli.Flag {
-	return &cli.BoolFlag{Name: "json", Destination: dst, Usage: usage}
+// formatFlags are --format table|json, the one output switch of every command that prints a
+// report, and --json, the same as --format json; json says whether JSON was asked for.
+func formatFlags(json *bool) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "format", Value: "table", Usage: "`table` (lines for people) or json (one report; see README)",
+			Action: func(_ *cli.Context, f string) error {
+				switch f {
+				case "table":
+				case "json":
+					*json = true
+				default:
+					return usageErrorf("--format %q: want table or json", f)
+				}
+				return nil
+			}},
+		&cli.BoolFlag{Name: "json", Usage: "the same as --format json", Action: func(*cli.Context, bool) error {
+			*json = true
+			return nil
+		}},
+	}
 }
 
-// formatFlag is the read commands' --format table|json; json says which was asked for.
-func formatFlag(json *bool) cli.Flag {
-	return &cli.StringFlag{Name: "format", Value: "table", Usage: "`table` or json",
-		Action: func(_ *cli.Context, f string) error {
-			switch f {
-			case "table":
-			case "json":
-				*json = true
-			default:
-				return usageErrorf("--format %q: want table or json", f)
-			}
-			return nil
-		}}
+// platformFlag is --platform of the commands that only name a store (ls, inspect, rm, gc, check):
+// the platform --store's placeholders stand for, as publish and conf expand them.
+func platformFlag(dst *string) cli.Flag {
+	return &cli.StringFlag{Name: "platform", Destination: dst, Usage: "`OS/ARCH[/VARIANT]` that {os}, {arch}, {variant} " +
+		"and {platform} in --store stand for (default: this host's)"}
 }
 
 // defaultGrace is gc's --grace, and what ls assumes for when gc may remove a superseded image.

@@ -14,9 +14,15 @@ import (
 
 // readOptions are those of the commands that only read a store (ls, inspect).
 type readOptions struct {
-	out   output
-	store string
-	json  bool // --format json
+	out      output
+	store    string
+	platform string // what --store's placeholders stand for
+	json     bool   // --format json
+}
+
+// readFlags are ls's and inspect's flags, bound to o.
+func readFlags(o *readOptions) []cli.Flag {
+	return append([]cli.Flag{storeFlag(&o.store, true), platformFlag(&o.platform)}, formatFlags(&o.json)...)
 }
 
 type lsOptions struct {
@@ -32,10 +38,13 @@ func newLsCommand() *cli.Command {
 		Description: "Reads the store without locking it, as Podman does: it works while a publish runs and\n" +
 			"needs no write access. A superseded image (no name left: a moved tag, rm) is listed under its\n" +
 			"digested name, with the time a gc with --grace may remove it.",
-		Flags: []cli.Flag{storeFlag(&o.store, true), formatFlag(&o.json),
-			graceFlag(&o.grace, "gc's --grace, for when gc may remove a superseded image")},
+		Flags: append(readFlags(&o.readOptions),
+			graceFlag(&o.grace, "gc's --grace, for when gc may remove a superseded image")),
 		Action: func(c *cli.Context) error {
 			o.out = outputOf(c)
+			if err := expandStore(&o.store, o.platform); err != nil {
+				return err
+			}
 			return runLs(c.Context, *o)
 		},
 	}
@@ -108,9 +117,12 @@ func newInspectCommand() *cli.Command {
 		Name:      "inspect",
 		Usage:     "show one image: names, digests, platform, source, layers",
 		ArgsUsage: "IMAGE   (name, name without registry, or ID)",
-		Flags:     []cli.Flag{storeFlag(&o.store, true), formatFlag(&o.json)},
+		Flags:     readFlags(&o.readOptions),
 		Action: func(c *cli.Context) error {
 			o.out, o.images = outputOf(c), c.Args().Slice()
+			if err := expandStore(&o.store, o.platform); err != nil {
+				return err
+			}
 			return runInspect(c.Context, *o)
 		},
 	}

@@ -25,7 +25,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ran := markRun(app.Commands)
 	ctx, stop := interruptible(ctx)
 	defer stop()
-	err := app.RunContext(ctx, reorderArgs(app, args))
+	args, err := reorderArgs(app, helpArgs(app, args))
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
 	if err != nil && !*ran {
 		err = usageError(err) // urfave/cli's own, before any command ran: what the user typed
 	}
@@ -47,12 +50,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			newGcCommand(), newCheckCommand(), newConfCommand()},
 		Writer:    stdout,
 		ErrWriter: stderr,
-		// Without it, urfave/cli answers an unknown command with its help and exit status 3.
+		// Without it, urfave/cli answers an unknown command with its help and exit status 3. Without
+		// a command nothing was done: the help goes to standard error and the status is 2.
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return usageErrorf("unknown command %q (see cargohold help)", c.Args().First())
 			}
-			return cli.ShowAppHelp(c)
+			cli.HelpPrinter(c.App.ErrWriter, cli.AppHelpTemplate, c.App)
+			return reported(errUsage)
 		},
 		// urfave/cli would print the error and exit by itself; run does both, from one place.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -81,10 +86,14 @@ func markRun(commands []*cli.Command) *bool {
 	return ran
 }
 
-// routeLibraryLogs sends containers/image's own log lines (a blob read that reconnects, a retry)
-// to cargohold's standard error as "warning: ..." lines instead of logrus's raw "time=… level=…".
+// libraryLogs is where the image library's log lines go (see routeLibraryLogs).
+var libraryLogs = &heldLog{}
+
+// routeLibraryLogs sends containers/image's own log lines (a blob read that reconnects) to
+// cargohold's standard error as "warning: ..." lines instead of logrus's raw "time=… level=…".
 func routeLibraryLogs(stderr io.Writer) {
-	logrus.SetOutput(stderr)
+	libraryLogs.reset(stderr)
+	logrus.SetOutput(libraryLogs)
 	logrus.SetLevel(logrus.InfoLevel)
 	logrus.SetFormatter(libraryLogFormat{})
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,8 +174,11 @@ func TestReorderArgs(t *testing.T) {
 		{"frobnicate --x y", "frobnicate --x y"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			got := strings.Join(reorderArgs(app, append([]string{"cargohold"}, strings.Fields(tc.in)...))[1:], " ")
-			if got != tc.want {
+			args, err := reorderArgs(app, append([]string{"cargohold"}, strings.Fields(tc.in)...))
+			if err != nil {
+				t.Fatalf("%q: %v", tc.in, err)
+			}
+			if got := strings.Join(args[1:], " "); got != tc.want {
 				t.Errorf("%q → %q, want %q", tc.in, got, tc.want)
 			}
 		})
@@ -246,7 +250,7 @@ func TestPrunePolicy(t *testing.T) {
 
 	failing := writeRecipe(t, recipeOf(store, "hello:1")+"[[image]]\nref = \"oci:"+filepath.Join(layouts, "none")+":1\"\nnames = [\"localhost/test/none:1\"]\n")
 	r = cargohold(t, "publish", "--insecure-policy", "--recipe", failing, "--prune")
-	r.want(t, 1, "not pruning localhost/test/other:1: 1 images of the recipe failed")
+	r.want(t, 1, "not pruning localhost/test/other:1: 1 image of the recipe failed")
 
 	r = cargohold(t, "publish", "--insecure-policy", "--recipe", one, "--prune")
 	r.want(t, 0)
@@ -442,4 +446,28 @@ func TestAuthFailureNamesRegistryAndFile(t *testing.T) {
 	r := cargohold(t, "publish", "--store", filepath.Join(dir, "store"), "--insecure-policy", "--tls-verify=false",
 		"--authfile", auth, "--retry-times", "0", "docker://"+registry+"/team/app:1")
 	r.want(t, 1, "authentication to "+registry+" failed", auth)
+}
+
+// --version names what was built: the stamped version, the toolchain's module version or
+// commit; never Go's "(devel)".
+func TestOwnVersion(t *testing.T) {
+	devel := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}
+	withVCS := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "16f5eb8a1b2c3d4e5f60718293a4b5c6d7e8f901"}, {Key: "vcs.modified", Value: "true"}}}
+	tagged := &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}
+	for _, tc := range []struct {
+		stamped string
+		info    *debug.BuildInfo
+		want    string
+	}{
+		{"v1.5.0-3-g16f5eb8", devel, "v1.5.0-3-g16f5eb8"},
+		{"", tagged, "v1.4.0"},
+		{"", withVCS, "16f5eb8a1b2c-dirty"},
+		{"", devel, unknownVersion},
+		{"", nil, unknownVersion},
+	} {
+		if got := ownVersion(tc.stamped, tc.info); got != tc.want {
+			t.Errorf("ownVersion(%q, %+v) = %q, want %q", tc.stamped, tc.info, got, tc.want)
+		}
+	}
 }

@@ -13,9 +13,11 @@ import (
 )
 
 // Progress on a terminal: one bar per layer on standard error, drawn by mpb as `podman pull` draws
-// its own ("Copying blob 1a2b3c4d5e6f  12.3MiB / 40.0MiB | 80.1 MiB/s"). Off a terminal (cron, CI
-// logs) nothing is drawn: the one line per finished image is the report. --quiet and --json
-// silence the bars too.
+// its own ("Copying blob 1a2b3c4d5e6f  12.3MiB / 40.0MiB | 80.1 MiB/s"). mpb redraws them with
+// cursor escapes (up a line, erase the rest of the screen), which only a terminal that
+// understands them should get: off a terminal (cron, CI logs) and on TERM=dumb (Emacs shells,
+// serial consoles) nothing is drawn, and the one line per finished image is the report. --quiet
+// and --json silence the bars too.
 
 // layerProgress returns a Publisher.Progress callback that draws the bars of the layers in flight
 // (of all images being published), a function that ends the drawing, and the output to print
@@ -23,7 +25,7 @@ import (
 // no bars are wanted, the callback is nil, the end does nothing and the output is out.
 func layerProgress(out output, silent bool) (func(builder.ProgressEvent), func(), output) {
 	tty, ok := out.stderr.(*os.File)
-	if silent || !ok || !term.IsTerminal(int(tty.Fd())) {
+	if silent || !ok || !term.IsTerminal(int(tty.Fd())) || os.Getenv("TERM") == "dumb" {
 		return nil, func() {}, out
 	}
 	b := &layerBars{

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"os"
 
+	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/publish"
 	"github.com/cargohold/cargohold/recipe"
 	"github.com/urfave/cli/v2"
@@ -31,6 +33,8 @@ func newPublishCommand() *cli.Command {
 		Flags: publishFlags(o),
 		Action: func(c *cli.Context) error {
 			o.out, o.input.Refs = outputOf(c), c.Args().Slice()
+			// The least specific statement of an auth file: below the recipe's (see publish.Input).
+			o.input.EnvAuthFile = os.Getenv("REGISTRY_AUTH_FILE")
 			return runPublish(c.Context, *o)
 		},
 	}
@@ -46,12 +50,12 @@ func publishFlags(o *publishOptions) []cli.Flag {
 	}
 	flags = append(flags, fetchFlags(&o.input)...)
 	flags = append(flags,
-		quietFlag(&o.quiet, "print only errors"),
-		jsonFlag(&o.json, "print one JSON report of every image at the end (see README)"),
+		quietFlag(&o.quiet, "print nothing on success: only warnings about published images and errors"),
 		&cli.StringFlag{Name: "register", Usage: "add the store to this storage.conf `FILE` (as conf patch does) after publishing", Destination: &o.input.Register},
 		&cli.BoolFlag{Name: "prune", Usage: "with --recipe: remove the names the recipe no longer lists (their layers go at a later gc)", Destination: &o.input.Prune},
 		noWaitFlag(&o.input.NoWait),
 	)
+	flags = append(flags, formatFlags(&o.json)...)
 	return append(flags, publishHookFlags(&o.input.Overrides)...)
 }
 
@@ -61,12 +65,15 @@ func fetchFlags(in *publish.Input) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from multi-platform images (default: this host's)", Destination: &s.Platform},
 		&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "verify registry TLS certificates and require HTTPS (--tls-verify=false for plain-http test registries)", Action: setPtr(&s.TLSVerify)},
-		&cli.StringFlag{Name: "authfile", EnvVars: []string{"REGISTRY_AUTH_FILE"}, Usage: "registry credentials `FILE` (as written by podman login); must exist", Destination: &s.AuthFile},
+		&cli.StringFlag{Name: "authfile", Usage: "registry credentials `FILE` (as written by podman login); must exist " +
+			"(default: the recipe's, else $REGISTRY_AUTH_FILE, else podman login's)", Destination: &s.AuthFile},
+		&cli.StringFlag{Name: "creds", Usage: "`USER:PASSWORD` for every registry that asks (as skopeo's; wins over auth files; shows in ps: prefer --authfile)", Destination: &s.Creds},
+		&cli.StringFlag{Name: "cert-dir", Usage: "`DIR` of CA certificates (*.crt) and client certificates (*.cert, *.key) for the registries (default: /etc/containers/certs.d/HOST/)", Destination: &s.CertDir},
 		&cli.StringFlag{Name: "registries-conf", Usage: "registries.conf `FILE` for short names and mirrors (default: the system's)", Destination: &s.RegistriesConf},
 		&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)", Destination: &s.PolicyPath},
 		&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy", Destination: &s.InsecurePolicy},
-		&cli.IntFlag{Name: "jobs", Value: 0, Usage: "layers fetched and unpacked at once, by all images together (default 4)", Destination: &in.Jobs},
-		&cli.IntFlag{Name: "image-jobs", Value: 0, Usage: "images published at once: registry requests overlap, results are printed in order (default 64)", Destination: &in.ImageJobs},
+		&cli.IntFlag{Name: "jobs", Value: builder.DefaultJobs, Usage: "layers fetched and unpacked at once, by all images together", Destination: &in.Jobs},
+		&cli.IntFlag{Name: "image-jobs", Value: builder.DefaultImageJobs, Usage: "images published at once: registry requests overlap, results are printed in order", Destination: &in.ImageJobs},
 		&cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retry a registry request that failed for a transient reason (network, 429, 5xx) `N` times, waiting 1s, 2s, 4s, ...", Destination: &s.RetryTimes},
 		&cli.Int64Flag{Name: "max-layer-size", Usage: "refuse layers larger than `BYTES` uncompressed (0: no limit)", Destination: &s.MaxLayerSize},
 		&cli.BoolFlag{Name: "strict", Usage: "fail an image that would only get a warning", Destination: &s.Strict},
@@ -87,7 +94,7 @@ func runPublish(ctx context.Context, opts publishOptions) error {
 	if err != nil {
 		return usageError(err)
 	}
-	r := &publishRenderer{out: opts.out, quiet: opts.quiet, json: opts.json, multi: len(plan.Stores) > 1}
+	r := &publishRenderer{out: opts.out, quiet: opts.quiet, json: opts.json, multi: plan.NamesStores()}
 	if err := publish.Run(ctx, plan, r.observer()); err != nil {
 		return err
 	}

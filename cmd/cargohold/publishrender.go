@@ -12,7 +12,7 @@ import (
 type publishRenderer struct {
 	out         output
 	quiet, json bool
-	multi       bool // a run writing several stores names each line's
+	multi       bool // a run writing several stores, or a store the recipe gave as a relative path, names each line's
 	err         error
 
 	// The bars of the layers under way (see layerProgress): set on the first ImageStarted of a
@@ -21,7 +21,8 @@ type publishRenderer struct {
 	progress func(builder.ProgressEvent)
 	endBars  func()
 	lines    output
-	pending  int // images started and not yet done or stopped
+	pending  int  // images started and not yet done or stopped
+	failed   bool // an image of the store failed or stopped (--quiet then shows the held notes)
 }
 
 func (r *publishRenderer) observer() publish.Observer {
@@ -39,19 +40,20 @@ func (r *publishRenderer) event(e publish.Event) {
 	case publish.LeftoversRemoved:
 		r.out.errorf("removed %d leftovers of an interrupted run (staging dirs, temp files, unrecorded layers)", len(e.Leftovers))
 	case publish.ImageStarted:
-		if r.pending == 0 {
-			r.progress, r.endBars, r.lines = layerProgress(r.out, r.quiet || r.json)
-		}
-		r.pending++
+		r.imageStarted()
 	case publish.LayerProgress:
 		if r.progress != nil {
 			r.progress(e.ProgressEvent)
 		}
+	case publish.ImageRetrying: // from the goroutines of the images under way, after every ImageStarted
+		if !r.quiet { // --quiet: only if the image fails (printResult)
+			r.lines.errorf("warning: %s: %s%s", e.Ref, e.Message, r.where(e.Store))
+		}
 	case publish.ImageStopped:
-		r.imageEnded()
+		r.imageEnded(true)
 	case publish.ImageDone:
 		r.printResult(e.Result, r.where(e.Store))
-		r.imageEnded()
+		r.imageEnded(e.Err != nil)
 	case publish.ExtrasFound:
 		r.printExtras(e)
 	case publish.Pruned:
@@ -73,11 +75,31 @@ func (r *publishRenderer) event(e publish.Event) {
 	}
 }
 
-// imageEnded notes that an image is done or stopped; after the last one the bars end.
-func (r *publishRenderer) imageEnded() {
+// imageStarted notes that an image starts; the first of a store starts the bars. With --quiet, the
+// image library's notes (a blob read that reconnected) are held until the store's last image ends,
+// and shown only if an image failed: a retry that worked is no news to a cron job. (Its notes name
+// no image, and images are published at once, so they are held per store, not per image.)
+func (r *publishRenderer) imageStarted() {
+	if r.pending == 0 {
+		r.progress, r.endBars, r.lines = layerProgress(r.out, r.quiet || r.json)
+		if r.quiet {
+			libraryLogs.hold()
+			r.failed = false
+		}
+	}
+	r.pending++
+}
+
+// imageEnded notes that an image is done or stopped; after the last one the bars end, and the
+// held notes are shown if an image failed.
+func (r *publishRenderer) imageEnded(failed bool) {
+	r.failed = r.failed || failed
 	if r.pending--; r.pending == 0 {
 		r.endBars()
 		r.progress, r.lines = nil, r.out
+		if r.quiet {
+			libraryLogs.release(r.failed)
+		}
 	}
 }
 
@@ -95,7 +117,8 @@ func (r *publishRenderer) where(store string) string {
 	return ""
 }
 
-// printResult prints one image's line, its warnings and its error.
+// printResult prints one image's line, its warnings and its error (with --quiet, after the
+// retries that came before it; without, those were printed as they happened).
 func (r *publishRenderer) printResult(res builder.Result, where string) {
 	out := r.lines // above the bars, while they are drawn
 	if out.stdout == nil {
@@ -105,12 +128,17 @@ func (r *publishRenderer) printResult(res builder.Result, where string) {
 		out.errorf("warning: %s: %s%s", res.Ref, w, where)
 	}
 	if res.Err != nil {
+		if r.quiet {
+			for _, retry := range res.Retries {
+				out.errorf("warning: %s: %s%s", res.Ref, retry, where)
+			}
+		}
 		out.errorf("error: %v%s", res.Err, where)
 		return
 	}
 	if !r.quiet && !r.json {
-		out.printf("%-9s %s  %s  %d layers, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","),
-			shortID(res.ImageID), res.LayersFetched, units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
+		out.printf("%-9s %s  %s  %s, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","), shortID(res.ImageID),
+			plural(res.LayersFetched, "layer"), units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
 	}
 }
 
@@ -121,6 +149,6 @@ func (r *publishRenderer) printExtras(e publish.ExtrasFound) {
 	case publish.ReportExtras:
 		r.printf("extra     %s  (not in the recipe; --prune removes)\n", names)
 	case publish.KeepForFailure:
-		r.out.errorf("not pruning %s: %d images of the recipe failed", names, e.Failed)
+		r.out.errorf("not pruning %s: %s of the recipe failed", names, plural(e.Failed, "image"))
 	}
 }

@@ -12,20 +12,21 @@ import (
 
 // writeOptions are those of the commands that change a store (rm, gc).
 type writeOptions struct {
-	out    output
-	store  string
-	noWait bool
-	dryRun bool
-	quiet  bool // print nothing on success
-	json   bool
+	out      output
+	store    string
+	platform string // what --store's placeholders stand for
+	noWait   bool
+	dryRun   bool
+	quiet    bool // print nothing on success
+	json     bool
 }
 
-// writeFlags are rm's and gc's shared flags, bound to o, with the command's own before --json; what
-// says what a dry run reports.
+// writeFlags are rm's and gc's shared flags, bound to o, with the command's own before --format;
+// what says what a dry run reports.
 func writeFlags(o *writeOptions, what string, own ...cli.Flag) []cli.Flag {
-	flags := []cli.Flag{storeFlag(&o.store, true), noWaitFlag(&o.noWait), dryRunFlag(&o.dryRun, what),
+	flags := []cli.Flag{storeFlag(&o.store, true), platformFlag(&o.platform), noWaitFlag(&o.noWait), dryRunFlag(&o.dryRun, what),
 		quietFlag(&o.quiet, "print nothing on success (errors only)")}
-	return append(append(flags, own...), jsonFlag(&o.json, "print a JSON report"))
+	return append(append(flags, own...), formatFlags(&o.json)...)
 }
 
 type rmOptions struct {
@@ -47,6 +48,9 @@ func newRmCommand() *cli.Command {
 			Usage: "remove an image left without names at once instead of keeping it until gc"}),
 		Action: func(c *cli.Context) error {
 			o.out, o.words = outputOf(c), c.Args().Slice()
+			if err := expandStore(&o.store, o.platform); err != nil {
+				return err
+			}
 			return runRm(c.Context, *o)
 		},
 	}
@@ -117,6 +121,9 @@ func newGcCommand() *cli.Command {
 		Flags: writeFlags(&o.writeOptions, "deleted", graceFlag(&o.grace, "how long a superseded image or an unused layer is kept")),
 		Action: func(c *cli.Context) error {
 			o.out = outputOf(c)
+			if err := expandStore(&o.store, o.platform); err != nil {
+				return err
+			}
 			return runGc(c.Context, *o)
 		},
 	}
