@@ -6,10 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 )
 
 // Server runs the release manager's cvmfs_server. Its commands run to their end even when cargohold
-// is asked to stop: a publish cut off half way is worse than one that finishes.
+// is asked to stop: a publish cut off half way is worse than one that finishes. Each runs in a process
+// group of its own, so that a Ctrl-C in a terminal (SIGINT to the foreground group) reaches cargohold
+// only, not a cvmfs_server half way through an ingest or a publish (which could leave a transaction
+// open); the systemd unit sends SIGTERM to cargohold only (KillMode=mixed) for the same reason.
 type Server struct {
 	Command        string    // the cvmfs_server binary; "": $CVMFS_SERVER, else cvmfs_server from PATH
 	Stdout, Stderr io.Writer // its output; nil: os.Stdout, os.Stderr
@@ -68,6 +72,7 @@ func (s Server) run(stdin io.Reader, args ...string) error {
 	}
 	cmd := exec.Command(command, args...)
 	cmd.Stdin = stdin // nil: /dev/null, so that nothing waits for input in a cron run
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
 	if cmd.Stdout == nil {
 		cmd.Stdout = os.Stdout
