@@ -2,9 +2,7 @@ package cvmfs
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -35,7 +33,7 @@ func applyChanges(shadow, store string, c layout.Changes) error {
 		}
 	}
 	for _, rel := range c.Write {
-		if err := writeEntry(root, shadow, rel); err != nil {
+		if err := layout.CopyEntry(root, filepath.Join(shadow, rel), rel); err != nil {
 			return fmt.Errorf("writing %s: %w", path.Join(store, rel), err)
 		}
 	}
@@ -91,7 +89,7 @@ func fixMeta(root *os.Root, p, rel string, want, have *unix.Stat_t) error {
 		have.Mode = 0 // chown may have cleared setuid: set the mode again
 	}
 	if !symlink && want.Mode != have.Mode {
-		if err := root.Chmod(rel, fileMode(want.Mode)); err != nil {
+		if err := root.Chmod(rel, layout.StatMode(want.Mode)); err != nil {
 			return err
 		}
 	}
@@ -132,86 +130,4 @@ func withParent(root *os.Root, rel string, fn func(target string) error) error {
 		name = "."
 	}
 	return fn(fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), name))
-}
-
-// writeEntry makes rel in root what it is in the shadow: a directory, a file (written beside and
-// renamed into place) or a symlink, with the shadow's owner and mode; whatever else is there goes.
-func writeEntry(root *os.Root, shadow, rel string) error {
-	src := filepath.Join(shadow, rel)
-	var st unix.Stat_t
-	if err := unix.Lstat(src, &st); err != nil {
-		return &os.PathError{Op: "lstat", Path: src, Err: err}
-	}
-	fi, err := root.Lstat(rel)
-	exists := err == nil
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-	if exists && (isDir != fi.IsDir() || fi.Mode()&fs.ModeSymlink != 0) {
-		if err := root.RemoveAll(rel); err != nil {
-			return err
-		}
-		exists = false
-	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFDIR:
-		if !exists {
-			if err := root.Mkdir(rel, 0o700); err != nil {
-				return err
-			}
-		}
-	case unix.S_IFREG:
-		if err := writeFile(root, src, rel); err != nil {
-			return err
-		}
-	case unix.S_IFLNK:
-		target, err := os.Readlink(src)
-		if err != nil {
-			return err
-		}
-		return errors.Join(root.Symlink(target, rel), root.Lchown(rel, int(st.Uid), int(st.Gid)))
-	default:
-		return fmt.Errorf("%s: a store holds no file of type %o outside its layers", src, st.Mode&unix.S_IFMT)
-	}
-	if err := root.Lchown(rel, int(st.Uid), int(st.Gid)); err != nil {
-		return err
-	}
-	return root.Chmod(rel, fileMode(st.Mode))
-}
-
-// writeFile copies src into rel through a temp file beside it.
-func writeFile(root *os.Root, src, rel string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = in.Close() }() // read only
-	tmp := path.Join(path.Dir(rel), ".tmp-cargohold-"+path.Base(rel))
-	out, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = root.Rename(tmp, rel)
-	}
-	if err != nil {
-		_ = root.Remove(tmp) // the error is the one to report
-	}
-	return err
-}
-
-// fileMode converts a stat mode's permission, setuid, setgid and sticky bits.
-func fileMode(mode uint32) fs.FileMode {
-	m := fs.FileMode(mode & 0o777)
-	for bit, fm := range map[uint32]fs.FileMode{unix.S_ISUID: fs.ModeSetuid, unix.S_ISGID: fs.ModeSetgid, unix.S_ISVTX: fs.ModeSticky} {
-		if mode&bit != 0 {
-			m |= fm
-		}
-	}
-	return m
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -56,22 +55,19 @@ func Shadow(dir, published string) error {
 	if f.kind == kindMissing {
 		return nil
 	}
-	return filepath.WalkDir(published, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(published, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = root.Close() }() // a directory handle
+	return walkRel(published, func(p, rel string, e fs.DirEntry) error {
 		switch {
 		case notMirrored(rel):
 			return skip(e)
 		case standsIn(rel):
 			return skip(e, os.Symlink(p, filepath.Join(dir, rel)))
 		}
-		return copyEntry(p, filepath.Join(dir, rel), rel == ".")
+		return CopyEntry(root, p, rel)
 	})
 }
 
@@ -92,6 +88,21 @@ func standsIn(rel string) bool {
 	return ok && strings.HasPrefix(rel, p.layersDir+"/") && idRE.MatchString(id)
 }
 
+// walkRel walks the tree at root as filepath.WalkDir does, giving fn each path with its slash-separated
+// path relative to root ("." for root).
+func walkRel(root string, fn func(p, rel string, e fs.DirEntry) error) error {
+	return filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		return fn(p, filepath.ToSlash(rel), e)
+	})
+}
+
 // skip ends a walk's visit of e: it does not go into a directory. err, if any, is the visit's error.
 func skip(e fs.DirEntry, err ...error) error {
 	if joined := errors.Join(err...); joined != nil {
@@ -101,53 +112,6 @@ func skip(e fs.DirEntry, err ...error) error {
 		return fs.SkipDir
 	}
 	return nil
-}
-
-// copyEntry copies one entry of a store (a directory, regular file or symlink) with its mode and
-// owner; the root exists already and only gets them.
-func copyEntry(src, dst string, root bool) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(src, &st); err != nil {
-		return &os.PathError{Op: "lstat", Path: src, Err: err}
-	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFDIR:
-		if !root {
-			if err := os.Mkdir(dst, 0o700); err != nil {
-				return err
-			}
-		}
-	case unix.S_IFREG:
-		if err := copyFileContent(src, dst); err != nil {
-			return err
-		}
-	case unix.S_IFLNK:
-		target, err := os.Readlink(src)
-		if err != nil {
-			return err
-		}
-		return errors.Join(os.Symlink(target, dst), os.Lchown(dst, int(st.Uid), int(st.Gid)))
-	default:
-		return fmt.Errorf("%s: a store holds no file of type %o outside its layers", src, st.Mode&unix.S_IFMT)
-	}
-	if err := os.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
-		return err
-	}
-	return os.NewSyscallError("chmod", unix.Chmod(dst, st.Mode&0o7777))
-}
-
-func copyFileContent(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = in.Close() }() // read only
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	return errors.Join(err, out.Close())
 }
 
 // Changes is what a publish into a shadow changed, as paths relative to the store.
@@ -220,15 +184,7 @@ func ShadowChanges(dir, published string) (Changes, error) {
 // shadowWrites lists what of the shadow at dir is new or differs from published, outside new layers.
 func shadowWrites(dir, published string, newLayer map[string]bool) ([]string, error) {
 	var writes []string
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
+	err := walkRel(dir, func(p, rel string, e fs.DirEntry) error {
 		pub := filepath.Join(published, rel)
 		if notMirrored(rel) || newLayer[rel] {
 			return skip(e)
@@ -317,15 +273,7 @@ func shadowRemovals(dir, published string, newLayer map[string]bool) ([]string, 
 		return nil, nil
 	}
 	var removals []string
-	err := filepath.WalkDir(published, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(published, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
+	err := walkRel(published, func(p, rel string, e fs.DirEntry) error {
 		if notMirrored(rel) || newLayer[rel] {
 			return skip(e) // a new layer replaces an unrecorded dir of the same name whole
 		}
