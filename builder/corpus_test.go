@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/cargohold/cargohold/internal/testenv"
+	"github.com/cargohold/cargohold/internal/testfs"
 	"github.com/cargohold/cargohold/internal/testimage"
+	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/layout/podmancheck"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/signature"
@@ -85,23 +87,64 @@ func TestCorpusRefusesOnlyWhatStorageLibraryRefuses(t *testing.T) {
 	}
 }
 
+// The corpus in a store that shares file data by reflinks (the default on XFS): corpus-zstd:1 first,
+// whose layers hold the same files as corpus:1's (but for /compression), then corpus:1, every file of
+// which shares its extents with corpus-zstd:1's; its trees must still be the storage library's.
+// (Without device/large: XFS keeps device numbers of at most 14 bits major and 18 bits minor, and
+// refuses that one, to Podman as to cargohold.)
+func TestCorpusOnAReflinkStore(t *testing.T) {
+	testenv.RequireRoot(t)
+	started := time.Now()
+	mnt := testfs.XFS(t, 0)
+	storeDir := filepath.Join(mnt, "store")
+	p := &Publisher{Store: openStoreAt(t, storeDir, layout.Options{}), Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
+	fixtures := map[string]testimage.Fixture{}
+	for _, f := range testimage.CorpusFixtures(fakeBusybox) {
+		for i, l := range f.Image.Layers {
+			f.Image.Layers[i].Entries = slices.DeleteFunc(slices.Clone(l.Entries), func(e testimage.Entry) bool {
+				return e.Header.Name == "device/large"
+			})
+		}
+		fixtures[f.Ref()] = f
+	}
+	first := fixtures["corpus-zstd:1"]
+	dir := filepath.Join(t.TempDir(), first.Name)
+	if _, err := testimage.WriteLayout(dir, first.Tag, first.Image); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, p, "oci:"+dir+":"+first.Tag, "localhost/cargotest/"+first.Ref())
+	// The storage library's store on XFS too: XFS lists a POSIX ACL also as trusted.SGI_ACL_* to root.
+	ref := newReferenceStoreIn(t, mnt)
+	res := compareWithStorageLibraryIn(t, fixtures["corpus:1"], p, storeDir, ref, started)
+	if res.FilesShared < 20 {
+		t.Errorf("corpus:1 shared %d files with corpus-zstd:1, want most of its files", res.FilesShared)
+	}
+	if err := testimage.VerifyStore(storeDir, "overlay"); err != nil {
+		t.Error(err)
+	}
+}
+
 // compareWithStorageLibrary publishes f and pulls it with the storage library, then compares the
 // two stores' layers, diff/ by diff/.
 func compareWithStorageLibrary(t *testing.T, f testimage.Fixture) {
+	started := time.Now()
+	store, storeDir := openStore(t)
+	compareWithStorageLibraryIn(t, f, &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}, storeDir,
+		newReferenceStore(t), started)
+}
+
+// compareWithStorageLibraryIn is compareWithStorageLibrary with p publishing into the store at
+// storeDir, ref pulling, and layer roots made from started on.
+func compareWithStorageLibraryIn(t *testing.T, f testimage.Fixture, p *Publisher, storeDir string, ref libStore, started time.Time) Result {
 	dir := filepath.Join(t.TempDir(), f.Name)
 	if _, err := testimage.WriteLayout(dir, f.Tag, f.Image); err != nil {
 		t.Fatal(err)
 	}
 	src, name := "oci:"+dir+":"+f.Tag, "localhost/cargotest/"+f.Ref()
-	started := time.Now()
-
-	ref := newReferenceStore(t)
 	if err := ref.pull(src, name); err != nil {
 		t.Fatalf("the storage library refuses %s: %v", f.Ref(), err)
 	}
-	store, storeDir := openStore(t)
-	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t)}}
-	mustPublish(t, p, src, name)
+	res := mustPublish(t, p, src, name)
 
 	theirs := ref.layerDirs(t, name)
 	ours := readStore(t, storeDir).layerDirs(t, name)
@@ -118,6 +161,7 @@ func compareWithStorageLibrary(t *testing.T, f testimage.Fixture) {
 			t.Errorf("layer %d (%s) %s", i, f.Image.Layers[i].CreatedBy, d)
 		}
 	}
+	return res
 }
 
 // libStore is a containers-storage store opened with the storage library.
@@ -127,7 +171,13 @@ type libStore struct{ storage.Store }
 // library to pull into.
 func newReferenceStore(t *testing.T) libStore {
 	t.Helper()
-	s, err := storage.GetStore(storage.StoreOptions{RunRoot: t.TempDir(), GraphRoot: t.TempDir(), GraphDriverName: "overlay"})
+	return newReferenceStoreIn(t, t.TempDir())
+}
+
+// newReferenceStoreIn is newReferenceStore with its graph root in dir.
+func newReferenceStoreIn(t *testing.T, dir string) libStore {
+	t.Helper()
+	s, err := storage.GetStore(storage.StoreOptions{RunRoot: t.TempDir(), GraphRoot: filepath.Join(dir, "reference"), GraphDriverName: "overlay"})
 	if err != nil {
 		t.Fatalf("the storage library's overlay driver: %v", err)
 	}

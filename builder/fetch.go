@@ -28,7 +28,8 @@ type layerJob struct {
 	fetched  int64 // compressed bytes read from the source
 	retries  int   // Options.RetryTimes: for the request of the blob (a broken stream is resumed by containers/image)
 	progress progress
-	opaque   []string // the layer's opaque dirs (unpack.Result.OpaqueDirs)
+	opaque   []string      // the layer's opaque dirs (unpack.Result.OpaqueDirs)
+	unpacked unpack.Result // what unpack.Layer said (for unpack.LinkEqualFiles at commit)
 	// Of the images of a run that need this layer, one fetches it (see layerFlights): lead is set
 	// when this job does, wait when another image does and this job waits for it to commit.
 	lead, wait *flight
@@ -48,6 +49,7 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		return err
 	}
 	uopts.Apply = j.staged.AppliesChanges()
+	uopts.Files = j.staged.Files()
 	var blob io.ReadCloser
 	err = retry(ctx, j.retries, "fetching layer "+j.blob.Digest.String(), func() (err error) {
 		blob, _, err = src.GetBlob(ctx, j.blob, none.NoCache)
@@ -108,8 +110,16 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 		GIDs:             result.GIDs,
 	}
 	j.opaque = result.OpaqueDirs
+	j.unpacked = result
 	j.progress.send(LayerDone, counted.n)
 	return nil
+}
+
+// shareByLinks links the layer's files to equal files of the store, in a store that shares file data
+// by hard links (unpack.LinkEqualFiles). Like hideLower, it runs at commit: the layers below must be
+// final, for none of their files may end up sharing an inode with one of this layer's.
+func (j *layerJob) shareByLinks() error {
+	return unpack.LinkEqualFiles(j.staged.DiffDir(), &j.unpacked, j.staged.Files())
 }
 
 // tarBlock is the unit of a tar stream; a tar writer pads an archive with zero blocks after its

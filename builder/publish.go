@@ -43,8 +43,12 @@ type Result struct {
 	Action         Action
 	LayersFetched  int
 	BytesFetched   int64
-	Duration       time.Duration
-	Err            error
+	// FilesShared and BytesShared say how much of the fetched layers' data is shared with files the
+	// store held (layout.Dedup) instead of written again.
+	FilesShared int
+	BytesShared int64
+	Duration    time.Duration
+	Err         error
 	// Warnings are things readers may trip over although the publish succeeded (an image too deep
 	// for Podman 4.x to mount from this store path); the CLI prints each as "warning: ...".
 	Warnings []string
@@ -388,7 +392,11 @@ func (p *Publisher) commit(ctx context.Context, src *source, jobs []*layerJob, u
 			discard(jobs)
 			return err
 		}
-		if err := j.hideLower(); err != nil {
+		err := j.hideLower()
+		if err == nil {
+			err = j.shareByLinks()
+		}
+		if err != nil {
 			discard(jobs)
 			return fmt.Errorf("layer %s: %w", j.blob.Digest, err)
 		}
@@ -400,6 +408,8 @@ func (p *Publisher) commit(ctx context.Context, src *source, jobs []*layerJob, u
 		j.lead.land()
 		res.LayersFetched++
 		res.BytesFetched += j.fetched
+		res.FilesShared += j.unpacked.SharedFiles
+		res.BytesShared += j.unpacked.SharedBytes
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cargohold/cargohold/layout/podmancheck"
 	digest "github.com/opencontainers/go-digest"
@@ -168,10 +169,11 @@ func checkRecords(images []storage.Image, layers []storage.Layer, problem func(s
 
 // Repair makes the safe fixes under the writer lock and returns what it did, besides the leftovers
 // Open already removed (Cleaned): it gives missing permissions (a+rx on dirs, a+r on files, outside
-// the layers' diff dirs, whose modes are the image's) and recreates missing overlay/l/ links of
-// recorded layers from their link files. Everything else Check reports needs a person (or a
-// publish into a new store): Repair never touches layer contents or the metadata. It stops when ctx
-// ends (the error is ctx's cause), keeping what it fixed so far.
+// the layers' diff dirs, whose modes are the image's), recreates missing overlay/l/ links of
+// recorded layers from their link files, and rebuilds the file index (fileindex.go) of every layer
+// whose index is missing or says something else than its tar-split and files. Everything else Check
+// reports needs a person (or a publish into a new store): Repair never touches layer contents or the
+// metadata. It stops when ctx ends (the error is ctx's cause), keeping what it fixed so far.
 func (s *Store) Repair(ctx context.Context) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -185,7 +187,66 @@ func (s *Store) Repair(ctx context.Context) ([]string, error) {
 	if err := s.repairLinks(&done); err != nil {
 		return done, err
 	}
+	if err := s.repairFilesIndex(&done); err != nil {
+		return done, err
+	}
 	return done, nil
+}
+
+// repairFilesIndex rebuilds the file index of each recorded layer, where the store shares file data or
+// has an index already (a store published with dedup off has none, and gets none).
+func (s *Store) repairFilesIndex(done *[]string) error {
+	if _, err := s.root.Lstat(filesDir); errors.Is(err, fs.ErrNotExist) {
+		if sharing, err := s.Sharing(); err != nil || sharing == ShareNone {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if err := s.mkdir(filesDir); err != nil {
+		return err
+	}
+	for _, l := range s.layers {
+		entries, err := s.buildLayerFiles(l.ID)
+		if err != nil {
+			continue // a missing or broken tar-split: Check reports it
+		}
+		want := encodeFilesIndex(entries)
+		if data, err := s.root.ReadFile(filesIndexPath(l.ID)); err == nil {
+			if have, err := parseFilesIndex(data); err == nil && slices.Equal(have, entries) {
+				continue
+			}
+		}
+		if err := s.writeFileAtomic(filesIndexPath(l.ID), want); err != nil {
+			return fmt.Errorf("layer %s: writing its file index: %w", l.ID, err)
+		}
+		*done = append(*done, fmt.Sprintf("%s: rebuilt the file index of layer %s", filesIndexPath(l.ID), l.ID))
+	}
+	s.dropFileIndex()
+	return nil
+}
+
+// RepairDir opens the existing store at dir for writing (never creating one; waiting for the writer
+// lock as lock says), makes Repair's fixes and closes it. It returns everything it did: the leftovers
+// Open removed (Cleaned), then Repair's fixes.
+func RepairDir(ctx context.Context, dir string, lock LockOptions) ([]string, error) {
+	s, err := OpenWithOptions(ctx, dir, Options{Lock: lock})
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", dir, err)
+	}
+	var repaired []string
+	for _, l := range s.Cleaned() {
+		repaired = append(repaired, "removed "+l.String())
+	}
+	done, err := s.Repair(ctx)
+	repaired = append(repaired, done...)
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repairing store %s: %w", s.Dir(), err)
+	}
+	return repaired, nil
 }
 
 // repairModes gives the store's own files the modes readers need. It looks only at the paths the store

@@ -24,8 +24,9 @@ const (
 // ParseDriver checks a driver name as given on the command line or in a recipe ("" is overlay).
 func ParseDriver(name string) (Driver, error) { return driver.Parse(name) }
 
-// ErrWrongDriver is returned by OpenWithOptions for a store of another driver than the one asked for.
-var ErrWrongDriver = errors.New("the store has another driver")
+// ErrWrongDriver is returned by OpenWithOptions for a store of another driver than the one asked for
+// (driver.ErrWrongDriver: storageconf refuses such a registration with it too).
+var ErrWrongDriver = driver.ErrWrongDriver
 
 func wrongDriver(dir string, have, want Driver) error {
 	return fmt.Errorf("%w: %s is a %s store, not %s: publish with --driver %s, or use another directory for a %s store",

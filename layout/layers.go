@@ -83,8 +83,11 @@ type StagedLayer struct {
 	tsGzip *gzip.Writer
 	tsErr  error // first error writing the tar-split
 
-	mu   sync.Mutex
-	done bool // committed or discarded
+	files *LayerFiles // nil when the store shares no file data
+
+	mu          sync.Mutex
+	done        bool   // committed or discarded
+	committedAs string // the layer ID, once its dir is in place (where the file index finds its files)
 }
 
 // StageLayer creates a staging dir for one layer on top of parent ("" for a base layer). Its DiffDir
@@ -131,12 +134,21 @@ func (s *Store) StageLayer(parent string) (_ *StagedLayer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := l.openLayerFiles(); err != nil {
+		return nil, fmt.Errorf("creating staging dir: %w", err)
+	}
 	faultpoint.Hit("layer-staged")
 	return l, nil
 }
 
 func (l *StagedLayer) layerDir() string     { return path.Join(l.stage, "layer") }
 func (l *StagedLayer) tarSplitFile() string { return path.Join(l.stage, "tar-split.gz") }
+func (l *StagedLayer) filesFile() string    { return path.Join(l.stage, stagedFilesName) }
+
+// Files is how the unpacker shares file data with the files the store already holds, and records the
+// layer's own files for the ones after it; nil when the store shares no data (Dedup off, or auto on a
+// filesystem without reflinks).
+func (l *StagedLayer) Files() *LayerFiles { return l.files }
 
 // AppliesChanges says how the unpacker writes this layer: true when DiffDir holds the parent's tree
 // and the layer's changes are applied to it (vfs: whiteouts delete), false when DiffDir gets the
@@ -230,6 +242,9 @@ func (l *StagedLayer) discardLocked() error {
 	if l.tsFile != nil {
 		_ = l.tsFile.Close() // discarded with the staging dir
 		l.tsFile, l.tsGzip, l.tsBuf = nil, nil, nil
+	}
+	if l.files != nil {
+		_ = l.files.finish(false) // discarded with the staging dir
 	}
 	l.s.mu.Lock() // keeps Close from closing the root meanwhile
 	defer l.s.mu.Unlock()
@@ -420,6 +435,11 @@ func (s *Store) prepare(r *commitRequest) error {
 	if err := r.l.finishTarSplit(); err != nil {
 		return fmt.Errorf("layer %s: %w", id, err)
 	}
+	if r.l.files != nil {
+		if err := r.l.files.finish(true); err != nil {
+			return fmt.Errorf("layer %s: %w", id, err)
+		}
+	}
 	if s.paths.linkDir == "" {
 		return nil
 	}
@@ -453,6 +473,9 @@ func (s *Store) moveGroup(placing []*commitRequest) []*commitRequest {
 	if s.paths.linkDir != "" {
 		synced = append(synced, s.paths.linkDir)
 	}
+	if slices.ContainsFunc(placed, func(r *commitRequest) bool { return r.l.files != nil }) {
+		synced = append(synced, filesDir)
+	}
 	for _, dir := range synced {
 		if err := s.syncDir(dir); err != nil {
 			for _, r := range placed {
@@ -476,11 +499,18 @@ func (s *Store) move(r *commitRequest) error {
 	if err := s.root.Rename(r.l.layerDir(), s.paths.layerDir(id)); err != nil {
 		return fmt.Errorf("layer %s: %w", id, err)
 	}
+	r.l.committedAs = id // where the file index finds the layer's files from now on (the caller holds l.mu)
 	faultpoint.Hit("layer-renamed")
 	if err := s.root.Rename(r.l.tarSplitFile(), path.Join(s.paths.layersDir, id+tarSplitSuffix)); err != nil {
 		return fmt.Errorf("layer %s: %w", id, err)
 	}
 	faultpoint.Hit("layer-tarsplit-moved")
+	if r.l.files != nil {
+		if err := s.root.Rename(r.l.filesFile(), filesIndexPath(id)); err != nil {
+			return fmt.Errorf("layer %s: %w", id, err)
+		}
+		faultpoint.Hit("layer-files-moved")
+	}
 	if r.link != "" {
 		if err := s.root.Symlink(linkTarget(id), path.Join(s.paths.linkDir, r.link)); err != nil {
 			return fmt.Errorf("layer %s: %w", id, err)

@@ -31,22 +31,24 @@ type Leftover struct {
 type leftoverKind int
 
 const (
-	leftoverStaging   leftoverKind = iota // a staging dir
-	leftoverTemp                          // a temp file of an atomic write
-	leftoverLayerDir                      // a layer dir not in layers.json
-	leftoverTarSplit                      // a tar-split of a layer not in layers.json
-	leftoverLink                          // an l/ link not leading to a recorded layer
-	leftoverImageData                     // a big-data dir of an image not in images.json
+	leftoverStaging    leftoverKind = iota // a staging dir
+	leftoverTemp                           // a temp file of an atomic write
+	leftoverLayerDir                       // a layer dir not in layers.json
+	leftoverTarSplit                       // a tar-split of a layer not in layers.json
+	leftoverLink                           // an l/ link not leading to a recorded layer
+	leftoverImageData                      // a big-data dir of an image not in images.json
+	leftoverFilesIndex                     // a file index of a layer not in layers.json
 )
 
 func (k leftoverKind) String() string {
 	return [...]string{
-		leftoverStaging:   "staging dir",
-		leftoverTemp:      "temp file",
-		leftoverLayerDir:  "layer dir not in layers.json",
-		leftoverTarSplit:  "tar-split of a layer not in layers.json",
-		leftoverLink:      "l/ link not leading to a recorded layer",
-		leftoverImageData: "big-data dir of an image not in images.json",
+		leftoverStaging:    "staging dir",
+		leftoverTemp:       "temp file",
+		leftoverLayerDir:   "layer dir not in layers.json",
+		leftoverTarSplit:   "tar-split of a layer not in layers.json",
+		leftoverLink:       "l/ link not leading to a recorded layer",
+		leftoverImageData:  "big-data dir of an image not in images.json",
+		leftoverFilesIndex: "file index of a layer not in layers.json",
 	}[k]
 }
 
@@ -76,7 +78,7 @@ func findLeftovers(fsys fs.FS, p storePaths, layers []storage.Layer, images []st
 	for _, img := range images {
 		f.recordedImage[img.ID] = true
 	}
-	for _, find := range []func() error{f.staging, f.imagesAndTemps, f.layerDirs, f.tarSplits, f.links} {
+	for _, find := range []func() error{f.staging, f.imagesAndTemps, f.layerDirs, f.tarSplits, f.links, f.filesIndexes} {
 		if err := find(); err != nil {
 			return nil, err
 		}
@@ -94,7 +96,7 @@ func (f *leftoverFinder) staging() error {
 
 // imagesAndTemps finds big-data dirs of unrecorded images, and temp files wherever atomic writes go.
 func (f *leftoverFinder) imagesAndTemps() error {
-	tempDirs := []string{f.p.layersDir, f.p.imagesDir, privateDir}
+	tempDirs := []string{f.p.layersDir, f.p.imagesDir, privateDir, filesDir}
 	entries, err := readDirIfExists(f.fsys, f.p.imagesDir)
 	if err != nil {
 		return err
@@ -137,6 +139,16 @@ func (f *leftoverFinder) tarSplits() error {
 	for _, e := range entries {
 		if id, ok := strings.CutSuffix(e.Name(), tarSplitSuffix); ok && idRE.MatchString(id) && !f.recordedLayer[id] {
 			f.add(path.Join(f.p.layersDir, e.Name()), leftoverTarSplit)
+		}
+	}
+	return err
+}
+
+func (f *leftoverFinder) filesIndexes() error {
+	entries, err := readDirIfExists(f.fsys, filesDir)
+	for _, e := range entries {
+		if id, ok := strings.CutSuffix(e.Name(), filesSuffix); ok && idRE.MatchString(id) && !f.recordedLayer[id] {
+			f.add(path.Join(filesDir, e.Name()), leftoverFilesIndex)
 		}
 	}
 	return err

@@ -122,7 +122,7 @@ type GCReport struct {
 // GC removes superseded images whose grace period has passed and images without names, deletes
 // layers that no image uses and that have been unused for at least grace (a superseded image's layers
 // count as unused since it was superseded), and starts the grace period of layers found unused for
-// the first time. With dryRun nothing is written. It stops when ctx ends (the error is ctx's cause):
+// the first time, and records grace in the store for readers (Snapshot.Grace). With dryRun nothing is written. It stops when ctx ends (the error is ctx's cause):
 // at the start, or between two layers whose files it deletes (layers.json no longer records them, so
 // the next writer's Open removes the rest as leftovers).
 func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryRun bool) (GCReport, error) {
@@ -172,6 +172,9 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 	if dryRun {
 		return report, nil
 	}
+	if err := s.recordGrace(grace); err != nil { // for readers: when gc may remove what it kept (Snapshot.Grace)
+		return report, err
+	}
 
 	// layers.json first: once a layer is not recorded, no reader will mount it; its files go after.
 	if len(doomed) > 0 {
@@ -182,6 +185,7 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 			return report, err
 		}
 		s.layers = layers
+		s.dropFileIndex() // the files of these layers go
 	}
 	if err := s.writeReleased(newReleased); err != nil {
 		return report, err
@@ -243,8 +247,13 @@ func usedLayers(images []storage.Image, layers []storage.Layer) map[string]bool 
 	return used
 }
 
-// removeLayerFiles removes a layer no longer in layers.json: its l/ symlink, its tar-split and its dir.
+// removeLayerFiles removes a layer no longer in layers.json: its file index, its l/ symlink, its
+// tar-split and its dir. Only the layer's names go: an inode it shares with another layer (a hard link,
+// ShareHardlink) keeps that layer's name, and shared extents (reflinks) stay as long as a file uses them.
 func (s *Store) removeLayerFiles(id string) error {
+	if err := s.root.Remove(filesIndexPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	if lpath, ok := s.linkOf(id); ok {
 		if err := s.root.Remove(lpath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err

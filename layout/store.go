@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
@@ -70,6 +71,15 @@ type Store struct {
 	closed     bool
 
 	cleaned []Leftover // what Open removed (Cleaned)
+
+	// Shared file data (dedup.go, fileindex.go): how, found on first use, and the file index.
+	sharingOnce  sync.Once
+	sharingKnown atomic.Bool // sharing and sharingErr are set
+	sharing      Sharing
+	sharingErr   error
+	filesMu      sync.Mutex
+	files        *fileIndex // nil until a publish needs it, and again after gc
+	rootDir      *os.File   // the store root, for openat2 beneath it (the file index)
 
 	now func() time.Time // the clock of superseded marks (tests set their own); nil: time.Now
 
@@ -320,6 +330,10 @@ func (s *Store) release() error {
 		_ = f.Close() // directory handles: nothing to flush
 	}
 	s.lockDirs = nil
+	if s.rootDir != nil {
+		_ = s.rootDir.Close() // a directory handle: nothing to flush
+		s.rootDir = nil
+	}
 	return s.root.Close()
 }
 
@@ -366,6 +380,16 @@ func (s *Store) Layer(id string) (storage.Layer, bool) {
 		return copyLayer(s.layers[i]), true
 	}
 	return storage.Layer{}, false
+}
+
+// LayerDiffDir is where a committed layer's files are (overlay/<id>/diff, vfs/dir/<id>; an absolute
+// path), for tests and tools that look at the files themselves; ok is false if layers.json does not
+// record the layer.
+func (s *Store) LayerDiffDir(id string) (dir string, ok bool) {
+	if !s.HasLayer(id) {
+		return "", false
+	}
+	return s.path(path.Join(s.paths.layerDir(id), s.paths.diffInLayer())), true
 }
 
 // Image returns the images.json record of an image by ID (config digest hex).

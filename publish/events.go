@@ -128,6 +128,7 @@ func (e HookFailed) StoreDir() string       { return e.Store }
 type Report struct {
 	Store  string           `json:"store"`
 	Driver string           `json:"driver"` // overlay or vfs
+	Dedup  string           `json:"dedup"`  // how equal files share data: off, reflink, hardlink; auto if no layer was staged
 	Images []ImageReport    `json:"images"`
 	Failed int              `json:"failed"`
 	Extra  []string         `json:"extra,omitempty"`  // names in the store the recipe does not list (not pruned)
@@ -143,6 +144,8 @@ type ImageReport struct {
 	Action        string   `json:"action"`
 	LayersFetched int      `json:"layers_fetched"`
 	BytesFetched  int64    `json:"bytes_fetched"`
+	FilesShared   int      `json:"files_shared"`
+	BytesShared   int64    `json:"bytes_shared"`
 	Seconds       float64  `json:"seconds"`
 	Error         string   `json:"error,omitempty"`
 	Warnings      []string `json:"warnings,omitempty"`
@@ -152,7 +155,8 @@ type ImageReport struct {
 func (r *Report) add(res builder.Result) {
 	ir := ImageReport{Reference: res.Ref, Names: res.Names, ID: res.ImageID, Digest: res.ManifestDigest.String(),
 		Action: string(res.Action), LayersFetched: res.LayersFetched, BytesFetched: res.BytesFetched,
-		Seconds: res.Duration.Seconds(), Warnings: res.Warnings, Retries: res.Retries}
+		FilesShared: res.FilesShared, BytesShared: res.BytesShared, Seconds: res.Duration.Seconds(), Warnings: res.Warnings,
+		Retries: res.Retries}
 	if ir.Names == nil {
 		ir.Names = []string{}
 	}

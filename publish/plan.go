@@ -47,8 +47,8 @@ type Input struct {
 
 // Overrides are the flags that override the recipe's [publish] keys of the same name.
 type Overrides struct {
-	Before, After, OnFailure, CVMFSRepo, Hardlinks, Driver *string
-	CVMFS, CVMFSCatalogs                                   *bool
+	Before, After, OnFailure, CVMFSRepo, Hardlinks, Driver, Dedup *string
+	CVMFS, CVMFSCatalogs                                          *bool
 }
 
 // Plan is a checked run: the stores in the order they are first named, each with its images, and

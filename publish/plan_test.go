@@ -196,9 +196,40 @@ ref = "alpine"`)
 	if s.Hooks.Values.Repo != "sw.example.org" || s.Hooks.Before == "" || s.Hooks.After != "cvmfs_server publish {repo}" {
 		t.Errorf("hooks %+v", s.Hooks)
 	}
-	want := layout.Options{CatalogMarkers: true, Driver: layout.VFS, Create: true}
+	want := layout.Options{CatalogMarkers: true, Driver: layout.VFS, Create: true, Dedup: layout.DedupAuto}
 	if !reflect.DeepEqual(s.Options, want) || !s.CopyHardlinksAcrossDirs {
 		t.Errorf("options %+v (copy links %v), want %+v and copies", s.Options, s.CopyHardlinksAcrossDirs, want)
+	}
+}
+
+func TestDedupSetting(t *testing.T) {
+	for _, tc := range []struct {
+		name, recipe string
+		flag         *string
+		want         layout.Dedup
+		error        string
+	}{
+		{name: "default", want: layout.DedupAuto},
+		{name: "recipe", recipe: `dedup = "hardlink"`, want: layout.DedupHardlink},
+		{name: "flag over recipe", recipe: `dedup = "hardlink"`, flag: ptr("off"), want: layout.DedupOff},
+		{name: "bad value", flag: ptr("reflink"), error: `dedup "reflink": want auto, off or hardlink`},
+		{name: "hard links and CVMFS copies", recipe: `hardlinks = "copy-across-dirs"`, flag: ptr("hardlink"),
+			error: `dedup = "hardlink" links files across layers, but hardlinks = "copy-across-dirs"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mustRecipe(t, "store = \"/srv/images\"\n[publish]\n"+tc.recipe+"\n[[image]]\nref = \"alpine\"")
+			p, err := New(Input{Recipe: r, Overrides: Overrides{Dedup: tc.flag}})
+			switch {
+			case tc.error != "":
+				if err == nil || !strings.Contains(err.Error(), tc.error) {
+					t.Errorf("err = %v, want one saying %q", err, tc.error)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case p.Stores[0].Options.Dedup != tc.want:
+				t.Errorf("dedup %q, want %q", p.Stores[0].Options.Dedup, tc.want)
+			}
+		})
 	}
 }
 

@@ -121,7 +121,12 @@ func (r *run) images(ctx context.Context, store *layout.Store, s Store) (*Report
 	p := builder.Publisher{Store: store, Jobs: r.plan.Jobs, ImageJobs: r.plan.ImageJobs, CopyHardlinksAcrossDirs: s.CopyHardlinksAcrossDirs,
 		Progress: func(e builder.ProgressEvent) { r.obs.send(LayerProgress{Store: s.Dir, ProgressEvent: e}) },
 		OnRetry:  func(ref, msg string) { r.obs.send(ImageRetrying{Store: s.Dir, Ref: ref, Message: msg}) }}
-	report := &Report{Store: store.Dir(), Driver: string(store.Driver()), Images: []ImageReport{}}
+	report := &Report{Store: store.Dir(), Driver: string(store.Driver()), Dedup: string(layout.DedupAuto), Images: []ImageReport{}}
+	defer func() {
+		if sharing, ok := store.SharingIfKnown(); ok {
+			report.Dedup = sharing.String()
+		}
+	}()
 	for _, req := range s.Requests {
 		r.obs.send(ImageStarted{Store: s.Dir, Ref: req.Ref})
 	}

@@ -16,7 +16,7 @@ func (o Overrides) apply(p recipe.Publish) recipe.Publish {
 		flag *string
 		key  *string
 	}{{o.Before, &p.Before}, {o.After, &p.After}, {o.OnFailure, &p.OnFailure}, {o.CVMFSRepo, &p.CVMFSRepo},
-		{o.Hardlinks, &p.Hardlinks}, {o.Driver, &p.Driver}} {
+		{o.Hardlinks, &p.Hardlinks}, {o.Driver, &p.Driver}, {o.Dedup, &p.Dedup}} {
 		if f.flag != nil {
 			*f.key = *f.flag
 		}
@@ -43,6 +43,14 @@ func setUp(dir string, settings recipe.Publish, hookDir string) (Store, error) {
 			return Store{}, err
 		}
 	}
+	dedup, err := layout.ParseDedup(settings.Dedup)
+	if err != nil {
+		return Store{}, err
+	}
+	if dedup == layout.DedupHardlink && copyLinks {
+		return Store{}, fmt.Errorf("dedup = %q links files across layers, but hardlinks = %q copies every hard link across directories: choose one",
+			layout.DedupHardlink, recipe.HardlinksCopyAcrossDirs)
+	}
 	repo, err := cvmfs.ResolveRepo(dir, settings.CVMFSRepo)
 	if err != nil {
 		return Store{}, err
@@ -51,7 +59,7 @@ func setUp(dir string, settings recipe.Publish, hookDir string) (Store, error) {
 		Dir: dir,
 		Hooks: hooks.Set{Before: settings.Before, After: settings.After, OnFailure: settings.OnFailure,
 			Values: hooks.Values{Store: dir, Repo: repo}, Dir: hookDir},
-		Options:                 layout.Options{CatalogMarkers: settings.CVMFSCatalogs, Driver: driver, Create: true},
+		Options:                 layout.Options{CatalogMarkers: settings.CVMFSCatalogs, Driver: driver, Create: true, Dedup: dedup},
 		CopyHardlinksAcrossDirs: copyLinks,
 	}
 	if err := s.Hooks.Validate(); err != nil {

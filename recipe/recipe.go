@@ -21,6 +21,7 @@
 //	on-failure = "..."
 //	hardlinks = "keep"               # the default; or "copy-across-dirs"
 //	driver = "vfs"                   # a new store's driver: overlay (the default) or vfs
+//	dedup = "hardlink"               # shared file data: auto (the default), off or hardlink
 //
 // Relative paths (store, authfile) are relative to the recipe file's directory; hooks run there.
 //
@@ -78,6 +79,9 @@ type Publish struct {
 	// layer, no whiteouts on disk: for vfs nodes). An existing store keeps its driver; naming another
 	// is an error.
 	Driver string `toml:"driver"`
+	// Dedup says whether equal files of the store's layers share their data: "auto" ("" means the
+	// same: reflinks where the filesystem has them), "off", or "hardlink" (layout.ParseDedup).
+	Dedup string `toml:"dedup"`
 }
 
 // Values of [publish] hardlinks.

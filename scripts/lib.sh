@@ -121,9 +121,12 @@ setup_work() {
 # VCS stamp; apache2-utils: htpasswd for the registry that requires a login; systemd:
 # systemd-analyze for scripts/e2e-cvmfs (a minimal Debian may lack it); debootstrap:
 # the newer Podman versions scripts/e2e-matrix runs (scripts/lib-podman.sh); time: /usr/bin/time for scripts/bench*;
-# openssl: the self-signed certificate of scripts/e2e-registry's HTTPS registry.
+# openssl: the self-signed certificate of scripts/e2e-registry's HTTPS registry; xfsprogs and e2fsprogs: the
+# loop-mounted XFS (with reflinks) and ext4 of the shared-file-data tests (internal/testfs, scripts/e2e-dedup,
+# scripts/bench-nightly).
 DEB_PACKAGES=(podman skopeo buildah docker-registry fuse-overlayfs runc catatonit uidmap
-	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates openssl unzip git apache2-utils systemd shellcheck debootstrap time)
+	busybox-static attr libcap2-bin jq pigz zstd curl ca-certificates openssl unzip git apache2-utils systemd shellcheck debootstrap time
+	xfsprogs e2fsprogs)
 
 # GOLANGCI_LINT_VERSION: the linter scripts/test runs (configured by .golangci.yml).
 GOLANGCI_LINT_VERSION=v2.15.0

@@ -35,6 +35,9 @@ type tree struct {
 	cacheDir   string // relative path whose handle cacheFd is
 	cacheFd    int    // -1 when empty
 	cacheValid bool   // false after anything was removed: cacheDir might now resolve elsewhere
+	cacheReal  string // where cacheFd really is, relative to the root (realPath), if cacheHasReal
+	// cacheHasReal says that cacheReal is known.
+	cacheHasReal bool
 
 	// chownImplicitDirs makes implicit parent directories root:root, as archive.Unpack (the
 	// overlay driver) does; archive.UnpackLayer (vfs) keeps the group a setgid parent passes down.
@@ -127,7 +130,23 @@ func (t *tree) dropCache() {
 	if t.cacheFd >= 0 {
 		closeFd(t.cacheFd)
 	}
-	t.cacheDir, t.cacheFd, t.cacheValid = "", -1, false
+	t.cacheDir, t.cacheFd, t.cacheValid, t.cacheHasReal = "", -1, false, false
+}
+
+// realPath is inRootPath of a handle parent or lookupDir returned, remembered for the cached one:
+// where the directory is, through no symlink.
+func (t *tree) realPath(fd int) (string, error) {
+	if fd == t.rootFd {
+		return "", nil
+	}
+	if fd == t.cacheFd && t.cacheHasReal {
+		return t.cacheReal, nil
+	}
+	real, err := t.inRootPath(fd)
+	if err == nil && fd == t.cacheFd {
+		t.cacheReal, t.cacheHasReal = real, true
+	}
+	return real, err
 }
 
 // mkdirAll creates the missing directories of dir (see mkdirIn for their mode and owner) and returns an O_PATH handle of it. Each prefix is resolved inside the root, so symlinks among

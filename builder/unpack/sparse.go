@@ -2,6 +2,7 @@ package unpack
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,42 +30,65 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return
 func writeBody(fd int, r io.Reader, size int64) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	buf := *bp
+	w := bodyWriter{fd: fd}
+	return w.fill(r, size, *bp)
+}
 
-	var off, written int64 // written: end of the last data actually written
-	for off < size {
-		chunk := buf[:min(int64(len(buf)), size-off)]
+// bodyWriter writes a file's data at increasing offsets, leaving aligned all-zero blocks as holes.
+type bodyWriter struct {
+	fd  int
+	off int64 // how much of the file is done (written, skipped as a hole, or shared)
+	end int64 // the end of the last data actually in the file
+}
+
+// fill reads the file's data from r up to size, through buf, and gives the file its size.
+func (w *bodyWriter) fill(r io.Reader, size int64, buf []byte) error {
+	for w.off < size {
+		chunk := buf[:min(int64(len(buf)), size-w.off)]
 		if _, err := io.ReadFull(r, chunk); err != nil {
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return fmt.Errorf("the layer stream ends inside this file: %w", io.ErrUnexpectedEOF)
-			}
+			return bodyReadError(err)
+		}
+		if err := w.write(chunk); err != nil {
 			return err
 		}
-		// Write each run of non-zero blocks with one pwrite.
-		for start := 0; start < len(chunk); {
-			end := min(start+holeBlock, len(chunk))
-			if isZero(chunk[start:end]) {
-				start = end
-				continue
-			}
-			for end < len(chunk) {
-				next := min(end+holeBlock, len(chunk))
-				if isZero(chunk[end:next]) {
-					break
-				}
-				end = next
-			}
-			if err := pwriteAll(fd, chunk[start:end], off+int64(start)); err != nil {
-				return err
-			}
-			written = off + int64(end)
+	}
+	if w.end < size {
+		return os.NewSyscallError("ftruncate", unix.Ftruncate(w.fd, size))
+	}
+	return nil
+}
+
+// bodyReadError says what a short read of a file's data means.
+func bodyReadError(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("the layer stream ends inside this file: %w", io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// write puts chunk at the current offset: each run of non-zero blocks with one pwrite. Chunks start
+// at multiples of holeBlock (every chunk but the last is a multiple of it long).
+func (w *bodyWriter) write(chunk []byte) error {
+	for start := 0; start < len(chunk); {
+		end := min(start+holeBlock, len(chunk))
+		if isZero(chunk[start:end]) {
 			start = end
+			continue
 		}
-		off += int64(len(chunk))
+		for end < len(chunk) {
+			next := min(end+holeBlock, len(chunk))
+			if isZero(chunk[end:next]) {
+				break
+			}
+			end = next
+		}
+		if err := pwriteAll(w.fd, chunk[start:end], w.off+int64(start)); err != nil {
+			return err
+		}
+		w.end = w.off + int64(end)
+		start = end
 	}
-	if written < size {
-		return os.NewSyscallError("ftruncate", unix.Ftruncate(fd, size))
-	}
+	w.off += int64(len(chunk))
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cargohold/cargohold/internal/ctxio"
+	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	tstar "github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/storage"
@@ -42,6 +43,9 @@ type Options struct {
 	// the target (content, owner, mode, xattrs, times), for stores on CVMFS, which keeps hard links
 	// only within one directory. Links within one directory stay links.
 	CopyHardlinksAcrossDirs bool
+	// Files, if set, shares the data of the layer's files with equal files the store already holds,
+	// and learns about the layer's files (share.go; nil or layout.ShareNone: every file is written).
+	Files *layout.LayerFiles
 }
 
 // Result is what the caller records about the layer.
@@ -53,6 +57,12 @@ type Result struct {
 	// OpaqueDirs are the directories the layer marked opaque (paths relative to the root, "." for
 	// the root itself), for HideLower once the layers below are final. None in Apply mode.
 	OpaqueDirs []string
+	// SharedFiles and SharedBytes say how much data the layer shares with files the store held
+	// (Options.Files) instead of holding it twice.
+	SharedFiles int
+	SharedBytes int64
+
+	written []*written // regular files, for LinkEqualFiles (hard links)
 
 	digestState []byte // the sha256 state after the last byte, for DiffIDWithZeros
 }
@@ -95,7 +105,14 @@ func Layer(ctx context.Context, tarStream io.Reader, root string, tarSplit io.Wr
 	}
 	defer t.close()
 	t.chownImplicitDirs = !opts.Apply
+	if opts.Files != nil && opts.Files.Sharing() == layout.ShareNone {
+		opts.Files = nil
+	}
+	if opts.Files != nil && opts.Files.Sharing() == layout.ShareHardlink && opts.CopyHardlinksAcrossDirs {
+		return Result{}, errors.New("hard links across layers (dedup hardlink) cannot be combined with copying hard links across directories (for CVMFS)")
+	}
 	x := &extractor{
+		files:               opts.Files,
 		tree:                t,
 		apply:               opts.Apply,
 		maxSize:             opts.MaxSize,
@@ -117,6 +134,9 @@ func Layer(ctx context.Context, tarStream io.Reader, root string, tarSplit io.Wr
 	counter := ioutils.NewWriteCounter(digester.Hash())
 	metadata := bufio.NewWriterSize(tarSplit, 32<<10)
 	err = x.extract(io.TeeReader(in, counter), storage.NewJSONPacker(metadata))
+	if serr := x.settle(); err == nil { // every file finished, even when the layer failed
+		err = serr
+	}
 	if opts.MaxSize > 0 && counter.Count > opts.MaxSize {
 		// Whatever the cut-off stream made the tar reader say, the cause is the limit.
 		return Result{}, fmt.Errorf("%w: more than %d uncompressed bytes", ErrTooLarge, opts.MaxSize)
@@ -148,6 +168,10 @@ func Layer(ctx context.Context, tarStream io.Reader, root string, tarSplit io.Wr
 		GIDs:        slices.Sorted(maps.Keys(x.gids)),
 
 		OpaqueDirs: slices.Compact(slices.Sorted(slices.Values(x.opaqueDirs))),
+
+		SharedFiles: x.shared.files,
+		SharedBytes: x.shared.bytes,
+		written:     x.written,
 	}, nil
 }
 
@@ -165,6 +189,11 @@ type extractor struct {
 	dirTimes   map[string][2]unix.Timespec
 	uids, gids map[uint32]struct{}
 	opaqueDirs []string // see Result.OpaqueDirs
+
+	files   *layout.LayerFiles // see Options.Files; nil: no sharing
+	written []*written         // regular files for the hard-link pass (links.go)
+	pending pendingFiles       // small files being shared on other goroutines (share.go)
+	shared  shareStats         // (under pending.mu)
 }
 
 // extract applies every entry of the tar stream r and records the stream with p (see tarsplit.go),
@@ -237,7 +266,7 @@ func splitName(name string) (dir, base string) {
 }
 
 // entry applies one tar entry; name is its cleaned path relative to the root, r its body.
-func (x *extractor) entry(hdr *tar.Header, name string, r io.Reader) error {
+func (x *extractor) entry(hdr *tar.Header, name string, r *entryBody) error {
 	// Owners are logged as containers/storage does: every header except whiteouts, even pax
 	// global headers, so that layers.json matches what Podman would record.
 	if !strings.HasPrefix(path.Base(hdr.Name), archive.WhiteoutPrefix) {
@@ -311,6 +340,9 @@ func (x *extractor) create(parent int, name, base, op string, mk func() error) e
 
 // remove deletes name (recursively) and everything the extractor remembers about what was there.
 func (x *extractor) remove(parent int, name, base string) error {
+	if err := x.settle(); err != nil { // a file under way may be what goes
+		return err
+	}
 	x.invalidate()
 	clear(x.copies) // an earlier copy may be what goes; its inode number may come back
 	delete(x.dirTimes, name)
@@ -325,7 +357,7 @@ func (x *extractor) remove(parent int, name, base string) error {
 	return nil
 }
 
-func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, r io.Reader) error {
+func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, body *entryBody) error {
 	fd := -1
 	err := x.create(parent, name, base, "openat", func() (err error) {
 		fd, err = unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -334,21 +366,41 @@ func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, r io
 	if err != nil {
 		return err
 	}
-	// Body first: writing clears setuid bits and capabilities, chown clears them too.
-	err = writeBody(fd, r, hdr.Size)
+	// Body first: writing (and cloning) clears setuid bits and capabilities, chown clears them too.
+	var key layout.FileKey
+	reflinks := x.files != nil && x.files.Sharing() == layout.ShareReflink
+	switch {
+	case reflinks && hdr.Size > 0 && hdr.Size <= layout.KeyPrefix:
+		return x.shareSmall(fd, parent, base, hdr, body) // finishes the file, maybe on another goroutine
+	case reflinks && hdr.Size > 0:
+		key, err = x.cloneOrWrite(fd, body, hdr.Size)
+	default:
+		err = writeBody(fd, body, hdr.Size)
+	}
 	if err == nil {
 		err = setOwnerModeFd(fd, hdr)
 	}
 	if err == nil {
 		err = setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
 	}
+	var st unix.Stat_t
+	if err == nil && x.files != nil {
+		err = os.NewSyscallError("fstat", unix.Fstat(fd, &st))
+	}
 	if cerr := unix.Close(fd); err == nil {
 		err = os.NewSyscallError("close", cerr)
 	}
-	if err != nil {
+	if err == nil {
+		err = setTimesAt(parent, base, hdr)
+	}
+	if err != nil || x.files == nil || hdr.Size == 0 {
 		return err
 	}
-	return setTimesAt(parent, base, hdr)
+	if x.files.Sharing() == layout.ShareHardlink {
+		return x.keepForLinks(parent, base, st.Ino, hdr.Size, body.crc)
+	}
+	key.Meta = headerMeta(hdr).Key()
+	return x.keepRealName(parent, base, key)
 }
 
 func (x *extractor) directory(parent int, name, base string, hdr *tar.Header) error {
@@ -422,6 +474,9 @@ func (x *extractor) dirMeta(fd int, name string, hdr *tar.Header) error {
 }
 
 func (x *extractor) hardlink(parent int, name, base string, hdr *tar.Header) error {
+	if err := x.settle(); err != nil { // its target may be under way
+		return err
+	}
 	target, ok := cleanName(hdr.Linkname)
 	if !ok {
 		return fmt.Errorf("hardlink points to %q, which escapes the layer directory", hdr.Linkname)
@@ -482,7 +537,10 @@ func (x *extractor) hardlink(parent int, name, base string, hdr *tar.Header) err
 			return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
 		}
 	}
-	return setMetaAt(parent, base, hdr, symlink)
+	if err := setMetaAt(parent, base, hdr, symlink); err != nil {
+		return err
+	}
+	return x.keepLink(parent, base, &st)
 }
 
 // node creates a device node or FIFO.
@@ -515,6 +573,9 @@ func (x *extractor) node(parent int, name, base string, hdr *tar.Header) error {
 // whiteout handles the OCI whiteout entries: ".wh..wh..opq" makes its directory opaque, ".wh.NAME"
 // becomes the overlay whiteout for NAME, a 0/0 character device. Neither file is created itself.
 func (x *extractor) whiteout(hdr *tar.Header, dir, base string) error {
+	if err := x.settle(); err != nil { // what it hides may be under way
+		return err
+	}
 	if base == archive.WhiteoutOpaqueDir {
 		return x.opaque(dir)
 	}

@@ -76,21 +76,9 @@ func runCheck(ctx context.Context, opts checkOptions) (err error) {
 
 // repairStore takes the writer lock and makes the safe fixes; it returns what it did.
 func repairStore(ctx context.Context, opts checkOptions) ([]string, error) {
-	store, err := openExistingStore(ctx, opts.out, opts.store, opts.noWait)
+	repaired, err := layout.RepairDir(ctx, opts.store, lockWait(opts.out, opts.noWait, opts.store))
 	if err != nil {
-		return nil, err
-	}
-	var repaired []string
-	for _, l := range store.Cleaned() {
-		repaired = append(repaired, "removed "+l.String())
-	}
-	done, err := store.Repair(ctx)
-	repaired = append(repaired, done...)
-	if cerr := store.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, storeError(fmt.Errorf("repairing store %s: %w", opts.store, err))
+		return nil, storeError(err)
 	}
 	return repaired, nil
 }
@@ -115,11 +103,10 @@ func printCheck(out output, dir string, report *layout.CheckReport, repaired []s
 	out.printf("%s: %s, %s: %s\n", dir, plural(report.Images, "image"), plural(report.Layers, "layer"), kind)
 }
 
-// withLock sets how opts's Open of dir waits for the writer lock: as --no-wait says, and with a line on
-// standard error while it waits, so that a cron job's log says why it sits there.
-func withLock(out output, noWait bool, dir string, opts layout.Options) layout.Options {
-	opts.Lock = layout.LockOptions{NoWait: noWait, Waiting: func(pid int) { out.errorf("%s", waitingLine(pid, dir)) }}
-	return opts
+// lockWait is how an Open of the store at dir waits for the writer lock: as --no-wait says, and with a
+// line on standard error while it waits, so that a cron job's log says why it sits there.
+func lockWait(out output, noWait bool, dir string) layout.LockOptions {
+	return layout.LockOptions{NoWait: noWait, Waiting: func(pid int) { out.errorf("%s", waitingLine(pid, dir)) }}
 }
 
 // waitingLine says why a run sits there: another run (pid, if known) holds the lock of the store at dir.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/recipe"
@@ -53,11 +52,10 @@ func confFlags(o *confOptions, want ...string) []cli.Flag {
 	return flags
 }
 
-// prepare checks the store path and decides the driver. A subcommand that adds the store to a file
-// (registers) refuses a path that is not a cargohold store (Podman fails altogether while a listed
-// store is missing, and would write its own files into a foreign directory), unless
-// --allow-missing-store; the others only warn. Once ctx has ended (a signal), it is ctx's cause: the
-// conf commands are quick, and this is where they stop before they read or write anything.
+// prepare makes the store one absolute real path (a platform template expanded for this host) and
+// has storageconf decide the driver and whether the command may go on (see StoreRequest.Target);
+// registers says the command adds the store to a file. Once ctx has ended (a signal), it is ctx's
+// cause: the conf commands are quick, and this is where they stop before they read or write anything.
 func (o *confOptions) prepare(ctx context.Context, registers bool) error {
 	if err := context.Cause(ctx); err != nil {
 		return err
@@ -66,46 +64,20 @@ func (o *confOptions) prepare(ctx context.Context, registers bool) error {
 	if err == nil {
 		store, err = layout.ResolveDir(store) // one spelling of the store: its real path
 	}
-	if err == nil {
-		err = storageconf.CheckStorePath(store)
-	}
 	if err != nil {
 		return usageError(err)
 	}
-	o.store = store
-	found, identityErr := identify(store)
-	o.driver = found
-	if o.driverName != "" {
-		if o.driver, err = layout.ParseDriver(o.driverName); err != nil {
-			return usageError(err)
-		}
-	}
-	// A store read with the other driver shows nothing, and Podman 5.8 then writes its own dirs into it.
-	if identityErr == nil && o.driver != found && !o.remove {
-		return fmt.Errorf("%s is a %s store; Podman with driver %q cannot read it (leave --driver out): %w",
-			store, found, o.driver, layout.ErrWrongDriver)
-	}
-	switch {
-	case identityErr == nil, o.remove, o.allowMissing:
-	case registers:
-		return usageError(fmt.Errorf("%w; give --allow-missing-store to register it anyway", identityErr))
-	default:
-		o.out.errorf("warning: %v", identityErr)
-	}
-	return nil
-}
-
-// identify is the driver of the cargohold store at dir (overlay when it is not one), and why it
-// is not one.
-func identify(dir string) (layout.Driver, error) {
-	if err := storageconf.CheckStoreDir(dir); err != nil {
-		return layout.Overlay, err // "no such file or directory"
-	}
-	d, err := layout.Identify(dir)
+	found, notStore := layout.Identify(store)
+	t, err := storageconf.StoreRequest{Store: store, Driver: o.driverName, Found: found, NotStore: notStore,
+		Registers: registers, Remove: o.remove, AllowMissing: o.allowMissing}.Target()
 	if err != nil {
-		return layout.Overlay, err
+		return err
 	}
-	return d, nil
+	if t.Warning != nil {
+		o.out.errorf("warning: %v", t.Warning)
+	}
+	o.store, o.driver = t.Store, t.Driver
+	return nil
 }
 
 type snippetOptions struct {

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/user"
 	"strconv"
 	"strings"
 
@@ -103,8 +101,8 @@ func runConfUser(ctx context.Context, opts userOptions) error {
 	if err := opts.prepare(ctx, !opts.remove); err != nil {
 		return err
 	}
-	o := storageconf.UserOptions{Driver: opts.driver, Backup: opts.backup, MountProgram: opts.mountProgram}
-	file, err := userFile(opts, &o)
+	file, o, err := storageconf.UserTarget(opts.user, opts.file,
+		storageconf.UserOptions{Driver: opts.driver, Backup: opts.backup, MountProgram: opts.mountProgram})
 	if err != nil {
 		return err
 	}
@@ -115,57 +113,6 @@ func runConfUser(ctx context.Context, opts userOptions) error {
 		r, err = storageconf.AddUserStore(file, opts.store, o)
 	}
 	return printChange(opts.confOptions, r, err)
-}
-
-// userFile is the file conf user writes and, in o, whose Podman reads it: for --user NAME that
-// user's home, ownership and storage; for a user writing their own file, theirs; for a file root
-// shares with many users, no one's.
-func userFile(opts userOptions, o *storageconf.UserOptions) (string, error) {
-	switch {
-	case opts.user != "":
-		l, err := lookupUser(opts.user)
-		if err != nil {
-			return "", err
-		}
-		o.Home, o.Owner, o.User = l.Home, &storageconf.Owner{UID: l.UID, GID: l.GIDs[0]}, &l
-		if opts.file == "" {
-			return storageconf.UserFile(l.Home), nil
-		}
-	case opts.file == "" && os.Geteuid() == 0:
-		return "", usageErrorf("conf user writes a rootless user's file: give --user NAME, or --file FILE for a file to share; " +
-			"root's own Podman reads " + storageconf.SystemFile + " (use conf patch)")
-	case os.Geteuid() != 0:
-		o.User = &storageconf.Lookup{UID: os.Geteuid()}
-		if u, err := user.Current(); err == nil {
-			o.User.Name = u.Username
-		}
-		if opts.file == "" {
-			file, err := storageconf.CurrentUserFile()
-			if err != nil {
-				return "", usageError(err)
-			}
-			return file, nil
-		}
-	}
-	return opts.file, nil
-}
-
-// lookupUser is another user's view of the configuration (root acting for them): home, name, groups.
-func lookupUser(name string) (storageconf.Lookup, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return storageconf.Lookup{}, usageError(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	l := storageconf.Lookup{UID: uid, Home: u.HomeDir, Name: u.Username, GIDs: []int{gid}}
-	groups, _ := u.GroupIds() // without them only the primary group counts for reading the store
-	for _, g := range groups {
-		if id, err := strconv.Atoi(g); err == nil && id != gid {
-			l.GIDs = append(l.GIDs, id)
-		}
-	}
-	return l, nil
 }
 
 type checkConfOptions struct {
@@ -198,10 +145,14 @@ func runConfCheck(ctx context.Context, opts checkConfOptions) error {
 	if err := opts.prepare(ctx, false); err != nil {
 		return err
 	}
-	l, version, err := checkLookup(ctx, opts)
+	v, err := storageconf.CheckRequest{User: opts.user, Version: opts.version, Root: opts.sysroot}.Viewer(ctx)
 	if err != nil {
 		return err
 	}
+	if v.Warning != nil {
+		opts.out.errorf("warning: %v", v.Warning)
+	}
+	l := v.Lookup
 	r, err := storageconf.Check(opts.store, opts.driver, l)
 	if err != nil {
 		return usageError(err)
@@ -211,39 +162,13 @@ func runConfCheck(ctx context.Context, opts checkConfOptions) error {
 		mode = "rootless"
 	}
 	out := opts.out
-	out.printf("podman:  %s, %s\n", version, l.Reader)
+	out.printf("podman:  %s, %s\n", v.Version, l.Reader)
 	out.printf("user:    %s (%s)\n", strings.TrimSpace(l.Name+" uid "+strconv.Itoa(l.UID)), mode)
 	out.printf("read:    %s\n", orNone(strings.Join(r.Files, ", ")))
 	out.printf("driver:  %s\n", orNone(r.Driver))
 	out.printf("storage: %s (%s)\n", r.GraphRoot, storageState(r.Storage))
 	out.printf("stores:  %s\n", orNone(strings.Join(r.Stores, ", ")))
 	return printVerdict(out, opts.store, r)
-}
-
-// checkLookup is whose view conf check computes, and how (version) their Podman reads storage.conf.
-func checkLookup(ctx context.Context, opts checkConfOptions) (storageconf.Lookup, string, error) {
-	l := storageconf.Lookup{UID: os.Geteuid(), Reader: storageconf.ReaderFor(opts.version), Root: opts.sysroot}
-	if opts.user != "" {
-		if os.Geteuid() != 0 {
-			return l, "", usageErrorf("conf check --user is for root: run conf check as %s instead", opts.user)
-		}
-		u, err := lookupUser(opts.user)
-		if err != nil {
-			return l, "", err
-		}
-		u.Reader, u.Root = l.Reader, l.Root
-		l = u
-	}
-	if opts.version != "" {
-		return l, opts.version, nil
-	}
-	reader, version, err := storageconf.DetectReader(ctx)
-	if err != nil {
-		opts.out.errorf("warning: %v; assuming Podman up to 5.x", err)
-		version = "unknown"
-	}
-	l.Reader = reader
-	return l, version, nil
 }
 
 // storageState says what conf check found in the user's own Podman storage.

@@ -8,6 +8,7 @@ import (
 	"github.com/cargohold/cargohold/hooks"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/publish"
+	"github.com/cargohold/cargohold/storageconf"
 )
 
 // Exit statuses, documented in the README; exitCode is the one place that picks them.
@@ -76,7 +77,7 @@ func exitCode(err error) int {
 	case errors.As(err, &interrupted):
 		return exitSignalsBase + int(interrupted.signal)
 	case errors.Is(err, errUsage), errors.Is(err, layout.ErrNotStore), errors.Is(err, layout.ErrNotPrivileged),
-		errors.Is(err, publish.ErrRegister):
+		errors.Is(err, publish.ErrRegister), errors.Is(err, storageconf.ErrInvalid):
 		return exitUsage
 	case errors.Is(err, errStore), errors.Is(err, layout.ErrLocked), errors.Is(err, layout.ErrWrongDriver),
 		errors.Is(err, layout.ErrNewerFormat), errors.Is(err, publish.ErrStore):

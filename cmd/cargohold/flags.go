@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/cargohold/cargohold/layout"
 	"github.com/urfave/cli/v2"
 )
 
@@ -63,12 +64,16 @@ func platformFlag(dst *string) cli.Flag {
 		"and {platform} in --store stand for (default: this host's)"}
 }
 
-// defaultGrace is gc's --grace, and what ls assumes for when gc may remove a superseded image.
-const defaultGrace = 24 * time.Hour
-
-// graceFlag is gc's --grace, and ls's, which shows when gc may remove a superseded image.
+// graceFlag is gc's --grace: how long gc keeps what nodes may still use.
 func graceFlag(dst *time.Duration, usage string) cli.Flag {
-	return &cli.DurationFlag{Name: "grace", Value: defaultGrace, Usage: usage, Destination: dst}
+	return &cli.DurationFlag{Name: "grace", Value: layout.DefaultGrace, Usage: usage, Destination: dst}
+}
+
+// readGraceFlag is ls's and inspect's --grace, for when gc may remove a superseded image; without it
+// (*dst nil) the grace period the store's last gc used (see layout.Snapshot.Grace).
+func readGraceFlag(dst **time.Duration) cli.Flag {
+	return &cli.DurationFlag{Name: "grace", Action: setPtr(dst), Usage: "gc's grace period `DURATION`, for when gc may remove a superseded image",
+		DefaultText: "the one the store's last gc used, else " + layout.DefaultGrace.String()}
 }
 
 // setPtr is the Action of a flag whose absence matters (it then leaves *dst nil): it runs only when

@@ -16,18 +16,18 @@ import (
 type readOptions struct {
 	out      output
 	store    string
-	platform string // what --store's placeholders stand for
-	json     bool   // --format json
+	platform string         // what --store's placeholders stand for
+	grace    *time.Duration // gc's, for when a superseded image may go; nil: the store's last gc's
+	json     bool           // --format json
 }
 
 // readFlags are ls's and inspect's flags, bound to o.
 func readFlags(o *readOptions) []cli.Flag {
-	return append([]cli.Flag{storeFlag(&o.store, true), platformFlag(&o.platform)}, formatFlags(&o.json)...)
+	return append([]cli.Flag{storeFlag(&o.store, true), platformFlag(&o.platform), readGraceFlag(&o.grace)}, formatFlags(&o.json)...)
 }
 
 type lsOptions struct {
 	readOptions
-	grace time.Duration // gc's, for when a superseded image may go
 }
 
 func newLsCommand() *cli.Command {
@@ -37,9 +37,8 @@ func newLsCommand() *cli.Command {
 		Usage: "list the store's images",
 		Description: "Reads the store without locking it, as Podman does: it works while a publish runs and\n" +
 			"needs no write access. A superseded image (no name left: a moved tag, rm) is listed under its\n" +
-			"digested name, with the time a gc with --grace may remove it.",
-		Flags: append(readFlags(&o.readOptions),
-			graceFlag(&o.grace, "gc's --grace, for when gc may remove a superseded image")),
+			"digested name, with the time gc may remove it (after the grace period the store's last gc used).",
+		Flags: readFlags(&o.readOptions),
 		Action: func(c *cli.Context) error {
 			o.out = outputOf(c)
 			if err := expandStore(&o.store, o.platform); err != nil {
@@ -50,29 +49,25 @@ func newLsCommand() *cli.Command {
 	}
 }
 
-// lsImage is one image as ls shows it: the image and, for a superseded one, when gc (with ls's
-// --grace) may remove it.
-type lsImage struct {
+// shownImage is one image as ls and inspect show it: the image and, for a superseded one, when gc
+// may remove it (see layout.Snapshot.Grace).
+type shownImage struct {
 	layout.ImageInfo
 	GCAfter *time.Time `json:"gc_after,omitempty"`
 }
 
 func runLs(ctx context.Context, opts lsOptions) error {
-	snap, err := readStore(opts.store)
+	snap, grace, err := readStore(opts.readOptions)
 	if err != nil {
 		return err
 	}
-	infos, err := imageInfos(ctx, snap)
+	infos, err := snap.Infos(ctx)
 	if err != nil {
 		return storeError(err)
 	}
-	images := make([]lsImage, len(infos))
+	images := make([]shownImage, len(infos))
 	for i, info := range infos {
-		images[i].ImageInfo = info
-		if info.Superseded != nil {
-			after := info.Superseded.Add(opts.grace)
-			images[i].GCAfter = &after
-		}
+		images[i] = shownImage{info, info.GCAfter(grace)}
 	}
 	if opts.json {
 		return opts.out.printJSON(images)
@@ -91,7 +86,7 @@ func runLs(ctx context.Context, opts lsOptions) error {
 }
 
 // state is "current", or when the image was superseded and when gc may remove it.
-func (img lsImage) state() string {
+func (img shownImage) state() string {
 	if img.GCAfter == nil {
 		return "current"
 	}
@@ -135,7 +130,7 @@ func runInspect(ctx context.Context, opts inspectOptions) error {
 	if err := context.Cause(ctx); err != nil {
 		return err // a signal: inspect is quick, it stops before it starts
 	}
-	snap, err := readStore(opts.store)
+	snap, grace, err := readStore(opts.readOptions)
 	if err != nil {
 		return err
 	}
@@ -147,14 +142,15 @@ func runInspect(ctx context.Context, opts inspectOptions) error {
 	if err != nil {
 		return storeError(err)
 	}
+	shown := shownImage{info, info.GCAfter(grace)}
 	if opts.json {
-		return opts.out.printJSON(info)
+		return opts.out.printJSON(shown)
 	}
-	printInfo(opts.out, info)
+	printInfo(opts.out, shown)
 	return nil
 }
 
-func printInfo(out output, info layout.ImageInfo) {
+func printInfo(out output, info shownImage) {
 	out.printf("ID:        %s\nNames:     %s\nDigest:    %s\nPlatform:  %s\nCreated:   %s\nSize:      %s\n",
 		info.ID, strings.Join(info.Names, ", "), info.Digest, info.Platform, info.Created.Format(time.RFC3339),
 		units.HumanSize(float64(info.Size)))
@@ -164,9 +160,10 @@ func printInfo(out output, info layout.ImageInfo) {
 	if info.Published != nil {
 		out.printf("Published: %s\n", info.Published.Format(time.RFC3339))
 	}
-	if info.Superseded != nil {
+	if info.GCAfter != nil {
 		out.printf("Superseded: %s (no name left; kept for running containers until gc's grace period has passed)\n",
 			info.Superseded.Format(time.RFC3339))
+		out.printf("GC after:  %s\n", info.GCAfter.UTC().Format(time.RFC3339))
 	}
 	out.println("Layers (base first):")
 	for _, l := range info.Layers {
@@ -174,40 +171,15 @@ func printInfo(out output, info layout.ImageInfo) {
 	}
 }
 
-func readStore(dir string) (*layout.Snapshot, error) {
-	dir, err := realStore(dir)
+// readStore reads the store and the grace period that says when gc may remove a superseded image.
+func readStore(opts readOptions) (*layout.Snapshot, time.Duration, error) {
+	snap, err := layout.Read(opts.store)
 	if err != nil {
-		return nil, err
+		return nil, 0, storeError(err)
 	}
-	snap, err := layout.Read(dir)
+	grace, err := snap.Grace(opts.grace)
 	if err != nil {
-		return nil, storeError(err)
+		return nil, 0, storeError(err)
 	}
-	return snap, nil
-}
-
-// realStore is the store's path with its symlinks resolved: every command acts on, and reports,
-// one path for one store however it was reached.
-func realStore(dir string) (string, error) {
-	real, err := layout.ResolveDir(dir)
-	if err != nil {
-		return "", storeError(err)
-	}
-	return real, nil
-}
-
-// imageInfos reads the details of every image (a file per image), until ctx ends.
-func imageInfos(ctx context.Context, snap *layout.Snapshot) ([]layout.ImageInfo, error) {
-	infos := []layout.ImageInfo{}
-	for _, img := range snap.Images {
-		if err := context.Cause(ctx); err != nil {
-			return nil, err
-		}
-		info, err := snap.Info(img)
-		if err != nil {
-			return nil, err
-		}
-		infos = append(infos, info)
-	}
-	return infos, nil
+	return snap, grace, nil
 }

@@ -110,6 +110,7 @@ func TestExitCodes(t *testing.T) {
 		{"--prune without a recipe", []string{"publish", "--store", dir, "--prune", "alpine"}, 2, "--prune needs --recipe"},
 		{"a bad recipe", []string{"publish", "--recipe", filepath.Join(dir, "missing.toml")}, 2, "missing.toml"},
 		{"rm without an image", []string{"rm", "--store", dir}, 2, "at least one IMAGE"},
+		{"a bad --dedup", []string{"publish", "--store", dir, "--dedup", "reflink", "alpine"}, 2, `dedup "reflink": want auto, off or hardlink`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cargohold(t, tc.args...).want(t, tc.code, tc.stderrHas)
@@ -195,7 +196,7 @@ func TestPublishJSONSchema(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
 		t.Fatalf("stdout is not one JSON document: %v\n%s", err, r.stdout)
 	}
-	for _, key := range []string{"store", "driver", "images", "failed"} {
+	for _, key := range []string{"store", "driver", "dedup", "images", "failed"} {
 		if _, ok := report[key]; !ok {
 			t.Errorf("report lacks %q: %v", key, report)
 		}
@@ -205,7 +206,8 @@ func TestPublishJSONSchema(t *testing.T) {
 		t.Fatalf("images: %v", report["images"])
 	}
 	img := images[0].(map[string]any)
-	for _, key := range []string{"reference", "names", "id", "digest", "action", "layers_fetched", "bytes_fetched", "seconds"} {
+	for _, key := range []string{"reference", "names", "id", "digest", "action", "layers_fetched", "bytes_fetched",
+		"files_shared", "bytes_shared", "seconds"} {
 		if _, ok := img[key]; !ok {
 			t.Errorf("image report lacks %q: %v", key, img)
 		}

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"os"
 
 	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/publish"
-	"github.com/cargohold/cargohold/recipe"
 	"github.com/urfave/cli/v2"
 )
 
@@ -33,8 +31,6 @@ func newPublishCommand() *cli.Command {
 		Flags: publishFlags(o),
 		Action: func(c *cli.Context) error {
 			o.out, o.input.Refs = outputOf(c), c.Args().Slice()
-			// The least specific statement of an auth file: below the recipe's (see publish.Input).
-			o.input.EnvAuthFile = os.Getenv("REGISTRY_AUTH_FILE")
 			return runPublish(c.Context, *o)
 		},
 	}
@@ -80,15 +76,11 @@ func fetchFlags(in *publish.Input) []cli.Flag {
 	}
 }
 
-// runPublish loads the recipe, plans the run (everything is checked before the first store's hooks
+// runPublish completes the input (recipe file, environment), plans the run (everything is checked before the first store's hooks
 // run) and runs it (publish.Run), printing its events. A signal stops the run after cleaning up.
 func runPublish(ctx context.Context, opts publishOptions) error {
-	if opts.recipe != "" {
-		r, err := recipe.Load(opts.recipe)
-		if err != nil {
-			return usageError(err)
-		}
-		opts.input.Recipe = r
+	if err := opts.input.Complete(opts.recipe); err != nil {
+		return usageError(err)
 	}
 	plan, err := publish.New(opts.input)
 	if err != nil {

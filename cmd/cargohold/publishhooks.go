@@ -24,5 +24,7 @@ func publishHookFlags(o *publish.Overrides) []cli.Flag {
 			Usage: "`MODE`: keep (default), or copy-across-dirs (a hard link into another directory as a copy; CVMFS needs none: it splits every link itself)"},
 		&cli.StringFlag{Name: "driver", Action: setPtr(&o.Driver), Usage: "storage `DRIVER` of a new store: overlay (default) or vfs (whole tree per layer, no whiteouts on disk: " +
 			"for vfs nodes); an existing store keeps its own"},
+		&cli.StringFlag{Name: "dedup", Action: setPtr(&o.Dedup), Usage: "shared file data `MODE`: auto (default: equal files share extents " +
+			"where the filesystem has reflinks), off, or hardlink (equal files and metadata become hard links; see README)"},
 	}
 }

@@ -137,8 +137,12 @@ func (r *publishRenderer) printResult(res builder.Result, where string) {
 		return
 	}
 	if !r.quiet && !r.json {
-		out.printf("%-9s %s  %s  %s, %s fetched in %.1fs%s\n", res.Action, strings.Join(res.Names, ","), shortID(res.ImageID),
-			plural(res.LayersFetched, "layer"), units.BytesSize(float64(res.BytesFetched)), res.Duration.Seconds(), where)
+		shared := ""
+		if res.BytesShared > 0 {
+			shared = ", " + units.BytesSize(float64(res.BytesShared)) + " shared"
+		}
+		out.printf("%-9s %s  %s  %s, %s fetched%s in %.1fs%s\n", res.Action, strings.Join(res.Names, ","), shortID(res.ImageID),
+			plural(res.LayersFetched, "layer"), units.BytesSize(float64(res.BytesFetched)), shared, res.Duration.Seconds(), where)
 	}
 }
 

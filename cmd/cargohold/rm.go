@@ -170,7 +170,7 @@ func openExistingStore(ctx context.Context, out output, dir string, noWait bool)
 	if err != nil {
 		return nil, err
 	}
-	store, err := layout.OpenWithOptions(ctx, dir, withLock(out, noWait, dir, layout.Options{}))
+	store, err := layout.OpenWithOptions(ctx, dir, layout.Options{Lock: lockWait(out, noWait, dir)})
 	if err != nil {
 		return nil, storeError(fmt.Errorf("opening store %s: %w", dir, err))
 	}
@@ -190,4 +190,14 @@ func dryRunPrefix(dryRun bool) string {
 		return "would have "
 	}
 	return ""
+}
+
+// realStore is the store's path with its symlinks resolved: every command acts on, and reports,
+// one path for one store however it was reached.
+func realStore(dir string) (string, error) {
+	real, err := layout.ResolveDir(dir)
+	if err != nil {
+		return "", storeError(err)
+	}
+	return real, nil
 }

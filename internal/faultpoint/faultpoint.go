@@ -11,8 +11,9 @@
 //
 //	store-locked, leftovers-removing, leftovers-removed          layout.OpenWithOptions
 //	layer-staged, layer-unpacking, layer-unpacked                 layout.StageLayer, builder fetch (per layer)
+//	file-shared                                                   builder/unpack (per file sharing data)
 //	layer-lowers-written, layer-renamed, layer-tarsplit-moved,
-//	layer-linked, layer-synced, layer-recorded                    layout.CommitLayer
+//	layer-files-moved, layer-linked, layer-synced, layer-recorded layout.CommitLayer
 //	image-layers-committed, image-bigdata-written,
 //	image-recorded, image-published                               builder / layout.PutImage
 //	<file>-temp-synced, <file>-renamed                            every atomic file replacement;

@@ -8,7 +8,10 @@
 // (overlay2, btrfs, ...) stays a string: Podman knows more drivers than a store can have.
 package driver
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Driver is the containers-storage graph driver whose on-disk format a store has. Podman reads a
 // store only with the same driver as its own: overlay nodes need an overlay store, vfs nodes a vfs one.
@@ -22,6 +25,10 @@ const (
 	// no whiteouts), as the vfs driver stores it; vfs-layers/, vfs-images/ hold the records.
 	VFS Driver = "vfs"
 )
+
+// ErrWrongDriver is wrapped by a refusal to use a store with another driver than its own: Podman
+// with that driver would see none of its images (layout.ErrWrongDriver is the same error).
+var ErrWrongDriver = errors.New("the store has another driver")
 
 // Parse checks a driver name as given on the command line or in a recipe ("" is overlay).
 func Parse(name string) (Driver, error) {

@@ -3,7 +3,8 @@
 //	mkimages [-busybox /bin/busybox] [-only app:1,hello:1] OUTDIR
 //
 // Without -only it writes testimage.Fixtures; the differential corpus (testimage.CorpusFixtures:
-// corpus:1, corpus-zstd:1, corpus-big:1) is written only when -only names it.
+// corpus:1, corpus-zstd:1, corpus-big:1) and the nightly series (testimage.NightlyFixtures:
+// nightly:1 ... nightly:4) are written only when -only names them.
 //
 // For each fixture NAME:TAG it writes the layout OUTDIR/NAME (several tags of
 // one name share a layout), ready for
@@ -71,6 +72,7 @@ func run(outdir, busyboxPath, only string) error {
 	fixtures := testimage.Fixtures(busybox)
 	if only != "" {
 		fixtures = append(fixtures, testimage.CorpusFixtures(busybox)...)
+		fixtures = append(fixtures, testimage.NightlyFixtures(busybox, 4)...)
 		want := map[string]bool{}
 		for _, r := range strings.Split(only, ",") {
 			want[strings.TrimSpace(r)] = true

@@ -1,0 +1,431 @@
+package unpack
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"hash/crc64"
+	"io"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/cargohold/cargohold/internal/faultpoint"
+	"github.com/cargohold/cargohold/layout"
+	"github.com/vbatts/tar-split/tar/storage"
+	"go.podman.io/storage/pkg/archive"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sys/unix"
+)
+
+// Sharing the data of a layer's files with equal files the store already holds (Options.Files; the
+// store's index of files, how it is kept and why it is only a hint: layout/fileindex.go). Two ways,
+// as the store says (layout.Sharing):
+//
+//   - Reflinks (here). After the first KeyPrefix bytes of a file the index names the store's files that
+//     may equal it; the rest of the body is compared with the first of them while it is read, instead of
+//     written. Equal to the last byte: the new file, still empty, clones the candidate (FICLONE) and
+//     then gets its own owner, mode, xattrs and times as any file does. A difference: the equal part
+//     is cloned from the candidate (FICLONERANGE) and the rest written. A candidate that differs in
+//     its first bytes is skipped. Only bytes compared equal are ever shared, and every file keeps its
+//     own inode: readers cannot tell. A file of at most KeyPrefix bytes is read whole first and then
+//     compared, cloned or written on a goroutine of its own (shareSmall), so that many candidates are
+//     read at once.
+//   - Hard links (links.go). Files are written as usual, and LinkEqualFiles links them when the layer
+//     is committed.
+
+// written is a regular file of the layer, by one of its names, for the hard-link pass.
+type written struct {
+	name string // relative to the root, through no symlink
+	ino  uint64
+	link bool // a hard-link entry's name (keepLink): its header's metadata was applied to the inode
+
+	// What preVerify found, for a file entry (not a hard link to one): its key and metadata then, and
+	// the candidates equal to it in metadata and every byte.
+	checked bool
+	key     layout.FileKey
+	meta    layout.FileMeta
+	cands   []verified
+}
+
+// shareStats count what a layer shared.
+type shareStats struct {
+	files int   // files whose data is wholly another file's
+	bytes int64 // bytes not written thanks to that (partly shared files included)
+}
+
+// keepRealName records a regular file just written (parent/base) in the index, with its key (reflinks).
+func (x *extractor) keepRealName(parent int, base string, key layout.FileKey) error {
+	name, err := x.realName(parent, base)
+	if err != nil {
+		return err
+	}
+	return x.files.Add(name, key)
+}
+
+// keepForLinks remembers a regular file just written (parent/base, inode ino) for the hard-link pass,
+// and compares it with its candidates on another goroutine meanwhile (preVerify): reading them, mostly
+// from disk, overlaps with the rest of the layer. bodyCRC is the crc of its data, if it has at most
+// KeyPrefix bytes.
+func (x *extractor) keepForLinks(parent int, base string, ino uint64, size int64, bodyCRC uint64) error {
+	w, err := x.keepWritten(parent, base, ino)
+	if err != nil || size == 0 {
+		return err
+	}
+	x.goAsync(4096, func() error { return x.preVerify(w, size, bodyCRC) })
+	return nil
+}
+
+// keepLink remembers a hard link (parent/base, of stat st) the layer made to a regular file it wrote:
+// the hard-link pass moves the whole group.
+func (x *extractor) keepLink(parent int, base string, st *unix.Stat_t) error {
+	if x.files == nil || x.files.Sharing() != layout.ShareHardlink || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	w, err := x.keepWritten(parent, base, st.Ino)
+	if err == nil {
+		w.link = true
+	}
+	return err
+}
+
+func (x *extractor) keepWritten(parent int, base string, ino uint64) (*written, error) {
+	name, err := x.realName(parent, base)
+	if err != nil {
+		return nil, err
+	}
+	w := &written{name: name, ino: ino}
+	x.written = append(x.written, w)
+	return w, nil
+}
+
+// preVerify finds w's key and the candidates w equals in metadata and every byte (see links.go).
+func (x *extractor) preVerify(w *written, size int64, bodyCRC uint64) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	own, err := openReal(x.rootFd, w.name)
+	if err != nil {
+		return fmt.Errorf("%q: %w", w.name, err)
+	}
+	defer closeQuietly(own)
+	if w.meta, err = layout.ReadFileMeta(own); err != nil {
+		return err
+	}
+	w.key = layout.FileKey{Size: size, CRC: bodyCRC, Meta: w.meta.Key()}
+	if size > layout.KeyPrefix {
+		if w.key.CRC, err = prefixCRC(own, size, *bp); err != nil {
+			return err
+		}
+	}
+	w.cands = verifyCands(x.files, w, own, *bp)
+	w.checked = true
+	return nil
+}
+
+// verifyCands lists the candidates of w's key that w (own) equals in metadata and every byte.
+func verifyCands(files *layout.LayerFiles, w *written, own *os.File, buf []byte) []verified {
+	var cands []verified
+	for _, c := range files.Candidates(w.key) {
+		src, err := c.Open()
+		if err != nil {
+			c.Drop() // gone, or not the file the index says
+			continue
+		}
+		if ino, ok := sameFile(w, own, src, buf); ok {
+			cands = append(cands, verified{c, ino})
+		}
+		closeQuietly(src)
+	}
+	return cands
+}
+
+// sameFile says whether own (w) and src may be one inode: two inodes, equal in metadata and every
+// byte. It returns src's inode.
+func sameFile(w *written, own, src *os.File, buf []byte) (uint64, bool) {
+	var st unix.Stat_t
+	if unix.Fstat(int(src.Fd()), &st) != nil || st.Ino == w.ino {
+		return 0, false
+	}
+	if srcMeta, err := layout.ReadFileMeta(src); err != nil || !srcMeta.Equal(w.meta) {
+		return 0, false
+	}
+	equal, err := layout.EqualContent(own, src, w.key.Size, buf)
+	return st.Ino, err == nil && equal
+}
+
+// headerMeta is the metadata the unpacker gives a file of hdr, as the index keys it.
+func headerMeta(hdr *tar.Header) layout.FileMeta {
+	m := layout.FileMeta{UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), Mode: mode(hdr), Mtime: chtimesSpec(hdr.ModTime)}
+	for key, value := range hdr.PAXRecords {
+		if attr, ok := strings.CutPrefix(key, archive.PaxSchilyXattr); ok && value != "" && !ignoredXattrs[attr] {
+			if m.Xattrs == nil {
+				m.Xattrs = map[string][]byte{}
+			}
+			m.Xattrs[attr] = []byte(value)
+		}
+	}
+	return m
+}
+
+// cloneOrWrite fills the new, empty file fd with the size bytes of body: shared with an equal file of
+// the store (reflinks) where there is one, written otherwise. It returns the file's index key (no Meta).
+func (x *extractor) cloneOrWrite(fd int, body *entryBody, size int64) (layout.FileKey, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	cp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(cp)
+	buf, cmp := *bp, *cp
+	first := buf[:min(size, layout.KeyPrefix)]
+	if _, err := io.ReadFull(body, first); err != nil {
+		return layout.FileKey{}, bodyReadError(err)
+	}
+	key := layout.FileKey{Size: size, CRC: body.crc} // the crc of what was read so far: first
+	for _, c := range x.files.Candidates(key) {
+		src, err := c.Open()
+		if err != nil {
+			c.Drop() // gone, or not the file the index says
+			continue
+		}
+		done, err := x.follow(fd, src, body, first, size, buf, cmp)
+		closeQuietly(src)
+		if done || err != nil {
+			return key, err
+		}
+	}
+	w := bodyWriter{fd: fd}
+	if err := w.write(first); err != nil {
+		return key, err
+	}
+	return key, w.fill(body, size, buf)
+}
+
+// follow shares what it can of src with the file fd being unpacked from body, whose first bytes
+// (first, aliasing buf) were read already. If src begins otherwise it returns false, having read
+// nothing more; else it handles the whole body and returns true.
+func (x *extractor) follow(fd int, src *os.File, body io.Reader, first []byte, size int64, buf, cmp []byte) (bool, error) {
+	if _, err := src.ReadAt(cmp[:len(first)], 0); err != nil || !bytes.Equal(first, cmp[:len(first)]) {
+		return false, nil
+	}
+	for off := int64(len(first)); off < size; {
+		chunk := buf[:min(int64(len(buf)), size-off)]
+		if _, err := io.ReadFull(body, chunk); err != nil {
+			return true, bodyReadError(err)
+		}
+		if _, err := src.ReadAt(cmp[:len(chunk)], off); err != nil || !bytes.Equal(chunk, cmp[:len(chunk)]) {
+			// Equal up to off (a multiple of the chunk size): that part is src's, the rest the file's own.
+			if err := shareRange(fd, src, off); err != nil {
+				return true, err
+			}
+			x.pending.mu.Lock()
+			x.shared.bytes += off
+			x.pending.mu.Unlock()
+			w := bodyWriter{fd: fd, off: off, end: off}
+			if err := w.write(chunk); err != nil {
+				return true, err
+			}
+			return true, w.fill(body, size, buf)
+		}
+		off += int64(len(chunk))
+	}
+	return true, x.shareWhole(fd, src, size)
+}
+
+// shareWhole makes the empty file fd a clone of src, every byte of which equals what fd should hold.
+func (x *extractor) shareWhole(fd int, src *os.File, size int64) error {
+	if err := unix.IoctlFileClone(fd, int(src.Fd())); err != nil {
+		// (this candidate only: another filesystem, say) The bytes are src's all the same.
+		if err := unix.Ftruncate(fd, 0); err != nil {
+			return os.NewSyscallError("ftruncate", err)
+		}
+		return copyFrom(fd, src, size)
+	}
+	x.countShared(size)
+	faultpoint.Hit("file-shared")
+	return nil
+}
+
+// shareRange makes the first n bytes of the empty file fd the first n bytes of src.
+func shareRange(fd int, src *os.File, n int64) error {
+	r := unix.FileCloneRange{Src_fd: int64(src.Fd()), Src_length: uint64(n)}
+	if err := unix.IoctlFileCloneRange(fd, &r); err == nil {
+		return nil
+	}
+	if err := unix.Ftruncate(fd, 0); err != nil {
+		return os.NewSyscallError("ftruncate", err)
+	}
+	return copyFrom(fd, src, n)
+}
+
+// copyFrom writes the first n bytes of src into the empty file fd (holes stay holes).
+func copyFrom(fd int, src *os.File, n int64) error {
+	if err := writeBody(fd, io.NewSectionReader(src, 0, n), n); err != nil {
+		return fmt.Errorf("copying the data of %s: %w", src.Name(), err)
+	}
+	return nil
+}
+
+// prefixCRC is the crc64 of the first min(size, KeyPrefix) bytes of f, as FileKey.CRC.
+func prefixCRC(f *os.File, size int64, buf []byte) (uint64, error) {
+	b := buf[:min(size, layout.KeyPrefix)]
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return 0, err
+	}
+	return crc64.Checksum(b, storage.CRCTable), nil
+}
+
+// cloneOrWrite reads a file's first KeyPrefix bytes into one copy buffer.
+var _ [copyBufSize - layout.KeyPrefix]byte
+
+// Small files (up to KeyPrefix bytes) whose index key names candidates are finished on goroutines of
+// their own while the extractor reads on: comparing a file with a candidate means reading the
+// candidate, which is often on disk only (last night's layer), and reading many at once is what disks
+// (and network filesystems) do fast. Each such file holds its descriptor and its data until it is done,
+// so at most maxPendingFiles and maxPendingBytes of them are under way. Whatever may depend on one of
+// them (an entry that removes or links a path, a whiteout, the end of the layer) waits for all first:
+// settle.
+const (
+	maxPendingFiles = 32
+	maxPendingBytes = 8 << 20
+)
+
+type pendingFiles struct {
+	wg    sync.WaitGroup
+	files chan struct{}       // a slot per file under way
+	bytes *semaphore.Weighted // their data
+	mu    sync.Mutex
+	err   error // the first failure
+}
+
+// settle waits until no file is under way and returns the first failure of one.
+func (x *extractor) settle() error {
+	x.pending.wg.Wait()
+	x.pending.mu.Lock()
+	defer x.pending.mu.Unlock()
+	return x.pending.err
+}
+
+// shareSmall finishes the new regular file fd (parent/base, empty) of a small body: its data shared
+// with a candidate that the index names and that holds the same bytes, else written, then its
+// metadata. It owns fd.
+func (x *extractor) shareSmall(fd, parent int, base string, hdr *tar.Header, body *entryBody) error {
+	data := make([]byte, hdr.Size)
+	if _, err := io.ReadFull(body, data); err != nil {
+		closeFd(fd)
+		return bodyReadError(err)
+	}
+	key := layout.FileKey{Size: hdr.Size, CRC: body.crc, Meta: headerMeta(hdr).Key()}
+	name, err := x.realName(parent, base)
+	if err != nil {
+		closeFd(fd)
+		return err
+	}
+	cands := x.files.Candidates(key)
+	finish := func() error {
+		err := x.fillSmall(fd, data, cands, hdr)
+		if err == nil {
+			err = x.files.Add(name, key)
+		}
+		if err != nil {
+			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+		return nil
+	}
+	if len(cands) == 0 {
+		return finish() // nothing to read: no need to wait for anything
+	}
+	x.goAsync(min(max(hdr.Size, 4096), maxPendingBytes), finish)
+	return nil
+}
+
+// goAsync runs f on a goroutine of its own once a slot and weight bytes are free (see settle).
+func (x *extractor) goAsync(weight int64, f func() error) {
+	p := &x.pending
+	if p.files == nil {
+		p.files, p.bytes = make(chan struct{}, maxPendingFiles), semaphore.NewWeighted(maxPendingBytes)
+	}
+	p.files <- struct{}{}
+	_ = p.bytes.Acquire(context.Background(), weight) // a background context never ends
+	p.wg.Add(1)
+	go func() {
+		defer func() {
+			p.bytes.Release(weight)
+			<-p.files
+			p.wg.Done()
+		}()
+		if err := f(); err != nil {
+			p.mu.Lock()
+			if p.err == nil {
+				p.err = err
+			}
+			p.mu.Unlock()
+		}
+	}()
+}
+
+// fillSmall gives the empty file fd the bytes data, a clone of the first candidate that holds them
+// if any, then the header's owner, mode, xattrs and times, and closes it.
+func (x *extractor) fillSmall(fd int, data []byte, cands []layout.Candidate, hdr *tar.Header) error {
+	shared, err := x.cloneEqual(fd, data, cands)
+	if err == nil && !shared {
+		w := bodyWriter{fd: fd}
+		if err = w.write(data); err == nil && w.end < hdr.Size {
+			err = os.NewSyscallError("ftruncate", unix.Ftruncate(fd, hdr.Size))
+		}
+	}
+	if err == nil {
+		err = setOwnerModeFd(fd, hdr)
+	}
+	if err == nil {
+		err = setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
+	}
+	if err == nil { // through the descriptor: the directory handle of the entry is gone by now
+		ts := []unix.Timespec{chtimesSpec(accessTime(hdr)), chtimesSpec(hdr.ModTime)}
+		err = os.NewSyscallError("utimensat", unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(fd), ts, 0))
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = os.NewSyscallError("close", cerr)
+	}
+	return err
+}
+
+// cloneEqual makes the empty file fd a clone of the first candidate whose bytes are data.
+func (x *extractor) cloneEqual(fd int, data []byte, cands []layout.Candidate) (bool, error) {
+	buf := make([]byte, len(data))
+	for _, c := range cands {
+		src, err := c.Open()
+		if err != nil {
+			c.Drop()
+			continue
+		}
+		_, err = src.ReadAt(buf, 0)
+		equal := err == nil && bytes.Equal(buf, data)
+		if equal && unix.IoctlFileClone(fd, int(src.Fd())) != nil {
+			equal = false // (this candidate only: another filesystem, say)
+		}
+		closeQuietly(src)
+		if equal {
+			x.countShared(int64(len(data)))
+			faultpoint.Hit("file-shared")
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// countShared counts a file whose size bytes are shared (from any goroutine).
+func (x *extractor) countShared(size int64) {
+	x.pending.mu.Lock()
+	defer x.pending.mu.Unlock()
+	x.shared.files++
+	x.shared.bytes += size
+}
+
+// realName is parent/base relative to the root, through no symlink.
+func (x *extractor) realName(parent int, base string) (string, error) {
+	dir, err := x.realPath(parent)
+	if err != nil || dir == "" {
+		return base, err
+	}
+	return dir + "/" + base, nil
+}
