@@ -62,7 +62,7 @@ type Publisher struct {
 	Store   *layout.Store
 	Options Options
 	// Jobs is how many layers are fetched and unpacked at once, by all images together; 0:
-	// DefaultJobs.
+	// DefaultJobs. A small gzip or uncompressed layer (a blob under 16 MiB) takes an eighth of one job.
 	Jobs int
 	// ImageJobs is how many images PublishAll works on at once; 0: DefaultImageJobs.
 	ImageJobs int
@@ -300,12 +300,8 @@ func (p *Publisher) publishSchema1(ctx context.Context, src *source, res *Result
 
 // imageWithManifest is the ID of an image of the store that holds the manifest d, "" if none does.
 func (p *Publisher) imageWithManifest(d digest.Digest) string {
-	for _, img := range p.Store.Images() {
-		if p.Store.HasManifest(img.ID, d, nil) {
-			return img.ID
-		}
-	}
-	return ""
+	img, _ := p.Store.ImageWithManifest("", d, nil)
+	return img.ID
 }
 
 // layerJobs lists the image's layers the store lacks, in order from the base up. Of a layer that
@@ -349,10 +345,11 @@ func (p *Publisher) fetchAll(ctx context.Context, src *source, jobs []*layerJob,
 
 // fetchJob fetches one layer in one of the Publisher's layer slots.
 func (p *Publisher) fetchJob(ctx context.Context, src *source, j *layerJob, uopts unpack.Options) error {
-	if err := p.slots.acquire(ctx, p.Jobs); err != nil {
+	release, err := p.slots.acquire(ctx, p.Jobs, j.blob)
+	if err != nil {
 		return err
 	}
-	defer p.slots.release()
+	defer release()
 	return j.fetch(ctx, src.src, p.Store, uopts)
 }
 
@@ -459,12 +456,11 @@ func (p *Publisher) pinnedAndPresent(ref imageRef, extra []string) (storage.Imag
 	if err != nil {
 		return storage.Image{}, nil, false
 	}
-	for _, img := range p.Store.Images() {
-		if p.Store.HasManifest(img.ID, pinned.Digest(), names) {
-			return img, names, true
-		}
+	img, ok := p.Store.ImageWithManifest("", pinned.Digest(), names)
+	if !ok {
+		return storage.Image{}, nil, false
 	}
-	return storage.Image{}, nil, false
+	return img, names, true
 }
 
 // imageNames is the reference's own name (as Podman would record it; nil for references that carry

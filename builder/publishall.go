@@ -2,15 +2,20 @@ package builder
 
 import (
 	"context"
+	"strings"
 	"sync"
+
+	"go.podman.io/image/v5/types"
+	"golang.org/x/sync/semaphore"
 )
 
 // DefaultImageJobs is how many images PublishAll works on at once. Most of an image's time in a
 // resync is waiting for a registry: containers/image gives each image source a client of its own
 // (its own connections, registry ping and token), so the six round trips of a no-op image (three
 // connections, two requests) cannot be shared, only overlapped. 64 at once make a resync of a
-// thousand tags from a registry 50 ms away take 1000 × 0.3 s / 64 ≈ 5 s. Layer work stays bounded
-// by Jobs across all images, so memory hardly grows with this.
+// thousand tags from a registry 50 ms away take 1000 × 0.3 s / 64 ≈ 5 s (6.7 s measured on two cores
+// shared with the registry; docs/PERFORMANCE.md). Layer work stays bounded by Jobs across all images,
+// so memory hardly grows with this.
 const DefaultImageJobs = 64
 
 // PublishAll publishes the requests, up to ImageJobs at once, and calls onResult(i, result of
@@ -223,25 +228,39 @@ func (f *flight) await(ctx context.Context) error {
 }
 
 // layerSlots bounds the layers fetched and unpacked at once by all images of a Publisher (Jobs), so
-// that memory does not grow with the number of images in flight.
+// that memory does not grow with the number of images in flight. A slot is what a large layer may
+// need (pgzip's read-ahead blocks, a zstd window of up to 8 MiB); a small gzip or uncompressed layer
+// (a blob under smallGzipBlob, decoded in the reading goroutine with a 32 KiB window) takes a
+// smallLayersPerSlot-th of one: a cold publish of many small images otherwise waits a round trip
+// per layer, four layers at a time, for no memory's sake.
 type layerSlots struct {
 	once sync.Once
-	c    chan struct{}
+	sem  *semaphore.Weighted
 }
 
-func (s *layerSlots) acquire(ctx context.Context, jobs int) error {
+// smallLayersPerSlot is how many small layers fit in one --jobs slot.
+const smallLayersPerSlot = 8
+
+// layerWeight is how much of the layer slots the layer blob takes (its size -1 if unknown).
+func layerWeight(blob types.BlobInfo) int64 {
+	if blob.Size >= 0 && blob.Size < smallGzipBlob && !strings.Contains(strings.ToLower(blob.MediaType), "zstd") {
+		return 1
+	}
+	return smallLayersPerSlot
+}
+
+// acquire waits until blob fits in the jobs slots; an error if ctx ends first. It returns the
+// release of what it took.
+func (s *layerSlots) acquire(ctx context.Context, jobs int, blob types.BlobInfo) (release func(), err error) {
 	s.once.Do(func() {
 		if jobs <= 0 {
 			jobs = DefaultJobs
 		}
-		s.c = make(chan struct{}, jobs)
+		s.sem = semaphore.NewWeighted(int64(jobs) * smallLayersPerSlot)
 	})
-	select {
-	case s.c <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	w := layerWeight(blob)
+	if err := s.sem.Acquire(ctx, w); err != nil {
+		return nil, err
 	}
+	return func() { s.sem.Release(w) }, nil
 }
-
-func (s *layerSlots) release() { <-s.c }

@@ -17,6 +17,7 @@ import (
 	"github.com/cargohold/cargohold/internal/testimage"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/types"
 )
 
 // The scheduler alone: results in request order, turns in request order, bounded concurrency.
@@ -249,7 +250,8 @@ func TestPublishAllVFS(t *testing.T) {
 }
 
 // A failing image is reported as failed in its place; the others are published. No more layers
-// than Jobs are in flight at once, whatever the number of images.
+// than Jobs slots hold are in flight at once (these small layers take a smallLayersPerSlot-th of one
+// each), whatever the number of images.
 func TestPublishAllOneFailureDoesNotStopTheOthers(t *testing.T) {
 	testenv.RequireRoot(t)
 	refs, _ := sharedImages(t, 6)
@@ -267,8 +269,8 @@ func TestPublishAllOneFailureDoesNotStopTheOthers(t *testing.T) {
 			t.Errorf("image %d: %s, %v; want added", i, res.Action, res.Err)
 		}
 	}
-	if counter.most > 2 {
-		t.Errorf("%d layers were fetched at once, want at most Jobs=2", counter.most)
+	if counter.most > 2*smallLayersPerSlot {
+		t.Errorf("%d small layers were fetched at once, want at most Jobs=2 × %d", counter.most, smallLayersPerSlot)
 	}
 	if got := len(storeView(t, dir).Images); got != 6 {
 		t.Errorf("the store holds %d images, want 6", got)
@@ -335,4 +337,53 @@ func TestPublishAllCancelStopsAll(t *testing.T) {
 		t.Errorf("the cancelled run left %v behind", left)
 	}
 	checkStore(t, dir, false)
+}
+
+// A --jobs slot holds one large layer or smallLayersPerSlot small gzip (or uncompressed) layers: a
+// zstd layer, a layer of unknown size and a large one take a whole slot.
+func TestLayerSlotsFitSmallLayersManyToASlot(t *testing.T) {
+	small := types.BlobInfo{Size: 4 << 10, MediaType: "application/vnd.oci.image.layer.v1.tar+gzip"}
+	for name, blob := range map[string]types.BlobInfo{
+		"large gzip":   {Size: smallGzipBlob, MediaType: small.MediaType},
+		"small zstd":   {Size: 4 << 10, MediaType: "application/vnd.oci.image.layer.v1.tar+zstd"},
+		"unknown size": {Size: -1, MediaType: small.MediaType},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var s layerSlots
+			ctx := context.Background()
+			held, err := s.acquire(ctx, 1, small)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// one small layer in the only slot: a whole-slot layer must wait for it
+			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			if _, err := s.acquire(short, 1, blob); err == nil {
+				t.Fatalf("a %s layer got the slot a small layer holds part of", name)
+			}
+			held()
+			release, err := s.acquire(ctx, 1, blob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			release()
+		})
+	}
+	var s layerSlots
+	var releases []func()
+	for i := range 2 * smallLayersPerSlot {
+		release, err := s.acquire(context.Background(), 2, small)
+		if err != nil {
+			t.Fatalf("small layer %d of %d in 2 slots: %v", i+1, 2*smallLayersPerSlot, err)
+		}
+		releases = append(releases, release)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.acquire(short, 2, small); err == nil {
+		t.Errorf("%d small layers fit in 2 slots, want %d", 2*smallLayersPerSlot+1, 2*smallLayersPerSlot)
+	}
+	for _, r := range releases {
+		r()
+	}
 }

@@ -186,6 +186,11 @@ func TestCheckFindsProblems(t *testing.T) {
 		"parent loop": {func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) {
 			editFile(t, filepath.Join(dir, "overlay-layers/layers.json"), `"id":"`+layers[0].meta.ID+`",`, `"id":"`+layers[0].meta.ID+`","parent":"`+layers[2].meta.ID+`",`)
 		}, "parent chain loops", false},
+		"layer of unknown size": {func(t *testing.T, dir string, layers []testLayer, _ []imageMeta) {
+			// the recorded size becomes -1, the number after it a field nobody reads
+			editFile(t, filepath.Join(dir, "overlay-layers/layers.json"), `"diff-digest":"`+layers[1].meta.DiffID.String()+`","diff-size":`,
+				`"diff-digest":"`+layers[1].meta.DiffID.String()+`","diff-size":-1,"unread":`)
+		}, "has no known size", false},
 		"torn layers.json": {func(t *testing.T, dir string, _ []testLayer, _ []imageMeta) {
 			if err := os.WriteFile(filepath.Join(dir, "overlay-layers/layers.json"), []byte(`[{"id":`), 0o644); err != nil {
 				t.Fatal(err)

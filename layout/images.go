@@ -49,15 +49,29 @@ func (img Image) ID() (string, error) {
 // manifest (or list) digest d under every one of names: what publishing it again would not change.
 // A superseded image counts only for no names (publishing it under names makes it current again).
 func (s *Store) HasManifest(id string, d digest.Digest, names []string) bool {
+	_, ok := s.ImageWithManifest(id, d, names)
+	return ok
+}
+
+// ImageWithManifest returns the first image HasManifest(id, d, names) would find.
+func (s *Store) ImageWithManifest(id string, d digest.Digest, names []string) (storage.Image, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.ContainsFunc(s.images, func(img storage.Image) bool {
-		if _, superseded := supersededSince(img); superseded && len(names) > 0 {
+	key := manifestKey(d)
+	// A resync asks this once per image of a store of as many images: the superseded mark, a JSON
+	// decode, is read only of an image that matches in everything else.
+	i := slices.IndexFunc(s.images, func(img storage.Image) bool {
+		if (id != "" && img.ID != id) || !slices.Contains(img.BigDataNames, key) ||
+			slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(img.Names, n) }) {
 			return false
 		}
-		return (id == "" || img.ID == id) && slices.Contains(img.BigDataNames, manifestKey(d)) &&
-			!slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(img.Names, n) })
+		_, superseded := supersededSince(img)
+		return !superseded || len(names) == 0
 	})
+	if i < 0 {
+		return storage.Image{}, false
+	}
+	return copyImage(s.images[i]), true
 }
 
 // configKey is the big-data key of an image's config, as the image library stores it: the config

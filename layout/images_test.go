@@ -362,6 +362,9 @@ func TestPutImageDerivesRecord(t *testing.T) {
 	if !s.HasManifest(want.ID, listDigest, []string{"example.com/app:1"}) || s.HasManifest("", listDigest, []string{"example.com/app:2"}) {
 		t.Error("HasManifest does not find the image by its list digest and names only")
 	}
+	if rec, ok := s.ImageWithManifest("", want.Digest, []string{"example.com/app:1"}); !ok || rec.ID != want.ID {
+		t.Errorf("ImageWithManifest by manifest digest and name: %s, %v; want %s", rec.ID, ok, want.ID)
+	}
 
 	// A later publish under another name keeps the first record's metadata.
 	img.Names, img.Source = []string{"example.com/app:stable"}, "docker://example.com/app:stable"

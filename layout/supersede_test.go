@@ -243,6 +243,9 @@ func TestRepublishMakesSupersededImageCurrent(t *testing.T) {
 	if v.s.HasManifest(v.v1.ID, v.v1.Digest, []string{digested(v.v1)}) || !v.s.HasManifest(v.v1.ID, v.v1.Digest, nil) {
 		t.Error("HasManifest must say a superseded image needs publishing under any name, and find it by manifest")
 	}
+	if rec, ok := v.s.ImageWithManifest("", v.v1.Digest, nil); !ok || rec.ID != v.v1.ID {
+		t.Errorf("ImageWithManifest of the superseded image's manifest, no names: %s, %v; want %s", rec.ID, ok, v.v1.ID)
+	}
 	v.now = v.now.Add(time.Hour)
 	if changed, err := v.s.PutImage(imageOf(v.v1, "docker://example.com/app:stable")); err != nil || !changed {
 		t.Fatalf("publishing the superseded image again: %v, %v", changed, err)

@@ -24,12 +24,20 @@ var zeroBlock [holeBlock]byte
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
+// smallBufPool holds the buffers of files no larger than one hole block, most files of most
+// layers: many small layers unpacked at once then hold 64 KiB each instead of 1 MiB.
+var smallBufPool = sync.Pool{New: func() any { b := make([]byte, holeBlock); return &b }}
+
 // writeBody copies exactly size bytes from r to the new, empty file fd. Aligned all-zero blocks are
 // not written but skipped, so long zero runs (disk images, preallocated databases) become holes;
 // the final Ftruncate gives the file its exact size when it ends in a hole.
 func writeBody(fd int, r io.Reader, size int64) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	pool := &bufPool
+	if size <= holeBlock {
+		pool = &smallBufPool
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	w := bodyWriter{fd: fd}
 	return w.fill(r, size, *bp)
 }

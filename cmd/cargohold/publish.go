@@ -68,7 +68,7 @@ func fetchFlags(in *publish.Input) []cli.Flag {
 		&cli.StringFlag{Name: "registries-conf", Usage: "registries.conf `FILE` for short names and mirrors (default: the system's)", Destination: &s.RegistriesConf},
 		&cli.StringFlag{Name: "policy", Usage: "trust policy `FILE` (default: /etc/containers/policy.json)", Destination: &s.PolicyPath},
 		&cli.BoolFlag{Name: "insecure-policy", Usage: "accept every image without consulting a trust policy", Destination: &s.InsecurePolicy},
-		&cli.IntFlag{Name: "jobs", Value: builder.DefaultJobs, Usage: "layers fetched and unpacked at once, by all images together", Destination: &in.Jobs},
+		&cli.IntFlag{Name: "jobs", Value: builder.DefaultJobs, Usage: "layers fetched and unpacked at once, by all images together (a layer under 16 MiB takes an eighth of one)", Destination: &in.Jobs},
 		&cli.IntFlag{Name: "image-jobs", Value: builder.DefaultImageJobs, Usage: "images published at once: registry requests overlap, results are printed in order", Destination: &in.ImageJobs},
 		&cli.IntFlag{Name: "retry-times", Value: 3, Usage: "retry a registry request that failed for a transient reason (network, 429, 5xx) `N` times, waiting 1s, 2s, 4s, ...", Destination: &s.RetryTimes},
 		&cli.Int64Flag{Name: "max-layer-size", Usage: "refuse layers larger than `BYTES` uncompressed (0: no limit)", Destination: &s.MaxLayerSize},

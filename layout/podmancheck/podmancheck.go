@@ -23,6 +23,7 @@ import (
 
 	"github.com/cargohold/cargohold/internal/ctxio"
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/manifest"
 	istorage "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/types"
@@ -184,6 +185,7 @@ type checker struct {
 	deep     bool
 	checked  map[string]bool // layers are shared between images; check each once
 	layers   map[string]*storage.Layer
+	links    map[string]resolvedLink // diffOf's answers, by link
 	problems []Problem
 }
 
@@ -298,16 +300,30 @@ func isSchema1(store storage.Store, img storage.Image) bool {
 // checkAsImage opens the image through the image library's storage transport, as Podman does to
 // inspect, run or push it (manifest, metadata and config are parsed there), and checks that the
 // config's diff IDs lead, as chain IDs, to exactly the recorded layers.
+//
+// It opens the image's source and parses it (image.FromSource) rather than calling the reference's
+// NewImage, which does that and then sums the sizes of the big data and of the layers, asking the
+// storage library for each separately (a lock and a reload check each: a third of the check of a
+// thousand images). Those sizes can fail Podman only if a layer is missing or has no known size,
+// which sizesKnown checks on the records already read.
 func checkAsImage(ctx context.Context, store storage.Store, img storage.Image, chain []*storage.Layer) error {
+	if err := sizesKnown(chain); err != nil {
+		return err
+	}
 	ref, err := istorage.Transport.NewStoreReference(store, nil, img.ID)
 	if err != nil {
 		return err
 	}
-	ic, err := ref.NewImage(ctx, nil)
+	src, err := ref.NewImageSource(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("opening it as Podman does: %w", err)
 	}
-	defer func() { _ = ic.Close() }()
+	ic, err := image.FromSource(ctx, nil, src)
+	if err != nil {
+		_ = src.Close() // err is the news
+		return fmt.Errorf("opening it as Podman does: %w", err)
+	}
+	defer func() { _ = ic.Close() }() // closes src
 	if _, err := ic.Inspect(ctx); err != nil {
 		return fmt.Errorf("inspecting it as Podman does: %w", err)
 	}
@@ -336,6 +352,17 @@ func checkAsImage(ctx context.Context, store storage.Store, img storage.Image, c
 				i, diffID, id, layer.ID, layer.UncompressedDigest)
 		}
 		parent = id
+	}
+	return nil
+}
+
+// sizesKnown fails as the image library's size of an image (podman images, inspect) does: for a
+// layer whose uncompressed size cannot be known.
+func sizesKnown(chain []*storage.Layer) error {
+	for _, l := range chain {
+		if (l.TOCDigest == "" && l.UncompressedDigest == "") || (l.TOCDigest == "" && l.UncompressedSize < 0) {
+			return fmt.Errorf("layer %s has no known size: Podman cannot size the image", l.ID)
+		}
 	}
 	return nil
 }
@@ -436,25 +463,12 @@ func (c *checker) parentChain(layer *storage.Layer) ([]string, error) {
 // checkLowers follows link, overlay/l/ and lower the way the overlay driver did before lower-layers
 // existed (Podman 4.3 still does), and checks lower-layers against the chain in layers.json.
 func (c *checker) checkLowers(layer *storage.Layer) error {
-	overlay := filepath.Join(c.dir, "overlay")
-	dir := filepath.Join(overlay, layer.ID)
-	diffOf := func(link string) (string, error) {
-		target, err := filepath.EvalSymlinks(filepath.Join(overlay, link))
-		if err != nil {
-			return "", err
-		}
-		rel, err := filepath.Rel(overlay, target)
-		if err != nil || filepath.Base(rel) != "diff" || filepath.Dir(filepath.Dir(rel)) != "." {
-			return "", fmt.Errorf("%s points to %s, not to a layer's diff dir", link, target)
-		}
-		return filepath.Dir(rel), nil
-	}
-
+	dir := filepath.Join(c.dir, "overlay", layer.ID)
 	link, err := os.ReadFile(filepath.Join(dir, "link"))
 	if err != nil {
 		return err
 	}
-	if id, err := diffOf(filepath.Join("l", string(link))); err != nil {
+	if id, err := c.diffOf(filepath.Join("l", string(link))); err != nil {
 		return fmt.Errorf("its link l/%s does not lead to its diff dir: %w", link, err)
 	} else if id != layer.ID {
 		return fmt.Errorf("its link l/%s leads to the diff dir of layer %s", link, id)
@@ -480,7 +494,7 @@ func (c *checker) checkLowers(layer *storage.Layer) error {
 	}
 	var viaLinks []string
 	for _, l := range strings.Split(string(lower), ":") {
-		id, err := diffOf(l)
+		id, err := c.diffOf(l)
 		if err != nil {
 			return fmt.Errorf("lower entry %q: %w", l, err)
 		}
@@ -497,6 +511,39 @@ func (c *checker) checkLowers(layer *storage.Layer) error {
 		return fmt.Errorf("lower-layers lists %v, layers.json's parent chain is %v", got, chain)
 	}
 	return nil
+}
+
+// diffOf is the ID of the layer whose diff dir the link (relative to overlay/: "l/<short>") leads to.
+// Links are resolved once each: every layer's lower file names its whole chain, so the links of base
+// layers shared by many images would otherwise be followed again for every layer above them.
+func (c *checker) diffOf(link string) (string, error) {
+	if r, ok := c.links[link]; ok {
+		return r.id, r.err
+	}
+	id, err := c.resolveLink(link)
+	if c.links == nil {
+		c.links = map[string]resolvedLink{}
+	}
+	c.links[link] = resolvedLink{id, err}
+	return id, err
+}
+
+type resolvedLink struct {
+	id  string
+	err error
+}
+
+func (c *checker) resolveLink(link string) (string, error) {
+	overlay := filepath.Join(c.dir, "overlay")
+	target, err := filepath.EvalSymlinks(filepath.Join(overlay, link))
+	if err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(overlay, target)
+	if err != nil || filepath.Base(rel) != "diff" || filepath.Dir(filepath.Dir(rel)) != "." {
+		return "", fmt.Errorf("%s points to %s, not to a layer's diff dir", link, target)
+	}
+	return filepath.Dir(rel), nil
 }
 
 // isLayerFiles says whether the dir p holds a layer's files (overlay/<id>/diff, vfs/dir/<id>), whose

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,17 +76,19 @@ type chunk struct {
 // delayed copies from src to dst, delivering each read delay after it arrived (and not before
 // notBefore+delay), in order; at the end it closes dst for writing, delayed the same.
 func delayed(dst, src *net.TCPConn, delay time.Duration, notBefore time.Time) {
-	queue := make(chan chunk, 1024)
+	queue := make(chan chunk, 64) // 4 MiB in flight per direction at most: a TCP window
 	go func() {
+		// One read buffer; each chunk is a copy of what was read: a fresh 64 KiB buffer per read
+		// made the proxy's garbage collection cost more CPU than the registry behind it.
+		buf := make([]byte, 64<<10)
 		for {
-			buf := make([]byte, 64<<10)
 			n, err := src.Read(buf)
 			at := time.Now()
 			if at.Before(notBefore) {
 				at = notBefore
 			}
 			if n > 0 {
-				queue <- chunk{data: buf[:n], at: at.Add(delay)}
+				queue <- chunk{data: bytes.Clone(buf[:n]), at: at.Add(delay)}
 			}
 			if err != nil {
 				queue <- chunk{err: err, at: at.Add(delay)}
