@@ -18,7 +18,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 )
@@ -48,17 +47,6 @@ func (v Values) environ(hook string) []string {
 		"CARGOHOLD_HOOK="+hook,
 		"CARGOHOLD_STORE="+v.Store,
 		"CARGOHOLD_CVMFS_REPO="+v.Repo)
-}
-
-// RepoFromStore returns the CVMFS repository a store lives in: "sw.example.org" for
-// /cvmfs/sw.example.org/images; "" for a store outside /cvmfs.
-func RepoFromStore(store string) string {
-	rest, ok := strings.CutPrefix(filepath.Clean(store), "/cvmfs/")
-	if !ok {
-		return ""
-	}
-	repo, _, _ := strings.Cut(rest, "/")
-	return repo
 }
 
 // Check reports a malformed command without values: an unknown placeholder (a typo such as {stroe}

@@ -56,22 +56,6 @@ func TestExpandRefusesMistakes(t *testing.T) {
 	}
 }
 
-func TestRepoFromStore(t *testing.T) {
-	for store, want := range map[string]string{
-		"/cvmfs/sw.example.org/images": "sw.example.org",
-		"/cvmfs/sw.example.org":        "sw.example.org",
-		"/cvmfs//sw.example.org/a/":    "sw.example.org",
-		"/srv/images":                  "",
-		"/cvmfsx/a":                    "",
-	} {
-		t.Run(store, func(t *testing.T) {
-			if got := RepoFromStore(store); got != want {
-				t.Errorf("RepoFromStore(%q) = %q, want %q", store, got, want)
-			}
-		})
-	}
-}
-
 // recorder returns a Set whose hooks append their name and environment to a log file.
 func recorder(t *testing.T) (*Set, string) {
 	log := filepath.Join(t.TempDir(), "calls")

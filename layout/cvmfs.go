@@ -29,6 +29,11 @@ type Options struct {
 
 	Lock LockOptions // what OpenWithOptions does while another run holds the writer lock (lock.go)
 
+	// ServedAt is the path readers know the store by when it is written elsewhere (a shadow, see
+	// Shadow): Dir returns it, so that what depends on the readers' path (the depth of image that
+	// Podman 4.x mounts, storage.conf) uses the store's real place. "": the store's own path.
+	ServedAt string
+
 	// Dedup says whether the layers published share the data of equal files ("": DedupAuto, reflinks
 	// where the filesystem has them; see dedup.go).
 	Dedup Dedup

@@ -627,12 +627,10 @@ func (s *Store) removeUnrecordedLayerDir(id string) error {
 			}
 		}
 	}
-	// Move it out of the layer root first, so it disappears in one step even if removal is interrupted.
-	trash := path.Join(stagingDir, "stale-"+randomName())
-	if err := s.root.Rename(dir, trash); err != nil {
+	if err := s.removeTree(dir); err != nil {
 		return fmt.Errorf("removing unrecorded layer dir %s: %w", s.path(dir), err)
 	}
-	return s.root.RemoveAll(trash)
+	return nil
 }
 
 // writeLayers replaces layers.json with layers, under Podman's layers.lock.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.podman.io/storage"
+	"golang.org/x/sys/unix"
 )
 
 // Removal is in two phases because nodes may run containers from an image that is removed: their
@@ -265,12 +266,18 @@ func (s *Store) removeLayerFiles(id string) error {
 }
 
 // removeTree moves dir into the staging area first, so it disappears from its place in one step even if
-// the removal is interrupted (Open removes what is left in staging).
+// the removal is interrupted (Open removes what is left in staging). An overlay mount without
+// redirect_dir, such as a CVMFS transaction, cannot rename a directory of its lower layer (EXDEV):
+// there dir is removed where it is, which is atomic all the same when the transaction is published.
 func (s *Store) removeTree(dir string) error {
 	trash := path.Join(stagingDir, "removed-"+randomName())
-	if err := s.root.Rename(dir, trash); errors.Is(err, fs.ErrNotExist) {
+	err := s.root.Rename(dir, trash)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil
-	} else if err != nil {
+	case errors.Is(err, unix.EXDEV):
+		return s.root.RemoveAll(dir)
+	case err != nil:
 		return err
 	}
 	return s.root.RemoveAll(trash)

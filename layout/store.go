@@ -337,8 +337,13 @@ func (s *Store) release() error {
 	return s.root.Close()
 }
 
-// Dir returns the store's absolute path.
-func (s *Store) Dir() string { return s.dir }
+// Dir returns the store's absolute path, as readers know it (Options.ServedAt, if set).
+func (s *Store) Dir() string {
+	if s.opts.ServedAt != "" {
+		return s.opts.ServedAt
+	}
+	return s.dir
+}
 
 // Driver returns the store's driver.
 func (s *Store) Driver() Driver { return s.paths.driver }

@@ -16,6 +16,10 @@ var (
 	ErrStore = errors.New("store")
 	// ErrRegister: the store could not be added to the storage.conf Plan.Register names.
 	ErrRegister = errors.New("register")
+	// ErrRepository: publishing through the store's CVMFS repository failed on the repository's
+	// side (a cvmfs_server command, its configuration refusing the images); the CLI exits as for a
+	// failed hook.
+	ErrRepository = errors.New("cvmfs repository")
 )
 
 // kindError gives err a kind (errors.Is finds both) and keeps err's text.

@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"github.com/cargohold/cargohold/builder"
+	"github.com/cargohold/cargohold/cvmfs"
 	"github.com/cargohold/cargohold/hooks"
 	"github.com/cargohold/cargohold/internal/platform"
 	"github.com/cargohold/cargohold/layout"
@@ -47,7 +48,7 @@ type Input struct {
 // Overrides are the flags that override the recipe's [publish] keys of the same name.
 type Overrides struct {
 	Before, After, OnFailure, CVMFSRepo, Hardlinks, Driver, Dedup *string
-	CVMFSCatalogs                                                 *bool
+	CVMFS, CVMFSCatalogs                                          *bool
 }
 
 // Plan is a checked run: the stores in the order they are first named, each with its images, and
@@ -74,6 +75,9 @@ type Store struct {
 	Options  layout.Options // CatalogMarkers, Driver, Create; the caller adds Lock
 	// CopyHardlinksAcrossDirs is builder.Publisher's field of the same name.
 	CopyHardlinksAcrossDirs bool
+	// CVMFS, if set, publishes the store through its CVMFS repository ([publish] cvmfs): Begin says
+	// where to open the store (with Options.ServedAt = Dir), Finish takes the place of the hooks.
+	CVMFS *cvmfs.Publication
 
 	claims map[string]string // every name the requests claim → the entry or argument claiming it
 }

@@ -158,6 +158,13 @@ func TestInputRules(t *testing.T) {
 		{"a bad driver", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Driver: ptr("btrfs")}}, "btrfs"},
 		{"a bad hardlinks mode", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Hardlinks: ptr("x")}}, "hardlinks"},
 		{"a bad hook placeholder", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{Before: ptr("echo {nope}")}}, "{nope}"},
+		{"cvmfs with hooks", Input{Store: "/cvmfs/a.org/s", Refs: []string{"alpine"}, Overrides: Overrides{CVMFS: ptr(true), Before: ptr("true")}},
+			"runs cvmfs_server itself: leave out before, after and on-failure"},
+		{"cvmfs without a repository", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{CVMFS: ptr(true)}},
+			"not below /cvmfs/: name its repository with cvmfs-repo"},
+		{"cvmfs, a repository not on this machine", Input{Store: "/cvmfs/not.here.example.org/s", Refs: []string{"alpine"}, Overrides: Overrides{CVMFS: ptr(true)}},
+			"no such CVMFS repository on this machine: not.here.example.org"},
+		{"a repository name that is none", Input{Store: "/s", Refs: []string{"alpine"}, Overrides: Overrides{CVMFSRepo: ptr("a b")}}, "is not a CVMFS repository name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.in)
@@ -221,29 +228,6 @@ func TestDedupSetting(t *testing.T) {
 				t.Fatal(err)
 			case p.Stores[0].Options.Dedup != tc.want:
 				t.Errorf("dedup %q, want %q", p.Stores[0].Options.Dedup, tc.want)
-			}
-		})
-	}
-}
-
-func TestCVMFSRepo(t *testing.T) {
-	for _, tc := range []struct{ name, dir, configured, want, error string }{
-		{"from the path", "/cvmfs/sw.example.org/images", "", "sw.example.org", ""},
-		{"configured and in the path", "/cvmfs/sw.example.org/images", "sw.example.org", "sw.example.org", ""},
-		{"configured, outside /cvmfs", "/srv/images", "sw.example.org", "sw.example.org", ""},
-		{"none", "/srv/images", "", "", ""},
-		{"configured, another in the path", "/cvmfs/a.org/images", "b.org", "", "is in CVMFS repository a.org, not in b.org"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := CVMFSRepo(tc.dir, tc.configured)
-			if tc.error != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.error) {
-					t.Errorf("CVMFSRepo(%s, %q) = %q, %v; want error %q", tc.dir, tc.configured, got, err, tc.error)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Errorf("CVMFSRepo(%s, %q) = %q, %v; want %q", tc.dir, tc.configured, got, err, tc.want)
 			}
 		})
 	}

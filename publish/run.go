@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/cargohold/cargohold/builder"
+	"github.com/cargohold/cargohold/cvmfs"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/storageconf"
 )
@@ -37,19 +38,20 @@ type run struct {
 	obs  Observer
 }
 
-// store publishes the requests of one store between its hooks. The before hook (a CVMFS
-// transaction) runs before anything in the store is written; after or on-failure runs once the store
-// is closed (deferred calls run last first).
+// store publishes the requests of one store between its hooks. The before hook runs before anything
+// in the store is written; after or on-failure runs once the store is closed (deferred calls run last
+// first). With [publish] cvmfs, the store's CVMFS publication takes the hooks' place (begin, finish).
 func (r *run) store(ctx context.Context, s Store) (err error) {
 	s.Hooks.Stdout, s.Hooks.Stderr = orDiscard(r.obs.HookStdout), orDiscard(r.obs.HookStderr)
-	if err := s.Hooks.RunBefore(); err != nil {
+	dir, err := r.begin(s)
+	if err != nil {
 		return fmt.Errorf("%w; nothing was published", err)
 	}
-	defer func() { err = r.finishHooks(s, err) }()
+	defer func() { err = r.finish(ctx, s, err) }()
 	if ctx.Err() != nil {
 		return interrupted(ctx, s.Dir, s.Refs()) // the context ended while before ran
 	}
-	store, err := r.open(ctx, s)
+	store, err := r.open(ctx, s, dir)
 	if err != nil {
 		return err
 	}
@@ -61,14 +63,46 @@ func (r *run) store(ctx context.Context, s Store) (err error) {
 	return r.end(ctx, store, &s, report)
 }
 
-// open opens the store for writing, waiting for another run's lock (or with Plan.NoWait refusing
-// to) until ctx ends.
-func (r *run) open(ctx context.Context, s Store) (*layout.Store, error) {
+// begin runs what comes before the store is opened and returns where to open it: the before hook,
+// or with CVMFS the publication's Begin (a local shadow of the store, or a transaction). If it fails,
+// nothing was written and finish must not run.
+func (r *run) begin(s Store) (string, error) {
+	if s.CVMFS == nil {
+		return s.Dir, s.Hooks.RunBefore()
+	}
+	s.CVMFS.Server = cvmfs.Server{Stdout: s.Hooks.Stdout, Stderr: s.Hooks.Stderr}
+	s.CVMFS.Stdout = s.Hooks.Stdout
+	dir, err := s.CVMFS.Begin()
+	if err != nil {
+		return "", withKind(ErrRepository, err)
+	}
+	return dir, nil
+}
+
+// finish runs what comes after the store is closed (see finishHooks), or with CVMFS the
+// publication's Finish, which publishes the store's changes if err is nil.
+func (r *run) finish(ctx context.Context, s Store, err error) error {
+	if s.CVMFS == nil {
+		return r.finishHooks(s, err)
+	}
+	ferr := s.CVMFS.Finish(ctx, err != nil)
+	if ferr != nil {
+		ferr = withKind(ErrRepository, ferr)
+	}
+	return r.reportBeside(s, err, ferr)
+}
+
+// open opens the store at dir (its own, or a CVMFS shadow of it) for writing, waiting for another
+// run's lock (or with Plan.NoWait refusing to) until ctx ends.
+func (r *run) open(ctx context.Context, s Store, dir string) (*layout.Store, error) {
 	opts := s.Options
 	opts.Lock = layout.LockOptions{NoWait: r.plan.NoWait, Waiting: func(pid int) {
 		r.obs.send(LockWaiting{Store: s.Dir, HolderPID: pid})
 	}}
-	store, err := layout.OpenWithOptions(ctx, s.Dir, opts)
+	if dir != s.Dir {
+		opts.ServedAt = s.Dir // readers know the store by its own path
+	}
+	store, err := layout.OpenWithOptions(ctx, dir, opts)
 	if err != nil && ctx.Err() != nil {
 		return nil, interrupted(ctx, s.Dir, s.Refs())
 	}
@@ -181,15 +215,20 @@ func (r *run) register(store *layout.Store) error {
 // on-failure hook; the store is closed by then. A failing hook makes a successful publish fail with
 // the hook's error; a failed publish keeps its own error, and the hook's is reported beside it.
 func (r *run) finishHooks(s Store, err error) error {
-	herr := s.Hooks.Finish(err != nil)
+	return r.reportBeside(s, err, s.Hooks.Finish(err != nil))
+}
+
+// reportBeside is the error of a store whose publish ended with err and whose finishing step (hooks,
+// CVMFS) with ferr: a failed publish keeps its own, and ferr is reported beside it.
+func (r *run) reportBeside(s Store, err, ferr error) error {
 	switch {
-	case herr == nil:
+	case ferr == nil:
 		return err
 	case err != nil:
-		r.obs.send(HookFailed{Store: s.Dir, Err: herr})
+		r.obs.send(HookFailed{Store: s.Dir, Err: ferr})
 		return err
 	}
-	return herr
+	return ferr
 }
 
 // closeStore closes a store opened for writing, releasing its lock; a failure is the store's error

@@ -1,8 +1,10 @@
 package publish
 
 import (
+	"errors"
 	"fmt"
 
+	"github.com/cargohold/cargohold/cvmfs"
 	"github.com/cargohold/cargohold/hooks"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/recipe"
@@ -21,6 +23,9 @@ func (o Overrides) apply(p recipe.Publish) recipe.Publish {
 	}
 	if o.CVMFSCatalogs != nil {
 		p.CVMFSCatalogs = *o.CVMFSCatalogs
+	}
+	if o.CVMFS != nil {
+		p.CVMFS = *o.CVMFS
 	}
 	return p
 }
@@ -43,10 +48,10 @@ func setUp(dir string, settings recipe.Publish, hookDir string) (Store, error) {
 		return Store{}, err
 	}
 	if dedup == layout.DedupHardlink && copyLinks {
-		return Store{}, fmt.Errorf("dedup = %q links files across layers, but hardlinks = %q copies every hard link across directories (CVMFS keeps hard links only within one): choose one",
+		return Store{}, fmt.Errorf("dedup = %q links files across layers, but hardlinks = %q copies every hard link across directories: choose one",
 			layout.DedupHardlink, recipe.HardlinksCopyAcrossDirs)
 	}
-	repo, err := CVMFSRepo(dir, settings.CVMFSRepo)
+	repo, err := cvmfs.ResolveRepo(dir, settings.CVMFSRepo)
 	if err != nil {
 		return Store{}, err
 	}
@@ -60,21 +65,23 @@ func setUp(dir string, settings recipe.Publish, hookDir string) (Store, error) {
 	if err := s.Hooks.Validate(); err != nil {
 		return Store{}, err
 	}
+	if settings.CVMFS {
+		if s.CVMFS, err = cvmfsPublication(dir, repo, driver, s.Hooks); err != nil {
+			return Store{}, err
+		}
+	}
 	return s, nil
 }
 
-// CVMFSRepo is the {repo} of the hooks of the store at dir: the configured one (cvmfs-repo), else
-// the directory below /cvmfs/ that holds the store. Both given and different is an error: the
-// transaction would open one repository while the store is written in another.
-func CVMFSRepo(dir, configured string) (string, error) {
-	inRepo := hooks.RepoFromStore(dir)
-	switch {
-	case configured == "":
-		return inRepo, nil
-	case inRepo != "" && inRepo != configured:
-		return "", fmt.Errorf("the store %s is in CVMFS repository %s, not in %s (cvmfs-repo)", dir, inRepo, configured)
+// cvmfsPublication sets up the publish of the store at dir through CVMFS repository repo.
+func cvmfsPublication(dir, repo string, driver layout.Driver, h hooks.Set) (*cvmfs.Publication, error) {
+	if !h.Empty() {
+		return nil, errors.New("cvmfs = true (--cvmfs) runs cvmfs_server itself: leave out before, after and on-failure")
 	}
-	return configured, nil
+	if repo == "" {
+		return nil, fmt.Errorf("cvmfs = true (--cvmfs): the store %s is not below /cvmfs/: name its repository with cvmfs-repo (--cvmfs-repo)", dir)
+	}
+	return cvmfs.New(cvmfs.ConfigRoot, repo, dir, driver)
 }
 
 // ExtrasAction is what a run with a recipe does with the names the store holds that the recipe

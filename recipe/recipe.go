@@ -12,13 +12,14 @@
 //	names = ["site/alpine:stable"]   # extra names in the store
 //	platform = "linux/arm64"         # any default may be overridden per image
 //
-//	[publish]                        # optional: commands around the publish, store options
-//	before = "cvmfs_server transaction {repo}"
-//	after = "cvmfs_server publish {repo}"
-//	on-failure = "cvmfs_server abort -f {repo}"
+//	[publish]                        # optional: how the store is published, store options
+//	cvmfs = true                     # through the CVMFS repository's cvmfs_server (package cvmfs)
+//	cvmfs-repo = "sw.example.org"    # default: the directory below /cvmfs/ holding the store
 //	cvmfs-catalogs = true            # a .cvmfscatalog in each layer dir
-//	hardlinks = "copy-across-dirs"   # or "keep" (the default)
-//	cvmfs-repo = "sw.example.org"    # {repo}; default: the directory below /cvmfs/ holding the store
+//	before = "..."                   # or commands of one's own around the publish (not with cvmfs)
+//	after = "..."
+//	on-failure = "..."
+//	hardlinks = "keep"               # the default; or "copy-across-dirs"
 //	driver = "vfs"                   # a new store's driver: overlay (the default) or vfs
 //	dedup = "hardlink"               # shared file data: auto (the default), off or hardlink
 //
@@ -65,6 +66,9 @@ type Publish struct {
 	Before    string `toml:"before"`     // runs before the store is opened: nothing is written if it fails
 	After     string `toml:"after"`      // runs after every image was published and the store closed
 	OnFailure string `toml:"on-failure"` // runs when an image, the store or the after hook failed
+	// CVMFS publishes the store through its CVMFS repository's cvmfs_server (package cvmfs): no
+	// before, after or on-failure then, cargohold opens and ends the transactions itself.
+	CVMFS     bool   `toml:"cvmfs"`
 	CVMFSRepo string `toml:"cvmfs-repo"` // {repo}; default: the first directory below /cvmfs/ of the store
 	// CVMFSCatalogs puts a .cvmfscatalog marker into each layer dir, so that every layer gets its
 	// own small CVMFS catalog.
@@ -72,8 +76,8 @@ type Publish struct {
 	// Hardlinks is HardlinksKeep ("" means the same) or HardlinksCopyAcrossDirs.
 	Hardlinks string `toml:"hardlinks"`
 	// Driver is the format of a new store: "overlay" ("" means the same) or "vfs" (a whole tree per
-	// layer, no whiteouts on disk: for vfs nodes, and for CVMFS, whose transactions cannot hold
-	// overlay whiteouts). An existing store keeps its driver; naming another is an error.
+	// layer, no whiteouts on disk: for vfs nodes). An existing store keeps its driver; naming another
+	// is an error.
 	Driver string `toml:"driver"`
 	// Dedup says whether equal files of the store's layers share their data: "auto" ("" means the
 	// same: reflinks where the filesystem has them), "off", or "hardlink" (layout.ParseDedup).
@@ -83,8 +87,10 @@ type Publish struct {
 // Values of [publish] hardlinks.
 const (
 	HardlinksKeep = "keep"
-	// HardlinksCopyAcrossDirs writes a hard link whose target is in another directory as a copy:
-	// CVMFS keeps hard links only within one directory.
+	// HardlinksCopyAcrossDirs writes a hard link whose target is in another directory as a copy. It
+	// was meant for CVMFS, which turns out to keep no hard link at all (it makes every name a file of
+	// its own, in the same directory or not): a store in CVMFS needs no setting. Kept for recipes that
+	// name it.
 	HardlinksCopyAcrossDirs = "copy-across-dirs"
 )
 
@@ -191,7 +197,7 @@ func Parse(text string) (*Recipe, error) {
 	if undecoded := md.Undecoded(); len(undecoded) > 0 {
 		k := undecoded[0]
 		return nil, fmt.Errorf("line %d: unknown key %q (known: store, [defaults] platform/platforms/tls-verify/authfile, "+
-			"[[image]] ref/names/platform/platforms/tls-verify/authfile, [publish] before/after/on-failure/cvmfs-repo/cvmfs-catalogs/hardlinks/driver)",
+			"[[image]] ref/names/platform/platforms/tls-verify/authfile, [publish] before/after/on-failure/cvmfs/cvmfs-repo/cvmfs-catalogs/hardlinks/driver)",
 			keyLine(text, k), k.String())
 	}
 	if err := r.Publish.validate(text); err != nil {

@@ -168,7 +168,7 @@ mount --rbind /dev "$root/dev"
 mount -t tmpfs -o mode=0755 tmpfs "$root/run"
 mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
 while [ "$1" != -- ]; do
-	mkdir -p "$root$1"
+	(umask 022 && mkdir -p "$root$1") # parents a rootless reader can pass (they stay in the cached chroot)
 	mount --rbind "$1" "$root$1"
 	shift
 done

@@ -339,6 +339,26 @@ make_fixtures() {
 	"$MKIMAGES" ${1:+-only "$1"} "$FIXTURES_DIR" >/dev/null || die "mkimages failed"
 }
 
+# host_layer_lists DIR: the files of mkbench's host layers (scripts/bench, scripts/e2e-cvmfs-real),
+# one path a line. DIR/base.list: the files of Debian's required packages and their dependencies,
+# what Debian's own base image (debootstrap --variant=minbase) holds; DIR/runtime.list: python3.11
+# with its standard library.
+host_layer_lists() {
+	local dir=$1 required
+	required=$(dpkg-query -W -f '${Package} ${Priority}\n' | awk '$2 == "required" { print $1 }')
+	# shellcheck disable=SC2086 # one package a word
+	apt-cache depends --recurse --installed --no-recommends --no-suggests --no-conflicts \
+		--no-breaks --no-replaces --no-enhances $required 2>/dev/null | grep -v '^[ <]' | sort -u >"$dir/base.packages"
+	# dpkg -L fails for virtual packages in the list; the others' files are what counts.
+	{ xargs dpkg -L <"$dir/base.packages" 2>/dev/null || true; } | grep '^/' | sort -u >"$dir/base.list"
+	{
+		dpkg -L python3.11 python3.11-minimal libpython3.11-minimal libpython3.11-stdlib 2>/dev/null || true
+		[[ -d /usr/lib/python3.11 ]] && find /usr/lib/python3.11
+	} | grep '^/' | sort -u >"$dir/runtime.list"
+	[[ $(wc -l <"$dir/base.list") -gt 1000 ]] || die "base layer list $dir/base.list is too short: is this Debian?"
+	[[ $(wc -l <"$dir/runtime.list") -gt 100 ]] || die "no python3.11 here for the runtime layer (apt-get install python3.11)"
+}
+
 # fixture REF JQ-FILTER: a field of one fixture, e.g. `fixture app:1 .config`.
 fixture() {
 	local v

@@ -17,7 +17,7 @@ const (
 	exitFailed      = 1 // some image failed (publish, rm, inspect); conf check: Podman will not see the store; any error of no other kind
 	exitUsage       = 2 // what the user typed: bad flags, recipe or configuration; not a store; missing privileges
 	exitStore       = 3 // the store could not be opened, locked or read; check found problems
-	exitHook        = 4 // a before/after hook failed
+	exitHook        = 4 // a before/after hook, or a step of publishing through CVMFS, failed
 	exitSignalsBase = 128
 )
 
@@ -84,7 +84,7 @@ func exitCode(err error) int {
 		return exitStore
 	case errors.Is(err, errFailed), errors.Is(err, errNotSeen), errors.Is(err, publish.ErrImagesFailed):
 		return exitFailed
-	case errors.As(err, &hookErr):
+	case errors.As(err, &hookErr), errors.Is(err, publish.ErrRepository):
 		return exitHook
 	}
 	return exitFailed

@@ -15,13 +15,15 @@ func publishHookFlags(o *publish.Overrides) []cli.Flag {
 		&cli.StringFlag{Name: "after", Action: setPtr(&o.After), Usage: "shell `COMMAND` run once every image is published and the store closed"},
 		&cli.StringFlag{Name: "on-failure", Action: setPtr(&o.OnFailure),
 			Usage: "shell `COMMAND` run when an image, the store or the after command failed, or a signal stopped the run (not when before failed)"},
+		&cli.BoolFlag{Name: "cvmfs", Action: setPtr(&o.CVMFS),
+			Usage: "publish through the store's CVMFS repository: cargohold runs cvmfs_server (ingest, transaction, publish, abort) itself; not with before/after/on-failure"},
 		&cli.StringFlag{Name: "cvmfs-repo", Action: setPtr(&o.CVMFSRepo),
-			Usage: "CVMFS repository `NAME` for {repo} (default: the directory below /cvmfs/ holding the store)"},
+			Usage: "CVMFS repository `NAME` for --cvmfs and {repo} (default: the directory below /cvmfs/ holding the store)"},
 		&cli.BoolFlag{Name: "cvmfs-catalogs", Action: setPtr(&o.CVMFSCatalogs), Usage: "put a .cvmfscatalog into each layer dir: one small CVMFS catalog per layer"},
 		&cli.StringFlag{Name: "hardlinks", Action: setPtr(&o.Hardlinks),
-			Usage: "`MODE`: keep (default), or copy-across-dirs (CVMFS keeps hard links only within one directory)"},
+			Usage: "`MODE`: keep (default), or copy-across-dirs (a hard link into another directory as a copy; CVMFS needs none: it splits every link itself)"},
 		&cli.StringFlag{Name: "driver", Action: setPtr(&o.Driver), Usage: "storage `DRIVER` of a new store: overlay (default) or vfs (whole tree per layer, no whiteouts on disk: " +
-			"for vfs nodes and CVMFS); an existing store keeps its own"},
+			"for vfs nodes); an existing store keeps its own"},
 		&cli.StringFlag{Name: "dedup", Action: setPtr(&o.Dedup), Usage: "shared file data `MODE`: auto (default: equal files share extents " +
 			"where the filesystem has reflinks), off, or hardlink (equal files and metadata become hard links; see README)"},
 	}

@@ -1,6 +1,6 @@
 // Command mkbench writes the images of scripts/bench and scripts/e2e-resync as OCI image layouts.
 //
-//	mkbench [-size full|quick] [-compression gzip|zstd] [-set bench,resync,scale] [-n N] [-registry-dir DIR -registry-prefix P]
+//	mkbench [-size full|quick] [-compression gzip|zstd] [-set bench,resync,scale,five] [-n N] [-registry-dir DIR -registry-prefix P]
 //	        [-base-list FILE] [-runtime-list FILE] OUTDIR
 //
 // Set "bench" (needs -base-list and -runtime-list):
@@ -16,6 +16,10 @@
 // Set "scale" is -n small images scale-0000:1 … of five layers, the first three shared by the
 // images of one of ten families (scripts/bench-scale). With -registry-dir, the images are also put
 // straight into that docker-registry storage root as repositories -registry-prefix+name.
+// Set "five" (needs the lists too) is bench-five:1, an image built the way a Dockerfile of five steps
+// builds one: the base, the runtime, a configuration layer, a clean-up layer that empties
+// /usr/share/doc and /usr/share/man (opaque directories) and deletes a file, and an application
+// layer; scripts/e2e-cvmfs-real measures what its overlay and vfs stores cost in CVMFS.
 //
 // Everything is reproducible: fixed mtimes, sorted entries, seeded data, testimage's deterministic
 // gzip. The same machine (same installed packages) gives the same digests on every run.
@@ -69,7 +73,7 @@ type record struct {
 func main() {
 	size := flag.String("size", "full", "data layer size: full (1 GiB) or quick (128 MiB)")
 	compression := flag.String("compression", "gzip", "layer compression of set bench: gzip or zstd")
-	sets := flag.String("set", "bench,resync", "comma-separated image sets to write: bench, resync, scale")
+	sets := flag.String("set", "bench,resync", "comma-separated image sets to write: bench, resync, scale, five")
 	scaleN := flag.Int("n", 1000, "images of set scale")
 	registryDir := flag.String("registry-dir", "", "also put the images into this docker-registry filesystem storage `DIR` (the registry stopped)")
 	registryPrefix := flag.String("registry-prefix", "bench/", "repository `PREFIX` of the images put into -registry-dir")
@@ -131,8 +135,14 @@ func run(outdir, size string, comp testimage.Compression, sets string, scaleN in
 			images = append(images, resyncImages(20)...)
 		case "scale":
 			images = append(images, scaleImages(scaleN)...)
+		case "five":
+			img, err := fiveLayerImage(comp, baseList, runtimeList)
+			if err != nil {
+				return nil, err
+			}
+			images = append(images, img)
 		default:
-			return nil, fmt.Errorf("-set: unknown set %q (want bench, resync, scale)", set)
+			return nil, fmt.Errorf("-set: unknown set %q (want bench, resync, scale, five)", set)
 		}
 	}
 
@@ -174,6 +184,34 @@ func benchImages(sz sizes, comp testimage.Compression, baseList, runtimeList str
 		{"bench-app", "1", testimage.Image{Layers: []testimage.Layer{base, runtime, data}, Cmd: cmd}},
 		{"bench-tool", "1", testimage.Image{Layers: []testimage.Layer{base, runtime, tool}, Cmd: cmd}},
 	}, nil
+}
+
+// fiveLayerImage is set "five"'s image (see the package comment).
+func fiveLayerImage(comp testimage.Compression, baseList, runtimeList string) (image, error) {
+	if baseList == "" || runtimeList == "" {
+		return image{}, fmt.Errorf("set five needs -base-list and -runtime-list")
+	}
+	base, err := hostLayer(baseList, comp, "Debian-like base: required packages and their dependencies")
+	if err != nil {
+		return image{}, fmt.Errorf("base layer: %w", err)
+	}
+	runtime, err := hostLayer(runtimeList, comp, "language runtime")
+	if err != nil {
+		return image{}, fmt.Errorf("runtime layer: %w", err)
+	}
+	config := testimage.Layer{Compression: comp, CreatedBy: "configuration", Entries: append([]testimage.Entry{
+		testimage.Dir("etc/", 0o755),
+		testimage.File("etc/motd", 0o644, "configured by the third layer\n"),
+	}, textEntries("etc/app/", 20, 2<<10, 5)...)}
+	cleanup := testimage.Layer{Compression: comp, CreatedBy: "clean-up: rm -rf /usr/share/doc/* /usr/share/man/* /etc/motd", Entries: []testimage.Entry{
+		testimage.Dir("etc/", 0o755), testimage.Whiteout("etc/motd"),
+		testimage.Dir("usr/", 0o755), testimage.Dir("usr/share/", 0o755),
+		testimage.Dir("usr/share/doc/", 0o755), testimage.Opaque("usr/share/doc"),
+		testimage.Dir("usr/share/man/", 0o755), testimage.Opaque("usr/share/man"),
+	}}
+	app := testimage.Layer{Compression: comp, CreatedBy: "application", Entries: textEntries("opt/app/", 200, 16<<10, 99)}
+	return image{"bench-five", "1", testimage.Image{Layers: []testimage.Layer{base, runtime, config, cleanup, app},
+		Cmd: []string{"/bin/sh", "-c", "ls /opt/app"}}}, nil
 }
 
 // dataEntries is the big layer: a preallocated disk image (all zeros, which a store should keep as a

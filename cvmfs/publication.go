@@ -1,0 +1,259 @@
+package cvmfs
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/cargohold/cargohold/layout"
+)
+
+// A Publication publishes one store inside a CVMFS repository. Begin runs before the store is opened
+// and says where to write it; the caller opens the store there, publishes its images and closes it;
+// Finish then brings the result into the repository, or, if the publish failed, leaves the repository
+// as it was. Either way no transaction stays open, and nodes see either the store as it was or the
+// store with every image of the run.
+//
+// An overlay store is written as a shadow (layout.Shadow) on a local disk, outside any transaction,
+// so a failed or interrupted run changes nothing in the repository. Finish then ingests the new layer
+// dirs, whiteouts included (one revision that no record refers to yet, so nodes do not see it), opens
+// a transaction, sets what ingest dropped (xattrs, owners and modes if they differ), writes the
+// records and the other files that changed, and publishes (the revision that makes the images
+// visible). A vfs store holds no whiteouts: it is written inside one transaction, in place.
+type Publication struct {
+	Repo   *Repo
+	Server Server
+	Store  string // absolute, below Repo.Mountpoint
+	// StagingRoot is where the shadow goes (a local filesystem with room for the run's new layers,
+	// whiteouts and xattrs); "" is $TMPDIR, else /var/tmp.
+	StagingRoot string
+	Stdout      io.Writer // what Finish says; nil: os.Stdout
+
+	driver  layout.Driver // the store's
+	rel     string        // Store inside the repository
+	staging string        // the shadow's parent dir (overlay)
+	records [32]byte      // hash of the published records when the run began (overlay)
+	before  map[string]bool
+}
+
+// New prepares the publish of the store at store (absolute) in repository repo (its server.conf read
+// from configRoot, ConfigRoot but in tests). driver is the driver asked for ("": the store's own,
+// overlay for a new store).
+func New(configRoot, repo, store string, driver layout.Driver) (*Publication, error) {
+	r, err := Load(configRoot, repo)
+	if err != nil {
+		return nil, err
+	}
+	return newPublication(r, store, driver)
+}
+
+func newPublication(r *Repo, store string, driver layout.Driver) (*Publication, error) {
+	p := &Publication{Repo: r, Store: filepath.Clean(store), driver: driver}
+	var err error
+	if p.rel, err = r.Rel(store); err != nil {
+		return nil, err
+	}
+	if p.rel == "." {
+		return nil, fmt.Errorf("the store %s is the root of repository %s: give it a directory of its own (e.g. %s/images)", store, r.Name, r.Mountpoint)
+	}
+	return p, nil
+}
+
+// published is the store as nodes see it: read through the repository's client mount.
+func (p *Publication) published() string { return filepath.Join(p.Repo.ClientView, p.rel) }
+
+// Shadowed says whether the store is written as a shadow (overlay) rather than in a transaction (vfs).
+func (p *Publication) Shadowed() bool { return p.driver == layout.Overlay }
+
+// Begin decides how the store is written and returns the directory to open it at: a fresh shadow of
+// the published store (overlay), or the store itself inside a newly opened transaction (vfs). If it
+// fails, nothing is open and Finish must not be called.
+func (p *Publication) Begin() (string, error) {
+	if d, err := layout.Identify(p.published()); err == nil {
+		if p.driver == "" {
+			p.driver = d
+		}
+	} else if !errors.Is(err, layout.ErrNotStore) {
+		return "", err
+	}
+	if p.driver == "" {
+		p.driver = layout.Overlay
+	}
+	if !p.Shadowed() {
+		return p.Store, p.beginTransaction()
+	}
+	return p.beginShadow()
+}
+
+func (p *Publication) beginTransaction() error {
+	before := map[string]bool{}
+	if snap, err := layout.Read(p.Store); err == nil {
+		for _, l := range snap.Layers {
+			before[l.ID] = true
+		}
+	} else if !errors.Is(err, layout.ErrNotStore) {
+		return err
+	}
+	p.before = before
+	return p.Server.Transaction(p.Repo.Name)
+}
+
+func (p *Publication) beginShadow() (string, error) {
+	root := p.StagingRoot
+	if root == "" {
+		root = os.Getenv("TMPDIR")
+	}
+	if root == "" {
+		root = "/var/tmp"
+	}
+	staging, err := os.MkdirTemp(root, "cargohold-cvmfs-"+p.Repo.Name+"-")
+	if err != nil {
+		return "", fmt.Errorf("making a staging dir for the shadow of %s: %w", p.Store, err)
+	}
+	p.staging = staging
+	if p.records, err = recordsHash(p.published()); err == nil {
+		err = layout.Shadow(filepath.Join(staging, "store"), p.published())
+	}
+	if err != nil {
+		_ = os.RemoveAll(staging) // the error is the one to report
+		return "", fmt.Errorf("shadowing %s: %w", p.Store, err)
+	}
+	return filepath.Join(staging, "store"), nil
+}
+
+// recordsHash fingerprints the records of the store at dir (none for a new store), to notice
+// another writer.
+func recordsHash(dir string) ([32]byte, error) {
+	h := sha256.New()
+	for _, d := range []layout.Driver{layout.Overlay, layout.VFS} {
+		for _, f := range layout.RecordFiles(d) {
+			data, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return [32]byte{}, err
+			}
+			fmt.Fprintf(h, "%s %d\n", f, len(data))
+			h.Write(data)
+		}
+	}
+	return [32]byte(h.Sum(nil)), nil
+}
+
+// Finish ends the run. failed says that the publish failed (an image, the store, a signal): then the
+// repository is left as it was (the shadow removed, the transaction aborted). Otherwise the store's
+// changes are published. ctx matters only before anything reached the repository: once ingest has
+// begun, Finish runs to its end.
+func (p *Publication) Finish(ctx context.Context, failed bool) error {
+	if !p.Shadowed() {
+		return p.finishTransaction(failed)
+	}
+	defer func() { _ = os.RemoveAll(p.staging) }() // only ours: a local copy
+	if failed {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stopped before anything reached repository %s (%w)", p.Repo.Name, err)
+	}
+	return p.bringIn()
+}
+
+func (p *Publication) finishTransaction(failed bool) error {
+	if !failed {
+		err := p.checkXattrs(p.Store, func(id string) bool { return !p.before[id] })
+		if err == nil {
+			if err = p.Server.Publish(p.Repo.Name); err == nil {
+				return nil
+			}
+		}
+		return errors.Join(err, p.Server.Abort(p.Repo.Name))
+	}
+	return p.Server.Abort(p.Repo.Name)
+}
+
+// bringIn publishes the shadow's changes: new layers by ingest, the rest in a transaction.
+func (p *Publication) bringIn() error {
+	shadow := filepath.Join(p.staging, "store")
+	changes, err := layout.ShadowChanges(shadow, p.published())
+	if err != nil {
+		return err
+	}
+	if changes.Empty() {
+		p.say("nothing changed in %s: no revision published\n", p.Store)
+		return nil
+	}
+	newLayer := map[string]bool{}
+	for _, d := range changes.NewLayers {
+		newLayer[filepath.Base(d)] = true
+	}
+	if err := p.checkXattrs(shadow, func(id string) bool { return newLayer[id] }); err != nil {
+		return err
+	}
+	if err := p.unchanged(p.published()); err != nil {
+		return err
+	}
+	if len(changes.NewLayers) > 0 {
+		if err := p.ingest(shadow, changes.Identity, changes.NewLayers); err != nil {
+			return err
+		}
+		changes.Write = slices.DeleteFunc(changes.Write, func(w string) bool { return slices.Contains(changes.Identity, w) })
+	}
+	if err := p.Server.Transaction(p.Repo.Name); err != nil {
+		return fmt.Errorf("%w; the new layers are in the repository, but no record refers to them: the next run replaces them", err)
+	}
+	err = p.unchanged(p.Store)
+	if err == nil {
+		err = applyChanges(shadow, p.Store, changes)
+	}
+	if err == nil {
+		if err = p.Server.Publish(p.Repo.Name); err == nil {
+			return nil
+		}
+	}
+	return errors.Join(err, p.Server.Abort(p.Repo.Name))
+}
+
+// unchanged refuses to go on if another writer changed the store's records since Begin.
+func (p *Publication) unchanged(dir string) error {
+	h, err := recordsHash(dir)
+	if err != nil {
+		return err
+	}
+	if h != p.records {
+		return fmt.Errorf("the records of %s changed while this run published (another writer?): nothing was published; run again", p.Store)
+	}
+	return nil
+}
+
+// ingest brings the new layer dirs in. Dirs of the same names that a failed run left (ingested, then
+// no transaction published their records) are removed first, in a revision of their own (see
+// Server.Remove).
+func (p *Publication) ingest(shadow string, identity, dirs []string) error {
+	var stale []string
+	for _, d := range dirs {
+		if _, err := os.Lstat(filepath.Join(p.published(), d)); err == nil {
+			stale = append(stale, filepath.ToSlash(filepath.Join(p.rel, d)))
+		}
+	}
+	if len(stale) > 0 {
+		if err := p.Server.Remove(p.Repo.Name, stale); err != nil {
+			return err
+		}
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(ingestTar(pw, shadow, p.rel, identity, dirs)) }()
+	err := p.Server.Ingest(p.Repo.Name, ingestBase(p.rel), pr)
+	_ = pr.CloseWithError(errors.New("ingest ended")) // the writer stops if ingest stopped reading
+	return err
+}
+
+func (p *Publication) say(format string, a ...any) {
+	w := p.Stdout
+	if w == nil {
+		w = os.Stdout
+	}
+	fmt.Fprintf(w, format, a...)
+}
