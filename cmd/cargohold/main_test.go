@@ -31,20 +31,7 @@ import (
 var layouts string // dir of the OCI layouts hello, other, multi
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cargohold-cmd-")
-	if err != nil {
-		panic(err)
-	}
-	layouts = dir
-	busybox := []byte("#!/bin/sh\necho not really busybox\n")
-	if err := testimage.WriteFixtureLayouts(dir, busybox, "hello", "other", "multi"); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	if err := os.RemoveAll(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "removing the test fixtures:", err)
-	}
-	os.Exit(code)
+	testimage.MainWithFixtureLayouts(m, &layouts, "hello", "other", "multi")
 }
 
 // ociRef is the oci: reference of a fixture ("hello:1").
