@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
@@ -104,7 +105,7 @@ func (k *linker) groups(ws []*written) []*linkGroup {
 			byIno[st.Ino] = g
 			groups = append(groups, g)
 		}
-		if !containsString(g.names, w.name) {
+		if !slices.Contains(g.names, w.name) {
 			g.names = append(g.names, w.name)
 		}
 		if g.checked == nil && w.checked {
@@ -119,15 +120,6 @@ func (k *linker) groups(ws []*written) []*linkGroup {
 		}
 	}
 	return complete
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // link links g's names to the first of its verified candidates that no name of this layer or of a layer

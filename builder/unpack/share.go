@@ -366,8 +366,8 @@ func (x *extractor) goAsync(weight int64, f func() error) {
 // fillSmall gives the empty file fd the bytes data, a clone of the first candidate that holds them
 // if any, then the header's owner, mode, xattrs and times, and closes it.
 func (x *extractor) fillSmall(fd int, data []byte, cands []layout.Candidate, hdr *tar.Header) error {
-	shared, err := x.cloneEqual(fd, data, cands)
-	if err == nil && !shared {
+	var err error
+	if !x.cloneEqual(fd, data, cands) {
 		w := bodyWriter{fd: fd}
 		if err = w.write(data); err == nil && w.end < hdr.Size {
 			err = os.NewSyscallError("ftruncate", unix.Ftruncate(fd, hdr.Size))
@@ -390,7 +390,7 @@ func (x *extractor) fillSmall(fd int, data []byte, cands []layout.Candidate, hdr
 }
 
 // cloneEqual makes the empty file fd a clone of the first candidate whose bytes are data.
-func (x *extractor) cloneEqual(fd int, data []byte, cands []layout.Candidate) (bool, error) {
+func (x *extractor) cloneEqual(fd int, data []byte, cands []layout.Candidate) bool {
 	buf := make([]byte, len(data))
 	for _, c := range cands {
 		src, err := c.Open()
@@ -407,10 +407,10 @@ func (x *extractor) cloneEqual(fd int, data []byte, cands []layout.Candidate) (b
 		if equal {
 			x.countShared(int64(len(data)))
 			faultpoint.Hit("file-shared")
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
+	return false
 }
 
 // countShared counts a file whose size bytes are shared (from any goroutine).

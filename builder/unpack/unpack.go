@@ -383,8 +383,9 @@ func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, body
 	if err == nil {
 		err = setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
 	}
-	var st unix.Stat_t
-	if err == nil && x.files != nil {
+	hardlinks := x.files != nil && x.files.Sharing() == layout.ShareHardlink
+	var st unix.Stat_t // the inode, for the hard-link pass
+	if err == nil && hardlinks && hdr.Size > 0 {
 		err = os.NewSyscallError("fstat", unix.Fstat(fd, &st))
 	}
 	if cerr := unix.Close(fd); err == nil {
@@ -396,7 +397,7 @@ func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, body
 	if err != nil || x.files == nil || hdr.Size == 0 {
 		return err
 	}
-	if x.files.Sharing() == layout.ShareHardlink {
+	if hardlinks {
 		return x.keepForLinks(parent, base, st.Ino, hdr.Size, body.crc)
 	}
 	key.Meta = headerMeta(hdr).Key()
