@@ -211,13 +211,12 @@ func (s *Store) repairFilesIndex(done *[]string) error {
 		if err != nil {
 			continue // a missing or broken tar-split: Check reports it
 		}
-		want := encodeFilesIndex(entries)
 		if data, err := s.root.ReadFile(filesIndexPath(l.ID)); err == nil {
 			if have, err := parseFilesIndex(data); err == nil && slices.Equal(have, entries) {
 				continue
 			}
 		}
-		if err := s.writeFileAtomic(filesIndexPath(l.ID), want); err != nil {
+		if err := s.writeFileAtomic(filesIndexPath(l.ID), encodeFilesIndex(entries)); err != nil {
 			return fmt.Errorf("layer %s: writing its file index: %w", l.ID, err)
 		}
 		*done = append(*done, fmt.Sprintf("%s: rebuilt the file index of layer %s", filesIndexPath(l.ID), l.ID))

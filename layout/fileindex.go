@@ -277,7 +277,7 @@ func (l *StagedLayer) openLayerFiles() error {
 	if err != nil {
 		return err
 	}
-	f, err := l.s.root.OpenFile(path.Join(l.stage, stagedFilesName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	f, err := l.s.root.OpenFile(l.filesFile(), os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		return err
 	}

@@ -147,7 +147,7 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 		}
 	}
 
-	used := usedLayers(images, s.layers)
+	used := usedLayers(images, layerParents(s.layers))
 	newReleased := map[string]time.Time{}
 	var doomed []storage.Layer
 	for _, l := range s.layers {
@@ -209,6 +209,7 @@ func expireImages(all []storage.Image, layers []storage.Layer, grace time.Durati
 	kept []storage.Image, dropped []string, lastUsed map[string]time.Time) {
 	lastUsed = map[string]time.Time{}
 	kept = make([]storage.Image, 0, len(all))
+	parent := layerParents(layers) // once: an image's chain is walked for each dropped image
 	for _, img := range all {
 		since, superseded := supersededSince(img)
 		switch {
@@ -216,7 +217,7 @@ func expireImages(all []storage.Image, layers []storage.Layer, grace time.Durati
 			dropped = append(dropped, img.ID)
 		case superseded && now.Sub(since) >= grace:
 			dropped = append(dropped, img.ID)
-			for id := range usedLayers([]storage.Image{img}, layers) {
+			for id := range usedLayers([]storage.Image{img}, parent) {
 				if since.After(lastUsed[id]) {
 					lastUsed[id] = since
 				}
@@ -233,11 +234,8 @@ func expireImages(all []storage.Image, layers []storage.Layer, grace time.Durati
 }
 
 // usedLayers is every layer some image stands on: each image's top layer and its ancestors.
-func usedLayers(images []storage.Image, layers []storage.Layer) map[string]bool {
-	parent := make(map[string]string, len(layers))
-	for _, l := range layers {
-		parent[l.ID] = l.Parent
-	}
+// parent is layerParents' answer.
+func usedLayers(images []storage.Image, parent map[string]string) map[string]bool {
 	used := map[string]bool{}
 	for _, img := range images {
 		for id := img.TopLayer; id != "" && !used[id]; id = parent[id] {
@@ -245,6 +243,15 @@ func usedLayers(images []storage.Image, layers []storage.Layer) map[string]bool 
 		}
 	}
 	return used
+}
+
+// layerParents maps each layer's ID to its parent's.
+func layerParents(layers []storage.Layer) map[string]string {
+	parent := make(map[string]string, len(layers))
+	for _, l := range layers {
+		parent[l.ID] = l.Parent
+	}
+	return parent
 }
 
 // removeLayerFiles removes a layer no longer in layers.json: its file index, its l/ symlink, its
