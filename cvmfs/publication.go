@@ -162,16 +162,21 @@ func (p *Publication) Finish(ctx context.Context, failed bool) error {
 }
 
 func (p *Publication) finishTransaction(failed bool) error {
-	if !failed {
-		err := p.checkXattrs(p.Store, func(id string) bool { return !p.before[id] })
-		if err == nil {
-			if err = p.Server.Publish(p.Repo.Name); err == nil {
-				return nil
-			}
-		}
-		return errors.Join(err, p.Server.Abort(p.Repo.Name))
+	if failed {
+		return p.Server.Abort(p.Repo.Name)
 	}
-	return p.Server.Abort(p.Repo.Name)
+	return p.publishOrAbort(p.checkXattrs(p.Store, func(id string) bool { return !p.before[id] }))
+}
+
+// publishOrAbort ends the open transaction: published if err (what came before) is nil and the
+// publish succeeds, else aborted.
+func (p *Publication) publishOrAbort(err error) error {
+	if err == nil {
+		if err = p.Server.Publish(p.Repo.Name); err == nil {
+			return nil
+		}
+	}
+	return errors.Join(err, p.Server.Abort(p.Repo.Name))
 }
 
 // bringIn publishes the shadow's changes: new layers by ingest, the rest in a transaction.
@@ -208,12 +213,7 @@ func (p *Publication) bringIn() error {
 	if err == nil {
 		err = applyChanges(shadow, p.Store, changes)
 	}
-	if err == nil {
-		if err = p.Server.Publish(p.Repo.Name); err == nil {
-			return nil
-		}
-	}
-	return errors.Join(err, p.Server.Abort(p.Repo.Name))
+	return p.publishOrAbort(err)
 }
 
 // unchanged refuses to go on if another writer changed the store's records since Begin.

@@ -33,15 +33,17 @@ func (p *Publication) checkXattrs(dir string, isNew func(id string) bool) error 
 	if err != nil {
 		return err
 	}
+	walked := map[string]bool{} // a layer several images share is walked once
 	for _, img := range snap.Images {
 		info, err := snap.Info(img)
 		if err != nil {
 			return err
 		}
 		for _, l := range info.Layers {
-			if !isNew(l.ID) {
+			if !isNew(l.ID) || walked[l.ID] {
 				continue
 			}
+			walked[l.ID] = true
 			file, attr, err := firstXattr(l.Dir)
 			if err != nil {
 				return err
