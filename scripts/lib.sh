@@ -79,6 +79,21 @@ require_cmds() {
 	((${#missing[@]} == 0)) || die "missing commands: ${missing[*]} (run .ci/run, or apt-get install the packages it names)"
 }
 
+# loop_fs KIND DIR SIZE MKFS...: a new filesystem of SIZE in $WORK/KIND.img, made by the command MKFS...
+# (given the image file), loop-mounted at DIR with mode 0755; setup_work's cleanup unmounts it.
+loop_fs() {
+	local kind=$1 dir=$2 size=$3
+	shift 3
+	truncate -s "$size" "$WORK/$kind.img"
+	"$@" "$WORK/$kind.img" >/dev/null
+	mkdir -p "$dir"
+	mount -o loop "$WORK/$kind.img" "$dir"
+	chmod 0755 "$dir"
+}
+
+# median: the median of the numbers on standard input, one a line (benchmarks' rounds).
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 # setup_work [DIR]: create $WORK. It must be world-traversable (0755): the rootless
 # test user reads stores inside it, and mktemp makes 0700 dirs.
 setup_work() {
