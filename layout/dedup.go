@@ -70,12 +70,8 @@ func (s Sharing) String() string {
 // two temp files in the staging area).
 func (s *Store) Sharing() (Sharing, error) {
 	s.sharingOnce.Do(func() {
-		switch s.opts.Dedup {
-		case DedupOff:
-			s.sharing = ShareNone
-		case DedupHardlink:
-			s.sharing = ShareHardlink
-		default:
+		var fixed bool
+		if s.sharing, fixed = s.fixedSharing(); !fixed {
 			s.sharing, s.sharingErr = s.probeReflink()
 		}
 		s.sharingKnown.Store(true)
@@ -86,16 +82,25 @@ func (s *Store) Sharing() (Sharing, error) {
 // SharingIfKnown is Sharing without a probe: ok is false when the store's Dedup is auto and nothing
 // needed to find out yet (no layer was staged), so a run that stages nothing writes nothing.
 func (s *Store) SharingIfKnown() (sharing Sharing, ok bool) {
+	if sharing, fixed := s.fixedSharing(); fixed {
+		return sharing, true
+	}
+	if !s.sharingKnown.Load() {
+		return ShareNone, false
+	}
+	return s.sharing, s.sharingErr == nil
+}
+
+// fixedSharing is the sharing that the store's Dedup option decides alone (off, hardlink); fixed is
+// false for auto, which the filesystem decides.
+func (s *Store) fixedSharing() (sharing Sharing, fixed bool) {
 	switch s.opts.Dedup {
 	case DedupOff:
 		return ShareNone, true
 	case DedupHardlink:
 		return ShareHardlink, true
 	}
-	if !s.sharingKnown.Load() {
-		return ShareNone, false
-	}
-	return s.sharing, s.sharingErr == nil
+	return ShareNone, false
 }
 
 // probeReflink clones one file into another inside the store's staging area: ShareReflink if the
