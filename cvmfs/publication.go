@@ -117,14 +117,17 @@ func (p *Publication) beginShadow() (string, error) {
 	}
 	p.staging = staging
 	if p.records, err = recordsHash(p.published()); err == nil {
-		err = layout.Shadow(filepath.Join(staging, "store"), p.published())
+		err = layout.Shadow(p.shadow(), p.published())
 	}
 	if err != nil {
 		_ = os.RemoveAll(staging) // the error is the one to report
 		return "", fmt.Errorf("shadowing %s: %w", p.Store, err)
 	}
-	return filepath.Join(staging, "store"), nil
+	return p.shadow(), nil
 }
+
+// shadow is where the shadow of the store is written, inside the staging dir.
+func (p *Publication) shadow() string { return filepath.Join(p.staging, "store") }
 
 // recordsHash fingerprints the records of the store at dir (none for a new store), to notice
 // another writer.
@@ -181,7 +184,7 @@ func (p *Publication) publishOrAbort(err error) error {
 
 // bringIn publishes the shadow's changes: new layers by ingest, the rest in a transaction.
 func (p *Publication) bringIn() error {
-	shadow := filepath.Join(p.staging, "store")
+	shadow := p.shadow()
 	changes, err := layout.ShadowChanges(shadow, p.published())
 	if err != nil {
 		return err
