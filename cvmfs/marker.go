@@ -163,7 +163,8 @@ func procStat(pid int) ([]string, error) {
 	return strings.Fields(string(data[i+1:])), nil
 }
 
-// processStart is field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+// processStart is field 22 of /proc/PID/stat: when the process started, in clock ticks since boot;
+// an error for a process that has ended (a zombie too: killed, not yet reaped by its parent).
 func processStart(pid int) (uint64, error) {
 	f, err := procStat(pid)
 	if err != nil {
@@ -172,8 +173,14 @@ func processStart(pid int) (uint64, error) {
 	if len(f) < 20 {
 		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
 	}
+	if ended(f) {
+		return 0, fmt.Errorf("process %d has ended", pid)
+	}
 	return strconv.ParseUint(f[19], 10, 64)
 }
+
+// ended says whether the /proc/PID/stat fields (procStat) are those of a zombie or dead process.
+func ended(f []string) bool { return f[0] == "Z" || f[0] == "X" }
 
 // groupAlive says whether a process of process group pgid runs (field 5 of /proc/PID/stat).
 func groupAlive(pgid int) bool {
@@ -183,7 +190,7 @@ func groupAlive(pgid int) bool {
 		if err != nil {
 			continue
 		}
-		if f, err := procStat(pid); err == nil && len(f) > 2 && f[2] == strconv.Itoa(pgid) {
+		if f, err := procStat(pid); err == nil && len(f) > 2 && f[2] == strconv.Itoa(pgid) && !ended(f) {
 			return true
 		}
 	}
