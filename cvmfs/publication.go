@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/cargohold/cargohold/layout"
+	"golang.org/x/sys/unix"
 )
 
 // A Publication publishes one store inside a CVMFS repository. Begin runs before the store is opened
@@ -40,6 +41,7 @@ type Publication struct {
 	driver  layout.Driver // the store's
 	rel     string        // Store inside the repository
 	staging string        // the shadow's parent dir (overlay)
+	held    *os.File      // staging, flocked while this run lives (see removeDeadShadows)
 	records [32]byte      // hash of the published records when the run began (overlay)
 	before  map[string]bool
 
@@ -124,7 +126,13 @@ func (p *Publication) beginShadow() (string, error) {
 	if root == "" {
 		root = "/var/tmp"
 	}
-	staging, err := os.MkdirTemp(root, "cargohold-cvmfs-"+p.Repo.Name+"-")
+	p.removeDeadShadows(root)
+	staging, err := os.MkdirTemp(root, p.stagingPrefix())
+	if err == nil {
+		if p.held, err = holdDir(staging); err != nil {
+			_ = os.Remove(staging) // empty; the error is the one to report
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("making a staging dir for the shadow of %s: %w", p.Store, err)
 	}
@@ -133,10 +141,52 @@ func (p *Publication) beginShadow() (string, error) {
 		err = layout.Shadow(p.shadow(), p.published())
 	}
 	if err != nil {
-		_ = os.RemoveAll(staging) // the error is the one to report
+		p.dropStaging() // the error is the one to report
 		return "", fmt.Errorf("shadowing %s: %w", p.Store, err)
 	}
 	return p.shadow(), nil
+}
+
+func (p *Publication) stagingPrefix() string { return "cargohold-cvmfs-" + p.Repo.Name + "-" }
+
+// holdDir opens dir and takes an exclusive flock on it, which the kernel releases when this process
+// ends, however it ends.
+func holdDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = f.Close() // read only
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// removeDeadShadows removes the staging dirs of this repository's shadows in root that no run
+// holds: those of runs that were killed (SIGKILL, OOM, a power cut), which could not remove them.
+// A shadow holds a run's new layers: left there, killed runs would fill the disk.
+func (p *Publication) removeDeadShadows(root string) {
+	dirs, _ := filepath.Glob(filepath.Join(root, p.stagingPrefix()+"*"))
+	for _, d := range dirs {
+		f, err := holdDir(d)
+		if err != nil {
+			continue // a run that lives (or no dir of ours)
+		}
+		if err := os.RemoveAll(d); err == nil {
+			p.warn("removed %s, the shadow of a run that was killed", d)
+		}
+		_ = f.Close() // read only
+	}
+}
+
+// dropStaging removes this run's staging dir and lets it go.
+func (p *Publication) dropStaging() {
+	_ = os.RemoveAll(p.staging)
+	if p.held != nil {
+		_ = p.held.Close() // read only
+		p.held = nil
+	}
 }
 
 // shadow is where the shadow of the store is written, inside the staging dir.
@@ -168,7 +218,7 @@ func (p *Publication) Finish(ctx context.Context, failed bool) (err error) {
 	if !p.Shadowed() {
 		return p.finishTransaction(failed)
 	}
-	defer func() { _ = os.RemoveAll(p.staging) }() // only ours: a local copy
+	defer p.dropStaging() // only ours: a local copy
 	if failed {
 		return nil
 	}

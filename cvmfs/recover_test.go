@@ -214,3 +214,34 @@ func TestFailedAbortKeepsTheMarker(t *testing.T) {
 		t.Errorf("the next run's calls: %q", calls)
 	}
 }
+
+// The shadow of a killed run (its staging dir, which no live run holds) goes at the next run's
+// Begin; that of a live run stays.
+func TestDeadShadowsAreRemoved(t *testing.T) {
+	r := newTestRepo(t)
+	var warned []string
+	p := r.vfsPublication(t, &warned)
+	root := t.TempDir()
+	dead := filepath.Join(root, "cargohold-cvmfs-test.repo-1")
+	live := filepath.Join(root, "cargohold-cvmfs-test.repo-2")
+	other := filepath.Join(root, "cargohold-cvmfs-other.repo-3")
+	for _, d := range []string{dead, live, other} {
+		if err := os.MkdirAll(filepath.Join(d, "store", "overlay"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := holdDir(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = held.Close() }()
+	p.removeDeadShadows(root)
+	for d, want := range map[string]bool{dead: false, live: true, other: true} {
+		if _, err := os.Stat(d); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", d, err == nil, want)
+		}
+	}
+	if len(warned) != 1 || warned[0] != "removed "+dead+", the shadow of a run that was killed" {
+		t.Errorf("what the run said: %q", warned)
+	}
+}

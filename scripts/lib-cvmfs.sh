@@ -162,6 +162,9 @@ EOS
 	check_match "it says it aborted the ingest's transaction" \
 		"warning: repository $REPO was left in a transaction by cargohold pid $pid .*running ingest.*\(killed\?\); aborted it" "$(cat "$WORK/kill-ingest-3.log")"
 	check_eq "no transaction is left open, no marker" "closed " "$(in_transaction) $(ls "$MARKER" 2>/dev/null)"
+	check_match "it removed the killed run's shadow, saying so" "warning: removed ${TMPDIR:-/var/tmp}/cargohold-cvmfs-$REPO-[0-9]+, the shadow of a run that was killed" \
+		"$(cat "$WORK/kill-ingest-3.log")"
+	check_eq "no shadow is left" "" "$(find "${TMPDIR:-/var/tmp}" -maxdepth 1 -name "cargohold-cvmfs-$REPO-*" 2>/dev/null)"
 	check_eq "root: app:1 runs with its whiteout and opaque dir applied" "gone|new|keep: changed in layer 3" \
 		"$(podman_root "$oview" run --rm "$(img app:1)" sh -c "$app_view" 2>&1 | paste -sd'|' -)"
 
@@ -193,7 +196,8 @@ EOS
 	check_match "it says the marker was stale and removes it" \
 		"warning: repository $REPO: cargohold pid $pid .* ended without removing its transaction marker \(killed\?\); the repository is not in a transaction" \
 		"$(cat "$WORK/kill-publish-3.log")"
-	check_eq "no revision (nothing changed), no marker" "$rev " "$(revision) $(ls "$MARKER" 2>/dev/null)"
+	check_eq "no revision (nothing changed), no marker, no shadow" "$rev  " \
+		"$(revision) $(ls "$MARKER" 2>/dev/null) $(find "${TMPDIR:-/var/tmp}" -maxdepth 1 -name "cargohold-cvmfs-$REPO-*" 2>/dev/null)"
 
 	log "a transaction opened by hand (no marker) is not cargohold's to abort"
 	"$SERVER_CMD" transaction "$REPO" >"$WORK/by-hand.log" 2>&1 || die "cvmfs_server transaction $REPO failed (log: $WORK/by-hand.log)"
