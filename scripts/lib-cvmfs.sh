@@ -50,8 +50,34 @@ make_xdir_image() {
 	export XDIR_DIFF_ID=$diffid # read by the suites
 }
 
+# wrapped LOGNAME [REPO=name] ARGS...: scripts/cvmfs-publish $REPO (or name) ARGS, output in
+# $WORK/LOGNAME.log; sets RC.
+wrapped() {
+	local name=$1 target=$REPO
+	shift
+	if [[ ${1:-} == REPO=* ]]; then
+		target=${1#REPO=}
+		shift
+	fi
+	log "cvmfs-publish $target $* (log: $WORK/$name.log)"
+	RC=0
+	"$CARGOHOLD_ROOT/scripts/cvmfs-publish" "$target" "$@" >"$WORK/$name.log" 2>&1 || RC=$?
+}
+
+# make_slow_ingest SERVER: $WORK/bin/slow-ingest, the cvmfs_server SERVER whose ingest starts 3 s
+# late, after it made $WORK/ingest-started (a window to signal cargohold during the ingest).
+make_slow_ingest() {
+	cat >"$WORK/bin/slow-ingest" <<EOF
+#!/bin/sh
+[ "\$1" = ingest ] && { : >"$WORK/ingest-started"; sleep 3; }
+exec "$1" "\$@"
+EOF
+	chmod +x "$WORK/bin/slow-ingest"
+}
+
 # children_of PID: the pids of PID's children.
-children_of() { awk -v p="$1" '$4 == p { print $1 }' /proc/[0-9]*/stat 2>/dev/null || true; }
+# (cat, not awk FILES: mawk stops at a process that ended since the glob.)
+children_of() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$1" '$4 == p { print $1 }'; }
 
 # hang_listener: a "registry" on 127.0.0.1:$HANG_PORT that accepts connections and never answers: a
 # fetch from it hangs. Sets HANG_PORT and NC_PID; stopped at exit.
@@ -66,15 +92,16 @@ hang_listener() {
 # fetch_begun: a fetch from the hang listener has begun (a connection is open).
 fetch_begun() { [[ -n $(children_of "$NC_PID") ]]; }
 
-# wait_until WHAT COMMAND...: poll COMMAND for up to a minute; dies naming WHAT if it never succeeds.
+# wait_until WHAT COMMAND...: poll COMMAND for up to 3 minutes (a busy machine); dies naming WHAT
+# if it never succeeds.
 wait_until() {
 	local what=$1 i
 	shift
-	for ((i = 0; i < 600; i++)); do
+	for ((i = 0; i < 1800; i++)); do
 		"$@" && return
 		sleep 0.1
 	done
-	die "waited a minute for: $what"
+	die "waited 3 minutes for: $what"
 }
 
 # start_publish LOGNAME ARGS...: scripts/cvmfs-publish $REPO ARGS in the background, output in
@@ -91,7 +118,7 @@ start_publish() {
 marker() { jq -r "$1" "$MARKER" 2>&1; }
 
 # group_alive PGID: a process of group PGID runs (zombies, which a PID 1 that does not reap leaves, apart).
-group_alive() { awk -v g="$1" '$5 == g && $3 !~ /^[ZX]$/ { found = 1 } END { exit !found }' /proc/[0-9]*/stat 2>/dev/null; }
+group_alive() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '$5 == g && $3 !~ /^[ZX]$/ { found = 1 } END { exit !found }'; }
 
 # group_runs: the marker names the process group of a cvmfs_server command that runs; sets group.
 group_runs() { group=$(marker .cvmfs_server_group) && [[ $group =~ ^[1-9][0-9]*$ ]] && group_alive "$group"; }
