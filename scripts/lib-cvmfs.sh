@@ -89,8 +89,9 @@ hang_listener() {
 	on_exit "kill \$(children_of $NC_PID) $NC_PID 2>/dev/null || true"
 }
 
-# fetch_begun: a fetch from the hang listener has begun (a connection is open).
-fetch_begun() { [[ -n $(children_of "$NC_PID") ]]; }
+# fetch_begun [N]: a fetch from the hang listener has begun: more than N (default 0) connections are
+# open (those of earlier fetches stay open until the listener ends).
+fetch_begun() { (($(children_of "$NC_PID" | wc -l) > ${1:-0})); }
 
 # wait_until WHAT COMMAND...: poll COMMAND for up to 3 minutes (a busy machine); dies naming WHAT
 # if it never succeeds.
@@ -140,8 +141,10 @@ kill_steps() {
 	wrapped kill-vfs-1 --store "$vstore" --driver vfs --tls-verify=false "docker://$(img hello:1)"
 	check_eq "a vfs store with hello:1 publishes (exit 0)" 0 "$RC"
 	rev=$(revision)
+	local conns
+	conns=$(children_of "$NC_PID" | wc -l)
 	start_publish kill-vfs-2 --store "$vstore" --tls-verify=false "docker://127.0.0.1:$HANG_PORT/hang:1"
-	wait_until "the fetch of hang:1" fetch_begun
+	wait_until "the fetch of hang:1" fetch_begun "$conns"
 	kill -KILL "$PUB_PID"
 	{ wait "$PUB_PID"; } 2>/dev/null || true # (no "Killed" line)
 	pid=$PUB_PID
