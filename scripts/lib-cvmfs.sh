@@ -121,8 +121,6 @@ marker() { jq -r "$1" "$MARKER" 2>&1; }
 # group_alive PGID: a process of group PGID runs (zombies, which a PID 1 that does not reap leaves, apart).
 group_alive() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '$5 == g && $3 !~ /^[ZX]$/ { found = 1 } END { exit !found }'; }
 
-# group_runs: the marker names the process group of a cvmfs_server command that runs; sets group.
-group_runs() { group=$(marker .cvmfs_server_group) && [[ $group =~ ^[1-9][0-9]*$ ]] && group_alive "$group"; }
 
 # kill_steps: the SIGKILL checks both suites run (e2e-cvmfs's section 13, e2e-cvmfs-real's A4), in
 # stores of their own below /cvmfs/$REPO. The suite sets REPO, MARKER (cargohold's transaction
@@ -130,7 +128,7 @@ group_runs() { group=$(marker .cvmfs_server_group) && [[ $group =~ ^[1-9][0-9]*$
 # hang_listener first, and provides revision, in_transaction, img and wrapped LOGNAME ARGS (sets RC).
 # Fixtures hello:1, app:1 and app:2 must be in the registry.
 kill_steps() {
-	local rev pid
+	local rev pid group
 	local vstore=/cvmfs/$REPO/kill-vfs vview=/var/spool/cvmfs/$REPO/rdonly/kill-vfs
 	local ostore=/cvmfs/$REPO/kill-overlay oview=/var/spool/cvmfs/$REPO/rdonly/kill-overlay
 	local hello="Hello from a cargohold store: this image ran without a pull."
@@ -167,7 +165,7 @@ kill_steps() {
 	cat >"$WORK/bin/held-ingest" <<EOS
 #!/bin/bash
 if [[ \$1 == ingest && \$2 == --tar_file ]]; then
-	{ until [[ -e /var/spool/cvmfs/$REPO/in_transaction.lock ]]; do sleep 0.1; done; : >"$WORK/ingest-open"; sleep 60; cat; } |
+	{ until [[ -e /var/spool/cvmfs/$REPO/in_transaction.lock ]]; do sleep 0.1; done; echo \$\$ >"$WORK/ingest-open"; sleep 60; cat; } |
 		"$SERVER_CMD" "\$@"
 	exit
 fi
@@ -177,8 +175,9 @@ EOS
 	rev=$(revision)
 	rm -f "$WORK/ingest-open"
 	CVMFS_SERVER=$WORK/bin/held-ingest start_publish kill-ingest-2 --store "$ostore" --tls-verify=false "docker://$(img app:1)"
-	wait_until "the ingest's transaction" test -e "$WORK/ingest-open"
-	wait_until "the marker naming the ingest's process group" group_runs
+	wait_until "the ingest's transaction" test -s "$WORK/ingest-open"
+	group=$(cat "$WORK/ingest-open") # cvmfs_server runs in a process group of its own
+	wait_until "the marker naming the ingest's process group $group" eval '[[ $(marker .cvmfs_server_group) == "$group" ]]'
 	pid=$PUB_PID
 	check_eq "the marker names the killed pid and the ingest" "$pid ingest" "$(marker '"\(.pid) \(.opening)"')"
 	kill -KILL -- "$pid" "-$group"
@@ -201,15 +200,16 @@ EOS
 	log "kill -9 of cargohold alone while cvmfs_server publishes: the publish runs to its end"
 	cat >"$WORK/bin/slow-publish" <<EOS
 #!/bin/sh
-[ "\$1" = publish ] && { : >"$WORK/publish-started"; sleep 3; }
+[ "\$1" = publish ] && { echo \$\$ >"$WORK/publish-started"; sleep 3; }
 exec "$SERVER_CMD" "\$@"
 EOS
 	chmod +x "$WORK/bin/slow-publish"
 	rev=$(revision)
 	rm -f "$WORK/publish-started"
 	CVMFS_SERVER=$WORK/bin/slow-publish start_publish kill-publish-1 --store "$ostore" --tls-verify=false "docker://$(img app:2)"
-	wait_until "the publish" test -e "$WORK/publish-started"
-	wait_until "the marker naming the publish's process group" group_runs
+	wait_until "the publish" test -s "$WORK/publish-started"
+	group=$(cat "$WORK/publish-started")
+	wait_until "the marker naming the publish's process group $group" eval '[[ $(marker .cvmfs_server_group) == "$group" ]]'
 	pid=$PUB_PID
 	kill -KILL "$pid"
 	{ wait "$pid"; } 2>/dev/null || true
