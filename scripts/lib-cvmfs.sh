@@ -77,7 +77,7 @@ EOF
 
 # children_of PID: the pids of PID's children.
 # (cat, not awk FILES: mawk stops at a process that ended since the glob.)
-children_of() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$1" '$4 == p { print $1 }'; }
+children_of() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v p="$1" '$4 == p { print $1 }'; }
 
 # hang_listener: a "registry" on 127.0.0.1:$HANG_PORT that accepts connections and never answers: a
 # fetch from it hangs. Sets HANG_PORT and NC_PID; stopped at exit.
@@ -119,7 +119,7 @@ start_publish() {
 marker() { jq -r "$1" "$MARKER" 2>&1; }
 
 # group_alive PGID: a process of group PGID runs (zombies, which a PID 1 that does not reap leaves, apart).
-group_alive() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '$5 == g && $3 !~ /^[ZX]$/ { found = 1 } END { exit !found }'; }
+group_alive() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v g="$1" '$5 == g && $3 !~ /^[ZX]$/ { found = 1 } END { exit !found }'; }
 
 
 # kill_steps: the SIGKILL checks both suites run (e2e-cvmfs's section 13, e2e-cvmfs-real's A4), in
