@@ -70,7 +70,7 @@ func (o Options) systemContext() (*types.SystemContext, error) {
 		DockerCertPath:           o.CertDir,
 		SystemRegistriesConfPath: o.RegistriesConf,
 		SignaturePolicyPath:      o.PolicyPath,
-		DockerRegistryUserAgent:  "cargohold",
+		DockerRegistryUserAgent:  userAgent,
 	}
 	if o.Creds != "" {
 		user, password, err := splitCreds(o.Creds)

@@ -12,7 +12,9 @@ import (
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/transports"
+	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
 	"golang.org/x/sync/errgroup"
 )
@@ -77,6 +79,7 @@ type Publisher struct {
 	OnRetry func(ref, msg string)
 
 	flights layerFlights // a layer needed by several images in flight is fetched once
+	tags    tagChecks    // a tag the store holds is checked with one request over a client per registry
 	slots   layerSlots   // Jobs
 }
 
@@ -135,6 +138,10 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 		res.Names, res.ImageID, res.ManifestDigest, res.Action, res.Err = pinnedNames, pinned.ID, pinned.Digest, Unchanged, err
 		return res
 	}
+	if held, err := p.tagUnchanged(ctx, ref, req.Names, sys, policy, t); err != nil || held.ID != "" {
+		res.Names, res.ImageID, res.ManifestDigest, res.Action, res.Err = held.Names, held.ID, held.Digest, Unchanged, err
+		return res
+	}
 	src, err := resolve(ctx, ref, sys, policy, opts.RetryTimes)
 	if err != nil {
 		res.Err = err
@@ -170,6 +177,36 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 	}
 	res.Err = p.fetchAndRecord(ctx, src, &res, opts, t)
 	return res
+}
+
+// tagUnchanged is, for a docker reference to a tag whose name the store holds, the image of the
+// store that holds, under all the image's names, the manifest the tag names now, as one HEAD request
+// finds (tagChecks): a no-op resync asks the registry nothing more. Its ID is "" when that is not so,
+// or cannot be told so: the image is then resolved and compared the image library's way.
+func (p *Publisher) tagUnchanged(ctx context.Context, input imageRef, extra []string, sys *types.SystemContext,
+	policy *signature.PolicyContext, t *turn) (storage.Image, error) {
+	if input.other != nil {
+		return storage.Image{}, nil
+	}
+	refs, _, err := candidates(input, sys)
+	if err != nil || len(refs) != 1 {
+		return storage.Image{}, nil
+	}
+	names, err := imageNames(reference.TagNameOnly(refs[0].DockerReference()), extra)
+	if err != nil || !p.Store.HasName(names[0]) || !acceptedUnseen(ctx, policy, refs[0]) {
+		return storage.Image{}, nil
+	}
+	d, err := p.tags.manifestDigest(ctx, refs[0], sys)
+	if err != nil { // the library's path tells what is wrong, if anything is
+		return storage.Image{}, nil
+	}
+	var img storage.Image
+	present := func() (ok bool) { img, ok = p.Store.ImageWithManifest("", d, names); return ok }
+	if unchanged, err := p.unchangedInTurn(ctx, t, present); err != nil || !unchanged {
+		return storage.Image{}, err
+	}
+	img.Names, img.Digest = names, d
+	return img, nil
 }
 
 // unchangedInTurn says whether present() holds now and still does in t's turn: an image requested

@@ -30,6 +30,8 @@ func (p *Publisher) PublishAll(ctx context.Context, reqs []Request, onResult fun
 	if limit <= 0 {
 		limit = DefaultImageJobs
 	}
+	p.tags.idle = limit
+	defer p.tags.closeIdle()
 	inOrder(ctx, len(reqs), limit,
 		func(i int, t *turn) Result { return p.publish(ctx, reqs[i], t) },
 		func(i int) Result { return Result{Ref: reqs[i].Ref, Action: Failed, Err: notStarted(ctx, reqs[i])} },
