@@ -65,7 +65,7 @@ type tagClient struct {
 	tr         *http.Transport
 	ping       sync.Once
 	pingErr    error
-	base       *url.URL // scheme://host that answered the ping
+	base       *url.URL              // scheme://host that answered the ping
 	challenges []challenge.Challenge // how the registry wants to be authenticated, from the ping
 	mu         sync.Mutex
 	tokens     map[tagAuthKey]*bearerToken // a token's scope is one repository
