@@ -12,6 +12,7 @@ import (
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/types"
@@ -78,9 +79,10 @@ type Publisher struct {
 	// watching; Result.Retries has them all. Called concurrently, like Progress.
 	OnRetry func(ref, msg string)
 
-	flights layerFlights // a layer needed by several images in flight is fetched once
-	tags    tagChecks    // a tag the store holds is checked with one request over a client per registry
-	slots   layerSlots   // Jobs
+	flights  layerFlights // a layer needed by several images in flight is fetched once
+	tags     tagChecks    // a tag the store holds is checked with one request over a client per registry
+	policies policies     // each trust policy is read once
+	slots    layerSlots   // Jobs
 }
 
 // DefaultJobs overlaps network waits with unpacking without flooding a registry.
@@ -119,7 +121,7 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 		res.Err = err
 		return res
 	}
-	policy, err := opts.policyContext(sys)
+	policy, err := p.policies.context(opts, sys)
 	if err != nil {
 		res.Err = err
 		return res
@@ -196,17 +198,47 @@ func (p *Publisher) tagUnchanged(ctx context.Context, input imageRef, extra []st
 	if err != nil || !p.Store.HasName(names[0]) || !acceptedUnseen(ctx, policy, refs[0]) {
 		return storage.Image{}, nil
 	}
-	d, err := p.tags.manifestDigest(ctx, refs[0], sys)
+	d, mimeType, err := p.tags.manifestDigest(ctx, refs[0], sys)
 	if err != nil { // the library's path tells what is wrong, if anything is
 		return storage.Image{}, nil
 	}
+	_, platformWanted := wanted(sys)
+	if !manifest.MIMETypeIsMultiImage(mimeType) && platformWanted {
+		return storage.Image{}, nil // the platform of a single-platform image is checked in its config (checkPlatform)
+	}
 	var img storage.Image
-	present := func() (ok bool) { img, ok = p.Store.ImageWithManifest("", d, names); return ok }
+	present := func() (ok bool) {
+		if img, ok = p.Store.ImageWithManifest("", d, names); ok && manifest.MIMETypeIsMultiImage(mimeType) {
+			img.Digest, ok = p.heldInstance(img, d, mimeType, names, sys)
+		} else if ok {
+			img.Digest = d
+		}
+		return ok
+	}
 	if unchanged, err := p.unchangedInTurn(ctx, t, present); err != nil || !unchanged {
 		return storage.Image{}, err
 	}
-	img.Names, img.Digest = names, d
+	img.Names = names
 	return img, nil
+}
+
+// heldInstance is, of the manifest list with digest list that img holds, the instance this
+// request's platform chooses, if img is that instance (publishing under another platform, or with
+// another one wanted, picks another).
+func (p *Publisher) heldInstance(img storage.Image, list digest.Digest, mimeType string, names []string, sys *types.SystemContext) (digest.Digest, bool) {
+	blob, err := p.Store.Manifest(img.ID, list)
+	if err != nil {
+		return "", false
+	}
+	parsed, err := manifest.ListFromBlob(blob, mimeType)
+	if err != nil {
+		return "", false
+	}
+	instance, err := chooseInstance(parsed, sys)
+	if err != nil || !p.Store.HasManifest(img.ID, instance, names) {
+		return "", false
+	}
+	return instance, true
 }
 
 // unchangedInTurn says whether present() holds now and still does in t's turn: an image requested

@@ -50,6 +50,40 @@ type tagChecks struct {
 	idle    int // idle connections kept per registry: as many as images are checked at once
 	mu      sync.Mutex
 	clients map[tagClientKey]*tagClient
+	creds   map[credsKey]types.DockerAuthConfig
+}
+
+// credsKey is what the credentials for a repository depend on.
+type credsKey struct {
+	authFile, registriesConf string
+	given                    types.DockerAuthConfig // --creds
+	repo                     string
+}
+
+// credentials are the image library's credentials for the repository of ref, looked up once per run
+// (each lookup reads the auth files, and may run a credential helper).
+func (tc *tagChecks) credentials(sys *types.SystemContext, ref reference.Named) (types.DockerAuthConfig, error) {
+	key := credsKey{authFile: sys.AuthFilePath, registriesConf: sys.SystemRegistriesConfPath, repo: ref.Name()}
+	if sys.DockerAuthConfig != nil {
+		key.given = *sys.DockerAuthConfig
+	}
+	tc.mu.Lock()
+	creds, ok := tc.creds[key]
+	tc.mu.Unlock()
+	if ok {
+		return creds, nil
+	}
+	creds, err := config.GetCredentialsForRef(sys, ref)
+	if err != nil {
+		return creds, err
+	}
+	tc.mu.Lock()
+	if tc.creds == nil {
+		tc.creds = map[credsKey]types.DockerAuthConfig{}
+	}
+	tc.creds[key] = creds
+	tc.mu.Unlock()
+	return creds, nil
 }
 
 // tagClientKey is what a registry's connections depend on.
@@ -79,16 +113,17 @@ type tagAuthKey struct {
 // errNotChecked: the tag cannot be checked with one request; the image library's path decides.
 var errNotChecked = errors.New("not checked by a HEAD request")
 
-// manifestDigest is the digest of the manifest that the tag of ref (a docker reference) names now,
-// as the registry (or the location registries.conf puts in its place) says in a HEAD request.
-func (tc *tagChecks) manifestDigest(ctx context.Context, ref types.ImageReference, sys *types.SystemContext) (digest.Digest, error) {
+// manifestDigest is the digest and MIME type of the manifest (or list) that the tag of ref (a docker
+// reference) names now, as the registry (or the location registries.conf puts in its place) says in
+// a HEAD request.
+func (tc *tagChecks) manifestDigest(ctx context.Context, ref types.ImageReference, sys *types.SystemContext) (digest.Digest, string, error) {
 	named, ok := ref.DockerReference().(reference.NamedTagged)
 	if !ok {
-		return "", errNotChecked
+		return "", "", errNotChecked
 	}
 	physical, insecure, err := pullSource(named, sys)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	hostName := reference.Domain(physical)
 	key := tagClientKey{host: hostName, insecure: insecure, certDir: certDir(sys, hostName)}
@@ -97,11 +132,11 @@ func (tc *tagChecks) manifestDigest(ctx context.Context, ref types.ImageReferenc
 	}
 	c, err := tc.client(ctx, key)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	creds, err := config.GetCredentialsForRef(sys, physical)
+	creds, err := tc.credentials(sys, physical)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	return c.head(ctx, reference.Path(physical), named.Tag(), creds)
 }
@@ -225,33 +260,31 @@ func (c *tagClient) pingScheme(ctx context.Context, scheme string) error {
 	return nil
 }
 
-// head asks for the digest of repo:tag; errNotChecked for a manifest list (choosing its instance is
-// the library's path) and for any answer but 200.
-func (c *tagClient) head(ctx context.Context, repo, tag string, creds types.DockerAuthConfig) (digest.Digest, error) {
+// head asks for the digest and MIME type of the manifest repo:tag names; an error for any answer
+// but 200.
+func (c *tagClient) head(ctx context.Context, repo, tag string, creds types.DockerAuthConfig) (digest.Digest, string, error) {
 	u := c.base.JoinPath("/v2/", repo, "manifests", tag)
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u.String(), nil)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for _, mt := range manifest.DefaultRequestedManifestMIMETypes {
 		req.Header.Add("Accept", mt)
 	}
 	req.Header.Set("User-Agent", userAgent)
 	if err := c.authorize(ctx, req, repo, creds); err != nil {
-		return "", err
+		return "", "", err
 	}
 	resp, err := (&http.Client{Transport: c.tr}).Do(req)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	_ = resp.Body.Close() // a HEAD has no body
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("HEAD %s: %s", u, resp.Status)
+		return "", "", fmt.Errorf("HEAD %s: %s", u, resp.Status)
 	}
-	if manifest.MIMETypeIsMultiImage(manifest.NormalizedMIMEType(resp.Header.Get("Content-Type"))) {
-		return "", errNotChecked
-	}
-	return digest.Parse(resp.Header.Get("Docker-Content-Digest"))
+	d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
+	return d, manifest.NormalizedMIMEType(resp.Header.Get("Content-Type")), err
 }
 
 // authorize authenticates req for pulling repo as the ping's first challenge asks, as the image
