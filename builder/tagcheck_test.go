@@ -2,13 +2,22 @@ package builder
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/types"
 )
 
@@ -142,5 +151,92 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// tokenRegistry is a registry that wants a bearer token for each repository from its token service
+// (realm /token), given for user:password only, and knows one manifest per repository: the digest
+// of "manifest of REPO". It counts what it is asked.
+type tokenRegistry struct {
+	userPassword string
+	pings        atomic.Int32
+	tokens       atomic.Int32
+	heads        atomic.Int32
+	srv          *httptest.Server
+}
+
+func newTokenRegistry(t *testing.T, userPassword string) *tokenRegistry {
+	reg := &tokenRegistry{userPassword: userPassword}
+	reg.srv = httptest.NewServer(http.HandlerFunc(reg.serve))
+	t.Cleanup(reg.srv.Close)
+	return reg
+}
+
+func (reg *tokenRegistry) serve(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/token":
+		reg.tokens.Add(1)
+		user, password, _ := r.BasicAuth()
+		scope, ok := strings.CutPrefix(r.URL.Query().Get("scope"), "repository:")
+		if user+":"+password != reg.userPassword || !ok || r.URL.Query().Get("service") != "test" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"token": "token for %s", "expires_in": 300}`, scope)
+		return
+	case r.URL.Path == "/v2/":
+		reg.pings.Add(1)
+	case r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/manifests/1"):
+		reg.heads.Add(1)
+		repo := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v2/"), "/manifests/1")
+		if r.Header.Get("Authorization") == "Bearer token for "+repo+":pull" &&
+			slices.Equal(r.Header.Values("Accept"), manifest.DefaultRequestedManifestMIMETypes) {
+			w.Header().Set("Content-Type", manifest.DockerV2Schema2MediaType)
+			w.Header().Set("Docker-Content-Digest", digest.FromString("manifest of "+repo).String())
+			return
+		}
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="`+reg.srv.URL+`/token",service="test"`)
+	w.WriteHeader(http.StatusUnauthorized)
+}
+
+// A resync's tag checks share a registry's client: one ping for the run, one token per repository,
+// one HEAD per tag, with the credentials the image library finds for the repository; wrong ones
+// check nothing (the library's path then says what is wrong).
+func TestTagCheckTokens(t *testing.T) {
+	reg := newTokenRegistry(t, "lab:s3cret")
+	host := strings.TrimPrefix(reg.srv.URL, "http://")
+	authFile := filepath.Join(t.TempDir(), "auth.json")
+	writeFile(t, authFile, `{"auths": {"`+host+`": {"auth": "`+base64.StdEncoding.EncodeToString([]byte("lab:s3cret"))+`"}}}`)
+	sys := &types.SystemContext{AuthFilePath: authFile, DockerInsecureSkipTLSVerify: types.OptionalBoolTrue}
+	var tc tagChecks
+	for _, repo := range []string{"team/app", "team/app", "team/tool", "team/app"} {
+		named, err := reference.ParseNormalizedNamed(host + "/" + repo + ":1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := docker.NewReference(named)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, mimeType, err := tc.manifestDigest(context.Background(), ref, sys)
+		if err != nil {
+			t.Fatalf("%s: %v", repo, err)
+		}
+		if want := digest.FromString("manifest of " + repo); d != want || mimeType != manifest.DockerV2Schema2MediaType {
+			t.Errorf("%s: %s %s, want %s %s", repo, d, mimeType, want, manifest.DockerV2Schema2MediaType)
+		}
+	}
+	// https first (it fails: the server speaks HTTP), then one ping over http.
+	if p, tk, h := reg.pings.Load(), reg.tokens.Load(), reg.heads.Load(); p != 1 || tk != 2 || h != 4 {
+		t.Errorf("%d pings, %d token requests, %d HEADs; want 1, 2 (one per repository), 4", p, tk, h)
+	}
+
+	wrong := *sys
+	wrong.DockerAuthConfig = &types.DockerAuthConfig{Username: "lab", Password: "wrong"}
+	named, _ := reference.ParseNormalizedNamed(host + "/team/other:1")
+	ref, _ := docker.NewReference(named)
+	if d, _, err := tc.manifestDigest(context.Background(), ref, &wrong); err == nil {
+		t.Errorf("wrong credentials: digest %s, want an error", d)
 	}
 }
