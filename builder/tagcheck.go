@@ -41,11 +41,10 @@ import (
 // libraries everything but the one request: registries.conf (location, mirrors, insecure, blocked),
 // credentials (pkg/docker/config), TLS files (pkg/tlsclientconfig), the manifest types asked for,
 // the trust policy, the parsing of authentication challenges (docker/distribution's). Its own are
-// the ping, the HEAD request and the token request of the bearer protocol (the image library's
-// are private). Whatever it does
-// not decide — mirrors, a manifest list, a policy that wants to see the image, a registry it cannot
-// reach, any error — is left to the image library's full path, which reports errors as before: the
-// check can only make an image "unchanged".
+// the ping, the HEAD request and the token request of the bearer protocol (the image library's are
+// private). Whatever it does not decide — mirrors, a policy that wants to see the image, a registry
+// it cannot reach, any error — is left to the image library's full path, which reports errors as
+// before: the check can only make an image "unchanged".
 type tagChecks struct {
 	idle    int // idle connections kept per registry: as many as images are checked at once
 	mu      sync.Mutex
@@ -133,6 +132,12 @@ func (tc *tagChecks) manifestDigest(ctx context.Context, ref types.ImageReferenc
 	c, err := tc.client(ctx, key)
 	if err != nil {
 		return "", "", err
+	}
+	if sys.DockerAuthConfig != nil && reference.Domain(physical) != reference.Domain(named) {
+		// As the image library: --creds are the named registry's, not sent to another location.
+		endpoint := *sys
+		endpoint.DockerAuthConfig = nil
+		sys = &endpoint
 	}
 	creds, err := tc.credentials(sys, physical)
 	if err != nil {
