@@ -14,7 +14,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cargohold/cargohold/internal/testenv"
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/manifest"
@@ -238,5 +240,34 @@ func TestTagCheckTokens(t *testing.T) {
 	ref, _ := docker.NewReference(named)
 	if d, _, err := tc.manifestDigest(context.Background(), ref, &wrong); err == nil {
 		t.Errorf("wrong credentials: digest %s, want an error", d)
+	}
+}
+
+// A tag naming a manifest list is unchanged only if the store's image is the instance the list
+// chooses for the platform asked for now: the list the store holds chooses it, as at publish time.
+func TestHeldInstanceOfAList(t *testing.T) {
+	testenv.RequireRoot(t)
+	fx := fixtures
+	store, _ := openStore(t)
+	variants := fx.platforms["multi:1"]
+	const name = "localhost/cargotest/multi:held"
+	p := &Publisher{Store: store, Options: Options{PolicyPath: acceptAnythingPolicy(t), Platform: "linux/amd64"}}
+	res := mustPublish(t, p, fx.ref("multi:1"), name)
+	img, ok := store.ImageWithManifest(res.ImageID, fx.indexes["multi:1"], []string{name})
+	if !ok {
+		t.Fatal("the published image does not hold its index")
+	}
+	for _, tt := range []struct {
+		platform string
+		held     bool
+	}{{"linux/amd64", true}, {"linux/arm64", false}, {"linux/s390x", false}} {
+		sys, err := Options{Platform: tt.platform}.systemContext()
+		if err != nil {
+			t.Fatal(err)
+		}
+		instance, held := p.heldInstance(img, fx.indexes["multi:1"], v1.MediaTypeImageIndex, []string{name}, sys)
+		if held != tt.held || (held && instance != variants[0].Manifest) {
+			t.Errorf("%s: held %v (instance %s), want %v (%s)", tt.platform, held, instance, tt.held, variants[0].Manifest)
+		}
 	}
 }
