@@ -16,6 +16,9 @@
 #   podman_store_conf STORE   the storage.conf podman_root uses (for skopeo containers-storage:)
 #   pm_containers_conf VERSION [TMPDIR]   the containers.conf every reader gets, for a Podman
 #                             run by hand (e2e-conf, bench): cgroupfs, file events, TMPDIR
+# What suites check with the selected reader:
+#   pm_tree IMAGE TREELIST SINCE   the tree of a container of IMAGE, listed by treelist
+#   pm_check_save IMAGE DIFF_IDS   `podman save` of IMAGE has these diff IDs (oci_diff_ids OCIDIR)
 # What readers need:
 #   ensure_rootless_user USER   a throwaway user with subordinate IDs and usable /dev/fuse
 #   make_store_readable STORE [DRIVER]   open a Podman-written store's metadata to others
@@ -371,6 +374,57 @@ podman_user() {
 podman_store_conf() {
 	pm_reader 4.3 root "${PODMAN_DRIVER:-overlay}" "$1"
 	echo "$PM_DIR/storage.conf"
+}
+
+# ---------------------------------------------------------------- what suites check with a reader
+# pm_tree IMAGE TREELIST SINCE: TREELIST's listing (internal/testimage/cmd/treelist: type, mode,
+# owner, size, mtime, nlink, rdev, link target, sha256, xattrs of every path) of the mounted root of
+# a container of IMAGE that the selected reader creates (not starts); dirs with mtimes from SINCE
+# (seconds since the epoch) on are listed as "unpacked" (the implied dirs the unpacking made).
+pm_tree() {
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	local script='set -e
+		c=$(podman create --pull=never --net=none "$1" /bin/true)
+		m=$(podman mount "$c")
+		rc=0
+		"$2" -unpacked-after "$3" "$m" || rc=$?
+		podman umount "$c" >/dev/null
+		podman rm "$c" >/dev/null
+		exit $rc'
+	if [[ $PM_RUN_AS == root ]]; then
+		pm sh -c "$script" sh "$@"
+	else
+		pm podman unshare sh -c "$script" sh "$@"
+	fi
+}
+
+# oci_diff_ids OCIDIR: the diff IDs of the layers of an OCI layout's only image (the sha256 of each
+# layer, uncompressed), one a line.
+oci_diff_ids() {
+	local dir=$1 manifest type digest
+	manifest=$dir/$(jq -r '.manifests[0].digest' "$dir/index.json" | sed 's#sha256:#blobs/sha256/#')
+	jq -r '.layers[] | "\(.mediaType) \(.digest)"' "$manifest" | while read -r type digest; do
+		case $type in
+		*gzip) gzip -dc ;;
+		*zstd) zstd -qdc ;;
+		*) cat ;;
+		esac <"$dir/blobs/sha256/${digest#sha256:}" | sha256sum | sed 's/^/sha256:/; s/ .*//'
+	done
+}
+
+# pm_check_save IMAGE DIFF_IDS: `podman save` of IMAGE by the selected reader, as an OCI dir
+# (docker-archive cannot hold zstd on 4.3; an OCI dir gets gzip layers), has the layers DIFF_IDS
+# (one a line, as the registry's config lists them); else it prints what it has and returns non-zero.
+pm_check_save() {
+	local dir=$PM_DIR/tmp/save got
+	rm -rf "$dir"
+	pm podman save --format oci-dir -o "$dir" "$1" || return 1
+	got=$(oci_diff_ids "$dir")
+	rm -rf "$dir"
+	[[ $got == "$2" ]] || {
+		echo "saved layers $(tr '\n' ' ' <<<"$got"), diff IDs $(tr '\n' ' ' <<<"$2")"
+		return 1
+	}
 }
 
 # ---------------------------------------------------------------- what readers need
