@@ -28,6 +28,8 @@
 #                             VERSION's binaries, with $WORK, $PODMAN_RUNDIR and PM_BINDS at
 #                             the same paths as on the host
 #   pm_chroot_build SUITE     create or refresh $PM_CACHE/podman-SUITE (idempotent)
+#   pm_chroot_run DIR [HOST=INSIDE]... -- CMD...   run CMD chrooted into a Debian tree (apt-get
+#                             works there: the chroot builds, bench-nightly's images)
 #   pm_chroot_dir SUITE, pm_version_suite VERSION, pm_podman_version VERSION
 #
 # Debian 12's Podman is 4.3. Podman 5.4 (Debian trixie) and 5.8 (Debian sid) run from a
@@ -130,13 +132,7 @@ _pm_debootstrap() {
 	debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >&2 || return 1
 	# A mirror that is a dated snapshot serves sid's Release past its Valid-Until:
 	# apt-get then refuses it (debootstrap does not check).
-	# apt-get needs /proc, /dev and /sys; a private namespace unmounts them by itself.
-	unshare --mount --propagation private -- sh -ec '
-		mount -t proc proc "$1/proc"
-		mount --rbind /dev "$1/dev"
-		mount --rbind /sys "$1/sys"
-		shift
-		exec chroot "$@"' sh "$tmp" "$tmp" env DEBIAN_FRONTEND=noninteractive \
+	pm_chroot_run "$tmp" -- env DEBIAN_FRONTEND=noninteractive \
 		sh -ec 'apt-get -o Acquire::Check-Valid-Until=false update -q && apt-get install -y -q --no-install-recommends "$@" && apt-get clean' sh \
 		"${PM_CHROOT_PACKAGES[@]}" >&2 || rc=1
 	# Nothing cached may name the mirror: apt's sources, lists and logs go.
@@ -144,6 +140,30 @@ _pm_debootstrap() {
 		"$tmp"/var/log/apt "$tmp"/var/log/bootstrap.log "$tmp"/var/cache/apt/*.bin "$tmp"/debootstrap
 	mkdir -p "$tmp/var/lib/apt/lists/partial"
 	return "$rc"
+}
+
+# pm_chroot_run DIR [HOST=INSIDE]... -- CMD...: run CMD chrooted into the tree at DIR with /proc,
+# /dev and /sys (apt-get needs them) and each HOST path bind-mounted at INSIDE, a path in the tree
+# (a missing one is made: a dir for a dir, an empty file for a file). A private mount namespace
+# unmounts them all by itself: the tree keeps none of them. (No user namespaces in there: readers run
+# through pm_exec.)
+pm_chroot_run() {
+	local dir=$1
+	shift
+	unshare --mount --propagation private -- sh -ec '
+		root=$1
+		shift
+		mount -t proc proc "$root/proc"
+		mount --rbind /dev "$root/dev"
+		mount --rbind /sys "$root/sys"
+		while [ "$1" != -- ]; do
+			host=${1%%=*} inside=$root${1#*=}
+			if [ -d "$host" ]; then mkdir -p "$inside"; else [ -e "$inside" ] || touch "$inside"; fi
+			mount --bind "$host" "$inside"
+			shift
+		done
+		shift
+		exec chroot "$root" "$@"' sh "$dir" "$@"
 }
 
 # _pm_remove_tree DIR: remove a chroot, even one a crashed build left with mounts.
