@@ -28,6 +28,7 @@
 #                             VERSION's binaries, with $WORK, $PODMAN_RUNDIR and PM_BINDS at
 #                             the same paths as on the host
 #   pm_chroot_build SUITE     create or refresh $PM_CACHE/podman-SUITE (idempotent)
+#   pm_versions_build VERSION...   the same for the chroots of these Podman versions, at once
 #   pm_chroot_run DIR [HOST=INSIDE]... -- CMD...   run CMD chrooted into a Debian tree (apt-get
 #                             works there: the chroot builds, bench-nightly's images)
 #   pm_chroot_dir SUITE, pm_version_suite VERSION, pm_podman_version VERSION
@@ -123,6 +124,20 @@ pm_chroot_build() {
 		mv "$tmp" "$dir"
 		log "chroot $dir ready: podman $(chroot "$dir" dpkg-query -W -f '${Version}' podman)"
 	) 9>"$PM_CACHE/podman-$suite.lock"
+}
+
+# pm_versions_build VERSION...: build (or check) the chroots of these Podman versions at the same
+# time (minutes each on a fresh machine, free once cached); the host's 4.3 needs none.
+pm_versions_build() {
+	local v suite pid builds=()
+	for v in "$@"; do
+		suite=$(pm_version_suite "$v")
+		[[ -z $suite ]] || {
+			pm_chroot_build "$suite" &
+			builds+=($!)
+		}
+	done
+	for pid in "${builds[@]}"; do wait "$pid" || die "building a Podman chroot failed (log above)"; done
 }
 
 # _pm_debootstrap SUITE DIR: the build itself (any failure returns non-zero).
