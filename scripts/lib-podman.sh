@@ -434,16 +434,20 @@ pm_tree() {
 }
 
 # oci_diff_ids OCIDIR: the diff IDs of the layers of an OCI layout's only image (the sha256 of each
-# layer, uncompressed), one a line.
+# layer, uncompressed), one a line. A blob's compression is told by its first bytes, not by its media
+# type: `skopeo copy --dest-oci-accept-uncompressed-layers` writes uncompressed blobs under the gzip
+# type of the source.
 oci_diff_ids() {
-	local dir=$1 manifest type digest
+	local dir=$1 manifest digest blob magic
 	manifest=$dir/$(jq -r '.manifests[0].digest' "$dir/index.json" | sed 's#sha256:#blobs/sha256/#')
-	jq -r '.layers[] | "\(.mediaType) \(.digest)"' "$manifest" | while read -r type digest; do
-		case $type in
-		*gzip) gzip -dc ;;
-		*zstd) zstd -qdc ;;
+	jq -r '.layers[].digest' "$manifest" | while read -r digest; do
+		blob=$dir/blobs/sha256/${digest#sha256:}
+		magic=$(head -c 4 "$blob" | od -An -tx1 | tr -d ' \n')
+		case $magic in
+		1f8b*) gzip -dc ;;
+		28b52ffd) zstd -qdc ;;
 		*) cat ;;
-		esac <"$dir/blobs/sha256/${digest#sha256:}" | sha256sum | sed 's/^/sha256:/; s/ .*//'
+		esac <"$blob" | sha256sum | sed 's/^/sha256:/; s/ .*//'
 	done
 }
 
