@@ -53,6 +53,19 @@ func (s *Store) HasManifest(id string, d digest.Digest, names []string) bool {
 	return ok
 }
 
+// HasName reports whether an image of the store is recorded under name ("reg/app:1"), current or
+// superseded.
+func (s *Store) HasName(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.images, func(img storage.Image) bool { return slices.Contains(img.Names, name) })
+}
+
+// Manifest is the manifest (or manifest list) with digest d that image id holds.
+func (s *Store) Manifest(id string, d digest.Digest) ([]byte, error) {
+	return s.root.ReadFile(s.paths.bigDataPath(id, manifestKey(d)))
+}
+
 // ImageWithManifest returns the first image HasManifest(id, d, names) would find.
 func (s *Store) ImageWithManifest(id string, d digest.Digest, names []string) (storage.Image, bool) {
 	s.mu.Lock()
