@@ -207,7 +207,12 @@ func (lf *LayerFiles) InLayersBelow(k FileKey, ino uint64) (bool, error) {
 	s := lf.l.s
 	lf.belowOnce.Do(func() {
 		lf.below = map[FileKey][]string{}
-		for _, id := range s.chainBelow(lf.l.parent) {
+		ids, err := s.chainBelow(lf.l.parent)
+		if err != nil {
+			lf.belowErr = err
+			return
+		}
+		for _, id := range ids {
 			entries, err := s.layerFiles(id)
 			if err != nil {
 				lf.belowErr = fmt.Errorf("reading the file index of layer %s, below: %w", id, err)
@@ -230,22 +235,6 @@ func (lf *LayerFiles) InLayersBelow(k FileKey, ino uint64) (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-// chainBelow lists a layer and its ancestors by ID, nearest first ("" for none).
-func (s *Store) chainBelow(id string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var ids []string
-	for id != "" && len(ids) <= len(s.layers) {
-		i := s.layerIndex(id)
-		if i < 0 {
-			break
-		}
-		ids = append(ids, id)
-		id = s.layers[i].Parent
-	}
-	return ids
 }
 
 // Add records that the layer's file name (relative to its diff dir, through no symlink), complete by
