@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
@@ -262,6 +263,10 @@ func (x *extractor) linkable(c layout.Candidate, key layout.FileKey, meta layout
 
 const selinuxXattr = "security.selinux"
 
+// linkTmpPrefix starts the temporary names of new hard links (a layer's own file by such a name only
+// makes the link fail: the file is then written).
+var linkTmpPrefix = ".cargohold-link-" + strconv.Itoa(os.Getpid()) + "-"
+
 // inodeUsed says whether a name of this layer was linked to inode ino.
 func (x *extractor) inodeUsed(ino uint64) bool {
 	x.pending.mu.Lock()
@@ -289,7 +294,7 @@ func (x *extractor) linkNamed(c layout.Candidate, src *os.File, ino uint64, dirF
 	_, base := splitName(name)
 	at := base
 	if replace { // a new name beside it, then renamed over it
-		at = fmt.Sprintf(".cargohold-link-%d-%d", os.Getpid(), x.tmpNames.Add(1))
+		at = linkTmpPrefix + strconv.FormatInt(x.tmpNames.Add(1), 10)
 	}
 	if err := unix.Linkat(unix.AT_FDCWD, fdPath(int(src.Fd())), dirFd, at, unix.AT_SYMLINK_FOLLOW); err != nil {
 		x.release(w)
