@@ -341,7 +341,7 @@ func (x *extractor) release(w *written) {
 
 // adopt gives the file target (in directory dir, linked by this layer to another layer's inode) an
 // inode of its own again, a copy, before a hard-link entry of the layer applies its header's metadata
-// to it. It returns the copy's record.
+// to it.
 func (x *extractor) adopt(dir int, base string, ino uint64) error {
 	x.pending.mu.Lock()
 	w := x.linkedTo[ino]
@@ -349,26 +349,36 @@ func (x *extractor) adopt(dir int, base string, ino uint64) error {
 	if w == nil {
 		return nil // a file of the layer's own
 	}
-	tmp := ".cargohold-copy-" + strings.ToLower(rand.Text())
-	if err := copyNode(dir, base, dir, tmp); err != nil {
-		_ = unix.Unlinkat(dir, tmp, 0)
+	own, err := replaceByCopy(dir, base)
+	if err != nil {
 		return err
-	}
-	if err := unix.Renameat(dir, tmp, dir, base); err != nil {
-		_ = unix.Unlinkat(dir, tmp, 0)
-		return os.NewSyscallError("renameat", err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstatat(dir, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return os.NewSyscallError("fstatat", err)
 	}
 	x.pending.mu.Lock()
 	defer x.pending.mu.Unlock()
 	delete(x.linkedTo, ino)
-	w.foreign, w.ino = false, st.Ino
+	w.foreign, w.ino = false, own
 	x.shared.files--
 	x.shared.bytes -= w.key.Size
 	return nil
+}
+
+// replaceByCopy makes base, in directory dir, a new inode with the same data and metadata (a copy
+// beside it, renamed over it), and returns the new inode.
+func replaceByCopy(dir int, base string) (uint64, error) {
+	tmp := ".cargohold-copy-" + strings.ToLower(rand.Text())
+	if err := copyNode(dir, base, dir, tmp); err != nil {
+		_ = unix.Unlinkat(dir, tmp, 0)
+		return 0, err
+	}
+	if err := unix.Renameat(dir, tmp, dir, base); err != nil {
+		_ = unix.Unlinkat(dir, tmp, 0)
+		return 0, os.NewSyscallError("renameat", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dir, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return 0, os.NewSyscallError("fstatat", err)
+	}
+	return st.Ino, nil
 }
 
 // adoptTarget adopts the target of a hard-link entry (targetBase in directory dir) if this layer

@@ -92,14 +92,8 @@ func (k *linker) keepOffBelow(w *written) error {
 	if err := k.keepDirTimes(dir, dirFd); err != nil {
 		return err
 	}
-	tmp := ".cargohold-copy-" + strings.ToLower(rand.Text())
-	if err := copyNode(dirFd, base, dirFd, tmp); err != nil {
-		_ = unix.Unlinkat(dirFd, tmp, 0)
+	if _, err := replaceByCopy(dirFd, base); err != nil {
 		return err
-	}
-	if err := unix.Renameat(dirFd, tmp, dirFd, base); err != nil {
-		_ = unix.Unlinkat(dirFd, tmp, 0)
-		return os.NewSyscallError("renameat", err)
 	}
 	k.shared.files--
 	k.shared.bytes -= w.key.Size
@@ -122,11 +116,10 @@ type linkGroup struct {
 	ino   uint64
 	size  int64
 
-	checked *written // the name preVerify compared with its candidates (nil: none)
-	touched bool     // a hard-link entry of the layer gave the inode its header's metadata since
+	checked *written // the name of the file entry, with its key (nil: none)
 }
 
-// verified is a candidate that preVerify compared equal, and its inode.
+// verified is a candidate that reverify compared equal, and its inode.
 type verified struct {
 	c   layout.Candidate
 	ino uint64
@@ -139,12 +132,6 @@ func (k *linker) groups(ws []*written) []*linkGroup {
 	var groups []*linkGroup
 	byIno := map[uint64]*linkGroup{}
 	nlinks := map[uint64]uint64{}
-	touched := map[uint64]bool{} // (whether or not the link's name is still there)
-	for _, w := range ws {
-		if w.link {
-			touched[w.ino] = true
-		}
-	}
 	for _, w := range ws {
 		st, err := statReal(k.rootFd, w.name)
 		if err != nil || st.Ino != w.ino || st.Mode&unix.S_IFMT != unix.S_IFREG {
@@ -153,7 +140,7 @@ func (k *linker) groups(ws []*written) []*linkGroup {
 		k.used[st.Ino] = true
 		g := byIno[st.Ino]
 		if g == nil {
-			g = &linkGroup{ino: st.Ino, size: st.Size, touched: touched[st.Ino]}
+			g = &linkGroup{ino: st.Ino, size: st.Size}
 			byIno[st.Ino] = g
 			groups = append(groups, g)
 		}
@@ -227,7 +214,7 @@ func (k *linker) reverify(g *linkGroup, w *written) error {
 }
 
 // tryLink links g to the verified candidate v, unless a name of this layer or of a layer below uses
-// its inode (or it is not the inode preVerify compared any more).
+// its inode (or it is not the inode reverify compared any more).
 func (k *linker) tryLink(g *linkGroup, key layout.FileKey, v verified) (bool, error) {
 	if k.used[v.ino] {
 		return false, nil
