@@ -211,9 +211,13 @@ func (x *extractor) linkSmall(fd, parent int, base string, hdr *tar.Header, body
 
 // linkIfEqual links dirFd/name's base to src (candidate c, inode ino) if src holds data.
 func (x *extractor) linkIfEqual(c layout.Candidate, src *os.File, ino uint64, data []byte, dirFd int, name string, key layout.FileKey) (bool, error) {
-	buf := make([]byte, len(data))
-	if _, err := src.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data) {
-		return false, nil
+	bp := smallBufPool.Get().(*[]byte)
+	defer smallBufPool.Put(bp)
+	for off := 0; off < len(data); off += len(*bp) {
+		part := data[off:min(off+len(*bp), len(data))]
+		if _, err := src.ReadAt((*bp)[:len(part)], int64(off)); err != nil || !bytes.Equal((*bp)[:len(part)], part) {
+			return false, nil
+		}
 	}
 	return x.linkNamed(c, src, ino, dirFd, name, key, true)
 }
@@ -242,14 +246,10 @@ func (x *extractor) linkable(c layout.Candidate, key layout.FileKey, meta layout
 		c.Drop() // gone, or not the file the index says
 		return nil, 0, false
 	}
-	var st unix.Stat_t
-	ok := unix.Fstat(int(src.Fd()), &st) == nil && !x.inodeUsed(st.Ino)
-	if ok {
-		srcMeta, err := layout.ReadFileMeta(src)
-		// The host's SELinux label is no part of the image (the unpacker never sets one).
-		delete(srcMeta.Xattrs, selinuxXattr)
-		ok = err == nil && srcMeta.Equal(meta)
-	}
+	srcMeta, st, err := layout.ReadFileMetaStat(src)
+	// The host's SELinux label is no part of the image (the unpacker never sets one).
+	delete(srcMeta.Xattrs, selinuxXattr)
+	ok := err == nil && !x.inodeUsed(st.Ino) && srcMeta.Equal(meta)
 	if ok {
 		below, err := x.files.InLayersBelow(key, st.Ino)
 		ok = err == nil && !below
