@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/cargohold/cargohold/internal/platform"
 	"go.podman.io/image/v5/signature"
@@ -70,7 +71,7 @@ func (o Options) systemContext() (*types.SystemContext, error) {
 		DockerCertPath:           o.CertDir,
 		SystemRegistriesConfPath: o.RegistriesConf,
 		SignaturePolicyPath:      o.PolicyPath,
-		DockerRegistryUserAgent:  "cargohold",
+		DockerRegistryUserAgent:  userAgent,
 	}
 	if o.Creds != "" {
 		user, password, err := splitCreds(o.Creds)
@@ -103,14 +104,54 @@ func splitCreds(creds string) (user, password string, err error) {
 
 // policyContext decides which images may be published, exactly as Podman decides which it may pull.
 func (o Options) policyContext(sys *types.SystemContext) (*signature.PolicyContext, error) {
-	var policy *signature.Policy
+	policy, err := o.policy(sys)
+	if err != nil {
+		return nil, err
+	}
+	return signature.NewPolicyContext(policy)
+}
+
+// policy is the trust policy the options name, read from its file.
+func (o Options) policy(sys *types.SystemContext) (*signature.Policy, error) {
 	if o.InsecurePolicy {
-		policy = &signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}}
-	} else {
+		return &signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}}, nil
+	}
+	policy, err := signature.DefaultPolicy(sys)
+	if err != nil {
+		return nil, fmt.Errorf("reading the image trust policy (policy.json; --insecure-policy skips it): %w", err)
+	}
+	return policy, nil
+}
+
+// policies reads each trust policy a run's images name once, not once per image. A parsed policy
+// is only read by the contexts made from it (signature.NewPolicyContext), so they may share it.
+type policies struct {
+	mu   sync.Mutex
+	read map[policyKey]*signature.Policy
+}
+
+type policyKey struct {
+	path     string
+	insecure bool
+}
+
+// context is a policy context of the policy opts name.
+func (ps *policies) context(opts Options, sys *types.SystemContext) (*signature.PolicyContext, error) {
+	key := policyKey{opts.PolicyPath, opts.InsecurePolicy}
+	ps.mu.Lock()
+	policy := ps.read[key]
+	ps.mu.Unlock()
+	if policy == nil {
 		var err error
-		if policy, err = signature.DefaultPolicy(sys); err != nil {
-			return nil, fmt.Errorf("reading the image trust policy (policy.json; --insecure-policy skips it): %w", err)
+		if policy, err = opts.policy(sys); err != nil {
+			return nil, err // not kept: the next image says it again
 		}
+		ps.mu.Lock()
+		if ps.read == nil {
+			ps.read = map[policyKey]*signature.Policy{}
+		}
+		ps.read[key] = policy
+		ps.mu.Unlock()
 	}
 	return signature.NewPolicyContext(policy)
 }

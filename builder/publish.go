@@ -12,7 +12,10 @@ import (
 	"github.com/cargohold/cargohold/layout"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/transports"
+	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
 	"golang.org/x/sync/errgroup"
 )
@@ -76,8 +79,10 @@ type Publisher struct {
 	// watching; Result.Retries has them all. Called concurrently, like Progress.
 	OnRetry func(ref, msg string)
 
-	flights layerFlights // a layer needed by several images in flight is fetched once
-	slots   layerSlots   // Jobs
+	flights  layerFlights // a layer needed by several images in flight is fetched once
+	tags     tagChecks    // a tag the store holds is checked with one request over a client per registry
+	policies policies     // each trust policy is read once
+	slots    layerSlots   // Jobs
 }
 
 // DefaultJobs overlaps network waits with unpacking without flooding a registry.
@@ -116,7 +121,7 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 		res.Err = err
 		return res
 	}
-	policy, err := opts.policyContext(sys)
+	policy, err := p.policies.context(opts, sys)
 	if err != nil {
 		res.Err = err
 		return res
@@ -133,6 +138,10 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 	present := func() (ok bool) { pinned, pinnedNames, ok = p.pinnedAndPresent(ref, req.Names); return ok }
 	if unchanged, err := p.unchangedInTurn(ctx, t, present); err != nil || unchanged {
 		res.Names, res.ImageID, res.ManifestDigest, res.Action, res.Err = pinnedNames, pinned.ID, pinned.Digest, Unchanged, err
+		return res
+	}
+	if held, err := p.tagUnchanged(ctx, ref, req.Names, sys, policy, t); err != nil || held.ID != "" {
+		res.Names, res.ImageID, res.ManifestDigest, res.Action, res.Err = held.Names, held.ID, held.Digest, Unchanged, err
 		return res
 	}
 	src, err := resolve(ctx, ref, sys, policy, opts.RetryTimes)
@@ -170,6 +179,66 @@ func (p *Publisher) publish(ctx context.Context, req Request, t *turn) (res Resu
 	}
 	res.Err = p.fetchAndRecord(ctx, src, &res, opts, t)
 	return res
+}
+
+// tagUnchanged is, for a docker reference to a tag whose name the store holds, the image of the
+// store that holds, under all the image's names, the manifest the tag names now, as one HEAD request
+// finds (tagChecks): a no-op resync asks the registry nothing more. Its ID is "" when that is not so,
+// or cannot be told so: the image is then resolved and compared the image library's way.
+func (p *Publisher) tagUnchanged(ctx context.Context, input imageRef, extra []string, sys *types.SystemContext,
+	policy *signature.PolicyContext, t *turn) (storage.Image, error) {
+	if input.other != nil {
+		return storage.Image{}, nil
+	}
+	refs, _, err := candidates(input, sys)
+	if err != nil || len(refs) != 1 {
+		return storage.Image{}, nil
+	}
+	names, err := imageNames(reference.TagNameOnly(refs[0].DockerReference()), extra)
+	if err != nil || !p.Store.HasName(names[0]) || !acceptedUnseen(ctx, policy, refs[0]) {
+		return storage.Image{}, nil
+	}
+	d, mimeType, err := p.tags.manifestDigest(ctx, refs[0], sys)
+	if err != nil { // the library's path tells what is wrong, if anything is
+		return storage.Image{}, nil
+	}
+	_, platformWanted := wanted(sys)
+	if !manifest.MIMETypeIsMultiImage(mimeType) && platformWanted {
+		return storage.Image{}, nil // the platform of a single-platform image is checked in its config (checkPlatform)
+	}
+	var img storage.Image
+	present := func() (ok bool) {
+		if img, ok = p.Store.ImageWithManifest("", d, names); ok && manifest.MIMETypeIsMultiImage(mimeType) {
+			img.Digest, ok = p.heldInstance(img, d, mimeType, names, sys)
+		} else if ok {
+			img.Digest = d
+		}
+		return ok
+	}
+	if unchanged, err := p.unchangedInTurn(ctx, t, present); err != nil || !unchanged {
+		return storage.Image{}, err
+	}
+	img.Names = names
+	return img, nil
+}
+
+// heldInstance is, of the manifest list with digest list that img holds, the instance this
+// request's platform chooses, if img is that instance (publishing under another platform, or with
+// another one wanted, picks another).
+func (p *Publisher) heldInstance(img storage.Image, list digest.Digest, mimeType string, names []string, sys *types.SystemContext) (digest.Digest, bool) {
+	blob, err := p.Store.Manifest(img.ID, list)
+	if err != nil {
+		return "", false
+	}
+	parsed, err := manifest.ListFromBlob(blob, mimeType)
+	if err != nil {
+		return "", false
+	}
+	instance, err := chooseInstance(parsed, sys)
+	if err != nil || !p.Store.HasManifest(img.ID, instance, names) {
+		return "", false
+	}
+	return instance, true
 }
 
 // unchangedInTurn says whether present() holds now and still does in t's turn: an image requested

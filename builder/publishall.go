@@ -9,13 +9,12 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
-// DefaultImageJobs is how many images PublishAll works on at once. Most of an image's time in a
-// resync is waiting for a registry: containers/image gives each image source a client of its own
-// (its own connections, registry ping and token), so the six round trips of a no-op image (three
-// connections, two requests) cannot be shared, only overlapped. 64 at once make a resync of a
-// thousand tags from a registry 50 ms away take 1000 × 0.3 s / 64 ≈ 5 s (6.7 s measured on two cores
-// shared with the registry; docs/PERFORMANCE.md). Layer work stays bounded by Jobs across all images,
-// so memory hardly grows with this.
+// DefaultImageJobs is how many images PublishAll works on at once. Most of an image's time is waiting
+// for a registry: an unchanged tag costs one HEAD over the run's shared client (tagChecks), an image to
+// fetch the image library's client of its own (a new connection, a ping, a token, the manifest) and
+// its blobs; overlapping 64 of them makes a resync of a thousand tags from a registry 50 ms away take
+// about a second of round trips (docs/PERFORMANCE.md). Layer work stays bounded by Jobs across all
+// images, so memory hardly grows with this.
 const DefaultImageJobs = 64
 
 // PublishAll publishes the requests, up to ImageJobs at once, and calls onResult(i, result of
@@ -30,6 +29,8 @@ func (p *Publisher) PublishAll(ctx context.Context, reqs []Request, onResult fun
 	if limit <= 0 {
 		limit = DefaultImageJobs
 	}
+	p.tags.idle = limit
+	defer p.tags.closeIdle()
 	inOrder(ctx, len(reqs), limit,
 		func(i int, t *turn) Result { return p.publish(ctx, reqs[i], t) },
 		func(i int) Result { return Result{Ref: reqs[i].Ref, Action: Failed, Err: notStarted(ctx, reqs[i])} },

@@ -204,13 +204,17 @@ func (lf *LayerFiles) Candidates(k FileKey) []Candidate {
 
 // InLayersBelow says whether a file of a layer below this one (its parent, the parent's parent, ...)
 // with key k is the inode ino: a container of this layer sees those files too, so a hard link to ino
-// would show it two names the image does not have. Only the layers below that are committed by now
-// count: the answer is final once they all are (at commit), while a "true" is final at any time.
-// Each layer's file index is read once per run (the layers below are the same for every layer of a
-// series). Safe for concurrent use.
+// would show it two names the image does not have. It is an error while a layer below is not
+// committed yet (the unpacker asks before: see builder/unpack's linkable), and when one cannot be
+// read. Each layer's file index is read once per run (the layers below are the same for every layer
+// of a series). Safe for concurrent use.
 func (lf *LayerFiles) InLayersBelow(k FileKey, ino uint64) (bool, error) {
 	s := lf.l.s
-	for _, id := range lf.layersBelow() {
+	ids, err := lf.layersBelow()
+	if err != nil {
+		return false, err
+	}
+	for _, id := range ids {
 		byKey, err := lf.ix.filesByKey(s, id)
 		if err != nil {
 			return false, fmt.Errorf("reading the file index of layer %s, below: %w", id, err)
@@ -226,19 +230,19 @@ func (lf *LayerFiles) InLayersBelow(k FileKey, ino uint64) (bool, error) {
 	return false, nil
 }
 
-// layersBelow lists the committed layers below this one, nearest first; once all are committed, the
-// list is kept.
-func (lf *LayerFiles) layersBelow() []string {
+// layersBelow lists the layers below this one, nearest first (an error while one is not committed
+// yet); the list is kept once they all are.
+func (lf *LayerFiles) layersBelow() ([]string, error) {
 	lf.belowMu.Lock()
 	defer lf.belowMu.Unlock()
 	if lf.belowAll {
-		return lf.below
+		return lf.below, nil
 	}
-	ids, all := lf.l.s.chainBelow(lf.l.parent)
-	if all {
+	ids, err := lf.l.s.chainBelow(lf.l.parent)
+	if err == nil {
 		lf.below, lf.belowAll = ids, true
 	}
-	return ids
+	return ids, err
 }
 
 // filesByKey is the files of committed layer id by key (paths relative to the store), from its index
@@ -263,22 +267,6 @@ func (ix *fileIndex) filesByKey(s *Store, id string) (map[FileKey][]string, erro
 	}
 	ix.layerFiles[id] = byKey
 	return byKey, nil
-}
-
-// chainBelow lists a layer and its committed ancestors by ID, nearest first ("" for none); all says
-// that the chain reached a base layer (no ancestor is still to be committed).
-func (s *Store) chainBelow(id string) (ids []string, all bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id != "" && len(ids) <= len(s.layers) {
-		i := s.layerIndex(id)
-		if i < 0 {
-			return ids, false
-		}
-		ids = append(ids, id)
-		id = s.layers[i].Parent
-	}
-	return ids, id == ""
 }
 
 // Add records that the layer's file name (relative to its diff dir, through no symlink), complete by

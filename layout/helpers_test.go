@@ -250,6 +250,14 @@ func closeStore(t *testing.T, s *Store) {
 	}
 }
 
+// putImage records img and waits until it is recorded (what PutImage does with an Image, for the
+// imageMeta a test makes).
+func (s *Store) putImage(img imageMeta) (changed bool, err error) {
+	put, err := s.queueImage(img)()
+	return put.Changed, err
+}
+
+// putImage records img in s; an error fails the test. It returns whether anything changed.
 func putImage(t *testing.T, s *Store, img imageMeta) bool {
 	t.Helper()
 	changed, err := s.putImage(img)

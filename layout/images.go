@@ -53,6 +53,19 @@ func (s *Store) HasManifest(id string, d digest.Digest, names []string) bool {
 	return ok
 }
 
+// HasName reports whether an image of the store is recorded under name ("reg/app:1"), current or
+// superseded.
+func (s *Store) HasName(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.images, func(img storage.Image) bool { return slices.Contains(img.Names, name) })
+}
+
+// Manifest is the manifest (or manifest list) with digest d that image id holds.
+func (s *Store) Manifest(id string, d digest.Digest) ([]byte, error) {
+	return s.root.ReadFile(s.paths.bigDataPath(id, manifestKey(d)))
+}
+
 // ImageWithManifest returns the first image HasManifest(id, d, names) would find.
 func (s *Store) ImageWithManifest(id string, d digest.Digest, names []string) (storage.Image, bool) {
 	s.mu.Lock()
@@ -86,7 +99,7 @@ func manifestKey(d digest.Digest) string {
 }
 
 // PutImage adds the image, or updates the image with the same ID, as the image library's commit does
-// through the storage library (see putImage). The image's layers must be committed already. A new
+// through the storage library (see putImages). The image's layers must be committed already. A new
 // image gets cargohold's record (Metadata: its source and publication time); an existing one keeps its
 // own, and one that was superseded is current again. An image left with no names because img took
 // its last one is superseded in the same write (supersede.go): it stays under its digested names,
@@ -277,7 +290,7 @@ func withListAndMetadata(meta imageMeta, img Image) (imageMeta, error) {
 	return meta, nil
 }
 
-// imageMeta is what putImage records about an image.
+// imageMeta is what putImages records about an image.
 type imageMeta struct {
 	ID       string        // config digest hex
 	Digest   digest.Digest // manifest digest
@@ -318,12 +331,6 @@ func (m *imageMeta) validate() error {
 		seen[b.Key] = true
 	}
 	return nil
-}
-
-// putImage records img and waits until it is recorded (see putImages).
-func (s *Store) putImage(img imageMeta) (changed bool, err error) {
-	put, err := s.queueImage(img)()
-	return put.Changed, err
 }
 
 // putImages records the images of a group, in order, each as the storage library would: new names

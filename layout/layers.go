@@ -168,22 +168,35 @@ func (l *StagedLayer) DiffDir() string {
 // paths), as an overlay mount stacks them below the layer: what the layer's opaque dirs hide. nil for
 // a base layer. Every layer of the chain must be committed already.
 func (l *StagedLayer) LowerDiffDirs() ([]string, error) {
-	s := l.s
+	ids, err := l.s.chainBelow(l.parent)
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for _, id := range ids {
+		dirs = append(dirs, l.s.path(path.Join(l.s.paths.layerDir(id), l.s.paths.diffInLayer())))
+	}
+	return dirs, nil
+}
+
+// chainBelow lists the committed layer id and its ancestors by ID, nearest first (none for ""): the
+// layers below a staged layer whose parent is id. Every one of them must be committed.
+func (s *Store) chainBelow(id string) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var dirs []string
-	for id := l.parent; id != ""; {
+	var ids []string
+	for start := id; id != ""; {
 		i := s.layerIndex(id)
 		if i < 0 {
 			return nil, fmt.Errorf("layer %s, below the staged layer, is not committed yet", id)
 		}
-		if len(dirs) >= len(s.layers) {
-			return nil, fmt.Errorf("the parent chain of layer %s loops in layers.json", l.parent)
+		if len(ids) >= len(s.layers) {
+			return nil, fmt.Errorf("the parent chain of layer %s loops in layers.json", start)
 		}
-		dirs = append(dirs, s.path(path.Join(s.paths.layerDir(id), s.paths.diffInLayer())))
+		ids = append(ids, id)
 		id = s.layers[i].Parent
 	}
-	return dirs, nil
+	return ids, nil
 }
 
 // TarSplit is where the unpacker writes tar-split's JSON packer stream (storage.NewJSONPacker); it is

@@ -300,7 +300,7 @@ func (s *Store) writeImages(images []storage.Image, data []byte) error {
 	return nil
 }
 
-// marshalledImages is json.Marshal(s.images), remembered until the records change: putImage
+// marshalledImages is json.Marshal(s.images), remembered until the records change: putImages
 // compares its result with it for every image of a run. The caller holds s.mu.
 func (s *Store) marshalledImages() ([]byte, error) {
 	if s.imagesJSON == nil {

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Kinds of a run's failure, for errors.Is (the CLI's exit status). A hook's failure is a
+// Kinds of a run's failure (errkind), for errors.Is (the CLI's exit status). A hook's failure is a
 // *hooks.Error, a refused store one of layout's errors (ErrNotStore, ErrLocked, ...), an interrupted
 // run an *InterruptedError.
 var (
@@ -21,16 +21,6 @@ var (
 	// failed hook.
 	ErrRepository = errors.New("cvmfs repository")
 )
-
-// kindError gives err a kind (errors.Is finds both) and keeps err's text.
-type kindError struct {
-	kind, err error
-}
-
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
-func withKind(kind, err error) error { return &kindError{kind, err} }
 
 // InterruptedError is the error of a run whose context ended: the run stopped after discarding the
 // staging of the image under way, closing the store and running on-failure. It unwraps to the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cargohold/cargohold/builder"
 	"github.com/cargohold/cargohold/cvmfs"
+	"github.com/cargohold/cargohold/internal/errkind"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/storageconf"
 )
@@ -74,7 +75,7 @@ func (r *run) begin(s Store) (string, error) {
 	s.CVMFS.Stdout = s.Hooks.Stdout
 	dir, err := s.CVMFS.Begin()
 	if err != nil {
-		return "", withKind(ErrRepository, err)
+		return "", errkind.With(ErrRepository, err)
 	}
 	return dir, nil
 }
@@ -87,7 +88,7 @@ func (r *run) finish(ctx context.Context, s Store, err error) error {
 	}
 	ferr := s.CVMFS.Finish(ctx, err != nil)
 	if ferr != nil {
-		ferr = withKind(ErrRepository, ferr)
+		ferr = errkind.With(ErrRepository, ferr)
 	}
 	return r.reportBeside(s, err, ferr)
 }
@@ -107,7 +108,7 @@ func (r *run) open(ctx context.Context, s Store, dir string) (*layout.Store, err
 		return nil, interrupted(ctx, s.Dir, s.Refs())
 	}
 	if err != nil {
-		return nil, withKind(ErrStore, fmt.Errorf("opening store %s: %w", s.Dir, err))
+		return nil, errkind.With(ErrStore, fmt.Errorf("opening store %s: %w", s.Dir, err))
 	}
 	if cleaned := store.Cleaned(); len(cleaned) > 0 {
 		r.obs.send(LeftoversRemoved{Store: s.Dir, Leftovers: cleaned})
@@ -167,7 +168,7 @@ func (r *run) end(ctx context.Context, store *layout.Store, s *Store, report *Re
 		if discarded {
 			holds = "nothing was published, so the new store " + store.Dir() + " is removed again"
 		}
-		return withKind(ErrImagesFailed, fmt.Errorf("%d of %d images failed; %s", report.Failed, len(report.Images), holds))
+		return errkind.With(ErrImagesFailed, fmt.Errorf("%d of %d images failed; %s", report.Failed, len(report.Images), holds))
 	}
 	return nil
 }
@@ -189,7 +190,7 @@ func (r *run) extras(ctx context.Context, store *layout.Store, s *Store, report 
 	for _, name := range names {
 		removal, err := store.Remove(ctx, name, layout.RemoveOptions{}) // superseded, as by rm: nodes may run it
 		if err != nil {
-			return withKind(ErrStore, fmt.Errorf("pruning %s: %w", name, err))
+			return errkind.With(ErrStore, fmt.Errorf("pruning %s: %w", name, err))
 		}
 		report.Pruned = append(report.Pruned, removal)
 		r.obs.send(Pruned{Store: store.Dir(), Name: name, Removal: removal})
@@ -205,7 +206,7 @@ func (r *run) register(store *layout.Store) error {
 	}
 	changed, err := storageconf.Register(file, store.Dir(), store.Driver())
 	if err != nil {
-		return withKind(ErrRegister, fmt.Errorf("registering the store in %s: %w", file, err))
+		return errkind.With(ErrRegister, fmt.Errorf("registering the store in %s: %w", file, err))
 	}
 	r.obs.send(Registered{Store: store.Dir(), File: file, Changed: changed})
 	return nil
@@ -235,7 +236,7 @@ func (r *run) reportBeside(s Store, err, ferr error) error {
 // if it had none.
 func closeStore(store *layout.Store, err *error) {
 	if cerr := store.Close(); cerr != nil && *err == nil {
-		*err = withKind(ErrStore, fmt.Errorf("closing store %s: %w", store.Dir(), cerr))
+		*err = errkind.With(ErrStore, fmt.Errorf("closing store %s: %w", store.Dir(), cerr))
 	}
 }
 

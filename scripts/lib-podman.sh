@@ -16,6 +16,9 @@
 #   podman_store_conf STORE   the storage.conf podman_root uses (for skopeo containers-storage:)
 #   pm_containers_conf VERSION [TMPDIR]   the containers.conf every reader gets, for a Podman
 #                             run by hand (e2e-conf, bench): cgroupfs, file events, TMPDIR
+# What suites check with the selected reader:
+#   pm_tree IMAGE TREELIST SINCE   the tree of a container of IMAGE, listed by treelist
+#   pm_check_save IMAGE DIFF_IDS   `podman save` of IMAGE has these diff IDs (oci_diff_ids OCIDIR)
 # What readers need:
 #   ensure_rootless_user USER   a throwaway user with subordinate IDs and usable /dev/fuse
 #   make_store_readable STORE [DRIVER]   open a Podman-written store's metadata to others
@@ -25,6 +28,9 @@
 #                             VERSION's binaries, with $WORK, $PODMAN_RUNDIR and PM_BINDS at
 #                             the same paths as on the host
 #   pm_chroot_build SUITE     create or refresh $PM_CACHE/podman-SUITE (idempotent)
+#   pm_versions_build VERSION...   the same for the chroots of these Podman versions, at once
+#   pm_chroot_run DIR [HOST=INSIDE]... -- CMD...   run CMD chrooted into a Debian tree (apt-get
+#                             works there: the chroot builds, bench-nightly's images)
 #   pm_chroot_dir SUITE, pm_version_suite VERSION, pm_podman_version VERSION
 #
 # Debian 12's Podman is 4.3. Podman 5.4 (Debian trixie) and 5.8 (Debian sid) run from a
@@ -120,6 +126,20 @@ pm_chroot_build() {
 	) 9>"$PM_CACHE/podman-$suite.lock"
 }
 
+# pm_versions_build VERSION...: build (or check) the chroots of these Podman versions at the same
+# time (minutes each on a fresh machine, free once cached); the host's 4.3 needs none.
+pm_versions_build() {
+	local v suite pid builds=()
+	for v in "$@"; do
+		suite=$(pm_version_suite "$v")
+		[[ -z $suite ]] || {
+			pm_chroot_build "$suite" &
+			builds+=($!)
+		}
+	done
+	for pid in "${builds[@]}"; do wait "$pid" || die "building a Podman chroot failed (log above)"; done
+}
+
 # _pm_debootstrap SUITE DIR: the build itself (any failure returns non-zero).
 _pm_debootstrap() {
 	local suite=$1 tmp=$2 mirror rc=0
@@ -127,13 +147,7 @@ _pm_debootstrap() {
 	debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >&2 || return 1
 	# A mirror that is a dated snapshot serves sid's Release past its Valid-Until:
 	# apt-get then refuses it (debootstrap does not check).
-	# apt-get needs /proc, /dev and /sys; a private namespace unmounts them by itself.
-	unshare --mount --propagation private -- sh -ec '
-		mount -t proc proc "$1/proc"
-		mount --rbind /dev "$1/dev"
-		mount --rbind /sys "$1/sys"
-		shift
-		exec chroot "$@"' sh "$tmp" "$tmp" env DEBIAN_FRONTEND=noninteractive \
+	pm_chroot_run "$tmp" -- env DEBIAN_FRONTEND=noninteractive \
 		sh -ec 'apt-get -o Acquire::Check-Valid-Until=false update -q && apt-get install -y -q --no-install-recommends "$@" && apt-get clean' sh \
 		"${PM_CHROOT_PACKAGES[@]}" >&2 || rc=1
 	# Nothing cached may name the mirror: apt's sources, lists and logs go.
@@ -141,6 +155,30 @@ _pm_debootstrap() {
 		"$tmp"/var/log/apt "$tmp"/var/log/bootstrap.log "$tmp"/var/cache/apt/*.bin "$tmp"/debootstrap
 	mkdir -p "$tmp/var/lib/apt/lists/partial"
 	return "$rc"
+}
+
+# pm_chroot_run DIR [HOST=INSIDE]... -- CMD...: run CMD chrooted into the tree at DIR with /proc,
+# /dev and /sys (apt-get needs them) and each HOST path bind-mounted at INSIDE, a path in the tree
+# (a missing one is made: a dir for a dir, an empty file for a file). A private mount namespace
+# unmounts them all by itself: the tree keeps none of them. (No user namespaces in there: readers run
+# through pm_exec.)
+pm_chroot_run() {
+	local dir=$1
+	shift
+	unshare --mount --propagation private -- sh -ec '
+		root=$1
+		shift
+		mount -t proc proc "$root/proc"
+		mount --rbind /dev "$root/dev"
+		mount --rbind /sys "$root/sys"
+		while [ "$1" != -- ]; do
+			host=${1%%=*} inside=$root${1#*=}
+			if [ -d "$host" ]; then mkdir -p "$inside"; else [ -e "$inside" ] || touch "$inside"; fi
+			mount --bind "$host" "$inside"
+			shift
+		done
+		shift
+		exec chroot "$root" "$@"' sh "$dir" "$@"
 }
 
 # _pm_remove_tree DIR: remove a chroot, even one a crashed build left with mounts.
@@ -371,6 +409,61 @@ podman_user() {
 podman_store_conf() {
 	pm_reader 4.3 root "${PODMAN_DRIVER:-overlay}" "$1"
 	echo "$PM_DIR/storage.conf"
+}
+
+# ---------------------------------------------------------------- what suites check with a reader
+# pm_tree IMAGE TREELIST SINCE: TREELIST's listing (internal/testimage/cmd/treelist: type, mode,
+# owner, size, mtime, nlink, rdev, link target, sha256, xattrs of every path) of the mounted root of
+# a container of IMAGE that the selected reader creates (not starts); dirs with mtimes from SINCE
+# (seconds since the epoch) on are listed as "unpacked" (the implied dirs the unpacking made).
+pm_tree() {
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	local script='set -e
+		c=$(podman create --pull=never --net=none "$1" /bin/true)
+		m=$(podman mount "$c")
+		rc=0
+		"$2" -unpacked-after "$3" "$m" || rc=$?
+		podman umount "$c" >/dev/null
+		podman rm "$c" >/dev/null
+		exit $rc'
+	if [[ $PM_RUN_AS == root ]]; then
+		pm sh -c "$script" sh "$@"
+	else
+		pm podman unshare sh -c "$script" sh "$@"
+	fi
+}
+
+# oci_diff_ids OCIDIR: the diff IDs of the layers of an OCI layout's only image (the sha256 of each
+# layer, uncompressed), one a line. A blob's compression is told by its first bytes, not by its media
+# type: `skopeo copy --dest-oci-accept-uncompressed-layers` writes uncompressed blobs under the gzip
+# type of the source.
+oci_diff_ids() {
+	local dir=$1 manifest digest blob magic
+	manifest=$dir/$(jq -r '.manifests[0].digest' "$dir/index.json" | sed 's#sha256:#blobs/sha256/#')
+	jq -r '.layers[].digest' "$manifest" | while read -r digest; do
+		blob=$dir/blobs/sha256/${digest#sha256:}
+		magic=$(head -c 4 "$blob" | od -An -tx1 | tr -d ' \n')
+		case $magic in
+		1f8b*) gzip -dc ;;
+		28b52ffd) zstd -qdc ;;
+		*) cat ;;
+		esac <"$blob" | sha256sum | sed 's/^/sha256:/; s/ .*//'
+	done
+}
+
+# pm_check_save IMAGE DIFF_IDS: `podman save` of IMAGE by the selected reader, as an OCI dir
+# (docker-archive cannot hold zstd on 4.3; an OCI dir gets gzip layers), has the layers DIFF_IDS
+# (one a line, as the registry's config lists them); else it prints what it has and returns non-zero.
+pm_check_save() {
+	local dir=$PM_DIR/tmp/save got
+	rm -rf "$dir"
+	pm podman save --format oci-dir -o "$dir" "$1" || return 1
+	got=$(oci_diff_ids "$dir")
+	rm -rf "$dir"
+	[[ $got == "$2" ]] || {
+		echo "saved layers $(tr '\n' ' ' <<<"$got"), diff IDs $(tr '\n' ' ' <<<"$2")"
+		return 1
+	}
 }
 
 # ---------------------------------------------------------------- what readers need

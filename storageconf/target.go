@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cargohold/cargohold/internal/errkind"
 	"github.com/cargohold/cargohold/layout/driver"
 )
 
@@ -12,13 +13,8 @@ import (
 // register, a user that does not exist, a file that is not root's to write.
 var ErrInvalid = errors.New("invalid request")
 
-// invalidError is an ErrInvalid with err's text.
-type invalidError struct{ err error }
-
-func (e *invalidError) Error() string   { return e.err.Error() }
-func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
-
-func invalid(err error) error { return &invalidError{err} }
+// invalid marks err as ErrInvalid, keeping its text.
+func invalid(err error) error { return errkind.With(ErrInvalid, err) }
 
 // StoreRequest is the store a conf command was given, what is at that path, and what the command
 // does with it.

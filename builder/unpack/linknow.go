@@ -251,8 +251,9 @@ func (x *extractor) linkable(c layout.Candidate, key layout.FileKey, meta layout
 	delete(srcMeta.Xattrs, selinuxXattr)
 	ok := err == nil && !x.inodeUsed(st.Ino) && srcMeta.Equal(meta)
 	if ok {
+		// While a layer below is still being unpacked (err), the check at commit decides.
 		below, err := x.files.InLayersBelow(key, st.Ino)
-		ok = err == nil && !below
+		ok = err != nil || !below
 	}
 	if !ok {
 		closeQuietly(src)

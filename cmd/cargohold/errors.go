@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/cargohold/cargohold/hooks"
+	"github.com/cargohold/cargohold/internal/errkind"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/cargohold/cargohold/publish"
 	"github.com/cargohold/cargohold/storageconf"
@@ -30,23 +31,15 @@ var (
 	errNotSeen = errors.New("podman will not see the store")
 )
 
-// kindError gives err a kind for exitCode, keeping err's text and its own chain (errors.Is
-// still finds layout.ErrLocked inside a store error).
-type kindError struct {
-	kind error
-	err  error
-}
-
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
-func usageError(err error) error { return &kindError{errUsage, err} }
-func storeError(err error) error { return &kindError{errStore, err} }
+// usageError and storeError give err a kind for exitCode (errkind), keeping err's text and its own
+// chain (errors.Is still finds layout.ErrLocked inside a store error).
+func usageError(err error) error { return errkind.With(errUsage, err) }
+func storeError(err error) error { return errkind.With(errStore, err) }
 
 func usageErrorf(format string, a ...any) error { return usageError(fmt.Errorf(format, a...)) }
 
 // reported is a failure whose details the command has printed already: only the status is left.
-func reported(kind error) error { return &kindError{kind, errors.New("")} }
+func reported(kind error) error { return errkind.With(kind, errors.New("")) }
 
 // signalError is the cause of a context a signal cancelled (see interruptible): an error that wraps
 // it exits 128 + the signal's number (130, 143).

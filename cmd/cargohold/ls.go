@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cargohold/cargohold/internal/errkind"
 	"github.com/cargohold/cargohold/layout"
 	"github.com/docker/go-units"
 	"github.com/urfave/cli/v2"
@@ -136,7 +137,7 @@ func runInspect(ctx context.Context, opts inspectOptions) error {
 	}
 	img, err := snap.Find(opts.images[0])
 	if err != nil {
-		return &kindError{errFailed, err}
+		return errkind.With(errFailed, err)
 	}
 	info, err := snap.Info(img)
 	if err != nil {

@@ -337,20 +337,27 @@ func TestQuiet(t *testing.T) {
 	}
 }
 
-// A store another run holds: --no-wait exits 3 at once, naming the reason.
-func TestLockedStoreExits3(t *testing.T) {
-	testenv.RequireRoot(t)
+// heldStore publishes a store and holds its writer lock, as a run under way does, until the test ends.
+func heldStore(t *testing.T) string {
+	t.Helper()
 	store := filepath.Join(t.TempDir(), "store")
 	cargohold(t, publishArgs(store)...).want(t, 0)
 	held, err := layout.OpenWithOptions(t.Context(), store, layout.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if err := held.Close(); err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	return store
+}
+
+// A store another run holds: --no-wait exits 3 at once, naming the reason.
+func TestLockedStoreExits3(t *testing.T) {
+	testenv.RequireRoot(t)
+	store := heldStore(t)
 	cargohold(t, "gc", "--store", store, "--no-wait").want(t, 3, "another cargohold run is writing the store")
 	cargohold(t, publishArgs(store, "--no-wait")...).want(t, 3, "another cargohold run is writing the store")
 }
@@ -358,13 +365,7 @@ func TestLockedStoreExits3(t *testing.T) {
 // SIGTERM while gc waits for another run's lock ends the wait: exit 143, saying why.
 func TestSignalEndsALockWait(t *testing.T) {
 	testenv.RequireRoot(t)
-	store := filepath.Join(t.TempDir(), "store")
-	cargohold(t, publishArgs(store)...).want(t, 0)
-	held, err := layout.OpenWithOptions(t.Context(), store, layout.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = held.Close() }()
+	store := heldStore(t)
 	go func() {
 		time.Sleep(500 * time.Millisecond)
 		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)

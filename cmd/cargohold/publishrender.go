@@ -118,12 +118,11 @@ func (r *publishRenderer) where(store string) string {
 }
 
 // printResult prints one image's line, its warnings and its error (with --quiet, after the
-// retries that came before it; without, those were printed as they happened).
+// retries that came before it; without, those were printed as they happened). It prints to r.lines
+// (above the bars, while they are drawn), which is set: publish.Run sends an image's ImageDone after
+// its ImageStarted (publish/events.go), as it sends ImageRetrying, which prints there too.
 func (r *publishRenderer) printResult(res builder.Result, where string) {
-	out := r.lines // above the bars, while they are drawn
-	if out.stdout == nil {
-		out = r.out
-	}
+	out := r.lines
 	for _, w := range res.Warnings {
 		out.errorf("warning: %s: %s%s", res.Ref, w, where)
 	}
