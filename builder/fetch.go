@@ -115,9 +115,10 @@ func (j *layerJob) fetch(ctx context.Context, src types.ImageSource, store *layo
 	return nil
 }
 
-// shareByLinks links the layer's files to equal files of the store, in a store that shares file data
-// by hard links (unpack.LinkEqualFiles). Like hideLower, it runs at commit: the layers below must be
-// final, for none of their files may end up sharing an inode with one of this layer's.
+// shareByLinks finishes the hard links of the layer's files to equal files of the store, in a store
+// that shares file data by hard links (unpack.LinkEqualFiles). Like hideLower, it runs at commit: the
+// layers below must be final, for none of their files may end up sharing an inode with one of this
+// layer's.
 func (j *layerJob) shareByLinks() error {
 	return unpack.LinkEqualFiles(j.staged.DiffDir(), &j.unpacked, j.staged.Files())
 }

@@ -278,3 +278,61 @@ func editFile(t *testing.T, p, old, new string) {
 		t.Fatal(err)
 	}
 }
+
+// Open reads overlay/l/'s links only when its names or the recorded layers changed since the links
+// were last all found good: a link a crashed run left is removed even after a no-op open recorded l/.
+func TestOpenSkipsUnchangedLinks(t *testing.T) {
+	dir := t.TempDir()
+	publishTestImages(t, dir)
+	for range 2 { // the first open records l/, the second finds the record matching
+		closeStore(t, openOnceForTest(t, dir))
+	}
+	if _, err := os.Stat(filepath.Join(dir, linksCheckedName)); err != nil {
+		t.Fatalf("no record of the checked links: %v", err)
+	}
+
+	orphan := filepath.Join(dir, "overlay/l", "ORPHANORPHANORPHANORPHAN22")
+	if err := os.Symlink("../"+strings.Repeat("e", 64)+"/diff", orphan); err != nil {
+		t.Fatal(err)
+	}
+	s := openOnceForTest(t, dir)
+	if got := leftoverPaths(s.Cleaned()); !slices.Equal(got, []string{"overlay/l/ORPHANORPHANORPHANORPHAN22"}) {
+		t.Errorf("Cleaned after a link was added = %v, want the new link", got)
+	}
+	closeStore(t, s)
+
+	// A link that keeps its name but leads elsewhere is no crash's doing: Open, finding l/ as it
+	// recorded it, leaves it; Check, which reads every link, reports it.
+	links, err := os.ReadDir(filepath.Join(dir, "overlay/l"))
+	if err != nil || len(links) == 0 {
+		t.Fatalf("overlay/l: %v, %d links", err, len(links))
+	}
+	moved := filepath.Join(dir, "overlay/l", links[0].Name())
+	if err := os.Remove(moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../"+strings.Repeat("e", 64)+"/diff", moved); err != nil {
+		t.Fatal(err)
+	}
+	s = openOnceForTest(t, dir)
+	if got := s.Cleaned(); len(got) != 0 {
+		t.Errorf("Cleaned with l/ unchanged = %v, want nothing (no link read)", got)
+	}
+	closeStore(t, s)
+	r, err := Check(t.Context(), dir, CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := leftoverPaths(r.Leftovers); !slices.Equal(got, []string{"overlay/l/" + links[0].Name()}) {
+		t.Errorf("Check leftovers = %v, want the moved link", got)
+	}
+}
+
+func openOnceForTest(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := OpenWithOptions(t.Context(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

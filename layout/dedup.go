@@ -191,15 +191,21 @@ func (m FileMeta) Equal(o FileMeta) bool {
 
 // ReadFileMeta reads the metadata of an open regular file.
 func ReadFileMeta(f *os.File) (FileMeta, error) {
+	m, _, err := ReadFileMetaStat(f)
+	return m, err
+}
+
+// ReadFileMetaStat is ReadFileMeta that also returns what fstat said of the file.
+func ReadFileMetaStat(f *os.File) (FileMeta, unix.Stat_t, error) {
 	fd := int(f.Fd())
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return FileMeta{}, os.NewSyscallError("fstat", err)
+		return FileMeta{}, st, os.NewSyscallError("fstat", err)
 	}
 	m := FileMeta{UID: st.Uid, GID: st.Gid, Mode: st.Mode & 0o7777, Mtime: st.Mtim}
 	names, err := listXattrs(fd)
 	if err != nil {
-		return FileMeta{}, fmt.Errorf("listing xattrs of %s: %w", f.Name(), err)
+		return FileMeta{}, st, fmt.Errorf("listing xattrs of %s: %w", f.Name(), err)
 	}
 	for _, n := range names {
 		v, err := getXattr(fd, n)
@@ -207,14 +213,14 @@ func ReadFileMeta(f *os.File) (FileMeta, error) {
 			continue // removed meanwhile
 		}
 		if err != nil {
-			return FileMeta{}, fmt.Errorf("reading xattr %s of %s: %w", n, f.Name(), err)
+			return FileMeta{}, st, fmt.Errorf("reading xattr %s of %s: %w", n, f.Name(), err)
 		}
 		if m.Xattrs == nil {
 			m.Xattrs = map[string][]byte{}
 		}
 		m.Xattrs[n] = v
 	}
-	return m, nil
+	return m, st, nil
 }
 
 // listXattrs lists the xattr names of fd (none on a filesystem without xattrs).

@@ -60,6 +60,9 @@ type fileIndex struct {
 
 	mu    sync.Mutex
 	byKey map[FileKey][]fileRef // newest last; at most maxRefsPerKey
+
+	belowMu    sync.Mutex
+	layerFiles map[string]map[FileKey][]string // committed layers' files by key, for InLayersBelow
 }
 
 func (ix *fileIndex) mapKey(k FileKey) FileKey {
@@ -175,9 +178,9 @@ type LayerFiles struct {
 	gz  *gzip.Writer
 	err error // the first error writing the index file
 
-	belowOnce sync.Once
-	below     map[FileKey][]string // the files of the layers below by key (InLayersBelow; loaded on first use)
-	belowErr  error
+	belowMu  sync.Mutex
+	below    []string // the committed layers below (InLayersBelow)
+	belowAll bool     // below holds every layer below: all are committed
 }
 
 // Sharing says how the layer's files share data.
@@ -201,40 +204,69 @@ func (lf *LayerFiles) Candidates(k FileKey) []Candidate {
 
 // InLayersBelow says whether a file of a layer below this one (its parent, the parent's parent, ...)
 // with key k is the inode ino: a container of this layer sees those files too, so a hard link to ino
-// would show it two names the image does not have. The layers below must be committed; their file
-// indexes are read on the first call. Safe for concurrent use.
+// would show it two names the image does not have. It is an error while a layer below is not
+// committed yet (the unpacker asks before: see builder/unpack's linkable), and when one cannot be
+// read. Each layer's file index is read once per run (the layers below are the same for every layer
+// of a series). Safe for concurrent use.
 func (lf *LayerFiles) InLayersBelow(k FileKey, ino uint64) (bool, error) {
 	s := lf.l.s
-	lf.belowOnce.Do(func() {
-		lf.below = map[FileKey][]string{}
-		ids, err := s.chainBelow(lf.l.parent)
-		if err != nil {
-			lf.belowErr = err
-			return
-		}
-		for _, id := range ids {
-			entries, err := s.layerFiles(id)
-			if err != nil {
-				lf.belowErr = fmt.Errorf("reading the file index of layer %s, below: %w", id, err)
-				return
-			}
-			diff := path.Join(s.paths.layerDir(id), s.paths.diffInLayer())
-			for _, e := range entries {
-				lf.below[e.key] = append(lf.below[e.key], path.Join(diff, e.path))
-			}
-		}
-	})
-	if lf.belowErr != nil {
-		return false, lf.belowErr
+	ids, err := lf.layersBelow()
+	if err != nil {
+		return false, err
 	}
-	for _, p := range lf.below[k] {
-		if fi, err := s.root.Lstat(p); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Ino == ino {
-				return true, nil
+	for _, id := range ids {
+		byKey, err := lf.ix.filesByKey(s, id)
+		if err != nil {
+			return false, fmt.Errorf("reading the file index of layer %s, below: %w", id, err)
+		}
+		for _, p := range byKey[k] {
+			if fi, err := s.root.Lstat(p); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Ino == ino {
+					return true, nil
+				}
 			}
 		}
 	}
 	return false, nil
+}
+
+// layersBelow lists the layers below this one, nearest first (an error while one is not committed
+// yet); the list is kept once they all are.
+func (lf *LayerFiles) layersBelow() ([]string, error) {
+	lf.belowMu.Lock()
+	defer lf.belowMu.Unlock()
+	if lf.belowAll {
+		return lf.below, nil
+	}
+	ids, err := lf.l.s.chainBelow(lf.l.parent)
+	if err == nil {
+		lf.below, lf.belowAll = ids, true
+	}
+	return ids, err
+}
+
+// filesByKey is the files of committed layer id by key (paths relative to the store), from its index
+// file, read on the first call of the run.
+func (ix *fileIndex) filesByKey(s *Store, id string) (map[FileKey][]string, error) {
+	ix.belowMu.Lock()
+	defer ix.belowMu.Unlock()
+	if byKey, ok := ix.layerFiles[id]; ok {
+		return byKey, nil
+	}
+	entries, err := s.layerFiles(id)
+	if err != nil {
+		return nil, err
+	}
+	diff := path.Join(s.paths.layerDir(id), s.paths.diffInLayer())
+	byKey := make(map[FileKey][]string, len(entries))
+	for _, e := range entries {
+		byKey[e.key] = append(byKey[e.key], path.Join(diff, e.path))
+	}
+	if ix.layerFiles == nil {
+		ix.layerFiles = map[string]map[FileKey][]string{}
+	}
+	ix.layerFiles[id] = byKey
+	return byKey, nil
 }
 
 // Add records that the layer's file name (relative to its diff dir, through no symlink), complete by

@@ -1,9 +1,13 @@
 package layout
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -56,13 +60,38 @@ func (k leftoverKind) String() string {
 // person or another tool put into the store is removed.
 var idRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
+// linksCheckedName records the links fingerprint (see leftoverFinder) of overlay/l/ as the last Open
+// left it: every link there then led to a recorded layer.
+const linksCheckedName = privateDir + "/links-checked"
+
 // leftoverFinder collects the leftovers of one store.
+//
+// Reading every overlay/l/ link is most of a no-op run's open, so Open skips it when overlay/l/ holds
+// the same names, and layers.json the same layers, as when the links were last all found good: the
+// links fingerprint (names of l/ and recorded layer IDs) equals the one recorded then. A link is only
+// ever made under a fresh random name, and any crash leftover changes the names or the layers (a
+// link made and not recorded adds a name; a layer dropped from layers.json but not yet unlinked
+// removes an ID), so the skip never misses one. Check always reads every link.
 type leftoverFinder struct {
 	fsys          fs.FS
 	p             storePaths
 	recordedLayer map[string]bool
 	recordedImage map[string]bool
 	found         []Leftover
+
+	checkedLinks string // the fingerprint last recorded in linksCheckedName; "" reads every link
+	linksLeft    string // the fingerprint of l/ once the leftover links found are removed
+}
+
+func newLeftoverFinder(fsys fs.FS, p storePaths, layers []storage.Layer, images []storage.Image) *leftoverFinder {
+	f := &leftoverFinder{fsys: fsys, p: p, recordedLayer: map[string]bool{}, recordedImage: map[string]bool{}}
+	for _, l := range layers {
+		f.recordedLayer[l.ID] = true
+	}
+	for _, img := range images {
+		f.recordedImage[img.ID] = true
+	}
+	return f
 }
 
 func (f *leftoverFinder) add(p string, k leftoverKind) {
@@ -71,13 +100,10 @@ func (f *leftoverFinder) add(p string, k leftoverKind) {
 
 // findLeftovers lists the leftovers in the store fsys, given its metadata.
 func findLeftovers(fsys fs.FS, p storePaths, layers []storage.Layer, images []storage.Image) ([]Leftover, error) {
-	f := &leftoverFinder{fsys: fsys, p: p, recordedLayer: map[string]bool{}, recordedImage: map[string]bool{}}
-	for _, l := range layers {
-		f.recordedLayer[l.ID] = true
-	}
-	for _, img := range images {
-		f.recordedImage[img.ID] = true
-	}
+	return newLeftoverFinder(fsys, p, layers, images).find()
+}
+
+func (f *leftoverFinder) find() ([]Leftover, error) {
 	for _, find := range []func() error{f.staging, f.imagesAndTemps, f.layerDirs, f.tarSplits, f.links, f.filesIndexes} {
 		if err := find(); err != nil {
 			return nil, err
@@ -159,18 +185,46 @@ func (f *leftoverFinder) links() error {
 		return nil // vfs: no links
 	}
 	entries, err := readDirIfExists(f.fsys, f.p.linkDir)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(entries))
 	for _, e := range entries {
-		if !linkRE.MatchString(e.Name()) {
+		names = append(names, e.Name())
+	}
+	if f.checkedLinks != "" && f.fingerprint(names) == f.checkedLinks {
+		f.linksLeft = f.checkedLinks
+		return nil
+	}
+	good := names[:0:0]
+	for _, name := range names {
+		if !linkRE.MatchString(name) {
+			good = append(good, name) // not a link cargohold makes: never a leftover
 			continue
 		}
-		target, err := fs.ReadLink(f.fsys, path.Join(f.p.linkDir, e.Name()))
+		target, err := fs.ReadLink(f.fsys, path.Join(f.p.linkDir, name))
 		id, ok := strings.CutPrefix(target, "../")
 		id, ok2 := strings.CutSuffix(id, "/"+diffName)
 		if err != nil || !ok || !ok2 || !f.recordedLayer[id] {
-			f.add(path.Join(f.p.linkDir, e.Name()), leftoverLink)
+			f.add(path.Join(f.p.linkDir, name), leftoverLink)
+		} else {
+			good = append(good, name)
 		}
 	}
-	return err
+	f.linksLeft = f.fingerprint(good)
+	return nil
+}
+
+// fingerprint is the links fingerprint of an overlay/l/ holding names (as listed: sorted).
+func (f *leftoverFinder) fingerprint(names []string) string {
+	h := sha256.New()
+	for _, id := range slices.Sorted(maps.Keys(f.recordedLayer)) {
+		_, _ = io.WriteString(h, "layer "+id+"\n") // a hash never fails to write
+	}
+	for _, name := range names {
+		_, _ = io.WriteString(h, "link "+name+"\n")
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func sortLeftovers(found []Leftover) []Leftover {
@@ -189,7 +243,13 @@ func readDirIfExists(fsys fs.FS, dir string) ([]fs.DirEntry, error) {
 // removeLeftovers removes what findLeftovers finds and records it for Cleaned. The caller holds the
 // writer lock and s.mu (or is Open), and has loaded the metadata.
 func (s *Store) removeLeftovers() error {
-	found, err := findLeftovers(s.root.FS(), s.paths, s.layers, s.images)
+	f := newLeftoverFinder(s.root.FS(), s.paths, s.layers, s.images)
+	if data, err := s.root.ReadFile(linksCheckedName); err == nil {
+		f.checkedLinks = strings.TrimSpace(string(data))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	found, err := f.find()
 	if err != nil {
 		return err
 	}
@@ -205,6 +265,19 @@ func (s *Store) removeLeftovers() error {
 		}
 		s.cleaned = append(s.cleaned, l)
 		faultpoint.Hit("leftovers-removing")
+	}
+	return s.recordLinksChecked(f)
+}
+
+// recordLinksChecked records the links fingerprint of overlay/l/ as the leftover removal left it. It
+// needs no fsync: a record lost in a crash only makes the next Open read every link again, and one
+// that outlives an unlink lost in a crash does not match the names that link keeps in l/.
+func (s *Store) recordLinksChecked(f *leftoverFinder) error {
+	if f.linksLeft == "" || f.linksLeft == f.checkedLinks {
+		return nil
+	}
+	if err := s.replaceFile(linksCheckedName, []byte(f.linksLeft+"\n"), false); err != nil {
+		return fmt.Errorf("recording the checked links: %w", err)
 	}
 	return nil
 }

@@ -72,9 +72,10 @@ func Shadow(dir, published string) error {
 }
 
 // notMirrored says whether rel is a path that a shadow neither copies nor brings back: cargohold's
-// writer lock and staging area, which each writer has for itself.
+// writer lock and staging area, which each writer has for itself, and its record of the checked
+// links (recover.go), which only saves an open some reads: never worth a transaction of its own.
 func notMirrored(rel string) bool {
-	return rel == writerLockName || rel == stagingDir || strings.HasPrefix(rel, stagingDir+"/")
+	return rel == writerLockName || rel == linksCheckedName || rel == stagingDir || strings.HasPrefix(rel, stagingDir+"/")
 }
 
 // standsIn says whether a shadow holds rel as a stand-in: a layer's contents or tar-split.

@@ -323,3 +323,23 @@ func readFile(t *testing.T, p string) []byte {
 	}
 	return data
 }
+
+// The mark is found however the metadata JSON spells its key, and only where it is set.
+func TestSupersededSinceReadsEveryMark(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		metadata string
+		want     bool
+	}{
+		{``, false},
+		{`{"cargohold":{"source":"docker://reg/superseded:1"}}`, false},
+		{withSupersededMark(`{"podman":1}`, &since), true},
+		{`{"cargohold":{"\u0073uperseded":"2026-01-02T03:04:05Z"}}`, true},
+		{withSupersededMark(withSupersededMark(``, &since), nil), false},
+	} {
+		got, ok := supersededSince(storage.Image{Metadata: tc.metadata})
+		if ok != tc.want || (ok && !got.Equal(since)) {
+			t.Errorf("supersededSince(%s) = %v, %v; want superseded %v since %v", tc.metadata, got, ok, tc.want, since)
+		}
+	}
+}

@@ -13,16 +13,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Hard links between equal files of different layers (layout.ShareHardlink). Layer writes every file
-// as usual, remembers the regular files it wrote, and compares each with the candidates the store's
-// index names for it on another goroutine (preVerify, share.go: equal bytes, owner, mode, mtime and
-// every xattr, compared on the two inodes), so that reading them overlaps with the rest of the layer.
-// LinkEqualFiles runs when the layer is committed, once the layers below are final (as HideLower
-// does), and makes each inode of the layer, with all its names (a tar hard-link group moves as a
-// group), a hard link of the first of its verified candidates it may join. Every name is linked beside
-// its old one first, then renamed over it: all of the group or none. An inode that has no room for
-// more links (EMLINK) is skipped, and when no candidate is left the layer's own inode stays: a new
-// copy, itself a candidate from then on.
+// Hard links between equal files of different layers (layout.ShareHardlink). Layer links a file to
+// an equal file of the store while it unpacks it (linknow.go); LinkEqualFiles finishes that when the
+// layer is committed, once the layers below are final (as HideLower does):
+//   - a file linked to an inode that a layer below uses after all (one that was being unpacked at the
+//     same time) gets a copy of its own again;
+//   - an inode that a hard-link entry of the layer gave its header's metadata (Layer gave it an inode
+//     of its own first) is compared with its candidates again, and made with all its names (a tar
+//     hard-link group moves as a group) a hard link of the first of them it may join. Every name is
+//     linked beside its old one first, then renamed over it: all of the group or none. An inode that
+//     has no room for more links (EMLINK) is skipped, and when no candidate is left the layer's own
+//     inode stays: a new copy, itself a candidate from then on.
 //
 // No container may see two names of one inode that the image did not make hard links itself: the
 // readers whose overlay keeps hard links together on copy-up (fuse-overlayfs, and the kernel's with
@@ -43,8 +44,25 @@ func LinkEqualFiles(root string, res *Result, files *layout.LayerFiles) error {
 	}
 	defer t.close()
 	k := &linker{rootFd: t.rootFd, files: files, used: map[uint64]bool{}, dirTimes: map[string][2]unix.Timespec{}}
-	groups := k.groups(res.written)
-	for _, g := range groups {
+	touched := map[uint64]bool{}
+	for _, w := range res.written {
+		touched[w.ino] = touched[w.ino] || w.link
+		k.used[w.ino] = k.used[w.ino] || w.foreign
+	}
+	for _, w := range res.written {
+		if w.foreign {
+			if err := k.keepOffBelow(w); err != nil {
+				return fmt.Errorf("sharing %q: %w", w.name, err)
+			}
+		}
+	}
+	var regroup []*written
+	for _, w := range res.written {
+		if touched[w.ino] {
+			regroup = append(regroup, w)
+		}
+	}
+	for _, g := range k.groups(regroup) {
 		if err := k.link(g); err != nil {
 			return fmt.Errorf("sharing %q: %w", g.names[0], err)
 		}
@@ -52,6 +70,34 @@ func LinkEqualFiles(root string, res *Result, files *layout.LayerFiles) error {
 	res.SharedFiles += k.shared.files
 	res.SharedBytes += k.shared.bytes
 	return k.restoreDirTimes()
+}
+
+// keepOffBelow gives w, a name Layer linked to another layer's inode, a copy of its own if a layer
+// below (committed since) uses that inode too.
+func (k *linker) keepOffBelow(w *written) error {
+	st, err := statReal(k.rootFd, w.name)
+	if err != nil || st.Ino != w.ino {
+		return nil // replaced by a later entry of the layer
+	}
+	below, err := k.files.InLayersBelow(w.key, w.ino)
+	if err != nil || !below {
+		return err
+	}
+	dir, base := splitName(w.name)
+	dirFd, err := openRealDir(k.rootFd, dir)
+	if err != nil {
+		return err
+	}
+	defer closeFd(dirFd)
+	if err := k.keepDirTimes(dir, dirFd); err != nil {
+		return err
+	}
+	if _, err := replaceByCopy(dirFd, base); err != nil {
+		return err
+	}
+	k.shared.files--
+	k.shared.bytes -= w.key.Size
+	return nil
 }
 
 // linker is one layer's hard-link pass.
@@ -70,11 +116,10 @@ type linkGroup struct {
 	ino   uint64
 	size  int64
 
-	checked *written // the name preVerify compared with its candidates (nil: none)
-	touched bool     // a hard-link entry of the layer gave the inode its header's metadata since
+	checked *written // the name of the file entry, with its key (nil: none)
 }
 
-// verified is a candidate that preVerify compared equal, and its inode.
+// verified is a candidate that reverify compared equal, and its inode.
 type verified struct {
 	c   layout.Candidate
 	ino uint64
@@ -87,12 +132,6 @@ func (k *linker) groups(ws []*written) []*linkGroup {
 	var groups []*linkGroup
 	byIno := map[uint64]*linkGroup{}
 	nlinks := map[uint64]uint64{}
-	touched := map[uint64]bool{} // (whether or not the link's name is still there)
-	for _, w := range ws {
-		if w.link {
-			touched[w.ino] = true
-		}
-	}
 	for _, w := range ws {
 		st, err := statReal(k.rootFd, w.name)
 		if err != nil || st.Ino != w.ino || st.Mode&unix.S_IFMT != unix.S_IFREG {
@@ -101,7 +140,7 @@ func (k *linker) groups(ws []*written) []*linkGroup {
 		k.used[st.Ino] = true
 		g := byIno[st.Ino]
 		if g == nil {
-			g = &linkGroup{ino: st.Ino, size: st.Size, touched: touched[st.Ino]}
+			g = &linkGroup{ino: st.Ino, size: st.Size}
 			byIno[st.Ino] = g
 			groups = append(groups, g)
 		}
@@ -129,10 +168,8 @@ func (k *linker) link(g *linkGroup) error {
 	if w == nil {
 		return nil // (a file with no data, or one replaced since)
 	}
-	if g.touched {
-		if err := k.reverify(g, w); err != nil {
-			return err
-		}
+	if err := k.reverify(g, w); err != nil {
+		return err
 	}
 	for _, v := range w.cands {
 		linked, err := k.tryLink(g, w.key, v)
@@ -157,9 +194,8 @@ func (k *linker) link(g *linkGroup) error {
 	return k.files.Add(g.names[0], w.key)
 }
 
-// reverify compares w with the candidates of its key again if its metadata changed since preVerify
-// did: a hard-link entry after the file's own applies its header's owner, mode and times to the inode
-// (the only way a file's metadata changes after it is written; link calls reverify for those only).
+// reverify finds the candidates that w, whose inode a hard-link entry of the layer gave its header's
+// metadata, equals now in metadata and every byte.
 func (k *linker) reverify(g *linkGroup, w *written) error {
 	own, err := openReal(k.rootFd, g.names[0])
 	if err != nil {
@@ -167,7 +203,7 @@ func (k *linker) reverify(g *linkGroup, w *written) error {
 	}
 	defer closeQuietly(own)
 	meta, err := layout.ReadFileMeta(own)
-	if err != nil || meta.Equal(w.meta) {
+	if err != nil {
 		return err
 	}
 	w.meta, w.key.Meta = meta, meta.Key()
@@ -178,7 +214,7 @@ func (k *linker) reverify(g *linkGroup, w *written) error {
 }
 
 // tryLink links g to the verified candidate v, unless a name of this layer or of a layer below uses
-// its inode (or it is not the inode preVerify compared any more).
+// its inode (or it is not the inode reverify compared any more).
 func (k *linker) tryLink(g *linkGroup, key layout.FileKey, v verified) (bool, error) {
 	if k.used[v.ino] {
 		return false, nil

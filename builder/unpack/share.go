@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"hash/crc64"
 	"io"
 	"os"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
 	"github.com/cargohold/cargohold/layout"
-	"github.com/vbatts/tar-split/tar/storage"
 	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
@@ -32,21 +30,26 @@ import (
 //     own inode: readers cannot tell. A file of at most KeyPrefix bytes is read whole first and then
 //     compared, cloned or written on a goroutine of its own (shareSmall), so that many candidates are
 //     read at once.
-//   - Hard links (links.go). Files are written as usual, and LinkEqualFiles links them when the layer
-//     is committed.
+//   - Hard links (links.go). A file equal to one the index names, in metadata (compared with the
+//     header's) and every byte (compared while the body is read, instead of written), becomes a hard
+//     link of it while the layer is unpacked; LinkEqualFiles checks those links again and moves tar
+//     hard-link groups when the layer is committed.
 
-// written is a regular file of the layer, by one of its names, for the hard-link pass.
+// written is a regular file of the layer with data, by one of its names, for the index and the
+// hard-link pass.
 type written struct {
 	name string // relative to the root, through no symlink
 	ino  uint64
 	link bool // a hard-link entry's name (keepLink): its header's metadata was applied to the inode
 
-	// What preVerify found, for a file entry (not a hard link to one): its key and metadata then, and
-	// the candidates equal to it in metadata and every byte.
+	// For a file entry (not a hard link to one): its key and metadata as its header gave them.
 	checked bool
 	key     layout.FileKey
 	meta    layout.FileMeta
-	cands   []verified
+	// foreign says that the name was made a hard link of another layer's inode (linkTo).
+	foreign bool
+	// cands are the candidates the hard-link pass found equal to it (reverify).
+	cands []verified
 }
 
 // shareStats count what a layer shared.
@@ -62,19 +65,6 @@ func (x *extractor) keepRealName(parent int, base string, key layout.FileKey) er
 		return err
 	}
 	return x.files.Add(name, key)
-}
-
-// keepForLinks remembers a regular file just written (parent/base, inode ino) for the hard-link pass,
-// and compares it with its candidates on another goroutine meanwhile (preVerify): reading them, mostly
-// from disk, overlaps with the rest of the layer. bodyCRC is the crc of its data, if it has at most
-// KeyPrefix bytes.
-func (x *extractor) keepForLinks(parent int, base string, ino uint64, size int64, bodyCRC uint64) error {
-	w, err := x.keepWritten(parent, base, ino)
-	if err != nil || size == 0 {
-		return err
-	}
-	x.goAsync(4096, func() error { return x.preVerify(w, size, bodyCRC) })
-	return nil
 }
 
 // keepLink remembers a hard link (parent/base, of stat st) the layer made to a regular file it wrote:
@@ -96,31 +86,15 @@ func (x *extractor) keepWritten(parent int, base string, ino uint64) (*written, 
 		return nil, err
 	}
 	w := &written{name: name, ino: ino}
-	x.written = append(x.written, w)
+	x.keep(w)
 	return w, nil
 }
 
-// preVerify finds w's key and the candidates w equals in metadata and every byte (see links.go).
-func (x *extractor) preVerify(w *written, size int64, bodyCRC uint64) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	own, err := openReal(x.rootFd, w.name)
-	if err != nil {
-		return fmt.Errorf("%q: %w", w.name, err)
-	}
-	defer closeQuietly(own)
-	if w.meta, err = layout.ReadFileMeta(own); err != nil {
-		return err
-	}
-	w.key = layout.FileKey{Size: size, CRC: bodyCRC, Meta: w.meta.Key()}
-	if size > layout.KeyPrefix {
-		if w.key.CRC, err = prefixCRC(own, size, *bp); err != nil {
-			return err
-		}
-	}
-	w.cands = verifyCands(x.files, w, own, *bp)
-	w.checked = true
-	return nil
+// keep adds w to the files the layer wrote (from any goroutine).
+func (x *extractor) keep(w *written) {
+	x.pending.mu.Lock()
+	defer x.pending.mu.Unlock()
+	x.written = append(x.written, w)
 }
 
 // verifyCands lists the candidates of w's key that w (own) equals in metadata and every byte.
@@ -263,15 +237,6 @@ func copyFrom(fd int, src *os.File, n int64) error {
 		return fmt.Errorf("copying the data of %s: %w", src.Name(), err)
 	}
 	return nil
-}
-
-// prefixCRC is the crc64 of the first min(size, KeyPrefix) bytes of f, as FileKey.CRC.
-func prefixCRC(f *os.File, size int64, buf []byte) (uint64, error) {
-	b := buf[:min(size, layout.KeyPrefix)]
-	if _, err := f.ReadAt(b, 0); err != nil {
-		return 0, err
-	}
-	return crc64.Checksum(b, storage.CRCTable), nil
 }
 
 // cloneOrWrite reads a file's first KeyPrefix bytes into one copy buffer.

@@ -490,3 +490,67 @@ func TestCrashBetweenShareAndRecord(t *testing.T) {
 		})
 	}
 }
+
+// The layers of an image are unpacked at the same time: a file may be linked while it is unpacked to
+// the inode of a file of a layer below that is not committed yet. When the layer is committed (the
+// layers below are by then), it gets a copy of its own again.
+func TestHardlinkToALayerBelowUnpackedMeanwhile(t *testing.T) {
+	testenv.RequireRoot(t)
+	s := openShareStore(t, t.TempDir(), layout.DedupHardlink)
+	f := func(name string) testimage.Entry { return testimage.File(name, 0o644, "below and above\n") }
+	big := random(6, 3<<20)
+	below, resBelow := stageUnpacked(t, s, "", f("f"), testimage.BinaryFile("big", 0o644, big))
+	belowID := layout.ChainID("", resBelow.DiffID)
+	above, resAbove := stageUnpacked(t, s, belowID, f("g"), testimage.BinaryFile("big2", 0o644, big))
+	if resAbove.SharedFiles != 2 {
+		t.Fatalf("unpacking the layer above shared %d files, want 2 (linked to the staged layer below)", resAbove.SharedFiles)
+	}
+	commitStaged(t, s, below, "", resBelow)
+	if err := unpack.LinkEqualFiles(above.DiffDir(), &resAbove, above.Files()); err != nil {
+		t.Fatal(err)
+	}
+	aboveID := commitStaged(t, s, above, belowID, resAbove)
+	db, da := diffDir(t, s, belowID), diffDir(t, s, aboveID)
+	for _, p := range [][2]string{{"f", "g"}, {"big", "big2"}} {
+		b, a := stat(t, filepath.Join(db, p[0])), stat(t, filepath.Join(da, p[1]))
+		if a.ino == b.ino || a.nlink != 1 || b.nlink != 1 || a.sum != b.sum || a.mtime != b.mtime || a.mode != b.mode {
+			t.Errorf("%s above (inode %d, %d links) and %s below (inode %d, %d links): want two inodes with equal bytes and metadata",
+				p[1], a.ino, a.nlink, p[0], b.ino, b.nlink)
+		}
+	}
+	if resAbove.SharedFiles != 0 {
+		t.Errorf("the layer above shares %d files once committed, want 0", resAbove.SharedFiles)
+	}
+}
+
+// stageUnpacked stages and unpacks a layer on parent, without the pass at commit.
+func stageUnpacked(t *testing.T, s *layout.Store, parent string, entries ...testimage.Entry) (*layout.StagedLayer, unpack.Result) {
+	t.Helper()
+	var buf bytes.Buffer
+	for i := range entries {
+		entries[i].Header.Format = tar.FormatPAX
+		entries[i].Header.ModTime = shareTime
+	}
+	if err := testimage.WriteTar(&buf, entries); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.StageLayer(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := unpack.Layer(context.Background(), &buf, l.DiffDir(), l.TarSplit(), unpack.Options{Files: l.Files()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, res
+}
+
+func commitStaged(t *testing.T, s *layout.Store, l *layout.StagedLayer, parent string, res unpack.Result) string {
+	t.Helper()
+	id := layout.ChainID(parent, res.DiffID)
+	if err := s.CommitLayer(l, layout.LayerMeta{ID: id, Parent: parent, DiffID: res.DiffID, DiffSize: res.DiffSize,
+		UIDs: res.UIDs, GIDs: res.GIDs}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}

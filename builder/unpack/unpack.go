@@ -20,6 +20,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cargohold/cargohold/internal/ctxio"
@@ -150,6 +151,9 @@ func Layer(ctx context.Context, tarStream io.Reader, root string, tarSplit io.Wr
 	if err := metadata.Flush(); err != nil {
 		return Result{}, fmt.Errorf("writing tar-split metadata: %w", err)
 	}
+	if err := x.indexFiles(); err != nil {
+		return Result{}, err
+	}
 	if err := x.applyDirTimes(); err != nil {
 		return Result{}, err
 	}
@@ -191,9 +195,14 @@ type extractor struct {
 	opaqueDirs []string // see Result.OpaqueDirs
 
 	files   *layout.LayerFiles // see Options.Files; nil: no sharing
-	written []*written         // regular files for the hard-link pass (links.go)
+	written []*written         // regular files with data, for the index and the hard-link pass (links.go)
 	pending pendingFiles       // small files being shared on other goroutines (share.go)
 	shared  shareStats         // (under pending.mu)
+	// linkedTo are the inodes of other layers that names of this layer were made hard links of
+	// (linknow.go; under pending.mu); removed says that an entry removed or replaced something.
+	linkedTo map[uint64]*written
+	removed  bool
+	tmpNames atomic.Int64 // for the temporary names of new hard links
 }
 
 // extract applies every entry of the tar stream r and records the stream with p (see tarsplit.go),
@@ -344,6 +353,7 @@ func (x *extractor) remove(parent int, name, base string) error {
 		return err
 	}
 	x.invalidate()
+	x.removed = true
 	clear(x.copies) // an earlier copy may be what goes; its inode number may come back
 	delete(x.dirTimes, name)
 	for dir := range x.dirTimes {
@@ -358,6 +368,9 @@ func (x *extractor) remove(parent int, name, base string) error {
 }
 
 func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, body *entryBody) error {
+	if x.files != nil && x.files.Sharing() == layout.ShareHardlink && hdr.Size > 0 {
+		return x.regularLinked(parent, name, base, hdr, body) // linknow.go
+	}
 	fd := -1
 	err := x.create(parent, name, base, "openat", func() (err error) {
 		fd, err = unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -377,15 +390,26 @@ func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, body
 	default:
 		err = writeBody(fd, body, hdr.Size)
 	}
-	if err == nil {
-		err = setOwnerModeFd(fd, hdr)
+	if err != nil {
+		closeFd(fd)
+		return err
 	}
+	if _, err := finishRegular(fd, parent, base, hdr, false); err != nil || x.files == nil || hdr.Size == 0 {
+		return err
+	}
+	key.Meta = headerMeta(hdr).Key()
+	return x.keepRealName(parent, base, key)
+}
+
+// finishRegular gives the regular file fd (parent/base), its data written, the header's owner, mode,
+// xattrs and times, and closes it. It returns the file's inode if asked to (ino: an fstat more).
+func finishRegular(fd, parent int, base string, hdr *tar.Header, ino bool) (uint64, error) {
+	err := setOwnerModeFd(fd, hdr)
 	if err == nil {
 		err = setXattrs(hdr, func(attr string, value []byte) error { return unix.Fsetxattr(fd, attr, value, 0) })
 	}
-	hardlinks := x.files != nil && x.files.Sharing() == layout.ShareHardlink
-	var st unix.Stat_t // the inode, for the hard-link pass
-	if err == nil && hardlinks && hdr.Size > 0 {
+	var st unix.Stat_t
+	if err == nil && ino {
 		err = os.NewSyscallError("fstat", unix.Fstat(fd, &st))
 	}
 	if cerr := unix.Close(fd); err == nil {
@@ -394,14 +418,7 @@ func (x *extractor) regular(parent int, name, base string, hdr *tar.Header, body
 	if err == nil {
 		err = setTimesAt(parent, base, hdr)
 	}
-	if err != nil || x.files == nil || hdr.Size == 0 {
-		return err
-	}
-	if hardlinks {
-		return x.keepForLinks(parent, base, st.Ino, hdr.Size, body.crc)
-	}
-	key.Meta = headerMeta(hdr).Key()
-	return x.keepRealName(parent, base, key)
+	return st.Ino, err
 }
 
 func (x *extractor) directory(parent int, name, base string, hdr *tar.Header) error {
@@ -497,6 +514,9 @@ func (x *extractor) hardlink(parent int, name, base string, hdr *tar.Header) err
 		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
 	}
 	defer closeFd(targetParent)
+	if err := x.adoptTarget(targetParent, targetBase); err != nil {
+		return fmt.Errorf("hardlink target %q: %w", hdr.Linkname, err)
+	}
 	op, mk := "linkat", func() error {
 		return unix.Linkat(targetParent, targetBase, parent, base, 0) // 0: never follow a symlink target
 	}
