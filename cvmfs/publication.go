@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/cargohold/cargohold/layout"
+	"golang.org/x/sys/unix"
 )
 
 // A Publication publishes one store inside a CVMFS repository. Begin runs before the store is opened
@@ -33,12 +34,19 @@ type Publication struct {
 	// whiteouts and xattrs); "" is $TMPDIR, else /var/tmp.
 	StagingRoot string
 	Stdout      io.Writer // what Finish says; nil: os.Stdout
+	// Warn is told what a run must say loudly: that it aborted a transaction a killed run left
+	// open (see Marker); nil: standard error.
+	Warn func(msg string)
 
 	driver  layout.Driver // the store's
 	rel     string        // Store inside the repository
 	staging string        // the shadow's parent dir (overlay)
+	held    *os.File      // staging, flocked while this run lives (see removeDeadShadows)
 	records [32]byte      // hash of the published records when the run began (overlay)
 	before  map[string]bool
+
+	marker   *Marker // written before a transaction is opened, removed by endMarker
+	leftOpen bool    // this run's transaction stays open (its abort failed)
 }
 
 // New prepares the publish of the store at store (absolute) in repository repo (its server.conf read
@@ -71,9 +79,13 @@ func (p *Publication) published() string { return filepath.Join(p.Repo.ClientVie
 func (p *Publication) Shadowed() bool { return p.driver == layout.Overlay }
 
 // Begin decides how the store is written and returns the directory to open it at: a fresh shadow of
-// the published store (overlay), or the store itself inside a newly opened transaction (vfs). If it
-// fails, nothing is open and Finish must not be called.
+// the published store (overlay), or the store itself inside a newly opened transaction (vfs). First
+// it aborts a transaction that a killed run left open (recoverStale). If it fails, nothing is open
+// and Finish must not be called.
 func (p *Publication) Begin() (string, error) {
+	if err := p.recoverStale(); err != nil {
+		return "", err
+	}
 	if d, err := layout.Identify(p.published()); err == nil {
 		if p.driver == "" {
 			p.driver = d
@@ -100,7 +112,10 @@ func (p *Publication) beginTransaction() error {
 		return err
 	}
 	p.before = before
-	return p.Server.Transaction(p.Repo.Name)
+	if err := p.opening("transaction", func() error { return p.Server.Transaction(p.Repo.Name) }); err != nil {
+		return errors.Join(err, p.endMarker())
+	}
+	return nil
 }
 
 func (p *Publication) beginShadow() (string, error) {
@@ -111,7 +126,13 @@ func (p *Publication) beginShadow() (string, error) {
 	if root == "" {
 		root = "/var/tmp"
 	}
-	staging, err := os.MkdirTemp(root, "cargohold-cvmfs-"+p.Repo.Name+"-")
+	p.removeDeadShadows(root)
+	staging, err := os.MkdirTemp(root, p.stagingPrefix())
+	if err == nil {
+		if p.held, err = holdDir(staging); err != nil {
+			_ = os.Remove(staging) // empty; the error is the one to report
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("making a staging dir for the shadow of %s: %w", p.Store, err)
 	}
@@ -120,10 +141,52 @@ func (p *Publication) beginShadow() (string, error) {
 		err = layout.Shadow(p.shadow(), p.published())
 	}
 	if err != nil {
-		_ = os.RemoveAll(staging) // the error is the one to report
+		p.dropStaging() // the error is the one to report
 		return "", fmt.Errorf("shadowing %s: %w", p.Store, err)
 	}
 	return p.shadow(), nil
+}
+
+func (p *Publication) stagingPrefix() string { return "cargohold-cvmfs-" + p.Repo.Name + "-" }
+
+// holdDir opens dir and takes an exclusive flock on it, which the kernel releases when this process
+// ends, however it ends.
+func holdDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = f.Close() // read only
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// removeDeadShadows removes the staging dirs of this repository's shadows in root that no run
+// holds: those of runs that were killed (SIGKILL, OOM, a power cut), which could not remove them.
+// A shadow holds a run's new layers: left there, killed runs would fill the disk.
+func (p *Publication) removeDeadShadows(root string) {
+	dirs, _ := filepath.Glob(filepath.Join(root, p.stagingPrefix()+"*"))
+	for _, d := range dirs {
+		f, err := holdDir(d)
+		if err != nil {
+			continue // a run that lives (or no dir of ours)
+		}
+		if err := os.RemoveAll(d); err == nil {
+			p.warn("removed %s, the shadow of a run that was killed", d)
+		}
+		_ = f.Close() // read only
+	}
+}
+
+// dropStaging removes this run's staging dir and lets it go.
+func (p *Publication) dropStaging() {
+	_ = os.RemoveAll(p.staging)
+	if p.held != nil {
+		_ = p.held.Close() // read only
+		p.held = nil
+	}
 }
 
 // shadow is where the shadow of the store is written, inside the staging dir.
@@ -150,11 +213,12 @@ func recordsHash(dir string) ([32]byte, error) {
 // repository is left as it was (the shadow removed, the transaction aborted). Otherwise the store's
 // changes are published. ctx matters only before anything reached the repository: once ingest has
 // begun, Finish runs to its end.
-func (p *Publication) Finish(ctx context.Context, failed bool) error {
+func (p *Publication) Finish(ctx context.Context, failed bool) (err error) {
+	defer func() { err = errors.Join(err, p.endMarker()) }()
 	if !p.Shadowed() {
 		return p.finishTransaction(failed)
 	}
-	defer func() { _ = os.RemoveAll(p.staging) }() // only ours: a local copy
+	defer p.dropStaging() // only ours: a local copy
 	if failed {
 		return nil
 	}
@@ -166,7 +230,7 @@ func (p *Publication) Finish(ctx context.Context, failed bool) error {
 
 func (p *Publication) finishTransaction(failed bool) error {
 	if failed {
-		return p.Server.Abort(p.Repo.Name)
+		return p.abort()
 	}
 	return p.publishOrAbort(p.checkXattrs(p.Store, func(id string) bool { return !p.before[id] }))
 }
@@ -179,7 +243,15 @@ func (p *Publication) publishOrAbort(err error) error {
 			return nil
 		}
 	}
-	return errors.Join(err, p.Server.Abort(p.Repo.Name))
+	return errors.Join(err, p.abort())
+}
+
+// abort aborts the transaction this run opened; if that fails, the marker stays (endMarker) and
+// the next run aborts it.
+func (p *Publication) abort() error {
+	err := p.Server.Abort(p.Repo.Name)
+	p.leftOpen = err != nil
+	return err
 }
 
 // bringIn publishes the shadow's changes: new layers by ingest, the rest in a transaction.
@@ -209,7 +281,7 @@ func (p *Publication) bringIn() error {
 		}
 		changes.Write = slices.DeleteFunc(changes.Write, func(w string) bool { return slices.Contains(changes.Identity, w) })
 	}
-	if err := p.Server.Transaction(p.Repo.Name); err != nil {
+	if err := p.opening("transaction", func() error { return p.Server.Transaction(p.Repo.Name) }); err != nil {
 		return fmt.Errorf("%w; the new layers are in the repository, but no record refers to them: the next run replaces them", err)
 	}
 	err = p.unchanged(p.Store)
@@ -242,13 +314,13 @@ func (p *Publication) ingest(shadow string, identity, dirs []string) error {
 		}
 	}
 	if len(stale) > 0 {
-		if err := p.Server.Remove(p.Repo.Name, stale); err != nil {
+		if err := p.opening("ingest", func() error { return p.Server.Remove(p.Repo.Name, stale) }); err != nil {
 			return err
 		}
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(ingestTar(pw, shadow, p.rel, identity, dirs)) }()
-	err := p.Server.Ingest(p.Repo.Name, ingestBase(p.rel), pr)
+	err := p.opening("ingest", func() error { return p.Server.Ingest(p.Repo.Name, ingestBase(p.rel), pr) })
 	_ = pr.CloseWithError(errors.New("ingest ended")) // the writer stops if ingest stopped reading
 	return err
 }

@@ -26,6 +26,11 @@ const fakeServer = `#!/bin/sh
 # the calls, one a line; a file fail-COMMAND next to the log makes COMMAND fail
 echo "$*" >>"$LOG"
 [ ! -e "$(dirname "$LOG")/fail-$1" ] || exit 1
+# CVMFS's flag of an open transaction, in the spool dir
+case $1 in
+transaction) touch "$SPOOL/in_transaction.lock" ;;
+publish | abort) rm -f "$SPOOL/in_transaction.lock" ;;
+esac
 [ "$1" = ingest ] || exit 0
 shift
 base=
@@ -42,19 +47,20 @@ exec tar -x -C "$REPO/$base" --numeric-owner --same-permissions --no-xattrs --re
 `
 
 type testRepo struct {
-	dir, log string
-	server   Server
+	dir, log, spool string
+	server          Server
 }
 
 func newTestRepo(t *testing.T) *testRepo {
 	t.Helper()
-	r := &testRepo{dir: t.TempDir(), log: filepath.Join(t.TempDir(), "calls")}
+	r := &testRepo{dir: t.TempDir(), log: filepath.Join(t.TempDir(), "calls"), spool: t.TempDir()}
 	script := filepath.Join(filepath.Dir(r.log), "cvmfs_server")
 	if err := os.WriteFile(script, []byte(fakeServer), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("LOG", r.log)
 	t.Setenv("REPO", r.dir)
+	t.Setenv("SPOOL", r.spool)
 	r.server = Server{Command: script}
 	return r
 }
@@ -74,7 +80,7 @@ func (r *testRepo) calls(t *testing.T) string {
 
 func (r *testRepo) publication(t *testing.T, includeXattrs bool) *Publication {
 	t.Helper()
-	repo := &Repo{Name: "test.repo", Mountpoint: r.dir, ClientView: r.dir, IncludeXattrs: includeXattrs, ConfigFile: "server.conf"}
+	repo := &Repo{Name: "test.repo", Mountpoint: r.dir, ClientView: r.dir, IncludeXattrs: includeXattrs, ConfigFile: "server.conf", Spool: r.spool}
 	p, err := newPublication(repo, filepath.Join(r.dir, "sw", "images"), "")
 	if err != nil {
 		t.Fatal(err)
@@ -205,5 +211,8 @@ func TestPublication(t *testing.T) {
 	}
 	if calls := r.calls(t); calls != "" {
 		t.Errorf("republishing called %s", calls)
+	}
+	if r.exists(markerName) || r.exists(transactionFlag) {
+		t.Error("a run left its transaction marker or a transaction")
 	}
 }

@@ -82,6 +82,9 @@ type Repo struct {
 	IncludeXattrs bool
 	// ConfigFile is the server.conf read.
 	ConfigFile string
+	// Spool is CVMFS_SPOOL_DIR (/var/spool/cvmfs/NAME): the repository's working area on this
+	// machine, where CVMFS flags an open transaction and cargohold keeps its Marker.
+	Spool string
 }
 
 // ErrNoRepo is wrapped by Load's error for a repository this machine does not hold.
@@ -109,6 +112,7 @@ func Load(configRoot, name string) (*Repo, error) {
 		ClientView:    filepath.Join(spool, "rdonly"),
 		IncludeXattrs: conf["CVMFS_INCLUDE_XATTRS"] == "true",
 		ConfigFile:    file,
+		Spool:         spool,
 	}, nil
 }
 

@@ -74,7 +74,7 @@ CVMFS_INCLUDE_XATTRS="true"
 		t.Fatal(err)
 	}
 	want := Repo{Name: "test.repo", Mountpoint: "/cvmfs/test.repo", ClientView: "/var/spool/cvmfs/test.repo/rdonly",
-		IncludeXattrs: true, ConfigFile: filepath.Join(root, "test.repo", "server.conf")}
+		IncludeXattrs: true, ConfigFile: filepath.Join(root, "test.repo", "server.conf"), Spool: "/var/spool/cvmfs/test.repo"}
 	if *r != want {
 		t.Errorf("Load = %+v, want %+v", *r, want)
 	}

@@ -17,6 +17,8 @@ import (
 type Server struct {
 	Command        string    // the cvmfs_server binary; "": $CVMFS_SERVER, else cvmfs_server from PATH
 	Stdout, Stderr io.Writer // its output; nil: os.Stdout, os.Stderr
+	// Started, if set, is told the pid of each command started (the leader of its process group).
+	Started func(pid int)
 }
 
 // CommandError is a cvmfs_server command that could not run or failed.
@@ -80,7 +82,14 @@ func (s Server) run(stdin io.Reader, args ...string) error {
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
 	}
-	if err := cmd.Run(); err != nil {
+	err := cmd.Start()
+	if err == nil {
+		if s.Started != nil {
+			s.Started(cmd.Process.Pid)
+		}
+		err = cmd.Wait()
+	}
+	if err != nil {
 		return &CommandError{Args: append([]string{command}, args...), Err: err}
 	}
 	return nil

@@ -110,18 +110,26 @@ type HookFailed struct {
 	Err   error
 }
 
-func (e LockWaiting) StoreDir() string      { return e.Store }
-func (e LeftoversRemoved) StoreDir() string { return e.Store }
-func (e ImageStarted) StoreDir() string     { return e.Store }
-func (e LayerProgress) StoreDir() string    { return e.Store }
-func (e ImageRetrying) StoreDir() string    { return e.Store }
-func (e ImageDone) StoreDir() string        { return e.Store }
-func (e ImageStopped) StoreDir() string     { return e.Store }
-func (e ExtrasFound) StoreDir() string      { return e.Store }
-func (e Pruned) StoreDir() string           { return e.Store }
-func (e StoreDone) StoreDir() string        { return e.Report.Store }
-func (e Registered) StoreDir() string       { return e.Store }
-func (e HookFailed) StoreDir() string       { return e.Store }
+// RepositoryRecovered: with CVMFS, the run found what a killed run had left in the repository and
+// dealt with it before publishing (Message: "repository sw.example.org was left in a transaction by
+// cargohold pid 4242 … (killed?); aborted it …"; see cvmfs.Marker).
+type RepositoryRecovered struct {
+	Store, Message string
+}
+
+func (e LockWaiting) StoreDir() string         { return e.Store }
+func (e RepositoryRecovered) StoreDir() string { return e.Store }
+func (e LeftoversRemoved) StoreDir() string    { return e.Store }
+func (e ImageStarted) StoreDir() string        { return e.Store }
+func (e LayerProgress) StoreDir() string       { return e.Store }
+func (e ImageRetrying) StoreDir() string       { return e.Store }
+func (e ImageDone) StoreDir() string           { return e.Store }
+func (e ImageStopped) StoreDir() string        { return e.Store }
+func (e ExtrasFound) StoreDir() string         { return e.Store }
+func (e Pruned) StoreDir() string              { return e.Store }
+func (e StoreDone) StoreDir() string           { return e.Report.Store }
+func (e Registered) StoreDir() string          { return e.Store }
+func (e HookFailed) StoreDir() string          { return e.Store }
 
 // Report is one store's report, as `publish --json` prints it (the schema is documented in the
 // README).

@@ -73,6 +73,7 @@ func (r *run) begin(s Store) (string, error) {
 	}
 	s.CVMFS.Server = cvmfs.Server{Stdout: s.Hooks.Stdout, Stderr: s.Hooks.Stderr}
 	s.CVMFS.Stdout = s.Hooks.Stdout
+	s.CVMFS.Warn = func(msg string) { r.obs.send(RepositoryRecovered{Store: s.Dir, Message: msg}) }
 	dir, err := s.CVMFS.Begin()
 	if err != nil {
 		return "", errkind.With(ErrRepository, err)

@@ -49,3 +49,195 @@ make_xdir_image() {
 		die "pushing the xdir image failed"
 	export XDIR_DIFF_ID=$diffid # read by the suites
 }
+
+# wrapped LOGNAME [REPO=name] ARGS...: scripts/cvmfs-publish $REPO (or name) ARGS, output in
+# $WORK/LOGNAME.log; sets RC.
+wrapped() {
+	local name=$1 target=$REPO
+	shift
+	if [[ ${1:-} == REPO=* ]]; then
+		target=${1#REPO=}
+		shift
+	fi
+	log "cvmfs-publish $target $* (log: $WORK/$name.log)"
+	RC=0
+	"$CARGOHOLD_ROOT/scripts/cvmfs-publish" "$target" "$@" >"$WORK/$name.log" 2>&1 || RC=$?
+}
+
+# make_slow_ingest SERVER: $WORK/bin/slow-ingest, the cvmfs_server SERVER whose ingest starts 3 s
+# late, after it made $WORK/ingest-started (a window to signal cargohold during the ingest).
+make_slow_ingest() {
+	cat >"$WORK/bin/slow-ingest" <<EOF
+#!/bin/sh
+[ "\$1" = ingest ] && { : >"$WORK/ingest-started"; sleep 3; }
+exec "$1" "\$@"
+EOF
+	chmod +x "$WORK/bin/slow-ingest"
+}
+
+# children_of PID: the pids of PID's children.
+# (cat, not awk FILES: mawk stops at a process that ended since the glob.)
+children_of() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v p="$1" '$4 == p { print $1 }'; }
+
+# hang_listener: a "registry" on 127.0.0.1:$HANG_PORT that accepts connections and never answers: a
+# fetch from it hangs. Sets HANG_PORT and NC_PID; stopped at exit.
+hang_listener() {
+	HANG_PORT=$(free_port)
+	busybox nc -ll -p "$HANG_PORT" -e sleep 300 &
+	NC_PID=$!
+	# The sleeps nc starts per connection are its children: end them by their ids, then nc.
+	on_exit "kill \$(children_of $NC_PID) $NC_PID 2>/dev/null || true"
+}
+
+# fetch_begun [N]: a fetch from the hang listener has begun: more than N (default 0) connections are
+# open (those of earlier fetches stay open until the listener ends).
+fetch_begun() { (($(children_of "$NC_PID" | wc -l) > ${1:-0})); }
+
+# wait_until WHAT COMMAND...: poll COMMAND for up to 3 minutes (a busy machine); dies naming WHAT
+# if it never succeeds.
+wait_until() {
+	local what=$1 i
+	shift
+	for ((i = 0; i < 1800; i++)); do
+		"$@" && return
+		sleep 0.1
+	done
+	die "waited 3 minutes for: $what"
+}
+
+# start_publish LOGNAME ARGS...: scripts/cvmfs-publish $REPO ARGS in the background, output in
+# $WORK/LOGNAME.log; sets PUB_PID (the wrapper execs cargohold: cargohold's pid).
+start_publish() {
+	local name=$1
+	shift
+	log "cvmfs-publish $REPO $* & (log: $WORK/$name.log)"
+	"$CARGOHOLD_ROOT/scripts/cvmfs-publish" "$REPO" "$@" >"$WORK/$name.log" 2>&1 &
+	PUB_PID=$!
+}
+
+# marker JQ: a field of cargohold's transaction marker ($MARKER).
+marker() { jq -r "$1" "$MARKER" 2>&1; }
+
+# group_alive PGID: a process of group PGID runs (zombies, which a PID 1 that does not reap leaves, apart).
+group_alive() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v g="$1" '$5 == g && $3 !~ /^[ZX]$/ { found = 1 } END { exit !found }'; }
+
+
+# kill_steps: the SIGKILL checks both suites run (e2e-cvmfs's section 13, e2e-cvmfs-real's A4), in
+# stores of their own below /cvmfs/$REPO. The suite sets REPO, MARKER (cargohold's transaction
+# marker), SERVER_CMD (the cvmfs_server to wrap: the stand-in or the real one) and calls
+# hang_listener first, and provides revision, in_transaction, img and wrapped LOGNAME ARGS (sets RC).
+# Fixtures hello:1, app:1 and app:2 must be in the registry.
+kill_steps() {
+	local rev pid group
+	local vstore=/cvmfs/$REPO/kill-vfs vview=/var/spool/cvmfs/$REPO/rdonly/kill-vfs
+	local ostore=/cvmfs/$REPO/kill-overlay oview=/var/spool/cvmfs/$REPO/rdonly/kill-overlay
+	local hello="Hello from a cargohold store: this image ran without a pull."
+	local app_view='test -e /data/deleted.txt && echo present || echo gone; ls /data/opq; cat /data/keep.txt'
+	onames() { podman_root "$oview" images --format '{{.Repository}}:{{.Tag}}' 2>&1 | LC_ALL=C sort | paste -sd' ' -; }
+
+	log "kill -9 of cargohold inside a vfs store's transaction (a hung fetch)"
+	wrapped kill-vfs-1 --store "$vstore" --driver vfs --tls-verify=false "docker://$(img hello:1)"
+	check_eq "a vfs store with hello:1 publishes (exit 0)" 0 "$RC"
+	rev=$(revision)
+	local conns
+	conns=$(children_of "$NC_PID" | wc -l)
+	start_publish kill-vfs-2 --store "$vstore" --tls-verify=false "docker://127.0.0.1:$HANG_PORT/hang:1"
+	wait_until "the fetch of hang:1" fetch_begun "$conns"
+	kill -KILL "$PUB_PID"
+	{ wait "$PUB_PID"; } 2>/dev/null || true # (no "Killed" line)
+	pid=$PUB_PID
+	check_eq "SIGKILL in the transaction leaves it open" open "$(in_transaction)"
+	check_eq "... and cargohold's marker, naming the killed pid and the transaction" "$pid transaction" "$(marker '"\(.pid) \(.opening)"')"
+	check_eq "the published revision is unchanged" "$rev" "$(revision)"
+	check_eq "root: podman (vfs) still lists and runs hello:1 from the client mount" "$(img hello:1)|$hello" \
+		"$(PODMAN_DRIVER=vfs podman_root "$vview" images --format '{{.Repository}}:{{.Tag}}' 2>&1)|$(PODMAN_DRIVER=vfs podman_root "$vview" run --rm "$(img hello:1)" 2>&1)"
+	wrapped kill-vfs-3 --store "$vstore" --tls-verify=false "docker://$(img hello:1)"
+	check_eq "the next run publishes (exit 0)" 0 "$RC"
+	check_match "it says it aborted the stale transaction" \
+		"warning: repository $REPO was left in a transaction by cargohold pid $pid .*\(killed\?\); aborted it \(cvmfs_server abort -f $REPO\); the published revision $rev is unchanged" \
+		"$(cat "$WORK/kill-vfs-3.log")"
+	check_eq "no transaction is left open, no marker" "closed " "$(in_transaction) $(ls "$MARKER" 2>/dev/null)"
+
+	log "kill -9 of cargohold and its cvmfs_server during the ingest (systemd's SIGKILL of the unit)"
+	wrapped kill-ingest-1 --store "$ostore" --tls-verify=false "docker://$(img hello:1)"
+	check_eq "an overlay store with hello:1 publishes (exit 0)" 0 "$RC"
+	# a cvmfs_server whose ingest gets its tar only a minute after it opened its transaction
+	cat >"$WORK/bin/held-ingest" <<EOS
+#!/bin/bash
+if [[ \$1 == ingest && \$2 == --tar_file ]]; then
+	{ until [[ -e /var/spool/cvmfs/$REPO/in_transaction.lock ]]; do sleep 0.1; done; echo \$\$ >"$WORK/ingest-open"; sleep 60; cat; } |
+		"$SERVER_CMD" "\$@"
+	exit
+fi
+exec "$SERVER_CMD" "\$@"
+EOS
+	chmod +x "$WORK/bin/held-ingest"
+	rev=$(revision)
+	rm -f "$WORK/ingest-open"
+	CVMFS_SERVER=$WORK/bin/held-ingest start_publish kill-ingest-2 --store "$ostore" --tls-verify=false "docker://$(img app:1)"
+	wait_until "the ingest's transaction" test -s "$WORK/ingest-open"
+	group=$(cat "$WORK/ingest-open") # cvmfs_server runs in a process group of its own
+	wait_until "the marker naming the ingest's process group $group" eval '[[ $(marker .cvmfs_server_group) == "$group" ]]'
+	pid=$PUB_PID
+	check_eq "the marker names the killed pid and the ingest" "$pid ingest" "$(marker '"\(.pid) \(.opening)"')"
+	kill -KILL -- "$pid" "-$group"
+	{ wait "$pid"; } 2>/dev/null || true
+	check_eq "SIGKILL of both during the ingest leaves the ingest's transaction open, and the marker" "open ingest" \
+		"$(in_transaction) $(marker .opening)"
+	check_eq "the published revision is unchanged" "$rev" "$(revision)"
+	check_eq "root: podman still lists and runs hello:1 from the client mount, only" "$(img hello:1)|$hello" "$(onames)|$(podman_root "$oview" run --rm "$(img hello:1)" 2>&1)"
+	wrapped kill-ingest-3 --store "$ostore" --tls-verify=false "docker://$(img hello:1)" "docker://$(img app:1)"
+	check_eq "the next run publishes (exit 0)" 0 "$RC"
+	check_match "it says it aborted the ingest's transaction" \
+		"warning: repository $REPO was left in a transaction by cargohold pid $pid .*running ingest.*\(killed\?\); aborted it" "$(cat "$WORK/kill-ingest-3.log")"
+	check_eq "no transaction is left open, no marker" "closed " "$(in_transaction) $(ls "$MARKER" 2>/dev/null)"
+	check_match "it removed the killed run's shadow, saying so" "warning: removed ${TMPDIR:-/var/tmp}/cargohold-cvmfs-$REPO-[0-9]+, the shadow of a run that was killed" \
+		"$(cat "$WORK/kill-ingest-3.log")"
+	check_eq "no shadow is left" "" "$(find "${TMPDIR:-/var/tmp}" -maxdepth 1 -name "cargohold-cvmfs-$REPO-*" 2>/dev/null)"
+	check_eq "root: app:1 runs with its whiteout and opaque dir applied" "gone|new|keep: changed in layer 3" \
+		"$(podman_root "$oview" run --rm "$(img app:1)" sh -c "$app_view" 2>&1 | paste -sd'|' -)"
+
+	log "kill -9 of cargohold alone while cvmfs_server publishes: the publish runs to its end"
+	cat >"$WORK/bin/slow-publish" <<EOS
+#!/bin/sh
+[ "\$1" = publish ] && { echo \$\$ >"$WORK/publish-started"; sleep 3; }
+exec "$SERVER_CMD" "\$@"
+EOS
+	chmod +x "$WORK/bin/slow-publish"
+	rev=$(revision)
+	rm -f "$WORK/publish-started"
+	CVMFS_SERVER=$WORK/bin/slow-publish start_publish kill-publish-1 --store "$ostore" --tls-verify=false "docker://$(img app:2)"
+	wait_until "the publish" test -s "$WORK/publish-started"
+	group=$(cat "$WORK/publish-started")
+	wait_until "the marker naming the publish's process group $group" eval '[[ $(marker .cvmfs_server_group) == "$group" ]]'
+	pid=$PUB_PID
+	kill -KILL "$pid"
+	{ wait "$pid"; } 2>/dev/null || true
+	wrapped kill-publish-2 --store "$ostore" --tls-verify=false "docker://$(img hello:1)"
+	check_true "a run while the killed run's cvmfs_server publishes is skipped (75: it holds the lock) or refused (4) (exit $RC)" \
+		grep -Eq "skipping this run|is still publishing into repository $REPO" "$WORK/kill-publish-2.log"
+	wait_until "the end of the killed run's cvmfs_server publish" eval "! group_alive $group"
+	check_eq "the publish ran to its end: two revisions more, no transaction open, the marker left" "$((rev + 2)) closed $pid" \
+		"$(revision) $(in_transaction) $(marker .pid)"
+	check_eq "root: podman lists app:2" "$(img app:1) $(img app:2) $(img hello:1)" "$(onames)"
+	rev=$(revision)
+	wrapped kill-publish-3 --store "$ostore" --tls-verify=false "docker://$(img app:2)"
+	check_eq "the next run exits 0" 0 "$RC"
+	check_match "it says the marker was stale and removes it" \
+		"warning: repository $REPO: cargohold pid $pid .* ended without removing its transaction marker \(killed\?\); the repository is not in a transaction" \
+		"$(cat "$WORK/kill-publish-3.log")"
+	check_eq "no revision (nothing changed), no marker, no shadow" "$rev  " \
+		"$(revision) $(ls "$MARKER" 2>/dev/null) $(find "${TMPDIR:-/var/tmp}" -maxdepth 1 -name "cargohold-cvmfs-$REPO-*" 2>/dev/null)"
+
+	log "a transaction opened by hand (no marker) is not cargohold's to abort"
+	"$SERVER_CMD" transaction "$REPO" >"$WORK/by-hand.log" 2>&1 || die "cvmfs_server transaction $REPO failed (log: $WORK/by-hand.log)"
+	rev=$(revision)
+	wrapped kill-foreign --store "$ostore" --tls-verify=false "docker://$(img hello:1)"
+	check_eq "the run is refused (exit 4)" 4 "$RC"
+	check_match "saying whose transaction it is and what to do" \
+		"repository $REPO is in a transaction that cargohold did not open .*: someone is changing it by hand, so it is left alone; nothing was published" \
+		"$(cat "$WORK/kill-foreign.log")"
+	check_eq "the transaction stays open, no marker written" "open " "$(in_transaction) $(ls "$MARKER" 2>/dev/null)"
+	"$SERVER_CMD" abort -f "$REPO" >>"$WORK/by-hand.log" 2>&1 || die "cvmfs_server abort -f $REPO failed (log: $WORK/by-hand.log)"
+	check_eq "the published revision is unchanged" "$rev" "$(revision)"
+}

@@ -37,6 +37,8 @@ func (r *publishRenderer) event(e publish.Event) {
 	switch e := e.(type) {
 	case publish.LockWaiting:
 		r.out.errorf("%s", waitingLine(e.HolderPID, e.Store))
+	case publish.RepositoryRecovered:
+		r.out.errorf("warning: %s", e.Message)
 	case publish.LeftoversRemoved:
 		r.out.errorf("removed %d leftovers of an interrupted run (staging dirs, temp files, unrecorded layers)", len(e.Leftovers))
 	case publish.ImageStarted:
