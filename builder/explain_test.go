@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/types"
 )
 
 // fakeRegistry answers /v2/ (asking for user:password when given) and nothing else: every
@@ -36,15 +39,7 @@ func fakeRegistry(userPassword string) http.Handler {
 func resolveWith(t *testing.T, ref string, opts Options) string {
 	t.Helper()
 	opts.InsecurePolicy = true
-	sys, err := opts.systemContext()
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy, err := opts.policyContext(sys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = policy.Destroy() }()
+	sys, policy := contextsOf(t, opts)
 	input, err := parseImageRef(ref)
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +50,22 @@ func resolveWith(t *testing.T, ref string, opts Options) string {
 	}
 	_ = s.Close()
 	return ""
+}
+
+// contextsOf is the system and trust-policy contexts of opts, as a publish makes them; the policy
+// context is destroyed when the test ends.
+func contextsOf(t *testing.T, opts Options) (*types.SystemContext, *signature.PolicyContext) {
+	t.Helper()
+	sys, err := opts.systemContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := opts.policyContext(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = policy.Destroy() })
+	return sys, policy
 }
 
 func wantError(t *testing.T, what, got string, has ...string) {

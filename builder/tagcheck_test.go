@@ -113,16 +113,7 @@ func TestAcceptedUnseen(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "policy.json")
 			writeFile(t, path, tt.policy)
-			opts := Options{PolicyPath: path}
-			sys, err := opts.systemContext()
-			if err != nil {
-				t.Fatal(err)
-			}
-			policy, err := opts.policyContext(sys)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = policy.Destroy() }()
+			_, policy := contextsOf(t, Options{PolicyPath: path})
 			named, err := reference.ParseNormalizedNamed("registry.example/app:1")
 			if err != nil {
 				t.Fatal(err)
