@@ -46,8 +46,9 @@ type written struct {
 	checked bool
 	key     layout.FileKey
 	meta    layout.FileMeta
-	// foreign says that the name was made a hard link of another layer's inode (linkTo).
-	foreign bool
+	// foreign says that the name was made a hard link of another layer's inode (linkTo); offBelow
+	// that no layer below uses that inode (see linkCandidate).
+	foreign, offBelow bool
 	// cands are the candidates the hard-link pass found equal to it (reverify).
 	cands []verified
 }
