@@ -357,6 +357,9 @@ func (x *extractor) fillSmall(fd int, data []byte, cands []layout.Candidate, hdr
 
 // cloneEqual makes the empty file fd a clone of the first candidate whose bytes are data.
 func (x *extractor) cloneEqual(fd int, data []byte, cands []layout.Candidate) bool {
+	if len(cands) == 0 {
+		return false // (hard links: writeSmall) no buffer to allocate
+	}
 	buf := make([]byte, len(data))
 	for _, c := range cands {
 		src, err := c.Open()
