@@ -26,7 +26,7 @@ import (
 // disk, is what costs; nothing is at such a file's name until its goroutine links or writes it (an
 // empty file first, replaced by the link, cost an inode made and freed per linked file), so an entry
 // that could meet the name waits for it (settleFor). The candidate of a larger file is read ahead
-// (FADV_WILLNEED) while the body is decompressed.
+// while the body is decompressed (equalPrefix).
 //
 // Never linked, so that no container sees two names of one inode its image did not link (links.go):
 // an inode that another name of this layer uses already, or that a committed layer below uses.
@@ -99,10 +99,7 @@ func (x *extractor) linkOrWrite(parent int, base string, hdr *tar.Header, body *
 		if !ok {
 			continue
 		}
-		// The candidate is mostly on disk only (an earlier night's layer): the kernel reads it ahead
-		// while the body is decompressed, instead of a megabyte at a time when compared.
-		_ = unix.Fadvise(int(src.f.Fd()), 0, hdr.Size, unix.FADV_WILLNEED) // only a hint
-		fd, done, err := x.compareWhileReading(parent, base, src.f, body, first, hdr.Size, buf, cmp)
+		fd, done, err := compareWhileReading(parent, base, src.f, body, first, hdr.Size, buf, cmp)
 		if err == nil && done && fd < 0 { // equal to the last byte
 			var linked bool
 			if linked, err = x.linkTo(src, parent, base, key); err == nil && !linked {
@@ -138,32 +135,24 @@ func (x *extractor) linkOrWrite(parent int, base string, hdr *tar.Header, body *
 // it reads the whole body: equal to src's to the last byte, it returns fd -1 (nothing written);
 // otherwise fd is the new file parent/base holding the file's data (the part found equal copied from
 // src).
-func (x *extractor) compareWhileReading(parent int, base string, src *os.File, body io.Reader, first []byte, size int64, buf, cmp []byte) (fd int, done bool, err error) {
-	if _, err := src.ReadAt(cmp[:len(first)], 0); err != nil || !bytes.Equal(first, cmp[:len(first)]) {
+func compareWhileReading(parent int, base string, src *os.File, body io.Reader, first []byte, size int64, buf, cmp []byte) (fd int, done bool, err error) {
+	off, diff, err := equalPrefix(src, body, first, size, buf, cmp)
+	switch {
+	case err != nil:
+		return -1, true, err
+	case off < 0:
 		return -1, false, nil
+	case off == size:
+		return -1, true, nil
 	}
-	for off := int64(len(first)); off < size; {
-		chunk := buf[:min(int64(len(buf)), size-off)]
-		if _, err := io.ReadFull(body, chunk); err != nil {
-			return -1, true, bodyReadError(err)
-		}
-		if _, err := src.ReadAt(cmp[:len(chunk)], off); err != nil || !bytes.Equal(chunk, cmp[:len(chunk)]) {
-			if fd, err = newFile(parent, base); err != nil {
-				return -1, true, err
-			}
-			// Equal up to off: those bytes come from src (read again, from the page cache by now).
-			if err := copyFrom(fd, src, off); err != nil {
-				return fd, true, err
-			}
-			w := bodyWriter{fd: fd, off: off, end: off}
-			if err := w.write(chunk); err != nil {
-				return fd, true, err
-			}
-			return fd, true, w.fill(body, size, buf)
-		}
-		off += int64(len(chunk))
+	if fd, err = newFile(parent, base); err != nil {
+		return -1, true, err
 	}
-	return -1, true, nil
+	// Equal up to off: those bytes come from src (read again, from the page cache by now).
+	if err := copyFrom(fd, src, off); err != nil {
+		return fd, true, err
+	}
+	return fd, true, writeRest(fd, off, diff, body, size, buf)
 }
 
 // linkSmall makes parent/base (the entry's name, clean) of a small body: a hard link of a candidate
