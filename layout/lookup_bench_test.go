@@ -1,0 +1,66 @@
+package layout
+
+import (
+	"fmt"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/storage"
+)
+
+// manyImages records n images in s, all on one layer, image i named example.com/app<i>:1 and
+// holding the manifest manifestOf(i); every tenth is superseded (kept under its digested name), as a
+// store a nightly resync has run on for a while. The records are built from one real one and written
+// at once: what is measured is the lookups, not n publishes.
+func manyImages(tb testing.TB, s *Store, n int) {
+	tb.Helper()
+	base := commitTestLayer(tb, s, "", baseEntries)
+	model := testImageMeta(tb, []testLayer{base}, []string{"example.com/model:1"}, "model")
+	if _, err := s.putImage(model); err != nil {
+		tb.Fatal(err)
+	}
+	rec, _ := s.Image(model.ID)
+	images := make([]storage.Image, 0, n)
+	for i := range n {
+		img := copyImage(rec)
+		img.ID = digest.Canonical.FromString(fmt.Sprint("image ", i)).Encoded()
+		img.Digest = manifestOf(i)
+		img.Names = []string{fmt.Sprintf("example.com/app%d:1", i)}
+		img.BigDataNames = []string{configKey(img.ID), manifestKey(img.Digest), storage.ImageDigestBigDataKey}
+		if i%10 == 9 {
+			img.Names = digestedNames(img.Names, img.Digest)
+			since := s.clock().UTC()
+			img.Metadata = withSupersededMark(img.Metadata, &since)
+		}
+		images = append(images, img)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writeImagesJSON(images); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// manifestOf is the manifest digest manyImages gives image i.
+func manifestOf(i int) digest.Digest { return digest.Canonical.FromString(fmt.Sprint("manifest ", i)) }
+
+// BenchmarkResyncLookups asks a store of 1,000 images what a no-op resync of all of them asks (per
+// image: HasName, then ImageWithManifest before its turn and in it).
+func BenchmarkResyncLookups(b *testing.B) {
+	const n = 1000
+	s := openStore(b, b.TempDir())
+	manyImages(b, s, n)
+	for b.Loop() {
+		for i := range n {
+			name := []string{fmt.Sprintf("example.com/app%d:1", i)}
+			if s.HasName(name[0]) != (i%10 != 9) {
+				b.Fatalf("HasName(%s) is wrong", name[0])
+			}
+			for range 2 {
+				if _, ok := s.ImageWithManifest("", manifestOf(i), name); ok != (i%10 != 9) {
+					b.Fatalf("ImageWithManifest of image %d is wrong", i)
+				}
+			}
+		}
+	}
+}
