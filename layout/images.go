@@ -58,7 +58,7 @@ func (s *Store) HasManifest(id string, d digest.Digest, names []string) bool {
 func (s *Store) HasName(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.ContainsFunc(s.images, func(img storage.Image) bool { return slices.Contains(img.Names, name) })
+	return s.images.hasName(name)
 }
 
 // Manifest is the manifest (or manifest list) with digest d that image id holds.
@@ -70,21 +70,11 @@ func (s *Store) Manifest(id string, d digest.Digest) ([]byte, error) {
 func (s *Store) ImageWithManifest(id string, d digest.Digest, names []string) (storage.Image, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := manifestKey(d)
-	// A resync asks this once per image of a store of as many images: the superseded mark, a JSON
-	// decode, is read only of an image that matches in everything else.
-	i := slices.IndexFunc(s.images, func(img storage.Image) bool {
-		if (id != "" && img.ID != id) || !slices.Contains(img.BigDataNames, key) ||
-			slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(img.Names, n) }) {
-			return false
-		}
-		_, superseded := supersededSince(img)
-		return !superseded || len(names) == 0
-	})
+	i := s.images.withManifest(id, d, names)
 	if i < 0 {
 		return storage.Image{}, false
 	}
-	return copyImage(s.images[i]), true
+	return copyImage(s.images.list[i]), true
 }
 
 // configKey is the big-data key of an image's config, as the image library stores it: the config
@@ -95,7 +85,7 @@ func configKey(imageID string) string {
 
 // manifestKey is the big-data key under which Podman finds a manifest by its digest.
 func manifestKey(d digest.Digest) string {
-	return storage.ImageDigestManifestBigDataNamePrefix + "-" + d.String()
+	return manifestKeyPrefix + d.String()
 }
 
 // PutImage adds the image, or updates the image with the same ID, as the image library's commit does
@@ -352,7 +342,7 @@ func (s *Store) putImages(group []*imageRequest) {
 		}
 		return
 	}
-	images := s.images
+	images := s.images.list
 	data, err := s.marshalledImages()
 	if err != nil {
 		for _, r := range group {
@@ -391,7 +381,7 @@ func (s *Store) putImages(group []*imageRequest) {
 	}
 	for _, r := range recorded {
 		// An image dropped by one image of the group may have been put back by a later one.
-		gone := slices.DeleteFunc(r.dropped, func(id string) bool { return s.imageIndex(id) >= 0 })
+		gone := slices.DeleteFunc(r.dropped, func(id string) bool { return s.images.index(id) >= 0 })
 		r.err = s.removeBigData(gone)
 	}
 }

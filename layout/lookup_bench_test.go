@@ -50,14 +50,17 @@ func BenchmarkResyncLookups(b *testing.B) {
 	const n = 1000
 	s := openStore(b, b.TempDir())
 	manyImages(b, s, n)
+	names, manifests := make([][]string, n), make([]digest.Digest, n)
+	for i := range n {
+		names[i], manifests[i] = []string{fmt.Sprintf("example.com/app%d:1", i)}, manifestOf(i)
+	}
 	for b.Loop() {
 		for i := range n {
-			name := []string{fmt.Sprintf("example.com/app%d:1", i)}
-			if s.HasName(name[0]) != (i%10 != 9) {
-				b.Fatalf("HasName(%s) is wrong", name[0])
+			if s.HasName(names[i][0]) != (i%10 != 9) {
+				b.Fatalf("HasName(%s) is wrong", names[i][0])
 			}
 			for range 2 {
-				if _, ok := s.ImageWithManifest("", manifestOf(i), name); ok != (i%10 != 9) {
+				if _, ok := s.ImageWithManifest("", manifests[i], names[i]); ok != (i%10 != 9) {
 					b.Fatalf("ImageWithManifest of image %d is wrong", i)
 				}
 			}
