@@ -3,7 +3,6 @@ package layout
 import (
 	"encoding/json"
 	"slices"
-	"strings"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -32,13 +31,10 @@ func metadataOf(img storage.Image) Metadata {
 	return m
 }
 
-// supersededSince says whether img is superseded, and since when.
+// supersededSince says whether img is superseded, and since when. It decodes img's metadata: the
+// store's records have their marks decoded once, when they are loaded or written (imageSet.marks);
+// this is for a record being changed.
 func supersededSince(img storage.Image) (time.Time, bool) {
-	// A resync asks this of every held image: most are current, and their metadata cannot hold the
-	// key, neither spelled out nor escaped (a JSON escape needs a backslash), so no decode is needed.
-	if !strings.Contains(img.Metadata, supersededKey) && !strings.Contains(img.Metadata, `\`) {
-		return time.Time{}, false
-	}
 	m := metadataOf(img)
 	if m.Superseded == nil {
 		return time.Time{}, false
