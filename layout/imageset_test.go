@@ -1,7 +1,10 @@
 package layout
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -238,4 +241,64 @@ func diffLines(want, got []string) string {
 		}
 	}
 	return d
+}
+
+// withImage changes no record it was given (the store's records are shared with what it returns),
+// and says an image changed the records exactly when images.json would be written otherwise.
+func TestWithImageLeavesBaseAndSaysWhatChanged(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	meta := func(tag string, names ...string) (imageMeta, []digest.Digest) {
+		m := imageMeta{ID: digest.Canonical.FromString(tag).Encoded(), Digest: digest.Canonical.FromString("manifest " + tag),
+			TopLayer: digest.Canonical.FromString("layer").Encoded(), Names: names, Metadata: `{"cargohold":{"source":"` + tag + `"}}`,
+			BigData: []bigData{{Key: manifestKey(digest.Canonical.FromString("manifest " + tag)), Data: []byte(tag)}}}
+		return m, []digest.Digest{digest.Canonical.FromString(tag)}
+	}
+	var base []storage.Image
+	put := func(m imageMeta, d []digest.Digest) {
+		next, _, _, err := withImage(base, m, d, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base = next
+	}
+	put(meta("a", "example.com/a:1", "example.com/shared:1"))
+	put(meta("b", "example.com/b:1"))
+	put(meta("c", "example.com/c:1"))
+	damaged := slices.Clone(base)
+	damaged[1] = copyImage(damaged[1])
+	damaged[1].Names = append(damaged[1].Names, "example.com/c:1") // a name held twice
+
+	for _, tc := range []struct {
+		name string
+		base []storage.Image
+		tag  string
+		imgs []string
+	}{
+		{"the same image again", base, "a", []string{"example.com/a:1", "example.com/shared:1"}},
+		{"a name of its own again", base, "b", []string{"example.com/b:1"}},
+		{"a new name", base, "b", []string{"example.com/b:2"}},
+		{"a new image", base, "d", []string{"example.com/d:1"}},
+		{"a name taken from another image", base, "b", []string{"example.com/shared:1"}},
+		{"the last name of another image", base, "d", []string{"example.com/c:1"}},
+		{"a new image without names", base, "d", nil},
+		{"the same image into damaged records", damaged, "a", []string{"example.com/a:1", "example.com/shared:1"}},
+	} {
+		before := make([]storage.Image, len(tc.base))
+		for i, img := range tc.base {
+			before[i] = copyImage(img)
+		}
+		beforeJSON, _ := json.Marshal(tc.base)
+		m, d := meta(tc.tag, tc.imgs...)
+		next, _, touched, err := withImage(tc.base, m, d, now)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if afterJSON, _ := json.Marshal(tc.base); !bytes.Equal(beforeJSON, afterJSON) || !reflect.DeepEqual(before, tc.base) {
+			t.Errorf("%s: the records given changed", tc.name)
+		}
+		nextJSON, _ := json.Marshal(next)
+		if want := !bytes.Equal(beforeJSON, nextJSON); recordsDiffer(tc.base, next, touched) != want {
+			t.Errorf("%s: recordsDiffer says %v, the records marshalled say %v", tc.name, !want, want)
+		}
+	}
 }

@@ -12,7 +12,7 @@ import (
 // holding the manifest manifestOf(i); every tenth is superseded (kept under its digested name), as a
 // store a nightly resync has run on for a while. The records are built from one real one and written
 // at once: what is measured is the lookups, not n publishes.
-func manyImages(tb testing.TB, s *Store, n int) {
+func manyImages(tb testing.TB, s *Store, n int) testLayer {
 	tb.Helper()
 	base := commitTestLayer(tb, s, "", baseEntries)
 	model := testImageMeta(tb, []testLayer{base}, []string{"example.com/model:1"}, "model")
@@ -39,6 +39,7 @@ func manyImages(tb testing.TB, s *Store, n int) {
 	if err := s.writeImagesJSON(images); err != nil {
 		tb.Fatal(err)
 	}
+	return base
 }
 
 // manifestOf is the manifest digest manyImages gives image i.
@@ -65,5 +66,28 @@ func BenchmarkResyncLookups(b *testing.B) {
 				}
 			}
 		}
+	}
+}
+
+// BenchmarkPutImagesInto1000 records 50 new images, queued as one group, into a store of 1,000
+// images: what a publish of new images costs in records beside its layers.
+func BenchmarkPutImagesInto1000(b *testing.B) {
+	const n, group = 1000, 50
+	s := openStore(b, b.TempDir())
+	base := manyImages(b, s, n)
+	round := 0
+	for b.Loop() {
+		var waits []func() (Put, error)
+		for i := range group {
+			img := testImageMeta(b, []testLayer{base}, []string{fmt.Sprintf("example.com/new%d-%d:1", round, i)}, fmt.Sprint(round, "-", i))
+			waits = append(waits, s.queueImage(img))
+		}
+		s.FlushImages()
+		for _, wait := range waits {
+			if _, err := wait(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		round++
 	}
 }

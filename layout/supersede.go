@@ -93,6 +93,9 @@ func digestedNames(lost []string, d digest.Digest) []string {
 // and one that had no name before either (left by an earlier version), is dropped. It returns the
 // records to write and the IDs of the images dropped.
 func settleNameless(before, after []storage.Image, now time.Time) (kept []storage.Image, dropped []string) {
+	if !slices.ContainsFunc(after, func(img storage.Image) bool { return len(img.Names) == 0 }) {
+		return after, nil // the common case: no name moved away, no held name read
+	}
 	held := map[string]bool{}
 	for _, img := range after {
 		for _, n := range img.Names {
