@@ -91,3 +91,22 @@ func BenchmarkPutImagesInto1000(b *testing.B) {
 		round++
 	}
 }
+
+// BenchmarkIndexImages indexes the records of 1,000 images as an open does (every superseded mark
+// decoded: new) and as a write does (the marks of unchanged records taken over: written).
+func BenchmarkIndexImages(b *testing.B) {
+	s := openStore(b, b.TempDir())
+	manyImages(b, s, 1000)
+	list := s.Images()
+	b.Run("new", func(b *testing.B) {
+		for b.Loop() {
+			_ = newImageSet(list, nil)
+		}
+	})
+	b.Run("written", func(b *testing.B) {
+		prev := newImageSet(list, nil)
+		for b.Loop() {
+			_ = newImageSet(list, &prev)
+		}
+	})
+}
