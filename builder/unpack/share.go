@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"strings"
 	"sync"
@@ -181,6 +182,9 @@ func (x *extractor) follow(fd int, src *os.File, body io.Reader, first []byte, s
 	if _, err := src.ReadAt(cmp[:len(first)], 0); err != nil || !bytes.Equal(first, cmp[:len(first)]) {
 		return false, nil
 	}
+	// The rest of src is likely to be read: ask for all of it now, so that the disk reads it while the
+	// body is decompressed, instead of a chunk at a time in between (a hint: its failure changes nothing).
+	_ = unix.Fadvise(int(src.Fd()), int64(len(first)), size-int64(len(first)), unix.FADV_WILLNEED)
 	for off := int64(len(first)); off < size; {
 		chunk := buf[:min(int64(len(buf)), size-off)]
 		if _, err := io.ReadFull(body, chunk); err != nil {
@@ -274,19 +278,23 @@ func (x *extractor) settle() error {
 // with a candidate that the index names and that holds the same bytes, else written, then its
 // metadata. It owns fd.
 func (x *extractor) shareSmall(fd, parent int, base string, hdr *tar.Header, body *entryBody) error {
-	data := make([]byte, hdr.Size)
+	bp := getDataBuf(hdr.Size)
+	data := *bp
 	if _, err := io.ReadFull(body, data); err != nil {
+		putDataBuf(bp)
 		closeFd(fd)
 		return bodyReadError(err)
 	}
 	key := layout.FileKey{Size: hdr.Size, CRC: body.crc, Meta: headerMeta(hdr).Key()}
 	name, err := x.realName(parent, base)
 	if err != nil {
+		putDataBuf(bp)
 		closeFd(fd)
 		return err
 	}
 	cands := x.files.Candidates(key)
 	finish := func() error {
+		defer putDataBuf(bp)
 		err := x.fillSmall(fd, data, cands, hdr)
 		if err == nil {
 			err = x.files.Add(name, key)
@@ -356,7 +364,12 @@ func (x *extractor) fillSmall(fd int, data []byte, cands []layout.Candidate, hdr
 
 // cloneEqual makes the empty file fd a clone of the first candidate whose bytes are data.
 func (x *extractor) cloneEqual(fd int, data []byte, cands []layout.Candidate) bool {
-	buf := make([]byte, len(data))
+	if len(cands) == 0 {
+		return false
+	}
+	bp := getDataBuf(int64(len(data)))
+	defer putDataBuf(bp)
+	buf := *bp
 	for _, c := range cands {
 		src, err := c.Open()
 		if err != nil {
@@ -376,6 +389,36 @@ func (x *extractor) cloneEqual(fd int, data []byte, cands []layout.Candidate) bo
 		}
 	}
 	return false
+}
+
+// Small files' data (shareSmall) and their candidates' bytes to compare it with live in buffers from
+// pools by size (powers of two from 4 KiB to KeyPrefix), not in two new slices per file: a layer of
+// thousands of small files (a nightly Python layer: 5,500 files, 120 MiB) then allocates a few dozen
+// buffers instead of twice its size, which the garbage collector had to clear and collect.
+const (
+	minDataBufBits = 12
+	maxDataBufBits = 20 // KeyPrefix
+)
+
+var _ [layout.KeyPrefix - 1<<maxDataBufBits]byte // (KeyPrefix is exactly 1 << maxDataBufBits)
+var _ [1<<maxDataBufBits - layout.KeyPrefix]byte
+
+var dataBufs [maxDataBufBits - minDataBufBits + 1]sync.Pool
+
+// getDataBuf returns a buffer of n bytes (0 < n <= KeyPrefix), of whatever content; putDataBuf takes
+// it back.
+func getDataBuf(n int64) *[]byte {
+	class := max(bits.Len64(uint64(n-1)), minDataBufBits) - minDataBufBits
+	if bp, ok := dataBufs[class].Get().(*[]byte); ok {
+		*bp = (*bp)[:n]
+		return bp
+	}
+	b := make([]byte, n, 1<<(class+minDataBufBits))
+	return &b
+}
+
+func putDataBuf(bp *[]byte) {
+	dataBufs[bits.Len64(uint64(cap(*bp)-1))-minDataBufBits].Put(bp)
 }
 
 // countShared counts a file whose size bytes are shared (from any goroutine).
