@@ -31,6 +31,12 @@ import (
 //     own inode: readers cannot tell. A file of at most KeyPrefix bytes is read whole first and then
 //     compared, cloned or written on a goroutine of its own (shareSmall), so that many candidates are
 //     read at once.
+//     The comparison is ours, not FIDEDUPERANGE's (which compares in the kernel and remaps only
+//     equal bytes): that ioctl needs both files to hold the bytes already, so the new file would be
+//     written first, and XFS writes a destination's dirty pages back before it remaps them; then
+//     the kernel reads both files, compares, and frees the blocks just written. Reading the
+//     candidate once here costs less, and is as safe: nothing but bytes read from the candidate
+//     and found equal to the body is ever cloned (TestIndexThatLies, TestReflinkSmallFiles...).
 //   - Hard links (links.go). A file equal to one the index names, in metadata (compared with the
 //     header's) and every byte (compared while the body is read, instead of written), becomes a hard
 //     link of it while the layer is unpacked; LinkEqualFiles checks those links again and moves tar
