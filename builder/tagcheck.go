@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +26,9 @@ import (
 	"go.podman.io/image/v5/pkg/tlsclientconfig"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
+	"go.podman.io/storage/pkg/configfile"
+	"go.podman.io/storage/pkg/fileutils"
+	"go.podman.io/storage/pkg/unshare"
 )
 
 // tagChecks asks registries which manifest a tag names now, with one HEAD request per tag over one
@@ -125,7 +129,11 @@ func (tc *tagChecks) manifestDigest(ctx context.Context, ref types.ImageReferenc
 		return "", "", err
 	}
 	hostName := reference.Domain(physical)
-	key := tagClientKey{host: hostName, insecure: insecure, certDir: certDir(sys, hostName)}
+	dir, err := certDir(sys, hostName)
+	if err != nil {
+		return "", "", err
+	}
+	key := tagClientKey{host: hostName, insecure: insecure, certDir: dir}
 	if key.host == "docker.io" { // the image library's dockerHostname → dockerRegistry
 		key.host = "registry-1.docker.io"
 	}
@@ -176,25 +184,45 @@ func pullSource(named reference.Named, sys *types.SystemContext) (reference.Name
 	return physical, insecure, nil
 }
 
-// certDir is the directory of TLS files the image library would use for host: --cert-dir, else the
-// first of /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST that exists (cargohold runs as
-// root: no per-user directories). If the library would use another, the check fails to connect, and
-// the library's path is taken.
-func certDir(sys *types.SystemContext, host string) string {
-	if sys != nil && sys.DockerCertPath != "" {
-		return sys.DockerCertPath
+// certDir is the directory of TLS files the image library uses for host (host[:port] as the
+// reference names it: docker.io, not registry-1.docker.io). It mirrors dockerCertDir in
+// go.podman.io/image/v5's docker/docker_client.go (v5.42.0), which is private, as is the client it
+// configures (newDockerClient): nothing exported hands out a registry's TLS config or transport.
+// The search list is the library's own call (configfile.GetSearchPaths for certs.d; for root:
+// $HOME/.config/containers/certs.d, /etc/containers/certs.rootful.d, /etc/containers/certs.d,
+// /usr/share/containers/certs.rootful.d, /usr/share/containers/certs.d), then /etc/docker/certs.d;
+// the first HOST directory there is wins. --cert-dir (DockerCertPath) comes before all, then
+// DockerPerHostCertDirPath/HOST, existing or not. TestCertDirAgreesWithLibrary holds the two together.
+func certDir(sys *types.SystemContext, host string) (string, error) {
+	if sys == nil {
+		sys = &types.SystemContext{}
 	}
-	for _, base := range []string{"/etc/containers/certs.d", "/etc/docker/certs.d"} {
-		if dir := filepath.Join(base, host); isDir(dir) {
-			return dir
+	if sys.DockerCertPath != "" {
+		return sys.DockerCertPath, nil
+	}
+	if sys.DockerPerHostCertDirPath != "" {
+		return filepath.Join(sys.DockerPerHostCertDirPath, host), nil
+	}
+	paths, err := configfile.GetSearchPaths(&configfile.File{
+		Name: "certs", Extension: "d", DoNotUseExtensionForConfigName: true,
+		UserId: unshare.GetRootlessUID(), RootForImplicitAbsolutePaths: sys.RootForImplicitAbsolutePaths,
+	})
+	if err != nil {
+		return "", err
+	}
+	candidates := slices.Concat(paths.DropInDirectories, []string{filepath.Join(sys.RootForImplicitAbsolutePaths, "/etc/docker/certs.d")})
+	for _, base := range candidates {
+		dir := filepath.Join(base, host)
+		err := fileutils.Exists(dir)
+		switch {
+		case err == nil:
+			return dir, nil
+		case os.IsNotExist(err) || os.IsPermission(err): // the library skips those too
+		default:
+			return "", err
 		}
 	}
-	return ""
-}
-
-func isDir(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.IsDir()
+	return "", nil
 }
 
 // client is the run's client of a registry, pinged once.

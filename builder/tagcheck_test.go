@@ -3,6 +3,7 @@ package builder
 import (
 	"context"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -129,14 +130,85 @@ func TestAcceptedUnseen(t *testing.T) {
 	}
 }
 
-// The TLS files are those the image library reads: --cert-dir, else the host's directory under
-// /etc/containers/certs.d or /etc/docker/certs.d.
-func TestCertDir(t *testing.T) {
-	if got := certDir(&types.SystemContext{DockerCertPath: "/some/dir"}, "registry.example"); got != "/some/dir" {
-		t.Errorf("certDir with --cert-dir = %q", got)
-	}
-	if got := certDir(&types.SystemContext{}, "no-such-host.invalid:1"); got != "" {
-		t.Errorf("certDir of a host without a directory = %q, want \"\"", got)
+// The TLS files are those the image library reads for the registry: a TLS registry whose authority
+// is known only through a certs.d directory is reached by the library (docker.CheckAuth, its own
+// client) exactly when it is reached by the tag check's client. The places are those of a root cron
+// job: $HOME/.config/containers (XDG_CONFIG_HOME here), /etc/containers, /usr/share/containers and
+// /etc/docker below a root of the test's (RootForImplicitAbsolutePaths), --cert-dir
+// (DockerCertPath) and DockerPerHostCertDirPath. A directory without the authority's certificate
+// where the library looks first hides one further down.
+func TestCertDirAgreesWithLibrary(t *testing.T) {
+	testenv.RequireRoot(t) // the places are root's (certs.rootful.d, not certs.rootless.d/UID)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	for _, tt := range []struct {
+		name     string
+		ca, hide []string // certs.d dirs (below the test's root; ~ is XDG_CONFIG_HOME) with the CA, and empty
+		certPath string   // --cert-dir, "" or one of ca/hide as "dir:NAME"
+		perHost  string   // DockerPerHostCertDirPath
+		want     bool     // the registry is reached
+	}{
+		{name: "no certs.d directory", want: false},
+		{name: "/etc/containers/certs.d", ca: []string{"/etc/containers/certs.d"}, want: true},
+		{name: "/etc/containers/certs.rootful.d", ca: []string{"/etc/containers/certs.rootful.d"}, want: true},
+		{name: "/usr/share/containers/certs.d", ca: []string{"/usr/share/containers/certs.d"}, want: true},
+		{name: "/etc/docker/certs.d", ca: []string{"/etc/docker/certs.d"}, want: true},
+		{name: "$HOME/.config/containers/certs.d", ca: []string{"~/containers/certs.d"}, want: true},
+		{name: "/etc/containers hides /etc/docker", ca: []string{"/etc/docker/certs.d"}, hide: []string{"/etc/containers/certs.d"}, want: false},
+		{name: "$HOME hides /etc/containers", ca: []string{"/etc/containers/certs.d"}, hide: []string{"~/containers/certs.d"}, want: false},
+		{name: "rootful.d hides certs.d", ca: []string{"/etc/containers/certs.d"}, hide: []string{"/etc/containers/certs.rootful.d"}, want: false},
+		{name: "/etc/containers hides /usr/share", ca: []string{"/usr/share/containers/certs.d"}, hide: []string{"/etc/containers/certs.d"}, want: false},
+		{name: "--cert-dir", certPath: "/given", want: true},
+		{name: "--cert-dir over certs.d", certPath: "/empty", ca: []string{"/etc/containers/certs.d"}, want: false},
+		{name: "DockerPerHostCertDirPath", perHost: "/per-host", want: true},
+		{name: "DockerPerHostCertDirPath without the host over certs.d", perHost: "/elsewhere", ca: []string{"/etc/containers/certs.d"}, want: false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root, home := t.TempDir(), t.TempDir()
+			t.Setenv("XDG_CONFIG_HOME", home)
+			dir := func(base string) string {
+				if rest, ok := strings.CutPrefix(base, "~"); ok {
+					return filepath.Join(home, rest, host)
+				}
+				return filepath.Join(root, base, host)
+			}
+			for _, d := range tt.hide {
+				if err := os.MkdirAll(dir(d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, d := range append(tt.ca, "/given", "/per-host") {
+				if err := os.MkdirAll(dir(d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, filepath.Join(dir(d), "ca.crt"), ca)
+			}
+			if err := os.MkdirAll(filepath.Join(root, "empty"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			sys := &types.SystemContext{RootForImplicitAbsolutePaths: root}
+			if tt.certPath != "" {
+				sys.DockerCertPath = filepath.Join(root, tt.certPath)
+				if tt.certPath == "/given" {
+					sys.DockerCertPath = dir("/given")
+				}
+			}
+			if tt.perHost != "" {
+				sys.DockerPerHostCertDirPath = filepath.Join(root, tt.perHost)
+			}
+			libErr := docker.CheckAuth(context.Background(), sys, "", "", host)
+			d, err := certDir(sys, host)
+			if err == nil {
+				tc := &tagChecks{}
+				_, err = tc.client(context.Background(), tagClientKey{host: host, certDir: d})
+				tc.closeIdle()
+			}
+			if (libErr == nil) != tt.want || (err == nil) != tt.want {
+				t.Errorf("reached: the library %v (%v), the tag check %v with %q (%v); want %v", libErr == nil, libErr, err == nil, d, err, tt.want)
+			}
+		})
 	}
 }
 

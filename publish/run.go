@@ -166,8 +166,11 @@ func (r *run) end(ctx context.Context, store *layout.Store, s *Store, report *Re
 	}
 	if report.Failed > 0 {
 		holds := "the store " + store.Dir() + " holds the others"
-		if discarded {
+		switch {
+		case discarded:
 			holds = "nothing was published, so the new store " + store.Dir() + " is removed again"
+		case report.Failed == len(report.Images):
+			holds = "the store " + store.Dir() + " keeps the images it held before"
 		}
 		return errkind.With(ErrImagesFailed, fmt.Errorf("%d of %d images failed; %s", report.Failed, len(report.Images), holds))
 	}

@@ -64,15 +64,32 @@ wrapped() {
 	"$CARGOHOLD_ROOT/scripts/cvmfs-publish" "$target" "$@" >"$WORK/$name.log" 2>&1 || RC=$?
 }
 
-# make_slow_ingest SERVER: $WORK/bin/slow-ingest, the cvmfs_server SERVER whose ingest starts 3 s
-# late, after it made $WORK/ingest-started (a window to signal cargohold during the ingest).
-make_slow_ingest() {
-	cat >"$WORK/bin/slow-ingest" <<EOF
-#!/bin/sh
-[ "\$1" = ingest ] && { : >"$WORK/ingest-started"; sleep 3; }
-exec "$1" "\$@"
+# make_held_server NAME VERB HOLD [SERVER]: $WORK/bin/NAME, the cvmfs_server SERVER (default
+# $SERVER_CMD) with its VERB held back, a window to signal cargohold (and its cvmfs_server) in:
+#   HOLD=start  VERB starts 3 s late;
+#   HOLD=input  VERB (an ingest) starts at once but gets its tar only a minute after it opened its
+#               transaction.
+# Once it holds, the wrapper writes its pid to $WORK/NAME.held: cvmfs_server's process group
+# (cargohold starts cvmfs_server in a group of its own).
+make_held_server() {
+	local name=$1 verb=$2 hold=$3 server=${4:-$SERVER_CMD} held=$WORK/$1.held lock
+	case $hold in
+	start) hold="echo \$\$ >\"$held\"; sleep 3" ;;
+	input)
+		lock=/var/spool/cvmfs/$REPO/in_transaction.lock
+		hold="{ until [[ -e $lock ]]; do sleep 0.1; done; echo \$\$ >\"$held\"; sleep 60; cat; } | \"$server\" \"\$@\"; exit"
+		;;
+	*) die "make_held_server: HOLD is start or input, not $hold" ;;
+	esac
+	rm -f "$held"
+	cat >"$WORK/bin/$name" <<EOF
+#!/bin/bash
+if [[ \$1 == $verb ]]; then
+	$hold
+fi
+exec "$server" "\$@"
 EOF
-	chmod +x "$WORK/bin/slow-ingest"
+	chmod +x "$WORK/bin/$name"
 }
 
 # children_of PID: the pids of PID's children.
@@ -161,22 +178,11 @@ kill_steps() {
 	log "kill -9 of cargohold and its cvmfs_server during the ingest (systemd's SIGKILL of the unit)"
 	wrapped kill-ingest-1 --store "$ostore" --tls-verify=false "docker://$(img hello:1)"
 	check_eq "an overlay store with hello:1 publishes (exit 0)" 0 "$RC"
-	# a cvmfs_server whose ingest gets its tar only a minute after it opened its transaction
-	cat >"$WORK/bin/held-ingest" <<EOS
-#!/bin/bash
-if [[ \$1 == ingest && \$2 == --tar_file ]]; then
-	{ until [[ -e /var/spool/cvmfs/$REPO/in_transaction.lock ]]; do sleep 0.1; done; echo \$\$ >"$WORK/ingest-open"; sleep 60; cat; } |
-		"$SERVER_CMD" "\$@"
-	exit
-fi
-exec "$SERVER_CMD" "\$@"
-EOS
-	chmod +x "$WORK/bin/held-ingest"
+	make_held_server held-ingest ingest input
 	rev=$(revision)
-	rm -f "$WORK/ingest-open"
 	CVMFS_SERVER=$WORK/bin/held-ingest start_publish kill-ingest-2 --store "$ostore" --tls-verify=false "docker://$(img app:1)"
-	wait_until "the ingest's transaction" test -s "$WORK/ingest-open"
-	group=$(cat "$WORK/ingest-open") # cvmfs_server runs in a process group of its own
+	wait_until "the ingest's transaction" test -s "$WORK/held-ingest.held"
+	group=$(cat "$WORK/held-ingest.held") # cvmfs_server runs in a process group of its own
 	wait_until "the marker naming the ingest's process group $group" eval '[[ $(marker .cvmfs_server_group) == "$group" ]]'
 	pid=$PUB_PID
 	check_eq "the marker names the killed pid and the ingest" "$pid ingest" "$(marker '"\(.pid) \(.opening)"')"
@@ -198,17 +204,11 @@ EOS
 		"$(podman_root "$oview" run --rm "$(img app:1)" sh -c "$app_view" 2>&1 | paste -sd'|' -)"
 
 	log "kill -9 of cargohold alone while cvmfs_server publishes: the publish runs to its end"
-	cat >"$WORK/bin/slow-publish" <<EOS
-#!/bin/sh
-[ "\$1" = publish ] && { echo \$\$ >"$WORK/publish-started"; sleep 3; }
-exec "$SERVER_CMD" "\$@"
-EOS
-	chmod +x "$WORK/bin/slow-publish"
+	make_held_server slow-publish publish start
 	rev=$(revision)
-	rm -f "$WORK/publish-started"
 	CVMFS_SERVER=$WORK/bin/slow-publish start_publish kill-publish-1 --store "$ostore" --tls-verify=false "docker://$(img app:2)"
-	wait_until "the publish" test -s "$WORK/publish-started"
-	group=$(cat "$WORK/publish-started")
+	wait_until "the publish" test -s "$WORK/slow-publish.held"
+	group=$(cat "$WORK/slow-publish.held")
 	wait_until "the marker naming the publish's process group $group" eval '[[ $(marker .cvmfs_server_group) == "$group" ]]'
 	pid=$PUB_PID
 	kill -KILL "$pid"

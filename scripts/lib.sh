@@ -246,7 +246,10 @@ free_port() {
 # REGISTRY_HTPASSWD set (a bcrypt htpasswd file) every request needs those credentials.
 # With REGISTRY_SCHEMA1=1 it also accepts pushes of Docker schema 1 manifests (distribution
 # 2.8 refuses them by default). With REGISTRY_TLS_CERT and REGISTRY_TLS_KEY (PEM files) it
-# serves HTTPS instead, with that certificate (make_tls_cert makes a self-signed one).
+# serves HTTPS instead, with that certificate (make_tls_cert makes a self-signed one). With
+# REGISTRY_TOKEN_REALM (a token service's URL) and REGISTRY_TOKEN_CERTS (the PEM certificates its
+# tokens are signed under) instead of REGISTRY_HTPASSWD, every request needs a bearer token from that
+# service (distribution's token auth; service cargohold-test-registry, issuer cargohold-test-issuer).
 start_registry() {
 	require_cmds docker-registry curl
 	local dir=$WORK/registry
@@ -282,6 +285,9 @@ start_registry() {
 	fi
 	if [[ -n ${REGISTRY_HTPASSWD:-} ]]; then
 		printf 'auth:\n  htpasswd:\n    realm: cargohold-test\n    path: %s\n' "$REGISTRY_HTPASSWD" >>"$dir/config.yml"
+	elif [[ -n ${REGISTRY_TOKEN_REALM:-} ]]; then
+		printf 'auth:\n  token:\n    realm: %s\n    service: cargohold-test-registry\n    issuer: cargohold-test-issuer\n    rootcertbundle: %s\n' \
+			"$REGISTRY_TOKEN_REALM" "$REGISTRY_TOKEN_CERTS" >>"$dir/config.yml"
 	fi
 	if [[ ${REGISTRY_SCHEMA1:-} == 1 ]]; then
 		printf 'compatibility:\n  schema1:\n    enabled: true\n' >>"$dir/config.yml"

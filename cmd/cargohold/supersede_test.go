@@ -151,6 +151,6 @@ func TestFailedFirstPublishLeavesNoStore(t *testing.T) {
 	// Into an existing store, a failure changes nothing of that: the store stays.
 	cargohold(t, publishArgs(missing)...).want(t, 0)
 	cargohold(t, "publish", "--store", missing, "--insecure-policy", "oci:"+filepath.Join(layouts, "typo")+":1").want(t, 1,
-		"the store "+missing+" holds the others")
+		"1 of 1 images failed; the store "+missing+" keeps the images it held before")
 	cargohold(t, "ls", "--store", missing).want(t, 0)
 }
