@@ -185,12 +185,13 @@ func (x *extractor) cloneOrWrite(fd int, body *entryBody, size int64) (layout.Fi
 // (first, aliasing buf) were read already. If src begins otherwise it returns false, having read
 // nothing more; else it handles the whole body and returns true.
 func (x *extractor) follow(fd int, src *os.File, body io.Reader, first []byte, size int64, buf, cmp []byte) (bool, error) {
+	// All of src is likely to be read (the index found its first bytes' crc): ask for it now, so that
+	// the disk reads it while the body is decompressed, not a chunk at a time in between (a hint: its
+	// failure changes nothing).
+	_ = unix.Fadvise(int(src.Fd()), 0, size, unix.FADV_WILLNEED)
 	if _, err := src.ReadAt(cmp[:len(first)], 0); err != nil || !bytes.Equal(first, cmp[:len(first)]) {
 		return false, nil
 	}
-	// The rest of src is likely to be read: ask for all of it now, so that the disk reads it while the
-	// body is decompressed, instead of a chunk at a time in between (a hint: its failure changes nothing).
-	_ = unix.Fadvise(int(src.Fd()), int64(len(first)), size-int64(len(first)), unix.FADV_WILLNEED)
 	for off := int64(len(first)); off < size; {
 		chunk := buf[:min(int64(len(buf)), size-off)]
 		if _, err := io.ReadFull(body, chunk); err != nil {
