@@ -252,7 +252,7 @@ func RepairDir(ctx context.Context, dir string, lock LockOptions) ([]string, err
 // format defines (ownPaths): never at a layer's files, whose modes are the image's, nor at anything
 // else somebody put into the store.
 func (s *Store) repairModes(ctx context.Context, done *[]string) error {
-	for _, p := range s.paths.ownPaths(s.layers, s.images) {
+	for _, p := range s.paths.ownPaths(s.layers, s.images.list) {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}

@@ -74,7 +74,7 @@ func stageTar(t *testing.T, s *Store, entries []testEntry) (*StagedLayer, []byte
 }
 
 // stageTarOn stages entries as a layer on top of parent (in a vfs store, onto a copy of its tree).
-func stageTarOn(t *testing.T, s *Store, parent string, entries []testEntry) (*StagedLayer, []byte) {
+func stageTarOn(t testing.TB, s *Store, parent string, entries []testEntry) (*StagedLayer, []byte) {
 	t.Helper()
 	l, data, err := stageTarErr(s, parent, entries)
 	if err != nil {
@@ -127,7 +127,7 @@ func stageTarErr(s *Store, parent string, entries []testEntry) (*StagedLayer, []
 }
 
 // commitTestLayer stages and commits a layer on top of parent ("" for a base layer).
-func commitTestLayer(t *testing.T, s *Store, parent string, entries []testEntry) testLayer {
+func commitTestLayer(t testing.TB, s *Store, parent string, entries []testEntry) testLayer {
 	t.Helper()
 	l, data := stageTarOn(t, s, parent, entries)
 	meta := layerMetaFor(parent, data)
@@ -179,7 +179,7 @@ func gzipBytes(data []byte) []byte {
 
 // testImageMeta builds a consistent OCI config and manifest for layers (base first) and returns what
 // the builder would pass to PutImage.
-func testImageMeta(t *testing.T, layers []testLayer, names []string, tag string) imageMeta {
+func testImageMeta(t testing.TB, layers []testLayer, names []string, tag string) imageMeta {
 	t.Helper()
 	var diffIDs []digest.Digest
 	var descs []map[string]any
@@ -227,7 +227,7 @@ func testImageMeta(t *testing.T, layers []testLayer, names []string, tag string)
 	}
 }
 
-func openStore(t *testing.T, dir string) *Store {
+func openStore(t testing.TB, dir string) *Store {
 	t.Helper()
 	s, err := OpenWithOptions(t.Context(), dir, Options{Create: true})
 	if err != nil {
@@ -243,7 +243,7 @@ func openStore(t *testing.T, dir string) *Store {
 func keepStore(s *Store) { s.created = nil }
 
 // closeStore closes a store the test opened; a lock it cannot release is a bug to report.
-func closeStore(t *testing.T, s *Store) {
+func closeStore(t testing.TB, s *Store) {
 	t.Helper()
 	if err := s.Close(); err != nil {
 		t.Error(err)

@@ -58,7 +58,7 @@ func (s *Store) HasManifest(id string, d digest.Digest, names []string) bool {
 func (s *Store) HasName(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.ContainsFunc(s.images, func(img storage.Image) bool { return slices.Contains(img.Names, name) })
+	return s.images.hasName(name)
 }
 
 // Manifest is the manifest (or manifest list) with digest d that image id holds.
@@ -70,21 +70,11 @@ func (s *Store) Manifest(id string, d digest.Digest) ([]byte, error) {
 func (s *Store) ImageWithManifest(id string, d digest.Digest, names []string) (storage.Image, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := manifestKey(d)
-	// A resync asks this once per image of a store of as many images: the superseded mark, a JSON
-	// decode, is read only of an image that matches in everything else.
-	i := slices.IndexFunc(s.images, func(img storage.Image) bool {
-		if (id != "" && img.ID != id) || !slices.Contains(img.BigDataNames, key) ||
-			slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(img.Names, n) }) {
-			return false
-		}
-		_, superseded := supersededSince(img)
-		return !superseded || len(names) == 0
-	})
+	i := s.images.withManifest(id, d, names)
 	if i < 0 {
 		return storage.Image{}, false
 	}
-	return copyImage(s.images[i]), true
+	return copyImage(s.images.list[i]), true
 }
 
 // configKey is the big-data key of an image's config, as the image library stores it: the config
@@ -95,7 +85,7 @@ func configKey(imageID string) string {
 
 // manifestKey is the big-data key under which Podman finds a manifest by its digest.
 func manifestKey(d digest.Digest) string {
-	return storage.ImageDigestManifestBigDataNamePrefix + "-" + d.String()
+	return manifestKeyPrefix + d.String()
 }
 
 // PutImage adds the image, or updates the image with the same ID, as the image library's commit does
@@ -338,8 +328,10 @@ func (m *imageMeta) validate() error {
 // metadata is set on a new image. Each of an image's names is taken away from any other image,
 // because one duplicate name makes the whole read-only store unreadable, and images left without
 // names are superseded (or, when they cannot be, removed). Big-data files are written first,
-// images.json last (atomically, once for the group), then images.lock records a write; the big data of removed images goes after that. An
-// image that cannot be recorded gets its error; the others are recorded.
+// images.json last (atomically, once for the group), then images.lock records a write; the big data
+// of removed images goes after that. An image that cannot be recorded gets its error; the others are
+// recorded. The records are marshalled once for the group: applying an image costs what it changes,
+// not a marshalling of every record (a publish of N images into a store of as many made that N²).
 func (s *Store) putImages(group []*imageRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -352,98 +344,128 @@ func (s *Store) putImages(group []*imageRequest) {
 		}
 		return
 	}
-	images := s.images
-	data, err := s.marshalledImages()
-	if err != nil {
-		for _, r := range group {
-			r.err = err
-		}
-		return
-	}
+	images := s.images.list
 	var recorded []*imageRequest
 	unsynced := false // big data written without fsyncs
+	changed := false  // images differ from the store's records
 	for _, r := range group {
 		r.put.New = !slices.ContainsFunc(images, func(i storage.Image) bool { return i.ID == r.meta.ID })
-		next, nextData, drop, changed, err := s.applyImage(images, data, r.meta, !r.put.New)
+		next, drop, imageChanged, err := s.applyImage(images, r.meta, !r.put.New)
 		if r.err = err; err != nil {
 			continue
 		}
-		r.put.Changed, r.dropped = changed, drop
-		unsynced = unsynced || (changed && r.put.New)
-		images, data = next, nextData
+		r.put.Changed, r.dropped = imageChanged, drop
+		unsynced = unsynced || (imageChanged && r.put.New)
+		changed = changed || imageChanged
+		images = next
 		recorded = append(recorded, r)
 	}
-	if old, _ := s.marshalledImages(); !bytes.Equal(data, old) {
-		var err error
-		if unsynced {
-			err = s.syncFS()
-		}
-		if err == nil {
-			err = s.writeImages(images, data)
-		}
+	if changed {
+		written, err := s.writeChangedImages(images, unsynced)
 		if err != nil {
 			for _, r := range recorded {
 				r.put.Changed, r.err = false, fmt.Errorf("image %s: %w", r.meta.ID, err)
 			}
 			return
 		}
-		faultpoint.Hit("image-recorded")
+		if written {
+			faultpoint.Hit("image-recorded")
+		}
 	}
 	for _, r := range recorded {
 		// An image dropped by one image of the group may have been put back by a later one.
-		gone := slices.DeleteFunc(r.dropped, func(id string) bool { return s.imageIndex(id) >= 0 })
+		gone := slices.DeleteFunc(r.dropped, func(id string) bool { return s.images.index(id) >= 0 })
 		r.err = s.removeBigData(gone)
 	}
 }
 
-// applyImage returns the records images (marshalled: data) with img added or updated, and the IDs
-// of the images it leaves without names; img's big data that is missing or stale on disk is written
-// on the way. changed is false when the store already holds exactly img. The caller holds s.mu.
+// writeChangedImages writes images as the store's records, unless they marshal as images.json
+// holds already; with unsynced, big data was written without fsyncs, and the filesystem is synced
+// first. The caller holds s.mu.
+func (s *Store) writeChangedImages(images []storage.Image, unsynced bool) (written bool, err error) {
+	data, err := json.Marshal(images)
+	if err != nil {
+		return false, err
+	}
+	if old, err := s.marshalledImages(); err == nil && bytes.Equal(data, old) {
+		return false, nil
+	}
+	if unsynced {
+		if err := s.syncFS(); err != nil {
+			return false, err
+		}
+	}
+	return true, s.writeImages(images, data)
+}
+
+// applyImage returns the records images with img added or updated, and the IDs of the images it
+// leaves without names; img's big data that is missing or stale on disk is written on the way.
+// changed is false when the store already holds exactly img. The caller holds s.mu.
 //
 // The big data of an image the store already has is written durably at once; that of a new image is
 // made durable by the syncfs before images.json records it (see putImages): one syncfs for a group
 // instead of two fsyncs for each item.
-func (s *Store) applyImage(images []storage.Image, data []byte, img imageMeta, durable bool) (_ []storage.Image, _ []byte, dropped []string, changed bool, err error) {
+func (s *Store) applyImage(images []storage.Image, img imageMeta, durable bool) (_ []storage.Image, dropped []string, changed bool, err error) {
 	if err := img.validate(); err != nil {
-		return nil, nil, nil, false, fmt.Errorf("image %s: %w", img.ID, err)
+		return nil, nil, false, fmt.Errorf("image %s: %w", img.ID, err)
 	}
 	digests := make([]digest.Digest, len(img.BigData))
 	for i, b := range img.BigData {
 		if digests[i], err = bigDataDigest(b.Key, b.Data); err != nil {
-			return nil, nil, nil, false, fmt.Errorf("image %s: %w", img.ID, err)
+			return nil, nil, false, fmt.Errorf("image %s: %w", img.ID, err)
 		}
 	}
 	if img.TopLayer != "" && s.layerIndex(img.TopLayer) < 0 {
-		return nil, nil, nil, false, fmt.Errorf("image %s: top layer %s is not committed", img.ID, img.TopLayer)
+		return nil, nil, false, fmt.Errorf("image %s: top layer %s is not committed", img.ID, img.TopLayer)
 	}
-	next, dropped, err := withImage(images, img, digests, s.clock())
+	next, dropped, touched, err := withImage(images, img, digests, s.clock())
 	if err != nil {
-		return nil, nil, nil, false, err
-	}
-	nextData, err := json.Marshal(next)
-	if err != nil {
-		return nil, nil, nil, false, err
+		return nil, nil, false, err
 	}
 	stale := s.staleBigData(img)
-	if bytes.Equal(nextData, data) && len(stale) == 0 {
-		return images, data, nil, false, nil
+	if !recordsDiffer(images, next, touched) && len(stale) == 0 {
+		return images, nil, false, nil
 	}
 	if err := s.writeBigData(img.ID, stale, durable); err != nil {
-		return nil, nil, nil, false, err
+		return nil, nil, false, err
 	}
 	faultpoint.Hit("image-bigdata-written")
-	return next, nextData, dropped, true, nil
+	return next, dropped, true, nil
+}
+
+// recordsDiffer says whether next, which withImage made from base changing only the records of the
+// images touched, differs from base (as images.json would: marshalled).
+func recordsDiffer(base, next []storage.Image, touched []string) bool {
+	if len(base) != len(next) {
+		return true
+	}
+	for _, id := range touched {
+		i := slices.IndexFunc(base, func(img storage.Image) bool { return img.ID == id })
+		j := slices.IndexFunc(next, func(img storage.Image) bool { return img.ID == id })
+		if i != j {
+			return true
+		}
+		if i >= 0 {
+			a, errA := json.Marshal(base[i])
+			b, errB := json.Marshal(next[j])
+			if errA != nil || errB != nil || !bytes.Equal(a, b) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // withImage returns the image records base with img added or updated (digests are its big data's),
-// and the IDs of the images dropped because they were left without names.
-func withImage(base []storage.Image, img imageMeta, digests []digest.Digest, now time.Time) (images []storage.Image, dropped []string, err error) {
-	images = make([]storage.Image, len(base))
-	for i, im := range base {
-		images[i] = copyImage(im)
-	}
+// the IDs of the images dropped because they were left without names, and the IDs of every image
+// whose record it changed, added or dropped (touched). base is left as it is: a record is copied
+// before it is changed, the others are shared.
+func withImage(base []storage.Image, img imageMeta, digests []digest.Digest, now time.Time) (images []storage.Image, dropped, touched []string, err error) {
+	images = slices.Clone(base)
 	idx := slices.IndexFunc(images, func(i storage.Image) bool { return i.ID == img.ID })
-	if idx < 0 {
+	if idx >= 0 {
+		images[idx] = copyImage(images[idx])
+	} else {
 		created := img.Created
 		if created.IsZero() {
 			created = time.Now().UTC() // as the storage library does without a creation date
@@ -453,7 +475,7 @@ func withImage(base []storage.Image, img imageMeta, digests []digest.Digest, now
 	}
 	rec := &images[idx]
 	if rec.TopLayer != img.TopLayer {
-		return nil, nil, fmt.Errorf("image %s already exists with top layer %s, not %s", img.ID, rec.TopLayer, img.TopLayer)
+		return nil, nil, nil, fmt.Errorf("image %s already exists with top layer %s, not %s", img.ID, rec.TopLayer, img.TopLayer)
 	}
 	if rec.Digest == "" {
 		rec.Digest = img.Digest
@@ -467,14 +489,19 @@ func withImage(base []storage.Image, img imageMeta, digests []digest.Digest, now
 	for _, n := range rec.Names {
 		rec.NamesHistory = dedupe(slices.Concat([]string{n}, rec.NamesHistory))
 	}
+	touched = []string{img.ID}
+	taken := func(n string) bool { return slices.Contains(rec.Names, n) }
 	for i := range images {
-		if i != idx {
-			images[i].Names = slices.DeleteFunc(images[i].Names, func(n string) bool { return slices.Contains(rec.Names, n) })
+		if i != idx && slices.ContainsFunc(images[i].Names, taken) {
+			images[i] = copyImage(images[i])
+			images[i].Names = slices.DeleteFunc(images[i].Names, taken)
+			touched = append(touched, images[i].ID)
 		}
 	}
-	dropDuplicateNames(images)
+	touched = append(touched, dropDuplicateNames(images)...)
+	// Only images without names change here: touched above, or nameless before (then dropped).
 	images, dropped = settleNameless(base, images, now)
-	return images, dropped, nil
+	return images, dropped, append(touched, dropped...), nil
 }
 
 // recordBigData records the big data items (with their digests) in rec.
@@ -544,17 +571,21 @@ func (s *Store) removeBigData(ids []string) error {
 }
 
 // dropDuplicateNames leaves each name on the last image that has it, as the storage library repairs
-// a read-write store on load (a read-only one it refuses to read at all).
-func dropDuplicateNames(images []storage.Image) {
+// a read-write store on load (a read-only one it refuses to read at all). It returns the IDs of the
+// images that lost a name; their records are copied before they change (others may share them).
+func dropDuplicateNames(images []storage.Image) (changed []string) {
 	owner := map[string]int{}
 	for i := range images {
 		for _, n := range images[i].Names {
 			if j, ok := owner[n]; ok && j != i {
+				images[j] = copyImage(images[j])
 				images[j].Names = slices.DeleteFunc(images[j].Names, func(m string) bool { return m == n })
+				changed = append(changed, images[j].ID)
 			}
 			owner[n] = i
 		}
 	}
+	return changed
 }
 
 // dedupe keeps the first occurrence of each string.

@@ -235,7 +235,12 @@ func TestPutImageRepairsDuplicateNames(t *testing.T) {
 	two := testImageMeta(t, []testLayer{base, child}, []string{"example.com/b:1"}, "two")
 	putImage(t, s, one)
 	putImage(t, s, two)
-	s.images[0].Names = append(s.images[0].Names, "example.com/b:1") // the damage
+	damaged := s.Images()
+	damaged[0].Names = append(damaged[0].Names, "example.com/b:1") // the damage
+	s.setImages(damaged, nil)
+	if rec, ok := s.ImageWithManifest("", two.Digest, []string{"example.com/b:1"}); !ok || rec.ID != two.ID {
+		t.Errorf("ImageWithManifest of the image holding a damaged name: %s, %v; want %s", rec.ID, ok, two.ID)
+	}
 
 	putImage(t, s, testImageMeta(t, []testLayer{base}, []string{"example.com/c:1"}, "three"))
 	var images []storage.Image

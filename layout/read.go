@@ -24,6 +24,10 @@ type Snapshot struct {
 	paths  storePaths
 	Layers []storage.Layer
 	Images []storage.Image
+
+	// layerAt is the index in Layers of each layer ID: ls describes every image, each by walking its
+	// layers, and a scan of Layers per layer made that images × layers × layers.
+	layerAt map[string]int
 }
 
 // Read loads the cargohold store at dir, of either driver. A path that is not a cargohold store is
@@ -43,7 +47,11 @@ func Read(dir string) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	return &Snapshot{dir: dir, paths: paths, Images: images, Layers: layers}, nil
+	s := &Snapshot{dir: dir, paths: paths, Images: images, Layers: layers, layerAt: make(map[string]int, len(layers))}
+	for i := len(layers) - 1; i >= 0; i-- { // the first of a layer recorded twice, as a scan finds it
+		s.layerAt[layers[i].ID] = i
+	}
+	return s, nil
 }
 
 // Dir is the store's path, symlinks resolved (ResolveDir).
@@ -154,8 +162,8 @@ func (s *Snapshot) Info(img storage.Image) (ImageInfo, error) {
 		info.Published = &m.Published
 	}
 	for id := img.TopLayer; id != ""; {
-		i := slices.IndexFunc(s.Layers, func(l storage.Layer) bool { return l.ID == id })
-		if i < 0 {
+		i, ok := s.layerAt[id]
+		if !ok {
 			return info, fmt.Errorf("image %s: layer %s is missing from layers.json", img.ID, id)
 		}
 		if len(info.Layers) >= len(s.Layers) { // a damaged layers.json may make parents loop

@@ -243,7 +243,7 @@ func readDirIfExists(fsys fs.FS, dir string) ([]fs.DirEntry, error) {
 // removeLeftovers removes what findLeftovers finds and records it for Cleaned. The caller holds the
 // writer lock and s.mu (or is Open), and has loaded the metadata.
 func (s *Store) removeLeftovers() error {
-	f := newLeftoverFinder(s.root.FS(), s.paths, s.layers, s.images)
+	f := newLeftoverFinder(s.root.FS(), s.paths, s.layers, s.images.list)
 	if data, err := s.root.ReadFile(linksCheckedName); err == nil {
 		f.checkedLinks = strings.TrimSpace(string(data))
 	} else if !errors.Is(err, fs.ErrNotExist) {

@@ -54,7 +54,7 @@ func (s *Store) Remove(ctx context.Context, word string, opts RemoveOptions) (Re
 	if ctx.Err() != nil {
 		return Removal{}, context.Cause(ctx)
 	}
-	img, byID, err := findImage(s.images, word)
+	img, byID, err := findImage(s.images.list, word)
 	if err != nil {
 		return Removal{}, err
 	}
@@ -68,11 +68,12 @@ func (s *Store) Remove(ctx context.Context, word string, opts RemoveOptions) (Re
 	images, dropped := s.withoutNames(img.ID, r.Names, opts.Now)
 	r.ImageRemoved = slices.Contains(dropped, img.ID)
 	if i := slices.IndexFunc(images, func(im storage.Image) bool { return im.ID == img.ID }); i >= 0 {
-		_, r.Superseded = supersededSince(images[i])
+		// Marks as the records have them now, and will then (decoded only if the record changed).
+		r.Superseded = s.images.markOf(images[i]).ok
 		if r.Superseded {
 			r.KeptAs = slices.Clone(images[i].Names)
 		}
-		if _, was := supersededSince(img); was {
+		if s.images.markOf(img).ok {
 			r.Names = []string{} // its digested names are cargohold's: nothing was taken away
 		}
 	}
@@ -89,9 +90,9 @@ func (s *Store) Remove(ctx context.Context, word string, opts RemoveOptions) (Re
 // withoutNames is the store's image records with names taken off image id, an image left without
 // names superseded (or, with now, dropped), and the IDs of the images dropped.
 func (s *Store) withoutNames(id string, names []string, now bool) ([]storage.Image, []string) {
-	images := make([]storage.Image, 0, len(s.images))
+	images := make([]storage.Image, 0, len(s.images.list))
 	var dropped []string
-	for _, im := range s.images {
+	for _, im := range s.images.list {
 		im = copyImage(im)
 		if im.ID == id {
 			im.Names = slices.DeleteFunc(im.Names, func(n string) bool { return slices.Contains(names, n) })
@@ -102,7 +103,7 @@ func (s *Store) withoutNames(id string, names []string, now bool) ([]storage.Ima
 		}
 		images = append(images, im)
 	}
-	images, more := settleNameless(s.images, images, s.clock())
+	images, more := settleNameless(s.images.list, images, s.clock())
 	return images, append(dropped, more...)
 }
 
@@ -137,7 +138,7 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 	if err != nil {
 		return report, err
 	}
-	images, dropped, lastUsed := expireImages(s.images, s.layers, grace, now, &report)
+	images, dropped, lastUsed := expireImages(&s.images, s.layers, grace, now, &report)
 	if len(dropped) > 0 && !dryRun {
 		if err := s.writeImagesJSON(images); err != nil {
 			return report, err
@@ -205,13 +206,13 @@ func (s *Store) GC(ctx context.Context, grace time.Duration, now time.Time, dryR
 // period has passed at now, are dropped (their IDs in dropped and the report); the others are kept,
 // superseded ones reported as waiting. lastUsed says, for each layer of a dropped superseded image,
 // when it was last used: when the last such image using it was superseded.
-func expireImages(all []storage.Image, layers []storage.Layer, grace time.Duration, now time.Time, report *GCReport) (
+func expireImages(all *imageSet, layers []storage.Layer, grace time.Duration, now time.Time, report *GCReport) (
 	kept []storage.Image, dropped []string, lastUsed map[string]time.Time) {
 	lastUsed = map[string]time.Time{}
-	kept = make([]storage.Image, 0, len(all))
+	kept = make([]storage.Image, 0, len(all.list))
 	parent := layerParents(layers) // once: an image's chain is walked for each dropped image
-	for _, img := range all {
-		since, superseded := supersededSince(img)
+	for i, img := range all.list {
+		since, superseded := all.marks[i].since, all.marks[i].ok
 		switch {
 		case len(img.Names) == 0:
 			dropped = append(dropped, img.ID)
@@ -296,15 +297,22 @@ func (s *Store) writeImages(images []storage.Image, data []byte) error {
 	if err := recordWrite(s.imagesLock, func() error { return s.writeFileAtomic(s.paths.imagesJSON, data) }); err != nil {
 		return err
 	}
-	s.images, s.imagesJSON = images, data
+	s.setImages(images, data)
 	return nil
 }
 
-// marshalledImages is json.Marshal(s.images), remembered until the records change: putImages
+// setImages makes images (marshalled: data, nil if not yet) the store's records, indexed. Nothing
+// else changes s.images, so its indexes always say what the records say. The caller holds s.mu (or
+// is open).
+func (s *Store) setImages(images []storage.Image, data []byte) {
+	s.images, s.imagesJSON = newImageSet(images, &s.images), data
+}
+
+// marshalledImages is json.Marshal(s.images.list), remembered until the records change: putImages
 // compares its result with it for every image of a run. The caller holds s.mu.
 func (s *Store) marshalledImages() ([]byte, error) {
 	if s.imagesJSON == nil {
-		data, err := json.Marshal(s.images)
+		data, err := json.Marshal(s.images.list)
 		if err != nil {
 			return nil, err
 		}
@@ -349,13 +357,17 @@ func (s *Store) writeReleased(released map[string]time.Time) error {
 func (s *Store) NamesExcept(keep []string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	kept := make(map[string]bool, len(keep))
+	for _, n := range keep {
+		kept[n] = true
+	}
 	names := []string{}
-	for _, img := range s.images {
-		if _, superseded := supersededSince(img); superseded {
+	for i, img := range s.images.list {
+		if s.images.marks[i].ok {
 			continue
 		}
 		for _, n := range img.Names {
-			if !slices.Contains(keep, n) {
+			if !kept[n] {
 				names = append(names, n)
 			}
 		}

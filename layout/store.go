@@ -65,7 +65,7 @@ type Store struct {
 
 	mu     sync.Mutex
 	layers []storage.Layer // as in layers.json
-	images []storage.Image // as in images.json
+	images imageSet        // as in images.json; replaced only by setImages
 	// imagesJSON is images marshalled, nil until needed (see marshalledImages); set with images.
 	imagesJSON []byte
 	closed     bool
@@ -146,9 +146,12 @@ func openOnce(ctx context.Context, abs string, opts Options) (_ *Store, err erro
 	if err := s.setUp(); err != nil {
 		return nil, err
 	}
-	if s.images, s.layers, err = readRecords(s.root.FS(), s.paths); err != nil {
+	images, layers, err := readRecords(s.root.FS(), s.paths)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.dir, err)
 	}
+	s.layers = layers
+	s.setImages(images, nil)
 	if err := s.removeLeftovers(); err != nil {
 		return nil, fmt.Errorf("removing leftovers of an earlier run: %w", err)
 	}
@@ -244,7 +247,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	if len(s.images) > 0 {
+	if len(s.images.list) > 0 {
 		s.created = nil
 	}
 	return s.closeUnused()
@@ -255,7 +258,7 @@ func (s *Store) Close() error {
 func (s *Store) DiscardedOnClose() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.created != nil && len(s.images) == 0
+	return s.created != nil && len(s.images.list) == 0
 }
 
 // closeUnused takes away the store this open created (s.created) and releases the lock.
@@ -396,8 +399,8 @@ func (s *Store) LayerDiffDir(id string) (dir string, ok bool) {
 func (s *Store) Image(id string) (storage.Image, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if i := s.imageIndex(id); i >= 0 {
-		return copyImage(s.images[i]), true
+	if i := s.images.index(id); i >= 0 {
+		return copyImage(s.images.list[i]), true
 	}
 	return storage.Image{}, false
 }
@@ -406,8 +409,8 @@ func (s *Store) Image(id string) (storage.Image, bool) {
 func (s *Store) Images() []storage.Image {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	res := make([]storage.Image, len(s.images))
-	for i, img := range s.images {
+	res := make([]storage.Image, len(s.images.list))
+	for i, img := range s.images.list {
 		res[i] = copyImage(img)
 	}
 	return res
@@ -417,10 +420,6 @@ func (s *Store) path(rel string) string { return filepath.Join(s.dir, filepath.F
 
 func (s *Store) layerIndex(id string) int {
 	return slices.IndexFunc(s.layers, func(l storage.Layer) bool { return l.ID == id })
-}
-
-func (s *Store) imageIndex(id string) int {
-	return slices.IndexFunc(s.images, func(i storage.Image) bool { return i.ID == id })
 }
 
 // openWriterLock returns cargohold's own lock. It is addressed by its real path, so that two Opens of

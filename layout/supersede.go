@@ -3,7 +3,6 @@ package layout
 import (
 	"encoding/json"
 	"slices"
-	"strings"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -32,13 +31,10 @@ func metadataOf(img storage.Image) Metadata {
 	return m
 }
 
-// supersededSince says whether img is superseded, and since when.
+// supersededSince says whether img is superseded, and since when. It decodes img's metadata: the
+// store's records have their marks decoded once, when they are loaded or written (imageSet.marks);
+// this is for a record being changed.
 func supersededSince(img storage.Image) (time.Time, bool) {
-	// A resync asks this of every held image: most are current, and their metadata cannot hold the
-	// key, neither spelled out nor escaped (a JSON escape needs a backslash), so no decode is needed.
-	if !strings.Contains(img.Metadata, supersededKey) && !strings.Contains(img.Metadata, `\`) {
-		return time.Time{}, false
-	}
 	m := metadataOf(img)
 	if m.Superseded == nil {
 		return time.Time{}, false
@@ -97,6 +93,9 @@ func digestedNames(lost []string, d digest.Digest) []string {
 // and one that had no name before either (left by an earlier version), is dropped. It returns the
 // records to write and the IDs of the images dropped.
 func settleNameless(before, after []storage.Image, now time.Time) (kept []storage.Image, dropped []string) {
+	if !slices.ContainsFunc(after, func(img storage.Image) bool { return len(img.Names) == 0 }) {
+		return after, nil // the common case: no name moved away, no held name read
+	}
 	held := map[string]bool{}
 	for _, img := range after {
 		for _, n := range img.Names {
