@@ -19,12 +19,13 @@ import (
 // body) starts, all before it equal to src. At the end of an equal body, off is size and diff nil.
 // A candidate that cannot be read counts as differing.
 func equalPrefix(src *os.File, body io.Reader, first []byte, size int64, buf, cmp []byte) (off int64, diff []byte, err error) {
+	// All of src is likely to be read (the index found its first bytes' crc), and it is mostly on disk
+	// only (an earlier night's layer): ask for it now, so that the disk reads it while the body is
+	// decompressed, not a chunk at a time in between (a hint: its failure changes nothing).
+	_ = unix.Fadvise(int(src.Fd()), 0, size, unix.FADV_WILLNEED)
 	if _, err := src.ReadAt(cmp[:len(first)], 0); err != nil || !bytes.Equal(first, cmp[:len(first)]) {
 		return -1, nil, nil
 	}
-	// The rest of the candidate is mostly on disk only (an earlier night's layer): the kernel reads it
-	// ahead while the body is decompressed, instead of a chunk at a time when compared.
-	_ = unix.Fadvise(int(src.Fd()), int64(len(first)), size-int64(len(first)), unix.FADV_WILLNEED) // a hint
 	for off = int64(len(first)); off < size; off += int64(len(diff)) {
 		diff = buf[:min(int64(len(buf)), size-off)]
 		if _, err := io.ReadFull(body, diff); err != nil {

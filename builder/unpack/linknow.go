@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
 	"github.com/cargohold/cargohold/layout"
@@ -160,22 +158,22 @@ func compareWhileReading(parent int, base string, src *os.File, body io.Reader, 
 // goroutine when there are candidates to read. Until that goroutine is done nothing is at the name:
 // a later entry that could meet it waits for it first (settleFor).
 func (x *extractor) linkSmall(parent int, name, base string, hdr *tar.Header, body *entryBody) error {
-	dp := getSmallData(hdr.Size)
-	data := (*dp)[:hdr.Size]
+	dp := getDataBuf(hdr.Size)
+	data := *dp
 	if _, err := io.ReadFull(body, data); err != nil {
-		putSmallData(dp)
+		putDataBuf(dp)
 		return bodyReadError(err)
 	}
 	meta := headerMeta(hdr)
 	key := layout.FileKey{Size: hdr.Size, CRC: body.crc, Meta: meta.Key()}
 	real, err := x.realName(parent, base)
 	if err != nil {
-		putSmallData(dp)
+		putDataBuf(dp)
 		return err
 	}
 	cands := x.files.Candidates(key)
 	finish := func(dirFd int) error {
-		defer putSmallData(dp)
+		defer putDataBuf(dp)
 		for _, c := range cands {
 			src, ok := x.linkable(c, key, meta)
 			if !ok {
@@ -197,7 +195,7 @@ func (x *extractor) linkSmall(parent int, name, base string, hdr *tar.Header, bo
 	// The entry's directory handle is the extractor's, closed when it moves on: a copy of it.
 	dirFd, err := unix.FcntlInt(uintptr(parent), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		putSmallData(dp)
+		putDataBuf(dp)
 		return os.NewSyscallError("fcntl", err)
 	}
 	x.addPendingName(name)
@@ -281,28 +279,6 @@ func (x *extractor) linkIfEqual(src linkCandidate, data []byte, dirFd int, name 
 	}
 	return x.linkNamed(src, dirFd, name, key)
 }
-
-// smallDataPools hold the bodies of small files under way (linkSmall), by size class (a power of
-// two up to KeyPrefix): a layer has thousands of them, and allocating each anew is mostly work for
-// the garbage collector.
-var smallDataPools [smallDataClasses]sync.Pool
-
-const smallDataClasses = 21 // 1 byte to 1 MiB
-
-// The largest class holds KeyPrefix bytes.
-var _ [1<<(smallDataClasses-1) - layout.KeyPrefix]byte
-
-// getSmallData returns a buffer of at least n (1 to KeyPrefix) bytes.
-func getSmallData(n int64) *[]byte {
-	class := bits.Len64(uint64(n - 1)) // 1<<class >= n
-	if b, ok := smallDataPools[class].Get().(*[]byte); ok {
-		return b
-	}
-	b := make([]byte, 1<<class)
-	return &b
-}
-
-func putSmallData(b *[]byte) { smallDataPools[bits.Len64(uint64(len(*b)-1))].Put(b) }
 
 // writeSmall writes the small file name (its base in directory dirFd: free) with its data and
 // metadata, and keeps it for the index.

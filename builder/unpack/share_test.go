@@ -554,3 +554,47 @@ func commitStaged(t *testing.T, s *layout.Store, l *layout.StagedLayer, parent s
 	}
 	return id
 }
+
+// Many small files at once (they are compared with their candidates on goroutines of their own, in
+// buffers reused from file to file): each shares data with its candidate exactly when their bytes are
+// equal, and holds its own tar entry's bytes, whatever file a buffer held before. The index lies about
+// every other candidate (its bytes were changed after it was indexed, the last byte only).
+func TestReflinkSmallFilesShareEqualBytesOnly(t *testing.T) {
+	testenv.RequireRoot(t)
+	s := openShareStore(t, testfs.XFS(t, 0), layout.DedupAuto)
+	sizes := []int{1, 4095, 4096, 4097, 6000, 8192, 65536, 100000, 1 << 20}
+	var entries, again []testimage.Entry
+	data := map[string][]byte{}
+	for i := 0; i < 60; i++ {
+		name := fmt.Sprintf("f%02d", i)
+		data[name] = random(uint64(100+i), sizes[i%len(sizes)])
+		entries = append(entries, testimage.BinaryFile(name, 0o644, data[name]))
+		again = append(again, testimage.BinaryFile("x/"+name, 0o644, data[name]))
+	}
+	a, _ := publishLayer(t, s, "", entries...)
+	da := diffDir(t, s, a)
+	for i := 1; i < 60; i += 2 {
+		name := fmt.Sprintf("f%02d", i)
+		lied := append([]byte{}, data[name]...)
+		lied[len(lied)-1] ^= 1
+		if err := os.WriteFile(filepath.Join(da, name), lied, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, res := publishLayer(t, s, "", again...)
+	db := diffDir(t, s, b)
+	for i := 0; i < 60; i++ {
+		name := fmt.Sprintf("f%02d", i)
+		got, err := os.ReadFile(filepath.Join(db, "x", name))
+		if err != nil || !bytes.Equal(got, data[name]) {
+			t.Errorf("x/%s (%d bytes) does not hold its tar entry's bytes (err %v)", name, len(data[name]), err)
+		}
+		shared := testfs.SharedBytes(t, filepath.Join(db, "x", name), filepath.Join(da, name))
+		if equal := i%2 == 0; equal != (shared > 0) {
+			t.Errorf("x/%s shares %d bytes with layer a's %s; its bytes equal them: %v", name, shared, name, equal)
+		}
+	}
+	if res.SharedFiles != 30 {
+		t.Errorf("layer b shared %d files, want the 30 whose candidates hold equal bytes", res.SharedFiles)
+	}
+}
