@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/cargohold/cargohold/internal/faultpoint"
@@ -22,7 +21,10 @@ import (
 // not written at all but linked to the candidate. A file that differs is written as usual (the part
 // already read and found equal copied from the candidate). Small files (up to KeyPrefix bytes) are
 // finished on goroutines of their own (see pendingFiles), since reading the candidate, mostly from
-// disk, is what costs.
+// disk, is what costs; nothing is at such a file's name until its goroutine links or writes it (an
+// empty file first, replaced by the link, cost an inode made and freed per linked file), so an entry
+// that could meet the name waits for it (settleFor). The candidate of a larger file is read ahead
+// while the body is decompressed (equalPrefix).
 //
 // Never linked, so that no container sees two names of one inode its image did not link (links.go):
 // an inode that another name of this layer uses already, or that a committed layer below uses.
@@ -39,12 +41,7 @@ func (x *extractor) regularLinked(parent int, name, base string, hdr *tar.Header
 		return err
 	}
 	if hdr.Size <= layout.KeyPrefix {
-		// The file, empty, is there before the extractor reads on: later entries find the name taken.
-		fd, err := newFile(parent, base)
-		if err != nil {
-			return err
-		}
-		return x.linkSmall(fd, parent, base, hdr, body) // finishes the file, maybe on another goroutine
+		return x.linkSmall(parent, name, base, hdr, body) // maybe on another goroutine
 	}
 	fd, key, err := x.linkOrWrite(parent, base, hdr, body)
 	if err != nil || fd < 0 {
@@ -96,20 +93,20 @@ func (x *extractor) linkOrWrite(parent int, base string, hdr *tar.Header, body *
 	meta := headerMeta(hdr)
 	key = layout.FileKey{Size: hdr.Size, CRC: body.crc, Meta: meta.Key()}
 	for _, c := range x.files.Candidates(key) {
-		src, ino, ok := x.linkable(c, key, meta)
+		src, ok := x.linkable(c, key, meta)
 		if !ok {
 			continue
 		}
-		fd, done, err := x.compareWhileReading(parent, base, src, body, first, hdr.Size, buf, cmp)
+		fd, done, err := compareWhileReading(parent, base, src.f, body, first, hdr.Size, buf, cmp)
 		if err == nil && done && fd < 0 { // equal to the last byte
 			var linked bool
-			if linked, err = x.linkTo(c, src, ino, parent, base, key); err == nil && !linked {
+			if linked, err = x.linkTo(src, parent, base, key); err == nil && !linked {
 				if fd, err = newFile(parent, base); err == nil {
-					err = copyFrom(fd, src, hdr.Size) // the same bytes, on an inode of its own
+					err = copyFrom(fd, src.f, hdr.Size) // the same bytes, on an inode of its own
 				}
 			}
 		}
-		closeQuietly(src)
+		closeQuietly(src.f)
 		if err != nil && fd >= 0 {
 			closeFd(fd)
 		}
@@ -136,95 +133,161 @@ func (x *extractor) linkOrWrite(parent int, base string, hdr *tar.Header, body *
 // it reads the whole body: equal to src's to the last byte, it returns fd -1 (nothing written);
 // otherwise fd is the new file parent/base holding the file's data (the part found equal copied from
 // src).
-func (x *extractor) compareWhileReading(parent int, base string, src *os.File, body io.Reader, first []byte, size int64, buf, cmp []byte) (fd int, done bool, err error) {
-	if _, err := src.ReadAt(cmp[:len(first)], 0); err != nil || !bytes.Equal(first, cmp[:len(first)]) {
+func compareWhileReading(parent int, base string, src *os.File, body io.Reader, first []byte, size int64, buf, cmp []byte) (fd int, done bool, err error) {
+	off, diff, err := equalPrefix(src, body, first, size, buf, cmp)
+	switch {
+	case err != nil:
+		return -1, true, err
+	case off < 0:
 		return -1, false, nil
+	case off == size:
+		return -1, true, nil
 	}
-	for off := int64(len(first)); off < size; {
-		chunk := buf[:min(int64(len(buf)), size-off)]
-		if _, err := io.ReadFull(body, chunk); err != nil {
-			return -1, true, bodyReadError(err)
-		}
-		if _, err := src.ReadAt(cmp[:len(chunk)], off); err != nil || !bytes.Equal(chunk, cmp[:len(chunk)]) {
-			if fd, err = newFile(parent, base); err != nil {
-				return -1, true, err
-			}
-			// Equal up to off: those bytes come from src (read again, from the page cache by now).
-			if err := copyFrom(fd, src, off); err != nil {
-				return fd, true, err
-			}
-			w := bodyWriter{fd: fd, off: off, end: off}
-			if err := w.write(chunk); err != nil {
-				return fd, true, err
-			}
-			return fd, true, w.fill(body, size, buf)
-		}
-		off += int64(len(chunk))
+	if fd, err = newFile(parent, base); err != nil {
+		return -1, true, err
 	}
-	return -1, true, nil
+	// Equal up to off: those bytes come from src (read again, from the page cache by now).
+	if err := copyFrom(fd, src, off); err != nil {
+		return fd, true, err
+	}
+	return fd, true, writeRest(fd, off, diff, body, size, buf)
 }
 
-// linkSmall finishes the new, empty regular file fd (parent/base) of a small body: replaced by a hard
-// link of a candidate that holds the same bytes and metadata, else written with its metadata; on
-// another goroutine when there are candidates to read. It owns fd.
-func (x *extractor) linkSmall(fd, parent int, base string, hdr *tar.Header, body *entryBody) error {
-	data := make([]byte, hdr.Size)
+// linkSmall makes parent/base (the entry's name, clean) of a small body: a hard link of a candidate
+// that holds the same bytes and metadata, else a new file written with its metadata; on another
+// goroutine when there are candidates to read. Until that goroutine is done nothing is at the name:
+// a later entry that could meet it waits for it first (settleFor).
+func (x *extractor) linkSmall(parent int, name, base string, hdr *tar.Header, body *entryBody) error {
+	dp := getDataBuf(hdr.Size)
+	data := *dp
 	if _, err := io.ReadFull(body, data); err != nil {
-		closeFd(fd)
+		putDataBuf(dp)
 		return bodyReadError(err)
 	}
 	meta := headerMeta(hdr)
 	key := layout.FileKey{Size: hdr.Size, CRC: body.crc, Meta: meta.Key()}
-	name, err := x.realName(parent, base)
+	real, err := x.realName(parent, base)
 	if err != nil {
-		closeFd(fd)
+		putDataBuf(dp)
 		return err
 	}
 	cands := x.files.Candidates(key)
-	if len(cands) == 0 {
-		return x.writeSmall(fd, name, data, key, meta, hdr) // nothing to read: no need to wait for anything
+	finish := func(dirFd int) error {
+		defer putDataBuf(dp)
+		for _, c := range cands {
+			src, ok := x.linkable(c, key, meta)
+			if !ok {
+				continue
+			}
+			linked, err := x.linkIfEqual(src, data, dirFd, real, key)
+			closeQuietly(src.f)
+			if err != nil || linked {
+				return err
+			}
+		}
+		return x.writeSmall(dirFd, real, data, key, meta, hdr)
+	}
+	if len(cands) == 0 || real != name {
+		// Nothing to read, or a name reached through a symlink of the layer, which settleFor cannot
+		// tell from another: done before the extractor reads on.
+		return finish(parent)
 	}
 	// The entry's directory handle is the extractor's, closed when it moves on: a copy of it.
 	dirFd, err := unix.FcntlInt(uintptr(parent), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		closeFd(fd)
+		putDataBuf(dp)
 		return os.NewSyscallError("fcntl", err)
 	}
+	x.addPendingName(name)
 	x.goAsync(min(max(hdr.Size, 4096), maxPendingBytes), func() error {
+		defer x.donePendingName(name)
 		defer closeFd(dirFd)
-		for _, c := range cands {
-			src, ino, ok := x.linkable(c, key, meta)
-			if !ok {
-				continue
-			}
-			linked, err := x.linkIfEqual(c, src, ino, data, dirFd, name, key)
-			closeQuietly(src)
-			if err != nil || linked {
-				closeFd(fd)
-				return err
-			}
-		}
-		return x.writeSmall(fd, name, data, key, meta, hdr)
+		return finish(dirFd)
 	})
 	return nil
 }
 
-// linkIfEqual links dirFd/name's base to src (candidate c, inode ino) if src holds data.
-func (x *extractor) linkIfEqual(c layout.Candidate, src *os.File, ino uint64, data []byte, dirFd int, name string, key layout.FileKey) (bool, error) {
+// addPendingName and donePendingName keep the names of the small files under way (linkSmall).
+func (x *extractor) addPendingName(name string) {
+	x.pending.mu.Lock()
+	defer x.pending.mu.Unlock()
+	if x.pendingNames == nil {
+		x.pendingNames = map[string]bool{}
+	}
+	x.pendingNames[name] = true
+}
+
+func (x *extractor) donePendingName(name string) {
+	x.pending.mu.Lock()
+	defer x.pending.mu.Unlock()
+	delete(x.pendingNames, name)
+}
+
+// settleFor waits for the small files under way (linkSmall) if the entry name (clean) could meet one
+// of them: one at that name or at a directory above it. A file under way has nothing at its name yet:
+// without this a later entry of the layer would find the name free where it should replace the file
+// (the later entry wins), or make a directory where the file should be.
+func (x *extractor) settleFor(name string) error {
+	x.pending.mu.Lock()
+	hit := false
+	for p := name; len(x.pendingNames) > 0; {
+		if hit = x.pendingNames[p]; hit {
+			break
+		}
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	x.pending.mu.Unlock()
+	if hit {
+		return x.settle()
+	}
+	return nil
+}
+
+// settleIfAliased waits for the small files under way if the entry's parent directory dir (its
+// handle parent) is reached through a symlink of the layer: then its name says nothing of where it
+// is (settleFor).
+func (x *extractor) settleIfAliased(parent int, dir string) error {
+	x.pending.mu.Lock()
+	none := len(x.pendingNames) == 0
+	x.pending.mu.Unlock()
+	if none {
+		return nil
+	}
+	if dir == "." {
+		dir = "" // as realPath says the root
+	}
+	real, err := x.realPath(parent)
+	if err != nil || real == dir {
+		return err
+	}
+	return x.settle()
+}
+
+// linkIfEqual links dirFd/name's base to the candidate src if it holds data.
+func (x *extractor) linkIfEqual(src linkCandidate, data []byte, dirFd int, name string, key layout.FileKey) (bool, error) {
 	bp := smallBufPool.Get().(*[]byte)
 	defer smallBufPool.Put(bp)
 	for off := 0; off < len(data); off += len(*bp) {
 		part := data[off:min(off+len(*bp), len(data))]
-		if _, err := src.ReadAt((*bp)[:len(part)], int64(off)); err != nil || !bytes.Equal((*bp)[:len(part)], part) {
+		if _, err := src.f.ReadAt((*bp)[:len(part)], int64(off)); err != nil || !bytes.Equal((*bp)[:len(part)], part) {
 			return false, nil
 		}
 	}
-	return x.linkNamed(c, src, ino, dirFd, name, key, true)
+	return x.linkNamed(src, dirFd, name, key)
 }
 
-// writeSmall writes the small, empty file fd (name) with its data and metadata, closes it, and keeps
-// it for the index.
-func (x *extractor) writeSmall(fd int, name string, data []byte, key layout.FileKey, meta layout.FileMeta, hdr *tar.Header) error {
+// writeSmall writes the small file name (its base in directory dirFd: free) with its data and
+// metadata, and keeps it for the index.
+func (x *extractor) writeSmall(dirFd int, name string, data []byte, key layout.FileKey, meta layout.FileMeta, hdr *tar.Header) error {
+	_, base := splitName(name)
+	fd, err := newFile(dirFd, base)
+	if err != nil {
+		return err
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		closeFd(fd)
@@ -237,36 +300,43 @@ func (x *extractor) writeSmall(fd int, name string, data []byte, key layout.File
 	return nil
 }
 
+// linkCandidate is a candidate that linkable opened.
+type linkCandidate struct {
+	c   layout.Candidate
+	f   *os.File
+	ino uint64
+	// offBelow says that no layer below uses the inode, every layer below committed when it was
+	// asked: the check at commit (keepOffBelow) has nothing to add.
+	offBelow bool
+}
+
 // linkable opens candidate c if this layer may link a file of key and metadata meta to it: a regular
 // file of that size and metadata, whose inode no other name of this layer and no committed layer
-// below uses. It returns the open file and its inode.
-func (x *extractor) linkable(c layout.Candidate, key layout.FileKey, meta layout.FileMeta) (*os.File, uint64, bool) {
+// below uses.
+func (x *extractor) linkable(c layout.Candidate, key layout.FileKey, meta layout.FileMeta) (linkCandidate, bool) {
 	src, err := c.Open()
 	if err != nil {
 		c.Drop() // gone, or not the file the index says
-		return nil, 0, false
+		return linkCandidate{}, false
 	}
 	srcMeta, st, err := layout.ReadFileMetaStat(src)
 	// The host's SELinux label is no part of the image (the unpacker never sets one).
 	delete(srcMeta.Xattrs, selinuxXattr)
+	lc := linkCandidate{c: c, f: src, ino: st.Ino}
 	ok := err == nil && !x.inodeUsed(st.Ino) && srcMeta.Equal(meta)
 	if ok {
 		// While a layer below is still being unpacked (err), the check at commit decides.
 		below, err := x.files.InLayersBelow(key, st.Ino)
-		ok = err != nil || !below
+		ok, lc.offBelow = err != nil || !below, err == nil && !below
 	}
 	if !ok {
 		closeQuietly(src)
-		return nil, 0, false
+		return linkCandidate{}, false
 	}
-	return src, st.Ino, true
+	return lc, true
 }
 
 const selinuxXattr = "security.selinux"
-
-// linkTmpPrefix starts the temporary names of new hard links (a layer's own file by such a name only
-// makes the link fail: the file is then written).
-var linkTmpPrefix = ".cargohold-link-" + strconv.Itoa(os.Getpid()) + "-"
 
 // inodeUsed says whether a name of this layer was linked to inode ino.
 func (x *extractor) inodeUsed(ino uint64) bool {
@@ -276,43 +346,33 @@ func (x *extractor) inodeUsed(ino uint64) bool {
 }
 
 // linkTo makes parent/base a hard link of src: see linkNamed.
-func (x *extractor) linkTo(c layout.Candidate, src *os.File, ino uint64, parent int, base string, key layout.FileKey) (bool, error) {
+func (x *extractor) linkTo(src linkCandidate, parent int, base string, key layout.FileKey) (bool, error) {
 	name, err := x.realName(parent, base)
 	if err != nil {
 		return false, err
 	}
-	return x.linkNamed(c, src, ino, parent, name, key, false)
+	return x.linkNamed(src, parent, name, key)
 }
 
-// linkNamed makes name (its base in directory dirFd: free, or with replace an empty file of the
-// layer's, replaced) a hard link of src (candidate c, inode ino), unless another name of the layer took
-// that inode meanwhile or it has no room for another link (EMLINK: then it is no candidate any more).
-func (x *extractor) linkNamed(c layout.Candidate, src *os.File, ino uint64, dirFd int, name string, key layout.FileKey, replace bool) (bool, error) {
-	w := &written{name: name, ino: ino, checked: true, key: key, foreign: true}
+// linkNamed makes name (its base in directory dirFd: free) a hard link of src, unless another name of
+// the layer took that inode meanwhile or it has no room for another link (EMLINK: then it is no
+// candidate any more).
+func (x *extractor) linkNamed(src linkCandidate, dirFd int, name string, key layout.FileKey) (bool, error) {
+	c, ino := src.c, src.ino
+	w := &written{name: name, ino: ino, checked: true, key: key, foreign: true, offBelow: src.offBelow}
 	if !x.claim(w) {
 		return false, nil
 	}
 	_, base := splitName(name)
-	at := base
-	if replace { // a new name beside it, then renamed over it
-		at = linkTmpPrefix + strconv.FormatInt(x.tmpNames.Add(1), 10)
-	}
-	if err := unix.Linkat(unix.AT_FDCWD, fdPath(int(src.Fd())), dirFd, at, unix.AT_SYMLINK_FOLLOW); err != nil {
+	if err := unix.Linkat(unix.AT_FDCWD, fdPath(int(src.f.Fd())), dirFd, base, unix.AT_SYMLINK_FOLLOW); err != nil {
 		x.release(w)
 		switch {
 		case errors.Is(err, unix.EMLINK):
 			c.Drop()
-		case errors.Is(err, unix.EEXIST) && !replace:
+		case errors.Is(err, unix.EEXIST):
 			return false, os.NewSyscallError("linkat", err)
 		}
-		return false, nil // (EXDEV, say, or a layer's own file by the temporary name: this candidate only)
-	}
-	if replace {
-		if err := unix.Renameat(dirFd, at, dirFd, base); err != nil {
-			x.release(w)
-			_ = unix.Unlinkat(dirFd, at, 0)
-			return false, os.NewSyscallError("renameat", err)
-		}
+		return false, nil // (EXDEV, say: this candidate only)
 	}
 	x.keep(w)
 	x.countShared(key.Size)

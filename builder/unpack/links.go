@@ -50,7 +50,7 @@ func LinkEqualFiles(root string, res *Result, files *layout.LayerFiles) error {
 		k.used[w.ino] = k.used[w.ino] || w.foreign
 	}
 	for _, w := range res.written {
-		if w.foreign {
+		if w.foreign && !w.offBelow {
 			if err := k.keepOffBelow(w); err != nil {
 				return fmt.Errorf("sharing %q: %w", w.name, err)
 			}

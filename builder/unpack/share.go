@@ -53,8 +53,9 @@ type written struct {
 	checked bool
 	key     layout.FileKey
 	meta    layout.FileMeta
-	// foreign says that the name was made a hard link of another layer's inode (linkTo).
-	foreign bool
+	// foreign says that the name was made a hard link of another layer's inode (linkTo); offBelow
+	// that no layer below uses that inode (see linkCandidate).
+	foreign, offBelow bool
 	// cands are the candidates the hard-link pass found equal to it (reverify).
 	cands []verified
 }
@@ -185,35 +186,23 @@ func (x *extractor) cloneOrWrite(fd int, body *entryBody, size int64) (layout.Fi
 // (first, aliasing buf) were read already. If src begins otherwise it returns false, having read
 // nothing more; else it handles the whole body and returns true.
 func (x *extractor) follow(fd int, src *os.File, body io.Reader, first []byte, size int64, buf, cmp []byte) (bool, error) {
-	// All of src is likely to be read (the index found its first bytes' crc): ask for it now, so that
-	// the disk reads it while the body is decompressed, not a chunk at a time in between (a hint: its
-	// failure changes nothing).
-	_ = unix.Fadvise(int(src.Fd()), 0, size, unix.FADV_WILLNEED)
-	if _, err := src.ReadAt(cmp[:len(first)], 0); err != nil || !bytes.Equal(first, cmp[:len(first)]) {
+	off, diff, err := equalPrefix(src, body, first, size, buf, cmp)
+	switch {
+	case err != nil:
+		return true, err
+	case off < 0:
 		return false, nil
+	case off == size:
+		return true, x.shareWhole(fd, src, size)
 	}
-	for off := int64(len(first)); off < size; {
-		chunk := buf[:min(int64(len(buf)), size-off)]
-		if _, err := io.ReadFull(body, chunk); err != nil {
-			return true, bodyReadError(err)
-		}
-		if _, err := src.ReadAt(cmp[:len(chunk)], off); err != nil || !bytes.Equal(chunk, cmp[:len(chunk)]) {
-			// Equal up to off (a multiple of the chunk size): that part is src's, the rest the file's own.
-			if err := shareRange(fd, src, off); err != nil {
-				return true, err
-			}
-			x.pending.mu.Lock()
-			x.shared.bytes += off
-			x.pending.mu.Unlock()
-			w := bodyWriter{fd: fd, off: off, end: off}
-			if err := w.write(chunk); err != nil {
-				return true, err
-			}
-			return true, w.fill(body, size, buf)
-		}
-		off += int64(len(chunk))
+	// Equal up to off (a multiple of the chunk size): that part is src's, the rest the file's own.
+	if err := shareRange(fd, src, off); err != nil {
+		return true, err
 	}
-	return true, x.shareWhole(fd, src, size)
+	x.pending.mu.Lock()
+	x.shared.bytes += off
+	x.pending.mu.Unlock()
+	return true, writeRest(fd, off, diff, body, size, buf)
 }
 
 // shareWhole makes the empty file fd a clone of src, every byte of which equals what fd should hold.

@@ -20,7 +20,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/cargohold/cargohold/internal/ctxio"
@@ -202,7 +201,8 @@ type extractor struct {
 	// (linknow.go; under pending.mu); removed says that an entry removed or replaced something.
 	linkedTo map[uint64]*written
 	removed  bool
-	tmpNames atomic.Int64 // for the temporary names of new hard links
+	// pendingNames are the names of the small files under way (linknow.go; under pending.mu).
+	pendingNames map[string]bool
 }
 
 // extract applies every entry of the tar stream r and records the stream with p (see tarsplit.go),
@@ -309,9 +309,9 @@ func (x *extractor) entry(hdr *tar.Header, name string, r *entryBody) error {
 	if strings.HasPrefix(base, archive.WhiteoutPrefix) {
 		return x.whiteout(hdr, dir, base)
 	}
-	parent, err := x.parent(dir)
+	parent, err := x.entryParent(name, dir)
 	if err != nil {
-		return fmt.Errorf("parent directory %q: %w", dir, err)
+		return err
 	}
 	switch hdr.Typeflag {
 	case tar.TypeReg: // the tar reader turns the old TypeRegA into TypeReg (or TypeDir)
@@ -332,6 +332,19 @@ func (x *extractor) entry(hdr *tar.Header, name string, r *entryBody) error {
 	default:
 		return fmt.Errorf("unsupported entry type %q", hdr.Typeflag)
 	}
+}
+
+// entryParent returns a handle of the parent directory dir of the entry name (see tree.parent), once
+// no small file under way could meet the entry (linknow.go).
+func (x *extractor) entryParent(name, dir string) (int, error) {
+	if err := x.settleFor(name); err != nil {
+		return -1, err
+	}
+	parent, err := x.parent(dir)
+	if err != nil {
+		return -1, fmt.Errorf("parent directory %q: %w", dir, err)
+	}
+	return parent, x.settleIfAliased(parent, dir)
 }
 
 // create makes a new node with mk. If something is already there (an earlier entry of this layer,
