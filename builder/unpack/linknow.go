@@ -158,36 +158,27 @@ func compareWhileReading(parent int, base string, src *os.File, body io.Reader, 
 // goroutine when there are candidates to read. Until that goroutine is done nothing is at the name:
 // a later entry that could meet it waits for it first (settleFor).
 func (x *extractor) linkSmall(parent int, name, base string, hdr *tar.Header, body *entryBody) error {
-	dp := getDataBuf(hdr.Size)
-	data := *dp
-	if _, err := io.ReadFull(body, data); err != nil {
-		putDataBuf(dp)
-		return bodyReadError(err)
-	}
-	meta := headerMeta(hdr)
-	key := layout.FileKey{Size: hdr.Size, CRC: body.crc, Meta: meta.Key()}
-	real, err := x.realName(parent, base)
+	small, err := x.readSmall(parent, base, hdr, body)
 	if err != nil {
-		putDataBuf(dp)
 		return err
 	}
-	cands := x.files.Candidates(key)
+	cands := x.files.Candidates(small.key)
 	finish := func(dirFd int) error {
-		defer putDataBuf(dp)
+		defer putDataBuf(small.buf)
 		for _, c := range cands {
-			src, ok := x.linkable(c, key, meta)
+			src, ok := x.linkable(c, small.key, small.meta)
 			if !ok {
 				continue
 			}
-			linked, err := x.linkIfEqual(src, data, dirFd, real, key)
+			linked, err := x.linkIfEqual(src, *small.buf, dirFd, small.real, small.key)
 			closeQuietly(src.f)
 			if err != nil || linked {
 				return err
 			}
 		}
-		return x.writeSmall(dirFd, real, data, key, meta, hdr)
+		return x.writeSmall(dirFd, small.real, *small.buf, small.key, small.meta, hdr)
 	}
-	if len(cands) == 0 || real != name {
+	if len(cands) == 0 || small.real != name {
 		// Nothing to read, or a name reached through a symlink of the layer, which settleFor cannot
 		// tell from another: done before the extractor reads on.
 		return finish(parent)
@@ -195,7 +186,7 @@ func (x *extractor) linkSmall(parent int, name, base string, hdr *tar.Header, bo
 	// The entry's directory handle is the extractor's, closed when it moves on: a copy of it.
 	dirFd, err := unix.FcntlInt(uintptr(parent), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		putDataBuf(dp)
+		putDataBuf(small.buf)
 		return os.NewSyscallError("fcntl", err)
 	}
 	x.addPendingName(name)

@@ -274,26 +274,17 @@ func (x *extractor) settle() error {
 // with a candidate that the index names and that holds the same bytes, else written, then its
 // metadata. It owns fd.
 func (x *extractor) shareSmall(fd, parent int, base string, hdr *tar.Header, body *entryBody) error {
-	bp := getDataBuf(hdr.Size)
-	data := *bp
-	if _, err := io.ReadFull(body, data); err != nil {
-		putDataBuf(bp)
-		closeFd(fd)
-		return bodyReadError(err)
-	}
-	key := layout.FileKey{Size: hdr.Size, CRC: body.crc, Meta: headerMeta(hdr).Key()}
-	name, err := x.realName(parent, base)
+	small, err := x.readSmall(parent, base, hdr, body)
 	if err != nil {
-		putDataBuf(bp)
 		closeFd(fd)
 		return err
 	}
-	cands := x.files.Candidates(key)
+	cands := x.files.Candidates(small.key)
 	finish := func() error {
-		defer putDataBuf(bp)
-		err := x.fillSmall(fd, data, cands, hdr)
+		defer putDataBuf(small.buf)
+		err := x.fillSmall(fd, *small.buf, cands, hdr)
 		if err == nil {
-			err = x.files.Add(name, key)
+			err = x.files.Add(small.real, small.key)
 		}
 		if err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
@@ -305,6 +296,31 @@ func (x *extractor) shareSmall(fd, parent int, base string, hdr *tar.Header, bod
 	}
 	x.goAsync(min(max(hdr.Size, 4096), maxPendingBytes), finish)
 	return nil
+}
+
+// smallBody is a small file's body read whole (into buf, from the pool: putDataBuf it), with what
+// finding its candidates takes: its index key and metadata, and its name through no symlink.
+type smallBody struct {
+	buf  *[]byte
+	key  layout.FileKey
+	meta layout.FileMeta
+	real string
+}
+
+// readSmall reads the whole body of the small file parent/base (shareSmall, linkSmall).
+func (x *extractor) readSmall(parent int, base string, hdr *tar.Header, body *entryBody) (smallBody, error) {
+	bp := getDataBuf(hdr.Size)
+	if _, err := io.ReadFull(body, *bp); err != nil {
+		putDataBuf(bp)
+		return smallBody{}, bodyReadError(err)
+	}
+	meta := headerMeta(hdr)
+	real, err := x.realName(parent, base)
+	if err != nil {
+		putDataBuf(bp)
+		return smallBody{}, err
+	}
+	return smallBody{buf: bp, key: layout.FileKey{Size: hdr.Size, CRC: body.crc, Meta: meta.Key()}, meta: meta, real: real}, nil
 }
 
 // goAsync runs f on a goroutine of its own once a slot and weight bytes are free (see settle).
